@@ -1,0 +1,16 @@
+"""User-facing errors: one class, one shape of message.
+
+Every problem with what a user gave us (a file, a table, a parameter) is raised
+as :class:`InputError` with a one-line message that names the thing and says
+what is wrong with it. The command line prints that line and exits non-zero.
+"""
+
+
+class InputError(ValueError):
+    """Bad input from the user: a file, a table column or a parameter."""
+
+
+def bad_input(what, problem):
+    """Build an :class:`InputError` reading ``"<what>: <problem>"`` on one line."""
+    message = f"{what}: {problem}".replace("\n", " ")
+    return InputError(message)
