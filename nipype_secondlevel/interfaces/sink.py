@@ -1,0 +1,53 @@
+"""Sink: copy results into the output folder, each file atomically."""
+
+from pathlib import Path
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    Directory,
+    File,
+    InputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+from ..io import copy_file
+
+
+class _DerivativesSinkInputSpec(BaseInterfaceInputSpec):
+    out_dir = Directory(mandatory=True, desc="output folder (created if missing)")
+    in_files = InputMultiObject(
+        File(exists=True), mandatory=True,
+        desc="files to export; each keeps its (BIDS-style) base name",
+    )
+
+
+class _DerivativesSinkOutputSpec(TraitedSpec):
+    out_files = traits.List(File(exists=True), desc="the exported files")
+
+
+class DerivativesSink(SimpleInterface):
+    """Export files into ``out_dir`` under their own names.
+
+    Each file is written to a temporary name in ``out_dir`` and renamed, so no
+    file there is ever half-written. The sink always runs, so results come back
+    even if the output folder was emptied while the cache was kept.
+    """
+
+    input_spec = _DerivativesSinkInputSpec
+    output_spec = _DerivativesSinkOutputSpec
+    _always_run = True
+
+    def _run_interface(self, runtime):
+        out_dir = Path(self.inputs.out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        names = [Path(f).name for f in self.inputs.in_files]
+        duplicates = {n for n in names if names.count(n) > 1}
+        if duplicates:
+            raise ValueError(f"two results share the name {min(duplicates)}")
+        self._results["out_files"] = [
+            copy_file(src, out_dir / name)
+            for src, name in zip(self.inputs.in_files, names)
+        ]
+        return runtime

@@ -1,0 +1,107 @@
+"""Threshold: height (z or p) and cluster-size thresholds, and a cluster table."""
+
+from pathlib import Path
+
+import pandas as pd
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+from ..io import load_img, save_img, save_tsv
+
+HEIGHT_CONTROLS = ("none", "fpr", "fdr", "bonferroni")
+CLUSTER_COLUMNS = ["Cluster ID", "X", "Y", "Z", "Peak Stat", "Cluster Size (mm3)"]
+
+
+def threshold_map(z_img, mask_img, height_control, threshold, alpha, cluster_size, two_sided):
+    """nilearn's ``threshold_stats_img`` with our option names.
+
+    Returns (thresholded image, z threshold used).
+    """
+    from nilearn.glm import threshold_stats_img
+
+    return threshold_stats_img(
+        z_img,
+        mask_img=mask_img,
+        alpha=alpha,
+        threshold=threshold if height_control == "none" else None,
+        height_control=None if height_control == "none" else height_control,
+        cluster_threshold=cluster_size,
+        two_sided=two_sided,
+    )
+
+
+def cluster_table(thresholded_img, z_threshold, cluster_size, two_sided):
+    """Clusters with their peaks and sub-peaks in MNI mm (nilearn's table)."""
+    import numpy as np
+    from nilearn.reporting import get_clusters_table
+
+    if not np.any(np.asanyarray(thresholded_img.dataobj)):
+        return pd.DataFrame(columns=CLUSTER_COLUMNS)
+    return get_clusters_table(
+        thresholded_img,
+        stat_threshold=z_threshold,
+        cluster_threshold=cluster_size,
+        two_sided=two_sided,
+    )
+
+
+class _ThresholdInputSpec(BaseInterfaceInputSpec):
+    z_map = File(exists=True, mandatory=True, desc="z map to threshold")
+    mask_file = File(exists=True, mandatory=True, desc="analysis mask")
+    height_control = traits.Enum(
+        *HEIGHT_CONTROLS,
+        usedefault=True,
+        desc="none: |z| > threshold; fpr: uncorrected p < alpha; "
+        "fdr: Benjamini-Hochberg q < alpha; bonferroni: FWER p < alpha",
+    )
+    threshold = traits.Float(3.1, usedefault=True, desc="z threshold (height_control none)")
+    alpha = traits.Range(
+        low=0.0, high=1.0, value=0.001, usedefault=True,
+        desc="p level for fpr, fdr and bonferroni",
+    )
+    cluster_size = traits.Int(
+        0, usedefault=True, desc="minimum cluster size in voxels (0: no minimum)"
+    )
+    two_sided = traits.Bool(
+        True, usedefault=True, desc="threshold both signs (else positive only)"
+    )
+    contrast_name = traits.Str("contrast", usedefault=True, desc="label for file names")
+
+
+class _ThresholdOutputSpec(TraitedSpec):
+    thresholded_map = File(exists=True, desc="z map, zero below the thresholds")
+    cluster_table = File(exists=True, desc="clusters, peaks and sub-peaks (TSV, MNI mm)")
+    z_threshold = traits.Float(desc="height threshold applied, in z")
+
+
+class Threshold(SimpleInterface):
+    """Threshold a z map (height and cluster extent) and tabulate its clusters."""
+
+    input_spec = _ThresholdInputSpec
+    output_spec = _ThresholdOutputSpec
+
+    def _run_interface(self, runtime):
+        z_img = load_img(self.inputs.z_map, "z map")
+        mask_img = load_img(self.inputs.mask_file, "mask")
+        thresholded, z_threshold = threshold_map(
+            z_img, mask_img, self.inputs.height_control, self.inputs.threshold,
+            self.inputs.alpha, self.inputs.cluster_size, self.inputs.two_sided,
+        )
+        table = cluster_table(
+            thresholded, z_threshold, self.inputs.cluster_size, self.inputs.two_sided
+        )
+        label = self.inputs.contrast_name
+        out = Path(runtime.cwd)
+        self._results["thresholded_map"] = save_img(
+            thresholded, out / f"contrast-{label}_stat-z_desc-thresholded_statmap.nii.gz"
+        )
+        self._results["cluster_table"] = save_tsv(
+            table, out / f"contrast-{label}_stat-z_clusters.tsv"
+        )
+        self._results["z_threshold"] = float(z_threshold)
+        return runtime

@@ -1,0 +1,110 @@
+"""A localizer-like paired sample with a known effect, for runs with no network.
+
+The grid is the Brainomics/Localizer contrast maps' 3 mm MNI grid; the brain
+is nilearn's MNI152 brain mask resampled to it. Each subject has a map per
+condition: a shared visual response, a per-subject offset, smooth noise and,
+in the first condition only, a paired effect made of one positive and one
+negative blob in primary visual cortex.
+"""
+
+import numpy as np
+from scipy import ndimage
+
+#: Shape and affine of the Brainomics/Localizer contrast maps (3 mm MNI).
+LOCALIZER_SHAPE = (53, 63, 46)
+LOCALIZER_AFFINE = np.array(
+    [
+        [-3.0, 0.0, 0.0, 78.0],
+        [0.0, 3.0, 0.0, -111.0],
+        [0.0, 0.0, 3.0, -51.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)
+#: Centres (MNI mm) of the positive and negative blobs of the paired effect,
+#: left and right calcarine cortex (V1).
+EFFECT_CENTRES = {1.0: (-10.0, -88.0, 2.0), -1.0: (12.0, -84.0, 6.0)}
+#: Common visual response to both conditions (bilateral occipital).
+SHARED_CENTRE = (0.0, -90.0, 0.0)
+
+
+def localizer_brain_mask():
+    """nilearn's MNI152 brain mask on the Localizer grid, as (bool array, affine)."""
+    from nilearn.datasets import load_mni152_brain_mask
+    from nilearn.image import resample_img
+
+    mask = resample_img(
+        load_mni152_brain_mask(),
+        target_affine=LOCALIZER_AFFINE,
+        target_shape=LOCALIZER_SHAPE,
+        interpolation="nearest",
+        force_resample=True,
+        copy_header=True,
+    )
+    return np.asarray(mask.dataobj).astype(bool), LOCALIZER_AFFINE
+
+
+def mm_grid(shape, affine):
+    """World (mm) coordinates of every voxel centre, shape ``shape + (3,)``."""
+    ijk = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1)
+    return ijk @ affine[:3, :3].T + affine[:3, 3]
+
+
+def gaussian_blob(coords, centre, fwhm_mm):
+    """exp(-r^2 / (2 s^2)) with s = fwhm / 2.355, r the distance to ``centre``."""
+    sigma = fwhm_mm / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    r2 = np.sum((coords - np.asarray(centre)) ** 2, axis=-1)
+    return np.exp(-r2 / (2.0 * sigma**2))
+
+
+def smooth_noise(rng, shape, fwhm_vox):
+    """White noise smoothed by a Gaussian of ``fwhm_vox`` voxels, rescaled to unit SD."""
+    sigma = fwhm_vox / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
+    return field / field.std()
+
+
+def effect_map(shape, affine, amplitude=2.0, fwhm_mm=16.0):
+    """The true paired effect (first minus second condition) on the grid."""
+    coords = mm_grid(shape, affine)
+    return sum(
+        sign * amplitude * gaussian_blob(coords, centre, fwhm_mm)
+        for sign, centre in EFFECT_CENTRES.items()
+    )
+
+
+def simulate_paired_sample(
+    mask,
+    affine,
+    n_subjects=16,
+    seed=0,
+    effect_amplitude=2.0,
+    noise_fwhm_vox=2.5,
+    truth_fraction=0.5,
+):
+    """Simulate ``n_subjects`` x 2 condition maps (float32, zero outside ``mask``).
+
+    map[s, c] = shared + offset_s + (c == 0) * effect + noise_{s,c}
+
+    Returns
+    -------
+    maps : ndarray (n_subjects, 2) + shape, float32
+    truth : ndarray int8, +1 / -1 where |effect| >= truth_fraction * amplitude
+        (the sign of the effect), 0 elsewhere
+    """
+    rng = np.random.default_rng(seed)
+    shape = mask.shape
+    coords = mm_grid(shape, affine)
+    shared = 3.0 * gaussian_blob(coords, SHARED_CENTRE, 30.0)
+    effect = effect_map(shape, affine, effect_amplitude)
+    maps = np.zeros((n_subjects, 2) + shape, dtype=np.float32)
+    for subject in range(n_subjects):
+        offset = rng.normal(0.0, 1.0) + 0.5 * smooth_noise(rng, shape, 8.0)
+        for condition in range(2):
+            volume = shared + offset + smooth_noise(rng, shape, noise_fwhm_vox)
+            if condition == 0:
+                volume = volume + effect
+            maps[subject, condition] = np.where(mask, volume, 0.0)
+    truth = np.zeros(shape, dtype=np.int8)
+    strong = (np.abs(effect) >= truth_fraction * effect_amplitude) & mask
+    truth[strong] = np.sign(effect[strong]).astype(np.int8)
+    return maps, truth
