@@ -1,0 +1,125 @@
+"""The demo workflow end to end: numbers, the simulated effect, and the cache."""
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from nipype_secondlevel.execution import run_workflow
+from nipype_secondlevel.workflows import init_demo_wf
+
+LABEL = "verticalVsHorizontal"
+EXPECTED_OUTPUTS = {
+    f"contrast-{LABEL}_stat-{s}_statmap.nii.gz" for s in ("z", "t", "p", "effect", "variance")
+} | {
+    f"contrast-{LABEL}_stat-z_desc-thresholded_statmap.nii.gz",
+    f"contrast-{LABEL}_stat-z_clusters.tsv",
+    f"contrast-{LABEL}_stat-z_glassbrain.png",
+    "design.tsv",
+    "design.png",
+    "desc-group_mask.nii.gz",
+    "desc-truth_mask.nii.gz",
+}
+ALL_NODES = {
+    "demo_wf.simulate", "demo_wf.collect_outputs", "demo_wf.sink",
+    *(f"demo_wf.paired_two_sample_wf.{n}"
+      for n in ("design", "mask", "estimate", "contrast", "threshold", "plot")),
+}
+
+
+def load(out_dir, name):
+    return nib.load(out_dir / name).get_fdata()
+
+
+def test_outputs_have_bids_style_names(demo_run):
+    out_dir, _, summary = demo_run
+    assert {p.name for p in out_dir.iterdir()} == EXPECTED_OUTPUTS
+    assert set(summary.executed) == ALL_NODES and summary.cached == []
+
+
+def test_z_map_equals_nilearn_second_level_model(demo_run):
+    from nilearn.glm.second_level import SecondLevelModel
+
+    out_dir, work_dir, _ = demo_run
+    inputs = pd.read_csv(work_dir / "demo_wf" / "simulate" / "inputs.tsv", sep="\t")
+    vertical = inputs[inputs.condition == "vertical"].sort_values("subject")
+    horizontal = inputs[inputs.condition == "horizontal"].sort_values("subject")
+    n = len(vertical)
+    # The design as in nilearn's example (its +1/-1 coding gives the same t and z).
+    design = pd.DataFrame(
+        np.column_stack([np.r_[np.ones(n), -np.ones(n)], np.vstack([np.eye(n)] * 2)]),
+        columns=["vertical vs horizontal"] + list(vertical.subject),
+    )
+    model = SecondLevelModel().fit(list(vertical.path) + list(horizontal.path),
+                                   design_matrix=design)
+    expected = model.compute_contrast("vertical vs horizontal", output_type="z_score")
+    mask = load(out_dir, "desc-group_mask.nii.gz") > 0
+    np.testing.assert_array_equal(mask, model.masker_.mask_img_.get_fdata() > 0)
+    z = load(out_dir, f"contrast-{LABEL}_stat-z_statmap.nii.gz")
+    assert np.abs(z[mask] - expected.get_fdata()[mask]).max() <= 1e-5
+    # 1/0 coding: the effect is the mean paired difference (nilearn's +1/-1 halves it).
+    a = np.stack([nib.load(p).get_fdata()[mask] for p in vertical.path])
+    b = np.stack([nib.load(p).get_fdata()[mask] for p in horizontal.path])
+    effect = load(out_dir, f"contrast-{LABEL}_stat-effect_statmap.nii.gz")[mask]
+    np.testing.assert_allclose(effect, (a - b).mean(axis=0), atol=1e-5)
+
+
+def test_simulated_effect_is_found_where_it_was_put(demo_run):
+    out_dir, _, _ = demo_run
+    truth = load(out_dir, "desc-truth_mask.nii.gz")
+    thresholded = load(out_dir, f"contrast-{LABEL}_stat-z_desc-thresholded_statmap.nii.gz")
+    for sign in (1, -1):
+        detected = np.mean(np.sign(thresholded[truth == sign]) == sign)
+        assert detected > 0.6, f"only {detected:.0%} of the sign {sign} blob detected"
+    # The strongest peaks of both signs lie in the blobs.
+    assert truth[np.unravel_index(np.argmax(thresholded), truth.shape)] == 1
+    assert truth[np.unravel_index(np.argmin(thresholded), truth.shape)] == -1
+    # Outside the blobs, z > 3.1 is about as rare as p < .001 says (two-sided .002).
+    mask = load(out_dir, "desc-group_mask.nii.gz") > 0
+    far = mask & (truth == 0)
+    assert np.mean(thresholded[far] != 0) < 0.01
+    clusters = pd.read_csv(out_dir / f"contrast-{LABEL}_stat-z_clusters.tsv", sep="\t")
+    top = clusters.sort_values("Cluster Size (mm3)", ascending=False).head(2)
+    assert (top[["X", "Y"]].abs().to_numpy() < [30, 100]).all()  # both in occipital cortex
+    assert (top["Y"] < -60).all()
+
+
+def test_rerun_executes_no_computing_node(demo_run):
+    out_dir, work_dir, _ = demo_run
+    summary = run_workflow(init_demo_wf(str(out_dir)), work_dir, progress=False)
+    # Only the sink re-exports (it always runs, so deleted results come back).
+    assert summary.executed == ["demo_wf.sink"]
+    assert set(summary.cached) == ALL_NODES - {"demo_wf.sink"}
+
+
+def test_changing_the_threshold_reruns_only_what_depends_on_it(demo_run, tmp_path):
+    _, work_dir, _ = demo_run
+    summary = run_workflow(init_demo_wf(str(tmp_path / "out"), threshold=4.0), work_dir,
+                           progress=False)
+    assert set(summary.executed) == {
+        "demo_wf.paired_two_sample_wf.threshold", "demo_wf.paired_two_sample_wf.plot",
+        "demo_wf.collect_outputs", "demo_wf.sink",
+    }
+    thresholded = load(tmp_path / "out", f"contrast-{LABEL}_stat-z_desc-thresholded_statmap.nii.gz")
+    assert np.all((thresholded == 0) | (np.abs(thresholded) > 4.0))
+
+
+def test_multiproc_gives_the_same_maps(demo_run, tmp_path):
+    out_dir, _, _ = demo_run
+    summary = run_workflow(init_demo_wf(str(tmp_path / "out")), tmp_path / "work",
+                           plugin="MultiProc", n_procs=2, progress=False)
+    assert set(summary.executed) == ALL_NODES
+    for name in EXPECTED_OUTPUTS:
+        if name.endswith(".nii.gz"):
+            np.testing.assert_array_equal(load(tmp_path / "out", name), load(out_dir, name))
+
+
+@pytest.mark.parametrize("field", ["inputnode", "outputnode"])
+def test_analysis_workflow_has_identity_boundaries(field):
+    from nipype.interfaces.utility import IdentityInterface
+
+    from nipype_secondlevel.workflows import init_paired_two_sample_wf
+
+    wf = init_paired_two_sample_wf(name="custom_wf")
+    assert wf.name == "custom_wf"
+    assert isinstance(wf.get_node(field).interface, IdentityInterface)
