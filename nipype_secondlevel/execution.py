@@ -6,9 +6,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nipype import config, logging
-
 LOCAL_PLUGINS = ("Linear", "MultiProc")
+CLUSTER_PLUGINS = ("SLURM", "SLURMGraph")
+PLUGINS = LOCAL_PLUGINS + CLUSTER_PLUGINS
 #: Seconds between the MultiProc scheduler's polls (nipype's default, 2 s,
 #: dominates the run time of a short workflow).
 LOCAL_POLL_SECONDS = 0.02
@@ -36,6 +36,8 @@ def node_ran_since(node, start):
 
 def quiet_nipype():
     """Keep nipype's own log to warnings; our progress lines say what happens."""
+    from nipype import config, logging
+
     config.update_config({"logging": {"workflow_level": "WARNING", "interface_level": "WARNING"}})
     logging.update_logging(config)
 
@@ -49,6 +51,19 @@ class Progress:
         self.stream = stream or sys.stderr
         self.started = {}
         self.done = 0
+
+    def __getstate__(self):
+        # MapNodes pickle the plugin arguments, this callback included, with
+        # themselves; the stream (sys.stderr) cannot be pickled and is not needed there.
+        state = dict(self.__dict__)
+        if state.get("stream") is sys.stderr:
+            state["stream"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.stream is None:
+            self.stream = sys.stderr
 
     def __call__(self, node, status):
         name = node.fullname
@@ -95,19 +110,37 @@ def configure(workflow, work_dir):
     )
 
 
-def run_workflow(workflow, work_dir, plugin="Linear", n_procs=None, progress=True):
+def run_workflow(
+    workflow,
+    work_dir,
+    plugin="Linear",
+    n_procs=None,
+    progress=True,
+    sbatch_args="",
+    poll_interval=0.5,
+    plugin_args=None,
+):
     """Run ``workflow`` in ``work_dir`` and say which nodes ran.
 
     Parameters
     ----------
     workflow : nipype Workflow
     work_dir : path
-        Cache folder: nodes whose inputs did not change are not run again.
-    plugin : {"Linear", "MultiProc"}
+        Cache folder: nodes whose inputs did not change are not run again. On a
+        cluster it must be on a filesystem the compute nodes share.
+    plugin : {"Linear", "MultiProc", "SLURM", "SLURMGraph"}
     n_procs : int or None
         Processes for MultiProc (default: all cores).
     progress : bool
-        Print one line per node on stderr.
+        Print one line per node on stderr (SLURMGraph submits all jobs at once
+        and reports only at the end).
+    sbatch_args : str
+        sbatch options for every job (SLURM plugins), e.g. "--partition=short --time=60".
+        Nodes' ``mem_gb`` and ``n_procs`` hints are added per job.
+    poll_interval : float
+        Seconds between queue polls (SLURM plugins).
+    plugin_args : dict or None
+        Further plugin arguments, passed through to Nipype.
 
     Returns
     -------
@@ -116,29 +149,58 @@ def run_workflow(workflow, work_dir, plugin="Linear", n_procs=None, progress=Tru
     Raises
     ------
     WorkflowFailed
-        With the failed node's name, its error line and crash file.
+        With the failed node's name, its error line and crash file; on SLURM,
+        one line per failed node with its log and crash file, and the nodes
+        that did not run because of it.
     """
+    if plugin not in PLUGINS:
+        raise ValueError(f"plugin must be one of {', '.join(PLUGINS)}, got {plugin!r}")
     configure(workflow, work_dir)
     quiet_nipype()
     os.environ.setdefault("NIPYPE_NO_ET", "1")
     start = time.time()
-    plugin_args = {}
+    args = dict(plugin_args or {})
     if plugin == "MultiProc":
-        plugin_args["n_procs"] = n_procs or os.cpu_count()
-
-    if progress:
-        plugin_args["status_callback"] = Progress(count_nodes(workflow), start)
+        args.setdefault("n_procs", n_procs or os.cpu_count())
+    if progress and plugin != "SLURMGraph":
+        args["status_callback"] = Progress(count_nodes(workflow), start)
     crash_dir = Path(workflow.config["execution"]["crashdump_dir"])
-    try:
-        graph = workflow.run(plugin=plugin, plugin_args=plugin_args)
-    except Exception as err:
-        raise WorkflowFailed.from_crash_dir(crash_dir, start, err) from err
+    if plugin in CLUSTER_PLUGINS:
+        graph = run_on_cluster(workflow, plugin, sbatch_args, poll_interval, args)
+    else:
+        try:
+            graph = workflow.run(plugin=plugin, plugin_args=args)
+        except Exception as err:
+            raise WorkflowFailed.from_crash_dir(crash_dir, start, err) from err
     summary = RunSummary(seconds=time.time() - start)
     for node in graph.nodes():
         (summary.executed if node_ran_since(node, start) else summary.cached).append(
             node.fullname
         )
     return summary
+
+
+def run_on_cluster(workflow, plugin, sbatch_args, poll_interval, plugin_args):
+    """Run on SLURM: per-node resources, the plugins' pitfalls handled, and
+    (SLURMGraph) waiting until the submitted jobs are done. Returns the graph."""
+    from . import slurm
+
+    try:
+        args = slurm.prepare_slurm_run(
+            workflow, plugin, sbatch_args=sbatch_args, poll_interval=poll_interval,
+            plugin_args=plugin_args,
+        )
+    except (RuntimeError, ValueError) as err:
+        raise WorkflowFailed(f"{plugin}: {err}") from err
+    try:
+        graph = workflow.run(plugin=plugin, plugin_args=args)
+        if plugin == "SLURMGraph":
+            slurm.wait_for_slurmgraph(workflow, poll_interval=poll_interval)
+    except slurm.SlurmRunError as err:
+        raise WorkflowFailed(str(err)) from err
+    except RuntimeError as err:
+        raise WorkflowFailed(str(slurm.slurm_run_error(workflow, err))) from err
+    return graph
 
 
 class WorkflowFailed(RuntimeError):

@@ -1,12 +1,25 @@
 """Shared fixtures: a simulated sample and one demo run, made once per session."""
 
+import fcntl
 import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
 
 import matplotlib
 import pytest
 
 matplotlib.use("Agg")
 os.environ.setdefault("NIPYPE_NO_ET", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+START = ROOT / "scripts" / "slurm_cluster_start.sh"
+STOP = ROOT / "scripts" / "slurm_cluster_stop.sh"
+
+
+def _in_ci():
+    return os.environ.get("CI", "").strip().lower() == "true"
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +58,51 @@ def run_in(folder, interface):
         return interface.run().outputs
     finally:
         os.chdir(cwd)
+
+
+def _cluster_answers():
+    if not shutil.which("scontrol"):
+        return False
+    try:
+        out = subprocess.run(["scontrol", "ping"], capture_output=True, text=True,
+                             timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "UP" in out
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A running one-node cluster (started by scripts/slurm_cluster_start.sh)."""
+
+    def unavailable(reason):
+        if _in_ci():
+            pytest.fail(f"CI=true and the SLURM cluster is not available: {reason}")
+        pytest.skip(f"SLURM cluster not available: {reason}")
+
+    if _cluster_answers():  # already up (e.g. started by an earlier CI step): use it
+        yield "SLURM cluster already running"
+        return
+    if os.geteuid() != 0:
+        unavailable("not root (starting slurmctld/slurmd and apt-get need root)")
+    if not shutil.which("slurmctld") and not os.path.exists("/usr/sbin/slurmctld") \
+            and not shutil.which("apt-get"):
+        unavailable("SLURM is not installed and there is no apt-get to install it")
+    # serialise starts between pytest-xdist workers
+    lock_path = tmp_path_factory.getbasetemp().parent / "nsl-slurm-start.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        was_up = _cluster_answers()
+        t0 = time.time()
+        proc = subprocess.run(["bash", str(START)], capture_output=True, text=True,
+                              timeout=900, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        unavailable(f"{START.name} exited {proc.returncode}:\n{tail}")
+    print(f"\n{proc.stdout.strip()} [{time.time() - t0:.1f} s]")
+    yield proc.stdout.strip()
+    keep = was_up or os.environ.get("NSL_SLURM_KEEP") == "1" \
+        or os.environ.get("PYTEST_XDIST_WORKER")  # other workers may still use it
+    if not keep:
+        subprocess.run(["bash", str(STOP)], capture_output=True, text=True, timeout=120,
+                       check=False)

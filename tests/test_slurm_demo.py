@@ -1,0 +1,57 @@
+"""The demo workflow on a real SLURM cluster (SLURM and SLURMGraph plugins).
+
+Needs the ``slurm_cluster`` fixture (tests/conftest.py): skipped where no cluster can
+be started, failing instead under CI=true.
+"""
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from nipype_secondlevel.execution import WorkflowFailed, run_workflow
+from nipype_secondlevel.workflows import init_demo_wf
+
+pytestmark = pytest.mark.slurm
+ANALYSIS = "demo_wf.paired_two_sample_wf"
+
+
+def maps_of(out_dir):
+    return {p.name: nib.load(p).get_fdata() for p in sorted(out_dir.glob("*.nii.gz"))}
+
+
+@pytest.mark.parametrize("plugin", ["SLURM", "SLURMGraph"])
+def test_demo_on_slurm_gives_the_local_numbers(slurm_cluster, demo_run, tmp_path, plugin):
+    local_out, _, local = demo_run
+    summary = run_workflow(init_demo_wf(str(tmp_path / "out")), tmp_path / "work",
+                           plugin=plugin, progress=False, poll_interval=0.2)
+    assert set(summary.executed) == set(local.executed) and summary.cached == []
+    ours, reference = maps_of(tmp_path / "out"), maps_of(local_out)
+    assert ours.keys() == reference.keys() and len(ours) >= 8
+    for name, data in reference.items():
+        np.testing.assert_array_equal(ours[name], data, err_msg=name)
+    # The estimation node's memory hint became an sbatch option of its job.
+    estimate = tmp_path / "work" / "demo_wf" / "paired_two_sample_wf" / "estimate"
+    assert estimate.is_dir()
+
+
+@pytest.mark.parametrize("plugin", ["SLURM", "SLURMGraph"])
+def test_failed_node_is_named_and_rerun_resumes(slurm_cluster, tmp_path, plugin):
+    work, out = tmp_path / "work", tmp_path / "out"
+    with pytest.raises(WorkflowFailed) as failure:
+        run_workflow(init_demo_wf(str(out), contrast="diagonal"), work, plugin=plugin,
+                     progress=False, poll_interval=0.2)
+    report = str(failure.value)
+    assert f"{ANALYSIS}.contrast" in report
+    assert "contrast 'diagonal'" in report  # the node's own error line
+    assert "crash" in report and "slurm-" in report  # where the crash file and log are
+    if plugin == "SLURMGraph":  # dependents are reported, not left pending
+        assert f"NOT RUN {ANALYSIS}.threshold" in report
+    assert not out.exists()
+    # After the fix only the failed node and what depends on it run.
+    summary = run_workflow(init_demo_wf(str(out), contrast="vertical_vs_horizontal"), work,
+                           plugin=plugin, progress=False, poll_interval=0.2)
+    assert set(summary.executed) == {
+        f"{ANALYSIS}.contrast", f"{ANALYSIS}.threshold", f"{ANALYSIS}.plot",
+        "demo_wf.collect_outputs", "demo_wf.sink",
+    }
+    assert (out / "contrast-verticalVsHorizontal_stat-z_statmap.nii.gz").exists()
