@@ -9,11 +9,22 @@ from nipype.interfaces.base import (
     InputMultiObject,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
 from ..errors import bad_input
-from ..io import load_mask, load_masked_data, read_table, save_img, unmask
+from ..io import (
+    VOXEL_BLOCK,
+    iter_voxel_chunks,
+    load_mask,
+    load_masked_data,
+    masked_data_shape,
+    read_table,
+    save_img,
+    unmask,
+    voxel_chunk_size,
+)
 from ..numerics.glm import design_rank, fit_ols
 
 
@@ -30,13 +41,27 @@ def read_design(path):
 
 
 class _EstimateOLSInputSpec(BaseInterfaceInputSpec):
+    data_file = File(
+        exists=True, mandatory=True, xor=["in_files"],
+        desc="masked data (MaskedData's data_file), one row per design row; "
+        "read in voxel chunks, so memory follows mem_gb",
+    )
     in_files = InputMultiObject(
-        File(exists=True), mandatory=True, desc="input maps, one per design row"
+        File(exists=True), mandatory=True, xor=["data_file"],
+        desc="input maps, one per design row (all are held in memory; "
+        "prefer data_file for large samples)",
     )
     design_matrix = File(exists=True, mandatory=True, desc="design matrix TSV")
     mask_file = File(exists=True, mandatory=True, desc="analysis mask")
+    mem_gb = traits.Float(
+        1.0, usedefault=True, nohash=True,
+        desc="memory budget (GiB) setting the voxels fitted at a time; the results "
+        "do not depend on it, so changing it does not rerun the node",
+    )
     chunk_size = traits.Int(
-        50000, usedefault=True, desc="voxels fitted at a time (bounds memory)"
+        nohash=True,
+        desc="voxels fitted at a time, instead of following mem_gb (rounded up to "
+        "whole blocks of io.VOXEL_BLOCK voxels)",
     )
 
 
@@ -54,26 +79,59 @@ class EstimateOLS(SimpleInterface):
 
     def _run_interface(self, runtime):
         _, X = read_design(self.inputs.design_matrix)
-        paths = list(self.inputs.in_files)
+        if isdefined(self.inputs.data_file):
+            n_maps, n_voxels = masked_data_shape(self.inputs.data_file)
+            given = f"the data file {self.inputs.data_file} has {n_maps} rows"
+        else:
+            paths = list(self.inputs.in_files)
+            n_maps = len(paths)
+            given = f"{n_maps} maps were given"
         where = f"design matrix {self.inputs.design_matrix}"
-        if X.shape[0] != len(paths):
-            raise bad_input(where, f"has {X.shape[0]} rows but {len(paths)} maps were given")
+        if X.shape[0] != n_maps:
+            raise bad_input(where, f"has {X.shape[0]} rows but {given}")
         rank = design_rank(X)
         if rank < X.shape[1]:
             raise bad_input(where, f"is rank deficient (rank {rank} < {X.shape[1]} columns)")
         if X.shape[0] - rank < 1:
             raise bad_input(where, "leaves no residual degrees of freedom")
         mask, mask_img = load_mask(self.inputs.mask_file)
-        Y = load_masked_data(paths, mask, mask_img.affine)
-        fit = fit_ols(X, Y, chunk_size=self.inputs.chunk_size)
-        del Y
+        if isdefined(self.inputs.data_file):
+            if n_voxels != int(mask.sum()):
+                raise bad_input(
+                    f"data file {self.inputs.data_file}",
+                    f"has {n_voxels} voxels but the mask has {int(mask.sum())}",
+                )
+        else:
+            Y = load_masked_data(paths, mask, mask_img.affine)
+        n_voxels = int(mask.sum())
+        if isdefined(self.inputs.chunk_size):
+            blocks = -(-max(self.inputs.chunk_size, 1) // VOXEL_BLOCK)
+            chunk = blocks * VOXEL_BLOCK
+        else:
+            chunk = voxel_chunk_size(n_maps, self.inputs.mem_gb, n_voxels)
+        beta = np.empty((X.shape[1], n_voxels))
+        residual_variance = np.empty(n_voxels)
+        dof = float(X.shape[0] - rank)
+        if isdefined(self.inputs.data_file):
+            chunks = iter_voxel_chunks(self.inputs.data_file, chunk)
+        else:
+            chunks = (
+                (slice(s, s + chunk), Y[:, s:s + chunk]) for s in range(0, n_voxels, chunk)
+            )
+        for cols, y in chunks:
+            # Blocks of VOXEL_BLOCK voxels aligned on the voxel index: the same
+            # arithmetic whatever the chunk, so the results do not depend on mem_gb.
+            fit = fit_ols(X, y, chunk_size=VOXEL_BLOCK)
+            beta[:, cols] = fit.beta
+            residual_variance[cols] = fit.residual_variance
+            del y, fit
         out = Path(runtime.cwd)
         self._results["beta"] = save_img(
-            unmask(fit.beta, mask, mask_img.affine, dtype=np.float64), out / "beta.nii.gz"
+            unmask(beta, mask, mask_img.affine, dtype=np.float64), out / "beta.nii.gz"
         )
         self._results["residual_variance"] = save_img(
-            unmask(fit.residual_variance, mask, mask_img.affine, dtype=np.float64),
+            unmask(residual_variance, mask, mask_img.affine, dtype=np.float64),
             out / "residual_variance.nii.gz",
         )
-        self._results["dof"] = fit.dof
+        self._results["dof"] = dof
         return runtime

@@ -38,14 +38,83 @@ def expected_localizer_files(contrasts, subjects, get_tmaps):
     ]
 
 
+def unreadable_nifti(path):
+    """Why ``path`` is not a complete NIfTI image (reading all of its data), or None.
+
+    Catches what an interrupted or corrupted download leaves: a missing or
+    truncated file, a gzip stream cut short, an error page saved under the name.
+    """
+    import nibabel as nib
+    import numpy as np
+
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+        if data.size != int(np.prod(img.shape)):
+            return f"holds {data.size} values, its header says {img.shape}"
+    except Exception as err:  # noqa: BLE001 (nibabel, gzip and zlib raise many types)
+        return f"{type(err).__name__}: {err}".strip().splitlines()[0]
+    return None
+
+
+def discard_download(path, folder):
+    """Delete a bad download and any copy nilearn kept in its sandbox folders.
+
+    nilearn downloads into ``<folder>/<md5>/`` and moves files into place when all
+    are there; a copy left in such a folder would be moved back instead of
+    downloaded again.
+    """
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    try:
+        relative = path.absolute().relative_to(Path(folder).absolute())
+    except ValueError:
+        return
+    for sandbox in Path(folder).iterdir():
+        if sandbox.is_dir() and len(sandbox.name) == 32 and sandbox.name.isalnum():
+            for stale in (sandbox / relative, sandbox / f"{relative}.part"):
+                stale.unlink(missing_ok=True)
+
+
+def _fetch_contrast(contrast, contrasts, subjects, get_tmaps, data_dir):
+    """nilearn's fetcher for one contrast, with a one-line error if it fails."""
+    from nilearn.datasets import fetch_localizer_contrasts
+
+    try:
+        return fetch_localizer_contrasts(
+            [contrast],
+            n_subjects=list(subjects),
+            get_tmaps=get_tmaps,
+            data_dir=data_dir,
+            verbose=1,
+        )
+    except Exception as err:  # network and disk errors come in many types
+        folder = localizer_folder(data_dir)
+        missing = [
+            p
+            for p in expected_localizer_files(contrasts, subjects, get_tmaps)
+            if not (folder / p).exists()
+        ]
+        raise bad_input(
+            f"Localizer data folder {folder}",
+            f"download failed ({type(err).__name__}) and {len(missing)} needed "
+            f"file(s) are missing, e.g. {missing[0] if missing else 'the index'}",
+        ) from err
+
+
+def _fetched_maps(bunch):
+    return list(bunch["cmaps"]) + list(bunch.get("tmaps", None) or [])
+
+
 def fetch_localizer_table(contrasts, conditions, subjects, get_tmaps, data_dir=None):
     """Fetch maps with nilearn and return the inputs table.
 
-    Files already in the data folder are used as they are, with no network.
-    Columns: subject, condition, path (contrast map) and, with ``get_tmaps``,
-    tmap_path.
+    Files already in the data folder are used as they are, with no network,
+    once each is checked to be a complete NIfTI image (all data read). A bad
+    file (an interrupted or corrupted download) is deleted and fetched again;
+    if the new copy is bad too, the error names it. Columns: subject,
+    condition, path (contrast map) and, with ``get_tmaps``, tmap_path.
     """
-    from nilearn.datasets import fetch_localizer_contrasts
     from nilearn.datasets.func import ALLOWED_CONTRASTS, CONTRAST_NAME_WRAPPER
 
     for contrast in contrasts:
@@ -53,28 +122,23 @@ def fetch_localizer_table(contrasts, conditions, subjects, get_tmaps, data_dir=N
             raise bad_input(
                 f"contrast {contrast!r}", "is not a Brainomics/Localizer contrast"
             )
+    folder = localizer_folder(data_dir)
     rows = []
     for contrast, condition in zip(contrasts, conditions):
-        try:
-            bunch = fetch_localizer_contrasts(
-                [contrast],
-                n_subjects=list(subjects),
-                get_tmaps=get_tmaps,
-                data_dir=data_dir,
-                verbose=1,
-            )
-        except Exception as err:  # network and disk errors come in many types
-            folder = localizer_folder(data_dir)
-            missing = [
-                p
-                for p in expected_localizer_files(contrasts, subjects, get_tmaps)
-                if not (folder / p).exists()
-            ]
-            raise bad_input(
-                f"Localizer data folder {folder}",
-                f"download failed ({type(err).__name__}) and {len(missing)} needed "
-                f"file(s) are missing, e.g. {missing[0] if missing else 'the index'}",
-            ) from err
+        bunch = _fetch_contrast(contrast, contrasts, subjects, get_tmaps, data_dir)
+        bad = [p for p in _fetched_maps(bunch) if unreadable_nifti(p)]
+        if bad:
+            for path in bad:
+                discard_download(path, folder)
+            bunch = _fetch_contrast(contrast, contrasts, subjects, get_tmaps, data_dir)
+            for path in _fetched_maps(bunch):
+                problem = unreadable_nifti(path)
+                if problem:
+                    raise bad_input(
+                        f"Localizer map {path}",
+                        f"is not a complete NIfTI image even after downloading it "
+                        f"again ({problem})",
+                    )
         if len(bunch["cmaps"]) != len(subjects):
             raise bad_input(
                 f"contrast {contrast!r}",

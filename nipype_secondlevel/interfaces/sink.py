@@ -12,7 +12,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..io import copy_file
+from ..io import copy_file, remove_stale_parts
+from ..sidecars import sidecar_path
 
 
 class _DerivativesSinkInputSpec(BaseInterfaceInputSpec):
@@ -31,8 +32,10 @@ class DerivativesSink(SimpleInterface):
     """Export files into ``out_dir`` under their own names.
 
     Each file is written to a temporary name in ``out_dir`` and renamed, so no
-    file there is ever half-written. The sink always runs, so results come back
-    even if the output folder was emptied while the cache was kept.
+    file there is ever half-written. A file's JSON sidecar (same base name,
+    ``.json``, see :mod:`nipype_secondlevel.sidecars`) is exported with it.
+    The sink always runs, so results come back even if the output folder was
+    emptied while the cache was kept.
     """
 
     input_spec = _DerivativesSinkInputSpec
@@ -42,12 +45,17 @@ class DerivativesSink(SimpleInterface):
     def _run_interface(self, runtime):
         out_dir = Path(self.inputs.out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        names = [Path(f).name for f in self.inputs.in_files]
+        sources = list(self.inputs.in_files)
+        sources += [s for s in dict.fromkeys(str(sidecar_path(f)) for f in sources)
+                    if s not in sources and Path(s).exists()]
+        names = [Path(f).name for f in sources]
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
             raise ValueError(f"two results share the name {min(duplicates)}")
+        # Temporary files of an export that was killed before its rename.
+        remove_stale_parts(out_dir, names)
         self._results["out_files"] = [
             copy_file(src, out_dir / name)
-            for src, name in zip(self.inputs.in_files, names)
+            for src, name in zip(sources, names)
         ]
         return runtime

@@ -1,0 +1,56 @@
+"""MaskedData: the input maps' in-mask values, written once for every node that needs them."""
+
+from pathlib import Path
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+from ..io import load_mask, write_masked_data
+
+DATA_FILE_NAME = "masked_data.npy"
+
+
+class _MaskedDataInputSpec(BaseInterfaceInputSpec):
+    in_files = InputMultiObject(
+        File(exists=True), mandatory=True, desc="input maps, in the design's row order"
+    )
+    mask_file = File(exists=True, mandatory=True, desc="analysis mask (the maps' grid)")
+
+
+class _MaskedDataOutputSpec(TraitedSpec):
+    data_file = File(
+        exists=True,
+        desc="(n_maps, n_voxels) float32 .npy, uncompressed: rows in in_files order, "
+        "columns the mask's voxels in C order; read voxel chunks with "
+        "nipype_secondlevel.io.iter_voxel_chunks (or np.load(mmap_mode='r'))",
+    )
+    n_maps = traits.Int(desc="number of rows (maps)")
+    n_voxels = traits.Int(desc="number of columns (voxels in the mask)")
+
+
+class MaskedData(SimpleInterface):
+    """Read the maps one at a time and write their masked values as one ``.npy``.
+
+    This is the only copy of the input data in the work folder: estimation,
+    contrasts and permutations read voxel chunks of it, so their memory is set by
+    the chunk size, not by the number of maps. Memory here is one map.
+    """
+
+    input_spec = _MaskedDataInputSpec
+    output_spec = _MaskedDataOutputSpec
+
+    def _run_interface(self, runtime):
+        mask, mask_img = load_mask(self.inputs.mask_file)
+        paths = list(self.inputs.in_files)
+        self._results["data_file"] = write_masked_data(
+            paths, mask, mask_img.affine, Path(runtime.cwd) / DATA_FILE_NAME
+        )
+        self._results["n_maps"] = len(paths)
+        self._results["n_voxels"] = int(mask.sum())
+        return runtime

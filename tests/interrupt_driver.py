@@ -1,0 +1,101 @@
+"""Run the nipype-secondlevel command and stop it dead at a chosen point, to be killed there.
+
+    python interrupt_driver.py POINT MARKER -- demo --out-dir ... --work-dir ...
+
+When the run reaches POINT, this writes MARKER (its PID inside) and sleeps until
+it is killed: the test watches for MARKER and sends SIGKILL. The command itself
+is the unmodified ``nipype_secondlevel.cli.main``; only these pauses are added.
+
+Points:
+  simulate  the 5th simulated map is written to its temporary name, not renamed
+  estimate  the 3rd voxel chunk of the estimation has been read
+  result    nipype is writing the estimate node's result file (half of it written)
+  hashfile  the estimate node's result file is written; nipype has not yet marked
+            the node finished (its "_unfinished" hash file is still there)
+  sink      the 3rd exported file is written to its temporary name in the output
+            folder, not renamed
+"""
+
+import os
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def main():
+    point, marker = sys.argv[1], Path(sys.argv[2])
+    args = sys.argv[sys.argv.index("--") + 1:]
+    out_dir = Path(args[args.index("--out-dir") + 1]).absolute()
+    counts = {}
+
+    def pause():
+        marker.write_text(str(os.getpid()))
+        while True:
+            time.sleep(60)
+
+    def nth(key, n):
+        counts[key] = counts.get(key, 0) + 1
+        return counts[key] == n
+
+    from nipype_secondlevel import io
+
+    original_atomic_path = io.atomic_path
+
+    @contextmanager
+    def atomic_path(path):
+        with original_atomic_path(path) as tmp:
+            yield tmp
+            path = Path(path)
+            simulated = path.name.endswith("_effect.nii.gz")
+            if point == "simulate" and simulated and nth("simulate", 5):
+                pause()
+            if point == "sink" and path.absolute().parent == out_dir and nth("sink", 3):
+                pause()
+
+    io.atomic_path = atomic_path
+
+    original_read = io.read_voxel_chunk
+
+    def read_voxel_chunk(*a, **k):
+        chunk = original_read(*a, **k)
+        if point == "estimate" and nth("estimate", 3):
+            pause()
+        return chunk
+
+    io.read_voxel_chunk = read_voxel_chunk
+
+    from nipype.pipeline.engine import utils as engine_utils
+
+    original_savepkl = engine_utils.savepkl
+
+    def savepkl(filename, record, *a, **k):
+        if point == "result" and filename.endswith("result_estimate.pklz"):
+            original_savepkl(filename, record, *a, **k)
+            data = Path(filename).read_bytes()
+            Path(filename).unlink()
+            # nipype writes <name>.tmp and renames it: stop half-way through the write.
+            Path(filename + ".tmp").write_bytes(data[: len(data) // 2])
+            pause()
+        return original_savepkl(filename, record, *a, **k)
+
+    engine_utils.savepkl = savepkl
+
+    original_move = shutil.move
+
+    def move(src, dst, *a, **k):
+        if (point == "hashfile" and str(src).endswith("_unfinished.json")
+                and f"{os.sep}estimate{os.sep}" in str(src)):
+            pause()
+        return original_move(src, dst, *a, **k)
+
+    shutil.move = move
+
+    from nipype_secondlevel.cli import main as cli_main
+
+    return cli_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Never lose work: SIGKILL at several points, rerun, same outputs; one run per work folder.
+
+The runs are the real command in subprocesses. ``interrupt_driver.py`` runs it
+unmodified except for a pause at a chosen point (it writes a marker file there),
+so the kill lands exactly where the test wants it.
+"""
+
+import gzip
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).parent
+DRIVER = str(HERE / "interrupt_driver.py")
+# Small budget: the estimation runs in many voxel chunks, so it can be killed mid-way.
+DEMO = ["demo", "--n-subjects", "6", "--mem-gb", "0.002", "--out-dir", "out",
+        "--work-dir", "work"]
+ENV = dict(os.environ, NIPYPE_NO_ET="1", PYTHONPATH=str(HERE.parent))
+
+
+def start(cmd, cwd, log):
+    return subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=open(log.with_suffix(".out"), "w"),
+                            stderr=open(log, "w"), start_new_session=True)
+
+
+def cli(*args):
+    return [sys.executable, "-m", "nipype_secondlevel", *args]
+
+
+def driver(point, marker, *args):
+    return [sys.executable, DRIVER, point, str(marker), "--", *args]
+
+
+def wait_for(path, proc, log, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not Path(path).exists():
+        assert proc.poll() is None, f"run ended before the point: {Path(log).read_text()}"
+        assert time.monotonic() < deadline, f"point not reached: {Path(log).read_text()}"
+        time.sleep(0.02)
+
+
+def sigkill(proc):
+    os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+
+
+def visible_files(folder):
+    return sorted(p for p in Path(folder).iterdir() if not p.name.startswith("."))
+
+
+def assert_same_outputs(out, reference, folder, reference_folder):
+    names = [p.name for p in visible_files(reference)]
+    assert [p.name for p in visible_files(out)] == names
+    assert not list(Path(out).glob(".*")), "temporary files left in the output folder"
+    for name in names:
+        ours, theirs = Path(out) / name, Path(reference) / name
+        if name.endswith(".nii.gz"):
+            # NIfTI header and data, byte for byte (and the gzip streams too: nibabel
+            # writes them with no time stamp and no file name).
+            assert gzip.decompress(ours.read_bytes()) == gzip.decompress(theirs.read_bytes())
+            assert ours.read_bytes() == theirs.read_bytes(), name
+        elif name.endswith((".tsv", ".png")):
+            assert ours.read_bytes() == theirs.read_bytes(), name
+        elif name.endswith(".json"):
+            # Sidecars name the work folder's files: the same once that folder is.
+            text = ours.read_text().replace(str(folder), str(reference_folder))
+            assert json.loads(text) == json.loads(theirs.read_text()), name
+
+
+def assert_complete(out, reference):
+    """Every visible file in ``out`` is whole: identical to the clean run's."""
+    for path in visible_files(out):
+        if path.suffix in (".gz", ".tsv", ".png"):
+            assert path.read_bytes() == (Path(reference) / path.name).read_bytes(), path.name
+
+
+def test_sigkill_at_any_point_then_rerun_gives_the_clean_outputs(tmp_path):
+    clean_dir, killed_dir = tmp_path / "clean", tmp_path / "killed"
+    clean_dir.mkdir()
+    killed_dir.mkdir()
+    clean = start(cli(*DEMO), clean_dir, tmp_path / "clean.log")
+    logs = {}
+    for point in ("simulate", "estimate", "result", "hashfile", "sink"):
+        marker, log = tmp_path / f"{point}.marker", tmp_path / f"{point}.log"
+        proc = start(driver(point, marker, *DEMO), killed_dir, log)
+        wait_for(marker, proc, log)
+        out = killed_dir / "out"
+        if point == "sink":
+            assert clean.wait(timeout=120) == 0, (tmp_path / "clean.log").read_text()
+            assert_complete(out, clean_dir / "out")
+            assert any(p.name.startswith(".") for p in out.iterdir())  # a temporary file
+        else:
+            assert not out.exists() or not visible_files(out)
+        sigkill(proc)
+        logs[point] = log.read_text()
+    # Each rerun went on from what the killed run had finished.
+    assert "demo_wf.simulate: cached" in logs["result"]
+    assert "paired_two_sample_wf.masked_data: cached" in logs["hashfile"]
+    # A run killed between writing the result file and marking the node finished:
+    # the node ran again rather than trusting a result of unknown state.
+    assert "paired_two_sample_wf.estimate: done" in logs["sink"]
+    final = subprocess.run(cli(*DEMO), cwd=killed_dir, env=ENV, capture_output=True,
+                           text=True, timeout=300, check=False)
+    assert final.returncode == 0, final.stderr
+    assert "was interrupted; its lock is released, resuming from the cache" in final.stderr
+    assert re.search(r"^1 node\(s\) executed, \d+ from", final.stdout, re.MULTILINE)
+    assert "demo_wf.sink: done" in final.stderr  # the one node run again
+    assert clean.wait(timeout=120) == 0
+    assert_same_outputs(killed_dir / "out", clean_dir / "out", killed_dir, clean_dir)
+    # The one copy of the input data, read by the estimation in voxel chunks.
+    assert len(list((killed_dir / "work").rglob("*.npy"))) == 1
+
+
+def test_second_run_on_the_same_work_folder_stops_or_waits(tmp_path):
+    args = ["demo", "--n-subjects", "3", "--mem-gb", "0.002", "--out-dir", "out",
+            "--work-dir", "work"]
+    marker, log = tmp_path / "first.marker", tmp_path / "first.log"
+    first = start(driver("estimate", marker, *args), tmp_path, log)
+    try:
+        wait_for(marker, first, log)
+        second = subprocess.run(cli(*args), cwd=tmp_path, env=ENV, capture_output=True,
+                                text=True, timeout=120, check=False)
+        assert second.returncode == 1
+        work = tmp_path / "work"
+        assert second.stderr.strip().splitlines() == [
+            f"nipype-secondlevel: error: work folder {work} is in use by another run: "
+            f"PID {first.pid} on {socket.gethostname()} (started "
+            + second.stderr.split("(started ")[1].split(")")[0]
+            + "); wait for it to end or pass --wait"
+        ]
+        assert not (tmp_path / "out").exists()
+        waiting_log = tmp_path / "waiting.log"
+        waiting = start(cli(*args, "--wait"), tmp_path, waiting_log)
+        deadline = time.monotonic() + 60
+        while "waiting for it to end" not in waiting_log.read_text():
+            assert waiting.poll() is None, waiting_log.read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert f"is in use by PID {first.pid}" in waiting_log.read_text()
+    finally:
+        sigkill(first)
+    assert waiting.wait(timeout=120) == 0, waiting_log.read_text()
+    assert "was interrupted; its lock is released" in waiting_log.read_text()
+    table = pd.read_csv(tmp_path / "out" / "design.tsv", sep="\t")
+    assert len(table) == 6
