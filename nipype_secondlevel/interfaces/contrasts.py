@@ -1,6 +1,7 @@
-"""Contrast: t, z, p, effect and variance maps from an estimate, no refit."""
+"""Contrast: t, z, p, effect and variance maps (or F, z, p) from an estimate, no refit."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from nipype.interfaces.base import (
@@ -12,12 +13,56 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..design import contrast_label, contrast_weights
+from ..design import contrast_label, parse_contrast
 from ..io import load_img, load_mask, save_img, unmask
-from ..numerics.glm import t_contrast, t_to_p, t_to_z
+from ..numerics.glm import f_contrast, f_to_z, t_contrast, t_to_p, t_to_z
+from ..numerics.mixed_effects import mixed_effects_contrast, mixed_effects_f_contrast
+from ..sidecars import generated_by, write_sidecar
 from .estimation import read_design
 
 STATISTICS = ("z", "t", "p", "effect", "variance")
+STATISTIC_DESCRIPTIONS = {
+    "z": "z score with the same one-sided p as t",
+    "t": "t statistic of the contrast",
+    "p": "one-sided p value, P(T > t)",
+    "effect": "contrast effect (weights times estimates)",
+    "variance": "variance of the contrast effect",
+}
+#: Descriptions of the maps of an F contrast (several rows).
+F_STATISTIC_DESCRIPTIONS = {
+    "z": "z score with the same p as F",
+    "F": "F statistic of the contrast",
+    "p": "p value, P(F > f)",
+}
+
+
+def contrast_maps(X, beta, weights, dof, residual_variance=None, cov_beta=None):
+    """Voxel values of every map of one contrast, from an OLS or a variance-weighted fit.
+
+    One row of ``weights``: z, t, p (one-sided), effect, variance. Several rows:
+    z, F, p (F test on (rows, dof) degrees of freedom). With ``cov_beta``
+    (p, p, n_voxels), as written by EstimateMixedEffects, the covariance of
+    the estimates is taken from it; otherwise from ``X`` and
+    ``residual_variance`` (OLS).
+    """
+    rows = np.atleast_2d(np.asarray(weights, dtype=float))
+    fit = None
+    if cov_beta is not None:
+        fit = SimpleNamespace(beta=beta, cov_beta=cov_beta, dof=dof)
+    if len(rows) == 1:
+        if fit is not None:
+            effect, variance, t = mixed_effects_contrast(fit, rows[0])
+        else:
+            effect, variance, t = t_contrast(X, beta, residual_variance, rows[0])
+        return {"z": t_to_z(t, dof), "t": t, "p": t_to_p(t, dof), "effect": effect,
+                "variance": variance}
+    from scipy import stats
+
+    if fit is not None:
+        f, q = mixed_effects_f_contrast(fit, rows)
+    else:
+        f, q = f_contrast(X, beta, residual_variance, rows)
+    return {"z": f_to_z(f, q, dof), "F": f, "p": stats.f.sf(f, q, dof)}
 
 
 def statmap_name(label, stat):
@@ -27,13 +72,19 @@ def statmap_name(label, stat):
 
 class _ContrastInputSpec(BaseInterfaceInputSpec):
     beta = File(exists=True, mandatory=True, desc="parameter estimates (4D)")
-    residual_variance = File(exists=True, mandatory=True, desc="residual variance map")
+    residual_variance = File(exists=True, mandatory=True, xor=["cov_beta"],
+                             desc="residual variance map (OLS)")
+    cov_beta = File(exists=True, mandatory=True, xor=["residual_variance"],
+                    desc="covariance of the estimates, (p, p, n_voxels) .npy "
+                    "(EstimateMixedEffects)")
     dof = traits.Float(mandatory=True, desc="residual degrees of freedom")
     design_matrix = File(exists=True, mandatory=True, desc="design matrix TSV")
     mask_file = File(exists=True, mandatory=True, desc="analysis mask")
     contrast = traits.Str(
         xor=["weights"],
-        desc='a column name or an expression of columns, e.g. "vertical - horizontal"',
+        desc='a column name or an expression of columns, e.g. "vertical - horizontal"; '
+        'several rows separated by ";" (F); JSON weights, a list (t) or a list of rows (F); '
+        '"name=<contrast>" names it',
     )
     weights = traits.List(
         traits.Float, xor=["contrast"], desc="contrast weights, one per column"
@@ -47,12 +98,16 @@ class _ContrastOutputSpec(TraitedSpec):
     p_map = File(exists=True, desc="one-sided p map, P(T > t)")
     effect_map = File(exists=True, desc="contrast effect (c beta)")
     variance_map = File(exists=True, desc="variance of the effect")
+    f_map = File(exists=True, desc="F map (F contrasts)")
+    stat_map = File(exists=True, desc="the t or F map")
+    stat_type = traits.Enum("t", "F", desc="t (one row) or F (several rows)")
+    out_files = traits.List(File(exists=True), desc="every map written")
     contrast_name = traits.Str(desc="label used in the file names")
-    weights = traits.List(traits.Float, desc="contrast weights used")
+    weights = traits.List(traits.Float, desc="contrast weights used (t contrasts)")
 
 
 class Contrast(SimpleInterface):
-    """Compute a t contrast from an OLS estimate (no refit)."""
+    """Compute a t or F contrast from an OLS or mixed-effects estimate (no refit)."""
 
     input_spec = _ContrastInputSpec
     output_spec = _ContrastOutputSpec
@@ -65,33 +120,46 @@ class Contrast(SimpleInterface):
             spec = list(self.inputs.weights)
         else:
             spec = str(design.columns[0])
-        weights = contrast_weights(spec, design.columns)
+        label, rows, kind = parse_contrast(spec, design.columns)
         if isdefined(self.inputs.contrast_name):
             label = contrast_label(self.inputs.contrast_name)
-        elif isinstance(spec, str):
-            label = contrast_label(spec)
-        else:
-            label = "c" + "".join(f"{w:g}" for w in weights).replace("-", "m").replace(".", "p")
         mask, mask_img = load_mask(self.inputs.mask_file)
         beta = np.asanyarray(load_img(self.inputs.beta, "beta").dataobj)[mask].T
-        resvar = np.asanyarray(
-            load_img(self.inputs.residual_variance, "residual variance").dataobj
-        )[mask]
         dof = self.inputs.dof
-        effect, variance, t = t_contrast(X, beta, resvar, weights)
-        maps = {
-            "z": t_to_z(t, dof),
-            "t": t,
-            "p": t_to_p(t, dof),
-            "effect": effect,
-            "variance": variance,
-        }
+        if isdefined(self.inputs.cov_beta):
+            estimate = self.inputs.cov_beta
+            maps = contrast_maps(X, beta, rows, dof, cov_beta=np.load(estimate))
+        else:
+            estimate = self.inputs.residual_variance
+            resvar = np.asanyarray(load_img(estimate, "residual variance").dataobj)[mask]
+            maps = contrast_maps(X, beta, rows, dof, residual_variance=resvar)
+        descriptions = STATISTIC_DESCRIPTIONS if kind == "t" else F_STATISTIC_DESCRIPTIONS
+        weights_record = [{str(c): float(w) for c, w in zip(design.columns, row)}
+                          for row in rows]
         out = Path(runtime.cwd)
-        for stat in STATISTICS:
-            self._results[f"{stat}_map"] = save_img(
+        sources = [self.inputs.beta, estimate, self.inputs.design_matrix, self.inputs.mask_file]
+        written = []
+        for stat in maps:
+            written.append(save_img(
                 unmask(maps[stat], mask, mask_img.affine, fill=1.0 if stat == "p" else 0.0),
                 out / statmap_name(label, stat),
-            )
+            ))
+            self._results[f"{stat.lower()}_map"] = written[-1]
+            write_sidecar(written[-1], {
+                "Contrast": label,
+                "ContrastWeights": weights_record[0] if kind == "t" else weights_record,
+                "Statistic": stat,
+                "Description": descriptions[stat],
+                "DegreesOfFreedom": float(dof),
+                "Threshold": None,
+                "Sources": [Path(f).name for f in sources],
+                "SourceFiles": [str(Path(f).absolute()) for f in sources],
+                "GeneratedBy": generated_by("contrast"),
+            })
+        self._results["stat_map"] = written[1]
+        self._results["stat_type"] = kind
+        self._results["out_files"] = written
         self._results["contrast_name"] = label
-        self._results["weights"] = [float(w) for w in weights]
+        if kind == "t":
+            self._results["weights"] = [float(w) for w in rows[0]]
         return runtime
