@@ -1,5 +1,6 @@
 """Threshold: height (z or p) and cluster-size thresholds, and a cluster table."""
 
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +13,7 @@ from nipype.interfaces.base import (
 )
 
 from ..io import load_img, save_img, save_tsv
+from ..sidecars import generated_by, read_sidecar, threshold_fields, write_sidecar
 
 HEIGHT_CONTROLS = ("none", "fpr", "fdr", "bonferroni")
 CLUSTER_COLUMNS = ["Cluster ID", "X", "Y", "Z", "Peak Stat", "Cluster Size (mm3)"]
@@ -42,12 +44,15 @@ def cluster_table(thresholded_img, z_threshold, cluster_size, two_sided):
 
     if not np.any(np.asanyarray(thresholded_img.dataobj)):
         return pd.DataFrame(columns=CLUSTER_COLUMNS)
-    return get_clusters_table(
-        thresholded_img,
-        stat_threshold=z_threshold,
-        cluster_threshold=cluster_size,
-        two_sided=two_sided,
-    )
+    with warnings.catch_warnings():
+        # A map with clusters of one sign only is not worth a warning.
+        warnings.filterwarnings("ignore", message="No clusters found", category=UserWarning)
+        return get_clusters_table(
+            thresholded_img,
+            stat_threshold=z_threshold,
+            cluster_threshold=cluster_size,
+            two_sided=two_sided,
+        )
 
 
 class _ThresholdInputSpec(BaseInterfaceInputSpec):
@@ -104,4 +109,21 @@ class Threshold(SimpleInterface):
             table, out / f"contrast-{label}_stat-z_clusters.tsv"
         )
         self._results["z_threshold"] = float(z_threshold)
+        # The z map's sidecar (contrast, weights, dof) carries over to the thresholded map.
+        fields = {k: v for k, v in read_sidecar(self.inputs.z_map).items()
+                  if k not in ("Description", "Sources", "SourceFiles", "GeneratedBy")}
+        sources = [self.inputs.z_map, self.inputs.mask_file]
+        fields.update({
+            "Contrast": fields.get("Contrast", label),
+            "Statistic": "z",
+            "Description": "z map, zero below the threshold",
+            "Threshold": threshold_fields(
+                self.inputs.height_control, z_threshold, self.inputs.alpha,
+                self.inputs.threshold, self.inputs.cluster_size, self.inputs.two_sided,
+            ),
+            "Sources": [Path(f).name for f in sources],
+            "SourceFiles": [str(Path(f).absolute()) for f in sources],
+            "GeneratedBy": generated_by("threshold"),
+        })
+        write_sidecar(self._results["thresholded_map"], fields)
         return runtime

@@ -1,0 +1,122 @@
+"""Report: one self-contained HTML page of an analysis (see :mod:`nipype_secondlevel.report`).
+
+How run time and cache hits get into a cached node
+--------------------------------------------------
+Which nodes ran and for how long is only known once they have run. The report
+node reads it from the result file nipype writes in every node's folder
+(``result_<node>.pklz``: start, end, duration, host and the node's inputs); the
+builder gives it the folders of the nodes upstream of it (``node_folders``,
+relative to the folder of the workflow holding the report node), and it runs
+after all of them because its inputs come from them.
+
+"Came from the cache" needs the time the run began: ``run_started``. It and
+the command line / Python call are ``nohash`` inputs, so they do not enter the
+node's hash: an unchanged rerun takes the report from the cache like every
+other node (only the always-running sink re-exports it), and the cached report
+still describes the run that produced the results it shows. When anything
+upstream changes, the report's file inputs change and it is rebuilt with the
+new run's timings. We chose this over having ``run_workflow`` write a
+provenance file after the run because the report must be a node whose output
+the sink writes atomically with the other results, and because a report that
+must run on every rerun would turn each warm rerun into a redraw.
+"""
+
+import json
+from pathlib import Path
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+
+from ..io import atomic_path
+from ..report import ContrastResult, build_report, node_runs
+
+
+class _HTMLReportInputSpec(BaseInterfaceInputSpec):
+    title = traits.Str("Group analysis report", usedefault=True, desc="page title")
+    design_matrix = File(exists=True, mandatory=True, desc="design matrix TSV")
+    design_plot = File(exists=True, desc="picture of the design matrix (PNG)")
+    mask_file = File(exists=True, mandatory=True, desc="analysis mask")
+    stat_maps = InputMultiObject(
+        File(exists=True), mandatory=True,
+        desc="unthresholded z maps, one per contrast (with JSON sidecars)",
+    )
+    thresholded_maps = InputMultiObject(
+        File(exists=True), mandatory=True,
+        desc="thresholded maps, one per entry of stat_maps (sidecars state the threshold)",
+    )
+    cluster_tables = InputMultiObject(
+        File(exists=True), mandatory=True, desc="cluster tables (TSV), one per entry"
+    )
+    glass_brains = InputMultiObject(
+        File(exists=True), desc="glass brain pictures, one per entry (drawn if not given)"
+    )
+    inputs_table = File(exists=True, desc="inputs table (subject, condition, path)")
+    parameters = traits.Str(desc="analysis parameters as a JSON object")
+    graph_dot = traits.Str(desc="the workflow graph in Graphviz DOT")
+    node_folders = traits.Dict(
+        traits.Str, traits.Str,
+        desc="node full name -> folder relative to the folder of the report's workflow",
+    )
+    run_started = traits.Float(
+        nohash=True, desc="epoch seconds the run began (nodes older came from the cache)"
+    )
+    command = traits.Str(nohash=True, desc="command line of the run")
+    python_call = traits.Str(nohash=True, desc="Python call that built the workflow")
+
+
+class _HTMLReportOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="report.html")
+
+
+def _get(value, default=None):
+    return value if isdefined(value) else default
+
+
+class HTMLReport(SimpleInterface):
+    """Write ``report.html``: design, contrasts, maps, clusters, mask and provenance."""
+
+    input_spec = _HTMLReportInputSpec
+    output_spec = _HTMLReportOutputSpec
+
+    def _run_interface(self, runtime):
+        inputs = self.inputs
+        stat_maps = list(inputs.stat_maps)
+        thresholded = list(inputs.thresholded_maps)
+        clusters = list(inputs.cluster_tables)
+        glass = list(_get(inputs.glass_brains, [None] * len(stat_maps)))
+        if not len(stat_maps) == len(thresholded) == len(clusters) == len(glass):
+            raise ValueError(
+                f"{len(stat_maps)} stat maps, {len(thresholded)} thresholded maps, "
+                f"{len(clusters)} cluster tables and {len(glass)} glass brains: "
+                "give one of each per contrast"
+            )
+        contrasts = [ContrastResult(*files) for files in zip(stat_maps, thresholded,
+                                                             clusters, glass)]
+        run_started = _get(inputs.run_started)
+        runs = node_runs(Path(runtime.cwd).parent, _get(inputs.node_folders, {}), run_started)
+        text = build_report(
+            title=inputs.title,
+            design_matrix=inputs.design_matrix,
+            mask_file=inputs.mask_file,
+            contrasts=contrasts,
+            design_plot=_get(inputs.design_plot),
+            inputs_table=_get(inputs.inputs_table),
+            parameters=json.loads(_get(inputs.parameters, "{}")),
+            command=_get(inputs.command),
+            python_call=_get(inputs.python_call),
+            graph_dot=_get(inputs.graph_dot),
+            runs=runs,
+            run_started=run_started,
+        )
+        out = Path(runtime.cwd) / "report.html"
+        with atomic_path(out) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        self._results["out_file"] = str(out.absolute())
+        return runtime

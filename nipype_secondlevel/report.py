@@ -1,0 +1,610 @@
+"""The HTML report of an analysis: one self-contained page a person reads.
+
+Sections: design (picture and table), contrast weights, for each contrast the
+thresholded glass brain and orthogonal slices with the threshold and correction
+stated and the cluster table, the analysis mask, and provenance (command line
+or Python call, parameters, package versions, input files with SHA-256, the
+workflow graph, per-node run time and cache hits).
+
+Everything is embedded (pictures as base64 ``data:`` URIs, CSS inline, no
+JavaScript), so the page opens from disk with no network. Pictures are drawn
+with matplotlib's Agg backend only.
+
+This module builds the page from files; :class:`nipype_secondlevel.interfaces.HTMLReport`
+is the Nipype node around it. Contrasts are lists of :class:`ContrastResult`,
+so later contrasts and inference methods add entries (their threshold is
+described by the thresholded map's JSON sidecar, see
+:mod:`nipype_secondlevel.sidecars`).
+"""
+
+import base64
+import hashlib
+import html
+import io
+import json
+import pickle
+import platform
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from .sidecars import read_sidecar
+
+#: Packages whose versions the provenance section lists (distribution names).
+PACKAGES = ("nipype-secondlevel", "nipype", "nilearn", "nibabel", "numpy", "scipy",
+            "pandas", "matplotlib", "networkx")
+
+#: Dots per inch of the pictures drawn for the report (small: the page stays light
+#: and drawing stays fast).
+DPI = 80
+
+SECTIONS = {
+    "summary": "Summary",
+    "design": "Design matrix",
+    "contrasts": "Contrasts",
+    "results": "Thresholded maps and clusters",
+    "mask": "Analysis mask",
+    "provenance": "Provenance",
+}
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;
+       color: #1b1f24; background: #ffffff; line-height: 1.45; }
+header { background: #1f3a5f; color: #ffffff; padding: 1.2em 2em; }
+header h1 { margin: 0 0 0.2em 0; font-size: 1.6em; }
+nav { padding: 0.6em 2em; background: #eef2f7; border-bottom: 1px solid #d0d7de; }
+nav a { margin-right: 1.2em; color: #1f3a5f; text-decoration: none; font-weight: 600; }
+main { padding: 0 2em 2em 2em; max-width: 1200px; }
+section { border-bottom: 1px solid #d0d7de; padding: 0.6em 0 1.2em 0; }
+h2 { color: #1f3a5f; } h3 { margin-bottom: 0.3em; }
+img { max-width: 100%; height: auto; display: block; margin: 0.5em 0; }
+table { border-collapse: collapse; font-size: 0.88em; margin: 0.5em 0; }
+th, td { border: 1px solid #d0d7de; padding: 0.2em 0.6em; text-align: left;
+         vertical-align: top; }
+th { background: #eef2f7; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+code, pre, .hash { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 0.86em; }
+pre { background: #f6f8fa; padding: 0.6em; overflow-x: auto; white-space: pre-wrap;
+      word-break: break-all; }
+.scroll { max-height: 28em; overflow: auto; display: inline-block; max-width: 100%; }
+.note { color: #57606a; font-size: 0.92em; }
+.threshold { background: #fff8c5; border-left: 4px solid #d4a72c; padding: 0.4em 0.8em; }
+.cached { color: #57606a; } .ran { color: #1a7f37; font-weight: 600; }
+"""
+
+
+@dataclass
+class ContrastResult:
+    """The files of one contrast under one inference method."""
+
+    stat_map: str
+    thresholded_map: str
+    cluster_table: str
+    glass_brain: str = None
+
+
+@dataclass
+class NodeRun:
+    """What one node's result file says about its last execution."""
+
+    name: str
+    status: str  # "ran", "cached" or "unknown"
+    seconds: float = None
+    started: str = None
+    finished: str = None
+    hostname: str = None
+    inputs: dict = None
+
+
+# --- small helpers ------------------------------------------------------------------------
+
+
+def esc(value):
+    return html.escape(str(value), quote=True)
+
+
+def data_uri(data, mime):
+    """``data:`` URI of bytes ``data``."""
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def file_data_uri(path):
+    """``data:`` URI of a PNG or SVG file."""
+    path = Path(path)
+    mime = "image/svg+xml" if path.suffix.lower() == ".svg" else "image/png"
+    return data_uri(path.read_bytes(), mime)
+
+
+def img_tag(uri, alt):
+    return f'<img src="{uri}" alt="{esc(alt)}">'
+
+
+def table_html(frame, max_rows=None):
+    """A DataFrame as an escaped HTML table; numbers right-aligned and rounded."""
+    if max_rows is not None:
+        frame = frame.head(max_rows)
+    head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
+    rows = []
+    for values in frame.itertuples(index=False):
+        cells = []
+        for value in values:
+            if value is None or (isinstance(value, float) and pd.isna(value)):
+                cells.append("<td></td>")
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                text = (f"{int(value)}" if float(value).is_integer() and abs(value) < 1e15
+                        else f"{value:.4g}")
+                cells.append(f'<td class="num">{text}</td>')
+            else:
+                cells.append(f"<td>{esc(value)}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def key_value_table(mapping):
+    rows = "".join(
+        f"<tr><th>{esc(k)}</th><td>{esc(v if isinstance(v, str) else json.dumps(v))}</td></tr>"
+        for k, v in mapping.items()
+    )
+    return f"<table><tbody>{rows}</tbody></table>"
+
+
+def sha256(path, chunk=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_versions():
+    """Versions of the packages in :data:`PACKAGES`, Python and the platform."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    versions["python"] = sys.version.split()[0]
+    versions["platform"] = platform.platform()
+    return versions
+
+
+# --- pictures (Agg only) ----------------------------------------------------------------
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figure_uri(fig):
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    return data_uri(buffer.getvalue(), "image/png")
+
+
+_BACKGROUND = {}
+
+
+def background_img():
+    """nilearn's MNI152 T1 at 2 mm, read once per process.
+
+    nilearn's own default background is resampled with splines on every first
+    use (about 1 s); taking every second voxel of the same file looks the same
+    at report size and costs 0.1 s.
+    """
+    if "img" not in _BACKGROUND:
+        import nibabel as nib
+        from nilearn.datasets.struct import MNI152_FILE_PATH
+
+        img = nib.load(MNI152_FILE_PATH).slicer[::2, ::2, ::2]
+        _BACKGROUND["img"] = nib.Nifti1Image(img.get_fdata(dtype="float32"), img.affine)
+    return _BACKGROUND["img"]
+
+
+def peak_coordinates(clusters):
+    """MNI (x, y, z) of the strongest peak of a cluster table, or None."""
+    if clusters.empty or "Peak Stat" not in clusters:
+        return None
+    row = clusters.loc[clusters["Peak Stat"].abs().idxmax()]
+    return tuple(float(row[c]) for c in ("X", "Y", "Z"))
+
+
+def slices_uri(stat_img, threshold, cut_coords, title):
+    """Orthogonal slices of a thresholded map (nilearn plot_stat_map) as a PNG URI."""
+    plt = _pyplot()
+    from nilearn.plotting import plot_stat_map
+
+    fig = plt.figure(figsize=(9.0, 3.0))
+    display = plot_stat_map(
+        stat_img, bg_img=background_img(), threshold=threshold, display_mode="ortho",
+        cut_coords=cut_coords, colorbar=True, title=title, figure=fig,
+    )
+    try:
+        return figure_uri(fig)
+    finally:
+        display.close()
+        plt.close(fig)
+
+
+def glass_brain_uri(stat_img, threshold, title):
+    plt = _pyplot()
+    from nilearn.plotting import plot_glass_brain
+
+    fig = plt.figure(figsize=(9.0, 3.5))
+    display = plot_glass_brain(stat_img, threshold=threshold, colorbar=True, plot_abs=False,
+                               title=title, figure=fig)
+    try:
+        return figure_uri(fig)
+    finally:
+        display.close()
+        plt.close(fig)
+
+
+def mask_uri(mask_img, z_cuts=(-30, -15, 0, 15, 30, 45, 60)):
+    """Axial slices of the analysis mask over the MNI152 template, as a PNG URI.
+
+    Drawn as one montage on one matplotlib axes (nilearn's plot_roi makes an
+    axes per slice and takes three times as long); neurological view (L left).
+    """
+    import nibabel as nib
+    import numpy as np
+
+    plt = _pyplot()
+    mask_img = nib.as_closest_canonical(mask_img)
+    mask = np.asanyarray(mask_img.dataobj).reshape(mask_img.shape[:3]) > 0
+    anatomy = _on_grid(background_img(), mask_img)
+    to_voxel = np.linalg.inv(mask_img.affine)
+    cuts = [(z, int(np.rint((to_voxel @ [0, 0, z, 1])[2]))) for z in z_cuts]
+    cuts = [(z, k) for z, k in cuts if 0 <= k < mask.shape[2]]
+    if not cuts:  # not an MNI-like grid: evenly spaced slices
+        ks = np.linspace(0, mask.shape[2] - 1, 7).round().astype(int)
+        cuts = [(round(float((mask_img.affine @ [0, 0, k, 1])[2])), int(k)) for k in ks]
+    anat_tiles = np.concatenate([np.rot90(anatomy[:, :, k]) for _, k in cuts], axis=1)
+    mask_tiles = np.concatenate([np.rot90(mask[:, :, k]) for _, k in cuts], axis=1)
+    height, width = anat_tiles.shape
+    fig = plt.figure(figsize=(9.0, 9.0 * height / width), facecolor="black")
+    ax = fig.add_axes([0, 0, 1, 1])
+    ax.imshow(anat_tiles, cmap="gray", interpolation="nearest")
+    ax.imshow(np.ma.masked_where(~mask_tiles, mask_tiles), cmap="autumn", alpha=0.5,
+              interpolation="nearest")
+    tile = width / len(cuts)
+    for i, (z, _) in enumerate(cuts):
+        ax.text(i * tile + 2, height - 3, f"z={z}", color="white", fontsize=8)
+    ax.text(2, 8, "L", color="white", fontsize=9)
+    ax.text(tile - 8, 8, "R", color="white", fontsize=9)
+    ax.set_axis_off()
+    try:
+        return figure_uri(fig)
+    finally:
+        plt.close(fig)
+
+
+def _on_grid(img, reference):
+    """Values of ``img`` at the voxel centres of ``reference`` (nearest neighbour)."""
+    import numpy as np
+
+    shape = reference.shape[:3]
+    ijk = np.indices(shape).reshape(3, -1)
+    xyz = reference.affine[:3, :3] @ ijk + reference.affine[:3, 3:]
+    to_voxel = np.linalg.inv(img.affine)
+    vox = np.rint(to_voxel[:3, :3] @ xyz + to_voxel[:3, 3:]).astype(int)
+    inside = np.all((vox >= 0) & (vox < np.array(img.shape[:3])[:, None]), axis=0)
+    values = np.zeros(ijk.shape[1], dtype=np.float32)
+    values[inside] = np.asanyarray(img.dataobj)[tuple(vox[:, inside])]
+    return values.reshape(shape)
+
+
+def render_graph(dot_source, timeout=60):
+    """The workflow graph as an SVG ``data:`` URI, or (None, why not)."""
+    if not dot_source:
+        return None, "The workflow graph was not given to the report."
+    dot = shutil.which("dot")
+    if dot is None:
+        return None, ("Graphviz's dot program is not installed, so the workflow graph is not "
+                      "drawn (e.g. apt-get install graphviz); its DOT source is below.")
+    try:
+        svg = subprocess.run([dot, "-Tsvg"], input=dot_source.encode(), capture_output=True,
+                             check=True, timeout=timeout).stdout
+    except (OSError, subprocess.SubprocessError) as err:
+        return None, f"dot failed to draw the workflow graph ({type(err).__name__})."
+    return data_uri(svg, "image/svg+xml"), None
+
+
+# --- provenance of the run --------------------------------------------------------------
+
+
+def _epoch(iso):
+    try:
+        return datetime.fromisoformat(iso).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def _plain_inputs(inputs):
+    """Node inputs as JSON-friendly values, undefined ones left out."""
+    from nipype.interfaces.base import isdefined
+
+    plain = {}
+    if isinstance(inputs, list):  # a MapNode's result: one inputs dict per item
+        return {f"[{i}] {k}": v for i, item in enumerate(inputs)
+                for k, v in _plain_inputs(item).items()}
+    for key, value in sorted((inputs or {}).items()):
+        if not isdefined(value):
+            continue
+        try:
+            json.dumps(value)
+            plain[key] = value
+        except TypeError:
+            plain[key] = str(value)
+    return plain
+
+
+def node_runs(workflow_dir, node_folders, run_started=None):
+    """Run time and cache status of nodes, read from their nipype result files.
+
+    Parameters
+    ----------
+    workflow_dir : path
+        Folder of the workflow the nodes belong to (``<work>/<workflow name>``).
+    node_folders : dict
+        Node full name -> its folder relative to ``workflow_dir``.
+    run_started : float or None
+        Epoch seconds at which the run that builds the report began. A node
+        whose result was written before it came from the cache; None: unknown.
+    """
+    from nipype.utils.filemanip import loadpkl
+
+    runs = []
+    for name, folder in node_folders.items():
+        folder = Path(workflow_dir, folder)
+        result_file = folder / f"result_{folder.name}.pklz"
+        if not result_file.exists():
+            runs.append(NodeRun(name, "unknown"))
+            continue
+        try:
+            result = loadpkl(result_file)
+            runtime = result.runtime
+        except (OSError, EOFError, AttributeError, ImportError, pickle.UnpicklingError):
+            # unreadable, or written by another nipype version
+            runs.append(NodeRun(name, "unknown"))
+            continue
+        finished = getattr(runtime, "endTime", None)
+        end = _epoch(finished)
+        if run_started is None or end is None:
+            status = "unknown"
+        else:
+            status = "ran" if end >= run_started - 0.01 else "cached"
+        runs.append(NodeRun(
+            name, status, seconds=getattr(runtime, "duration", None),
+            started=getattr(runtime, "startTime", None), finished=finished,
+            hostname=getattr(runtime, "hostname", None),
+            inputs=_plain_inputs(getattr(result, "inputs", None)),
+        ))
+    # In the order they ran; nodes with no result last.
+    return sorted(runs, key=lambda r: (r.started is None, r.started or "", r.name))
+
+
+def input_files(inputs_table):
+    """Input maps listed in an inputs table, with size and SHA-256."""
+    table = pd.read_csv(inputs_table, sep="\t")
+    path_columns = [c for c in table.columns if c == "path" or c.endswith("_path")]
+    rows = []
+    for record in table.to_dict("records"):
+        for column in path_columns:
+            path = Path(str(record[column]))
+            exists = path.exists()
+            rows.append({
+                "subject": record.get("subject", ""),
+                "condition": record.get("condition", ""),
+                "file": str(path),
+                "bytes": path.stat().st_size if exists else None,
+                "SHA-256": sha256(path) if exists else "missing",
+            })
+    return pd.DataFrame(rows, columns=["subject", "condition", "file", "bytes", "SHA-256"])
+
+
+# --- the page ---------------------------------------------------------------------------
+
+
+def _section(key, body, title=None):
+    return (f'<section id="{key}"><h2>{esc(title or SECTIONS[key])}</h2>\n{body}\n'
+            "</section>\n")
+
+
+def contrast_section(result, index):
+    """Glass brain, orthogonal slices, threshold statement and cluster table of a contrast."""
+    import nibabel as nib
+
+    meta = read_sidecar(result.thresholded_map) or read_sidecar(result.stat_map)
+    label = meta.get("Contrast", f"contrast {index + 1}")
+    threshold = meta.get("Threshold") or {}
+    z_threshold = threshold.get("Value")
+    description = threshold.get("Description", "threshold not recorded")
+    clusters = pd.read_csv(result.cluster_table, sep="\t")
+    thresholded = nib.load(result.thresholded_map)
+    title = f"{label}: {description.split(',')[0]}"
+    if result.glass_brain:
+        glass = file_data_uri(result.glass_brain)
+    else:
+        glass = glass_brain_uri(thresholded, z_threshold, title)
+    slices = slices_uri(thresholded, z_threshold, peak_coordinates(clusters), label)
+    n_clusters = int(pd.to_numeric(clusters.get("Cluster ID", pd.Series(dtype=str)),
+                                   errors="coerce").notna().sum())
+    dof = meta.get("DegreesOfFreedom")
+    parts = [
+        f'<h3 id="contrast-{esc(label)}">Contrast {esc(label)}</h3>',
+        f'<p class="threshold"><b>Threshold:</b> {esc(description)}. '
+        f'<b>Correction:</b> {esc(threshold.get("Correction", "not recorded"))}.'
+        + (f" Degrees of freedom: {dof:g}." if dof is not None else "") + "</p>",
+        "<h4>Glass brain</h4>", img_tag(glass, f"glass brain of {label}"),
+        "<h4>Orthogonal slices (strongest peak)</h4>",
+        img_tag(slices, f"orthogonal slices of {label}"),
+        f"<h4>Clusters ({n_clusters})</h4>",
+        f'<div class="scroll">{table_html(clusters)}</div>' if not clusters.empty
+        else "<p>No voxel survives the threshold.</p>",
+        (f'<p class="note">Files: {esc(Path(result.thresholded_map).name)}, '
+         f'{esc(Path(result.cluster_table).name)} (sidecar '
+         f'{esc(Path(result.thresholded_map).name.split(".")[0])}.json).</p>'),
+    ]
+    return "\n".join(parts), label, meta
+
+
+def build_report(title, design_matrix, mask_file, contrasts, design_plot=None,
+                 inputs_table=None, parameters=None, command=None, python_call=None,
+                 graph_dot=None, runs=None, run_started=None):
+    """The report as one HTML string (see the module docstring).
+
+    ``contrasts`` is a list of :class:`ContrastResult`; ``runs`` a list of
+    :class:`NodeRun` (see :func:`node_runs`).
+    """
+    import nibabel as nib
+    import numpy as np
+
+    design = pd.read_csv(design_matrix, sep="\t")
+    body = []
+
+    # Contrasts first: their sidecars feed the summary.
+    contrast_parts = [contrast_section(c, i) for i, c in enumerate(contrasts)]
+
+    built = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    summary = {
+        "built": built,
+        "input maps": len(design),
+        "design columns": design.shape[1],
+        "contrasts": ", ".join(label for _, label, _ in contrast_parts) or "none",
+    }
+    body.append(_section("summary", key_value_table(summary)))
+
+    design_html = []
+    if design_plot:
+        design_html.append(img_tag(file_data_uri(design_plot), "design matrix"))
+    design_html.append(
+        f"<p>{len(design)} rows (input maps) and {design.shape[1]} columns "
+        f"({esc(Path(design_matrix).name)}):</p>"
+        f'<div class="scroll">{table_html(design)}</div>'
+    )
+    body.append(_section("design", "\n".join(design_html)))
+
+    weights_rows = []
+    for _, label, meta in contrast_parts:
+        row = {"contrast": label}
+        row.update(meta.get("ContrastWeights", {}))
+        weights_rows.append(row)
+    weights = pd.DataFrame(weights_rows)
+    if not weights.empty:
+        nonzero = [c for c in weights.columns[1:] if weights[c].fillna(0).ne(0).any()]
+        shown = weights[["contrast"] + nonzero]
+        zero = len(weights.columns) - 1 - len(nonzero)
+        weights_html = table_html(shown) + (
+            f'<p class="note">The other {zero} column(s) have weight 0.</p>' if zero else "")
+    else:
+        weights_html = "<p>No contrast.</p>"
+    body.append(_section("contrasts", "<p>Contrast weights (one row per contrast):</p>"
+                         + weights_html))
+    body.append(_section("results", "\n".join(part for part, _, _ in contrast_parts)))
+
+    mask_img = nib.load(mask_file)
+    n_voxels = int(np.count_nonzero(np.asanyarray(mask_img.dataobj)))
+    voxel_mm3 = float(abs(np.linalg.det(mask_img.affine[:3, :3])))
+    body.append(_section("mask", (
+        img_tag(mask_uri(mask_img), "analysis mask")
+        + f"<p>{n_voxels} voxels ({n_voxels * voxel_mm3 / 1000:.0f} cm3, "
+        f"{voxel_mm3:g} mm3 each) on a {' x '.join(map(str, mask_img.shape[:3]))} grid "
+        f"({esc(Path(mask_file).name)}).</p>")))
+
+    body.append(provenance_section(inputs_table, parameters, command, python_call,
+                                   graph_dot, runs, run_started))
+
+    nav = "".join(f'<a href="#{key}">{esc(name)}</a>' for key, name in SECTIONS.items())
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        f"<header><h1>{esc(title)}</h1><div>nipype-secondlevel report, built {esc(built)}"
+        "</div></header>\n"
+        f"<nav>{nav}</nav>\n<main>\n{''.join(body)}</main>\n</body>\n</html>\n"
+    )
+
+
+def provenance_section(inputs_table, parameters, command, python_call, graph_dot, runs,
+                       run_started):
+    parts = ["<h3 id=\"command\">How it was run</h3>"]
+    if command:
+        parts.append(f"<p>Command line:</p><pre>{esc(command)}</pre>")
+    if python_call:
+        parts.append(f"<p>Python call:</p><pre>{esc(python_call)}</pre>")
+    if not command and not python_call:
+        parts.append("<p>Not recorded.</p>")
+    parts.append('<p class="note">As given to the run that built this report; a later run '
+                 "that takes everything from the cache exports this report unchanged.</p>")
+
+    parts.append('<h3 id="parameters">Parameters</h3>')
+    parts.append(key_value_table(parameters) if parameters else "<p>Not recorded.</p>")
+
+    parts.append('<h3 id="versions">Package versions</h3>')
+    parts.append(key_value_table(package_versions()))
+
+    parts.append('<h3 id="inputs">Input files</h3>')
+    if inputs_table:
+        files = input_files(inputs_table)
+        parts.append(f"<p>{len(files)} file(s), listed in {esc(inputs_table)}:</p>")
+        parts.append(f'<div class="scroll">{table_html(files)}</div>')
+    else:
+        parts.append("<p>Not recorded.</p>")
+
+    parts.append('<h3 id="graph">Workflow graph</h3>')
+    uri, why_not = render_graph(graph_dot)
+    if uri:
+        parts.append(img_tag(uri, "workflow graph"))
+    else:
+        parts.append(f"<p>{esc(why_not)}</p>")
+        if graph_dot:
+            parts.append(f"<details><summary>DOT source</summary><pre>{esc(graph_dot)}</pre>"
+                         "</details>")
+
+    parts.append('<h3 id="runs">Nodes: run time and cache</h3>')
+    parts.append(runs_html(runs or [], run_started))
+    return _section("provenance", "\n".join(parts))
+
+
+def runs_html(runs, run_started):
+    if not runs:
+        return "<p>Not recorded.</p>"
+    labels = {"ran": "ran in this run", "cached": "from the cache", "unknown": "unknown"}
+    rows = []
+    for run in runs:
+        seconds = f"{run.seconds:.2f}" if run.seconds is not None else ""
+        rows.append(
+            f"<tr><td>{esc(run.name)}</td><td class=\"{run.status}\">{labels[run.status]}</td>"
+            f'<td class="num">{seconds}</td><td>{esc(run.finished or "")}</td>'
+            f"<td>{esc(run.hostname or '')}</td></tr>"
+        )
+    ran = [r for r in runs if r.status == "ran"]
+    total = sum(r.seconds or 0 for r in ran)
+    started = (datetime.fromtimestamp(run_started).astimezone().isoformat(timespec="seconds")
+               if run_started else "unknown")
+    table = ("<table><thead><tr><th>node</th><th>status</th><th>seconds</th>"
+             "<th>finished</th><th>host</th></tr></thead><tbody>" + "".join(rows)
+             + "</tbody></table>")
+    details = "".join(
+        f"<details><summary>{esc(r.name)}: inputs</summary>{key_value_table(r.inputs)}</details>"
+        for r in runs if r.inputs
+    )
+    return (
+        f"<p>{len(ran)} node(s) ran in the run that built this report (started {esc(started)}, "
+        f"{total:.1f} s of node time), {sum(r.status == 'cached' for r in runs)} came from "
+        "the cache. Seconds are those of the node's last execution. The report node and the "
+        "nodes after it (collecting and exporting the results) are not listed.</p>"
+        + table + "<h4>Inputs of every node</h4>" + details
+    )

@@ -1,0 +1,103 @@
+"""JSON sidecars of output maps (BIDS derivatives style), written in one place.
+
+Every statistical map gets a ``.json`` file beside it with the same base name
+(``contrast-X_stat-z_statmap.nii.gz`` -> ``contrast-X_stat-z_statmap.json``)
+that says what the map is: contrast, statistic, degrees of freedom, threshold
+and correction, and the files it was computed from. The interfaces that write
+maps call :func:`write_sidecar`; the sink exports a file's sidecar with it; the
+report reads them back with :func:`read_sidecar`.
+"""
+
+import json
+import math
+from pathlib import Path
+
+from .io import atomic_path
+
+#: File name endings replaced by ``.json`` (longest first).
+_MAP_SUFFIXES = (".nii.gz", ".nii", ".tsv", ".png", ".svg")
+
+HEIGHT_CONTROL_NAMES = {
+    "none": "uncorrected",
+    "fpr": "uncorrected",
+    "fdr": "FDR (Benjamini-Hochberg)",
+    "bonferroni": "FWER (Bonferroni)",
+}
+
+
+def sidecar_path(path):
+    """The sidecar of ``path``: same folder and base name, ``.json``."""
+    path = Path(path)
+    name = path.name
+    for suffix in _MAP_SUFFIXES:
+        if name.endswith(suffix):
+            return path.with_name(name[: -len(suffix)] + ".json")
+    return path.with_name(path.stem + ".json")
+
+
+def write_sidecar(path, fields):
+    """Write ``fields`` (JSON-serializable dict) as the sidecar of ``path``, atomically.
+
+    Returns the sidecar path as str.
+    """
+    target = sidecar_path(path)
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(fields, indent=2, sort_keys=False) + "\n")
+    return str(target.absolute())
+
+
+def read_sidecar(path):
+    """The sidecar fields of ``path`` as a dict ({} when it has none)."""
+    target = sidecar_path(path)
+    if not target.exists():
+        return {}
+    return json.loads(target.read_text())
+
+
+def generated_by(step):
+    """BIDS-style ``GeneratedBy`` entry naming this package and the workflow step."""
+    from . import __version__
+
+    return [{"Name": "nipype-secondlevel", "Version": __version__, "Step": step}]
+
+
+def describe_threshold(height_control, z_threshold, alpha=None, threshold=None,
+                       cluster_size=0, two_sided=True):
+    """One sentence stating the threshold and the correction, e.g. for a report.
+
+    >>> describe_threshold("fdr", 3.52, alpha=0.05)
+    'FDR (Benjamini-Hochberg) q < 0.05, i.e. |z| > 3.52 (two-sided)'
+    """
+    sign = "|z|" if two_sided else "z"
+    if not math.isfinite(z_threshold):  # e.g. FDR when no voxel can pass
+        bound = f"no voxel passes ({sign} > inf)"
+        text = (f"{HEIGHT_CONTROL_NAMES[height_control]} "
+                f"{'q' if height_control == 'fdr' else 'p'} < {alpha:g}, {bound}")
+    elif height_control == "none":
+        text = f"uncorrected, {sign} > {z_threshold:.2f}"
+    elif height_control == "fdr":
+        text = f"{HEIGHT_CONTROL_NAMES['fdr']} q < {alpha:g}, i.e. {sign} > {z_threshold:.2f}"
+    else:
+        text = (f"{HEIGHT_CONTROL_NAMES[height_control]} p < {alpha:g}, "
+                f"i.e. {sign} > {z_threshold:.2f}")
+    text += " (two-sided)" if two_sided else " (one-sided, positive values)"
+    if cluster_size:
+        text += f", clusters of at least {cluster_size} voxels"
+    return text
+
+
+def threshold_fields(height_control, z_threshold, alpha, threshold, cluster_size, two_sided):
+    """The ``Threshold`` entry of a thresholded map's sidecar."""
+    return {
+        "Statistic": "z",
+        "Value": float(z_threshold) if math.isfinite(z_threshold) else None,
+        "HeightControl": height_control,
+        "Correction": HEIGHT_CONTROL_NAMES[height_control],
+        "Alpha": None if height_control == "none" else float(alpha),
+        "RequestedZ": float(threshold) if height_control == "none" else None,
+        "ClusterSizeVoxels": int(cluster_size),
+        "TwoSided": bool(two_sided),
+        "Description": describe_threshold(
+            height_control, z_threshold, alpha, threshold, cluster_size, two_sided
+        ),
+    }

@@ -1,0 +1,122 @@
+"""Adding the HTML report node to a pipeline (see :class:`~nipype_secondlevel.interfaces.HTMLReport`)."""
+
+import inspect
+import json
+import os
+import tempfile
+import time
+
+from nipype.interfaces.utility import IdentityInterface
+from nipype.pipeline import engine as pe
+
+from ..interfaces.report import HTMLReport
+
+
+def call_text(function, *args, **kwargs):
+    """``function(arg, key=value, ...)`` as Python source, for the report."""
+    parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    return f"{function}({', '.join(parts)})"
+
+
+def all_parameters(builder, given):
+    """Keyword parameters of ``builder`` with defaults filled in from its signature."""
+    params = {
+        name: p.default
+        for name, p in inspect.signature(builder).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    params.update(given)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+
+def _jsonable(value):
+    try:
+        json.dumps(value)
+        return value
+    except TypeError:
+        return str(value)
+
+
+def workflow_dot(workflow):
+    """The workflow's hierarchical graph in Graphviz DOT (nipype's own drawing)."""
+    fd, path = tempfile.mkstemp(suffix=".dot")
+    os.close(fd)
+    try:
+        workflow.write_hierarchical_dotfile(dotfilename=path, colored=True, simple_form=True)
+        with open(path) as stream:
+            return stream.read()
+    finally:
+        os.unlink(path)
+
+
+def upstream_node_folders(workflow, exclude):
+    """Full name -> folder (relative to the workflow's folder) of the workflow's nodes.
+
+    Identity nodes are left out (nipype removes them before running), and so are
+    the nodes named in ``exclude`` (the report and what runs after it).
+    """
+    folders = {}
+    for name in workflow.list_node_names():
+        if name in exclude:
+            continue
+        if isinstance(workflow.get_node(name).interface, IdentityInterface):
+            continue
+        folders[f"{workflow.name}.{name}"] = name.replace(".", "/")
+    return folders
+
+
+def add_report(workflow, source, analysis_wf, merge, merge_field, parameters,
+               command=None, python_call=None, after=()):
+    """Add an ``HTMLReport`` node named ``report`` and connect it into ``merge``.
+
+    Call this once the rest of ``workflow`` is connected: the report records
+    the workflow's graph and the folders of the nodes it reports on.
+
+    Parameters
+    ----------
+    workflow : nipype Workflow
+        The pipeline; ``source``, ``analysis_wf`` and ``merge`` are in it.
+    source : nipype Node
+        Node with an ``inputs_table`` output (input files with checksums).
+    analysis_wf : nipype Workflow
+        The analysis, with the outputnode fields of ``init_paired_two_sample_wf``.
+    merge : nipype Node
+        Node collecting the exported files; the report goes into ``merge_field``.
+    parameters : dict
+        All analysis parameters, shown in the report (JSON-serialisable values).
+    command, python_call : str or None
+        How the run was started, shown in the report (not part of the cache hash).
+    after : list of str
+        Names of nodes that run after the report (not reported on).
+    """
+    report = pe.Node(HTMLReport(title=f"Group analysis report: {workflow.name}"),
+                     name="report")
+    # Results written by nodes after this moment come from this run; older ones
+    # from the cache. A workflow cannot run before it is built, so the build time
+    # is a sound lower bound of the run's start.
+    report.inputs.run_started = time.time()
+    report.inputs.parameters = json.dumps(
+        {k: _jsonable(v) for k, v in parameters.items()}, sort_keys=True
+    )
+    if command:
+        report.inputs.command = command
+    if python_call:
+        report.inputs.python_call = python_call
+    # fmt: off
+    workflow.connect([
+        (source, report, [("inputs_table", "inputs_table")]),
+        (analysis_wf, report, [("outputnode.design_matrix", "design_matrix"),
+                               ("outputnode.design_plot", "design_plot"),
+                               ("outputnode.mask_file", "mask_file"),
+                               ("outputnode.z_map", "stat_maps"),
+                               ("outputnode.thresholded_map", "thresholded_maps"),
+                               ("outputnode.cluster_table", "cluster_tables"),
+                               ("outputnode.glass_brain", "glass_brains")]),
+        (report, merge, [("out_file", merge_field)]),
+    ])
+    # fmt: on
+    report.inputs.node_folders = upstream_node_folders(
+        workflow, exclude={"report", merge.name, *after}
+    )
+    report.inputs.graph_dot = workflow_dot(workflow)
+    return report
