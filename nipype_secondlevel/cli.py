@@ -7,6 +7,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InputError, bad_input
+from .execution import PLUGINS
 
 PROG = "nipype-secondlevel"
 
@@ -38,28 +39,55 @@ def add_run_options(parser, default_out):
                      help="folder for the results (default: %(default)s)")
     run.add_argument("--work-dir", type=Path, default=Path("work"),
                      help="cache folder; a rerun reuses what did not change (default: %(default)s)")
-    run.add_argument("--plugin", choices=["Linear", "MultiProc"], default="Linear",
+    run.add_argument("--plugin", choices=list(PLUGINS), default="Linear",
                      help="Nipype execution plugin (default: %(default)s; the reference "
                      "analysis is one chain of nodes, so MultiProc only adds start-up time)")
+    run.add_argument("--sbatch-args", default="",
+                     help="sbatch options for every SLURM job, e.g. "
+                     "'--partition=short --account=lab --time=60'")
+    run.add_argument("--poll-interval", type=positive_float, default=0.5,
+                     help="seconds between SLURM queue polls (default: %(default)s)")
     run.add_argument("--n-procs", type=positive_int, default=None,
                      help="processes for MultiProc (default: all cores)")
     run.add_argument("--quiet", action="store_true", help="no per-node progress lines")
+    run.add_argument("--mem-gb", type=positive_float, default=1.0,
+                     help="memory budget in GiB: the voxels estimated at a time and the "
+                     "nodes' memory hints follow it; results do not (default: %(default)s)")
+    run.add_argument("--wait", action="store_true",
+                     help="if another run uses the work folder, wait for it to end "
+                     "(default: stop at once with a message)")
     stats = parser.add_argument_group("analysis")
-    stats.add_argument("--n-subjects", type=positive_int, default=16,
-                       help="number of subjects (default: %(default)s)")
     stats.add_argument("--threshold", type=positive_float, default=3.1,
                        help="z threshold, both signs (default: %(default)s, p < .001 uncorrected)")
     stats.add_argument("--height-control", choices=["none", "fpr", "fdr", "bonferroni"],
                        default="none",
                        help="none: use --threshold; fpr/fdr/bonferroni: use --alpha")
-    stats.add_argument("--alpha", type=probability, default=0.001,
-                       help="p level for --height-control fpr/fdr/bonferroni (default: %(default)s)")
+    stats.add_argument("--alpha", type=probability, default=None,
+                       help="p level for --height-control fpr/fdr/bonferroni and for "
+                       "--correction (default: 0.001; 0.05 with --correction)")
     stats.add_argument("--cluster-size", type=int, default=0,
                        help="minimum cluster size in voxels (default: %(default)s)")
     stats.add_argument("--one-sided", action="store_true",
                        help="threshold positive values only")
     stats.add_argument("--mask-strategy", choices=["nilearn", "mni152", "coverage"],
                        default="nilearn", help="group mask (default: %(default)s)")
+    inference = parser.add_argument_group("inference (corrections for multiple comparisons)")
+    inference.add_argument("--correction", choices=list(CORRECTIONS), default="none",
+                           help="fdr, bonferroni: parametric, at --alpha; maxT, cluster-size, "
+                           "cluster-mass, tfce: permutation tests (sign flips of the paired "
+                           "differences), family-wise at --alpha; the glass brain shows the "
+                           "z map where corrected p < alpha (default: %(default)s)")
+    inference.add_argument("--n-perm", type=positive_int, default=10000,
+                           help="permutations, identity included; all 2^n sign patterns "
+                           "when 2^n <= N (default: %(default)s)")
+    inference.add_argument("--cluster-forming-p", type=probability, default=0.001,
+                           help="cluster-forming threshold (uncorrected p) for cluster-size "
+                           "and cluster-mass (default: %(default)s)")
+    inference.add_argument("--n-chunks", type=positive_int, default=1,
+                           help="permutation jobs (run in parallel by MultiProc or SLURM; "
+                           "results do not depend on it) (default: %(default)s)")
+    inference.add_argument("--perm-seed", type=int, default=0,
+                           help="seed of the random sign patterns (default: %(default)s)")
 
 
 def build_parser():
@@ -72,50 +100,187 @@ def build_parser():
         "demo", help="the reference paired analysis on the built-in simulated sample"
     )
     add_run_options(demo, "results/demo")
+    demo.add_argument("--n-subjects", type=positive_int, default=16,
+                      help="number of simulated subjects (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="simulation seed (default: 0)")
     localizer = commands.add_parser(
         "localizer", help="the reference analysis on Brainomics/Localizer (downloads)"
     )
     add_run_options(localizer, "results/localizer")
+    localizer.add_argument("--n-subjects", type=positive_int, default=16,
+                           help="Localizer subjects 1..N (default: %(default)s)")
     localizer.add_argument("--data-dir", type=Path, default=None,
                            help="data folder (default: nilearn's, e.g. ~/nilearn_data)")
     localizer.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    localizer.add_argument("--estimation", choices=["ols", "mixed", "fixed"], default="ols",
+                           help="ols; mixed: mixed effects with the first-level variances "
+                           "(contrast / t)^2 from the t maps; fixed: fixed effects "
+                           "(default: %(default)s)")
+    add_group_command(commands)
     graph = commands.add_parser("graph", help="draw the workflow graph (PNG and SVG)")
     graph.add_argument("--out-dir", type=Path, default=Path("results/graph"),
                        help="folder for the pictures (default: %(default)s)")
     return parser
 
 
-def analysis_options(args):
+def add_group_command(commands):
+    """The ``run`` command: any group design on the user's own maps."""
+    group = commands.add_parser(
+        "run", help="any group design on your own maps (an inputs table)",
+        description="Group analysis of the maps listed in an inputs table (TSV: subject, "
+        "path, condition and/or group, optional variance_path and covariate columns).",
+    )
+    group.add_argument("--inputs", type=Path, required=True,
+                       help="inputs table (TSV or CSV); relative paths are read from its folder")
+    add_run_options(group, "results/run")
+    design = group.add_argument_group("design")
+    design.add_argument("--design", choices=["one-sample", "paired", "two-sample", "file"],
+                        default="one-sample", help="(default: %(default)s)")
+    design.add_argument("--conditions", nargs="+", default=None, metavar="CONDITION",
+                        help="paired: the two conditions, first minus second; one-sample, "
+                        "two-sample: the condition whose maps are used")
+    design.add_argument("--groups", nargs="+", default=None, metavar="GROUP",
+                        help="two-sample: the groups, in column order (default: sorted)")
+    design.add_argument("--covariates", nargs="+", default=[], metavar="COLUMN",
+                        help="table columns added as covariates (mean-centred)")
+    design.add_argument("--no-center-covariates", action="store_true",
+                        help="do not mean-centre the covariates")
+    design.add_argument("--design-file", type=Path, default=None,
+                        help="--design file: design TSV, one row per table row, table order")
+    design.add_argument("--contrast", action="append", default=None, dest="contrasts",
+                        metavar="CONTRAST",
+                        help='repeatable. A column, an expression ("patients - controls"), '
+                        'rows separated by ";" for an F test ("a - b; a - c"), or JSON '
+                        'weights ("[1, -1]", "[[1, 0], [0, 1]]"); "name=..." names it')
+    design.add_argument("--estimation", choices=["ols", "mixed", "fixed"], default="ols",
+                        help="ols; mixed: mixed effects (REML, FLAME1-like) with the "
+                        "variance_path maps; fixed: fixed effects (default: %(default)s)")
+    design.add_argument("--first-level-dof", type=positive_float, default=100.0,
+                        help="--estimation fixed: dof of each first-level map "
+                        "(default: %(default)s, as nilearn)")
+    design.add_argument("--reference-map", type=Path, default=None,
+                        help="grid of the analysis; maps on other grids are resampled "
+                        "(default: the first map)")
+
+
+def group_options(args):
+    """Check the table, the design and the contrasts now; return the workflow options."""
+    from .design import group_design, parse_contrasts, read_inputs_table
+
+    for option, path in (("--inputs", args.inputs), ("--design-file", args.design_file),
+                         ("--reference-map", args.reference_map)):
+        if path is not None and not path.is_file():
+            raise bad_input(f"{option} {path}", "file not found")
+    if args.design_file is not None and args.design != "file":
+        raise bad_input("--design-file", f"is for --design file, not --design {args.design}")
+    weighted = args.estimation != "ols"
+    table = read_inputs_table(args.inputs, require_condition=args.design == "paired",
+                              covariates=args.covariates, variances=weighted)
+    design, _, _, defaults = group_design(
+        table, design=args.design, conditions=args.conditions, groups=args.groups,
+        covariates=args.covariates, center=not args.no_center_covariates,
+        design_file=args.design_file, where=f"inputs table {args.inputs.absolute()}",
+    )
+    parse_contrasts(args.contrasts or defaults, design.columns)
     return {
-        "mask_strategy": args.mask_strategy,
-        "height_control": args.height_control,
-        "threshold": args.threshold,
-        "alpha": args.alpha,
-        "cluster_size": args.cluster_size,
-        "two_sided": not args.one_sided,
+        "inputs_table": str(args.inputs.absolute()),
+        "design": args.design,
+        "conditions": args.conditions,
+        "groups": args.groups,
+        "covariates": args.covariates,
+        "center_covariates": not args.no_center_covariates,
+        "design_file": str(args.design_file.absolute()) if args.design_file else None,
+        "contrasts": args.contrasts,
+        "estimation": args.estimation,
+        "first_level_dof": args.first_level_dof,
+        "reference_map": str(args.reference_map.absolute()) if args.reference_map else None,
     }
 
 
+#: --correction values; fdr and bonferroni are height controls of the Threshold node.
+CORRECTIONS = ("none", "fdr", "bonferroni", "maxT", "cluster-size", "cluster-mass", "tfce")
+
+
+def analysis_options(args):
+    correction = getattr(args, "correction", "none")
+    alpha = args.alpha
+    if alpha is None:
+        alpha = 0.05 if correction != "none" else 0.001
+    height_control = args.height_control
+    if correction in ("fdr", "bonferroni"):
+        if height_control not in ("none", correction):
+            raise bad_input("--correction", f"{correction} conflicts with --height-control "
+                            f"{height_control}")
+        height_control = correction
+    return {
+        "mask_strategy": args.mask_strategy,
+        "height_control": height_control,
+        "threshold": args.threshold,
+        "alpha": alpha,
+        "cluster_size": args.cluster_size,
+        "two_sided": not args.one_sided,
+        "mem_gb": args.mem_gb,
+    }
+
+
+def permutation_options(args):
+    """Options of the permutation sub-workflow (demo and localizer, OLS)."""
+    if args.correction in ("none", "fdr", "bonferroni"):
+        return {}
+    return {
+        "correction": args.correction,
+        "n_perm": args.n_perm,
+        "n_chunks": args.n_chunks,
+        "perm_seed": args.perm_seed,
+        "cluster_forming_p": args.cluster_forming_p,
+    }
+
+
+def _check_permutation_command(args):
+    if permutation_options(args) and (args.command == "run"
+                                      or getattr(args, "estimation", "ols") != "ols"):
+        raise bad_input("--correction", f"{args.correction} (permutations) is available for "
+                        "the paired OLS analysis (demo, localizer) only, so far")
+
+
 def build_workflow(args):
+    import shlex
+
     from .workflows import init_demo_wf, init_localizer_wf
 
     out_dir = str(args.out_dir.absolute())
+    # The command line, as typed, goes into the HTML report.
+    command = shlex.join([PROG, *getattr(args, "argv", [])])
+    _check_permutation_command(args)
+    if args.command == "run":
+        from .workflows import init_group_pipeline_wf
+
+        return init_group_pipeline_wf(out_dir, command=command, **group_options(args),
+                                      **analysis_options(args))
     if args.command == "demo":
         if args.n_subjects < 2:
             raise bad_input("--n-subjects", f"a paired test needs at least 2, got {args.n_subjects}")
         return init_demo_wf(out_dir, n_subjects=args.n_subjects, seed=args.seed,
-                            **analysis_options(args))
+                            command=command, **analysis_options(args),
+                            **permutation_options(args))
     if not 2 <= args.n_subjects <= 94:
         raise bad_input("--n-subjects", f"the Localizer has 94 subjects, got {args.n_subjects}")
     if args.data_dir is not None and args.data_dir.exists() and not args.data_dir.is_dir():
         raise bad_input(f"--data-dir {args.data_dir}", "is not a folder")
+    if args.estimation != "ols":
+        from .workflows import init_localizer_variance_wf
+
+        return init_localizer_variance_wf(out_dir, n_subjects=args.n_subjects,
+                                          data_dir=args.data_dir, estimation=args.estimation,
+                                          command=command, **analysis_options(args))
     return init_localizer_wf(out_dir, n_subjects=args.n_subjects, data_dir=args.data_dir,
-                             **analysis_options(args))
+                             command=command, **analysis_options(args),
+                             **permutation_options(args))
 
 
 def run(args):
     from .execution import run_workflow
+    from .locking import WorkFolderLock
 
     if args.cluster_size < 0:
         raise bad_input("--cluster-size", f"must be 0 or more, got {args.cluster_size}")
@@ -124,8 +289,10 @@ def run(args):
     workflow = build_workflow(args)
     created = not args.out_dir.exists()
     try:
-        summary = run_workflow(workflow, args.work_dir, plugin=args.plugin,
-                               n_procs=args.n_procs, progress=not args.quiet)
+        # One run per work folder; a lock left by a killed run is released by the kernel.
+        with WorkFolderLock(args.work_dir, wait=args.wait):
+            summary = run_workflow(workflow, args.work_dir, plugin=args.plugin,
+                                   n_procs=args.n_procs, progress=not args.quiet)
     finally:
         if created and args.out_dir.is_dir() and not any(args.out_dir.iterdir()):
             args.out_dir.rmdir()
@@ -162,6 +329,7 @@ def draw_graph(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     from .execution import WorkflowFailed
 
     try:

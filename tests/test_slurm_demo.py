@@ -52,6 +52,6 @@ def test_failed_node_is_named_and_rerun_resumes(slurm_cluster, tmp_path, plugin)
                            plugin=plugin, progress=False, poll_interval=0.2)
     assert set(summary.executed) == {
         f"{ANALYSIS}.contrast", f"{ANALYSIS}.threshold", f"{ANALYSIS}.plot",
-        "demo_wf.collect_outputs", "demo_wf.sink",
+        "demo_wf.report", "demo_wf.collect_outputs", "demo_wf.sink",
     }
     assert (out / "contrast-verticalVsHorizontal_stat-z_statmap.nii.gz").exists()

@@ -19,11 +19,15 @@ EXPECTED_OUTPUTS = {
     "design.png",
     "desc-group_mask.nii.gz",
     "desc-truth_mask.nii.gz",
-}
+    "report.html",
+} | {  # JSON sidecars of the maps
+    f"contrast-{LABEL}_stat-{s}_statmap.json" for s in ("z", "t", "p", "effect", "variance")
+} | {f"contrast-{LABEL}_stat-z_desc-thresholded_statmap.json"}
 ALL_NODES = {
-    "demo_wf.simulate", "demo_wf.collect_outputs", "demo_wf.sink",
+    "demo_wf.simulate", "demo_wf.collect_outputs", "demo_wf.sink", "demo_wf.report",
     *(f"demo_wf.paired_two_sample_wf.{n}"
-      for n in ("design", "mask", "estimate", "contrast", "threshold", "plot")),
+      for n in ("design", "mask", "masked_data", "estimate", "contrast", "threshold",
+                "plot")),
 }
 
 
@@ -98,7 +102,7 @@ def test_changing_the_threshold_reruns_only_what_depends_on_it(demo_run, tmp_pat
                            progress=False)
     assert set(summary.executed) == {
         "demo_wf.paired_two_sample_wf.threshold", "demo_wf.paired_two_sample_wf.plot",
-        "demo_wf.collect_outputs", "demo_wf.sink",
+        "demo_wf.report", "demo_wf.collect_outputs", "demo_wf.sink",
     }
     thresholded = load(tmp_path / "out", f"contrast-{LABEL}_stat-z_desc-thresholded_statmap.nii.gz")
     assert np.all((thresholded == 0) | (np.abs(thresholded) > 4.0))

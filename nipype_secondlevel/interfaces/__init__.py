@@ -1,23 +1,36 @@
 """Layer 2: thin Nipype interfaces, files in and files out."""
 
 from .contrasts import Contrast
+from .data import MaskedData
 from .design import PairedDesign
 from .estimation import EstimateOLS
 from .fetching import FetchLocalizer
+from .group_design import ContrastSpecs, GroupDesign
 from .masking import GroupMask
+from .mixed_effects import EstimateMixedEffects
 from .plotting import GlassBrain
+from .report import HTMLReport
+from .resampling import ResampleMaps
 from .simulation import SimulatePaired
 from .sink import DerivativesSink
 from .thresholding import Threshold
+from .variances import VarianceFromTMaps
 
 __all__ = [
     "Contrast",
+    "ContrastSpecs",
     "DerivativesSink",
+    "EstimateMixedEffects",
     "EstimateOLS",
     "FetchLocalizer",
     "GlassBrain",
+    "GroupDesign",
     "GroupMask",
+    "HTMLReport",
+    "MaskedData",
     "PairedDesign",
+    "ResampleMaps",
     "SimulatePaired",
     "Threshold",
+    "VarianceFromTMaps",
 ]

@@ -8,6 +8,7 @@ from ..interfaces import (
     EstimateOLS,
     GlassBrain,
     GroupMask,
+    MaskedData,
     PairedDesign,
     Threshold,
 )
@@ -16,6 +17,7 @@ OUTPUT_FIELDS = [
     "design_matrix",
     "design_plot",
     "mask_file",
+    "data_file",
     "beta",
     "residual_variance",
     "dof",
@@ -29,6 +31,10 @@ OUTPUT_FIELDS = [
     "cluster_table",
     "z_threshold",
     "glass_brain",
+    "permutation_maps",
+    "null_distributions",
+    "corrected_map",
+    "corrected_cluster_table",
 ]
 
 
@@ -42,6 +48,11 @@ def init_paired_two_sample_wf(
     cluster_size=0,
     two_sided=True,
     mem_gb=1.0,
+    correction="none",
+    n_perm=10000,
+    n_chunks=1,
+    perm_seed=0,
+    cluster_forming_p=0.001,
     name="paired_two_sample_wf",
 ):
     """Paired test of two conditions: OLS at every voxel and one t contrast.
@@ -61,7 +72,18 @@ def init_paired_two_sample_wf(
     height_control, threshold, alpha, cluster_size, two_sided
         Thresholding options (see :class:`Threshold`).
     mem_gb : float
-        Memory hint of the estimation node, for MultiProc and SLURM.
+        Memory budget (GiB) of the estimation: it sets how many voxels are fitted
+        at a time (the results do not depend on it) and is the node's memory hint
+        for MultiProc and SLURM.
+    correction : {"none", "maxT", "cluster-size", "cluster-mass", "tfce"}
+        Permutation inference (sign flips of the paired differences, see
+        :func:`~nipype_secondlevel.workflows.inference.init_permutation_wf`) at
+        family-wise ``alpha``; the glass brain then shows the z map where the
+        corrected p < alpha. "none": the thresholds above only (FDR and
+        Bonferroni are ``height_control`` values).
+    n_perm, n_chunks, perm_seed, cluster_forming_p
+        Permutations (all 2**n sign patterns when 2**n <= n_perm), chunks run
+        as separate jobs, seed, cluster-forming p (cluster corrections).
     name : str
         Workflow name.
 
@@ -72,7 +94,7 @@ def init_paired_two_sample_wf(
 
     Outputs (``outputnode``)
     ------------------------
-    design_matrix, design_plot, mask_file, beta, residual_variance, dof,
+    design_matrix, design_plot, mask_file, data_file, beta, residual_variance, dof,
     contrast_name, z_map, t_map, p_map, effect_map, variance_map,
     thresholded_map, cluster_table, z_threshold, glass_brain
     """
@@ -82,7 +104,10 @@ def init_paired_two_sample_wf(
 
     design = pe.Node(PairedDesign(conditions=list(conditions)), name="design")
     mask = pe.Node(GroupMask(strategy=mask_strategy), name="mask")
-    estimate = pe.Node(EstimateOLS(), name="estimate", mem_gb=mem_gb)
+    # The input maps' masked values, written once (n_maps x n_voxels .npy); every
+    # node needing the data reads voxel chunks of this one file.
+    data = pe.Node(MaskedData(), name="masked_data", mem_gb=0.5)
+    estimate = pe.Node(EstimateOLS(mem_gb=mem_gb), name="estimate", mem_gb=mem_gb)
     contrast_node = pe.Node(Contrast(), name="contrast")
     if contrast is not None:
         contrast_node.inputs.contrast = contrast
@@ -101,9 +126,41 @@ def init_paired_two_sample_wf(
     # fmt: off
     workflow.connect([
         (inputnode, design, [("inputs_table", "inputs_table")]),
+    ])
+    if correction != "none":
+        from .inference import init_permutation_wf
+
+        permutation = init_permutation_wf(
+            correction=correction, model="paired", n_perm=n_perm, n_chunks=n_chunks,
+            seed=perm_seed, alpha=alpha, tail="two-sided" if two_sided else "positive",
+            cluster_forming_p=cluster_forming_p, mem_gb=mem_gb,
+        )
+        workflow.connect([
+            (data, permutation, [("data_file", "inputnode.data_file")]),
+            (design, permutation, [("design_matrix", "inputnode.design_matrix")]),
+            (mask, permutation, [("mask_file", "inputnode.mask_file")]),
+            (contrast_node, permutation, [("z_map", "inputnode.z_map"),
+                                          ("contrast_name", "inputnode.contrast_name")]),
+            (permutation, plot, [("outputnode.significant_map", "stat_map"),
+                                 ("outputnode.z_threshold", "threshold"),
+                                 ("outputnode.plot_title", "title")]),
+            (permutation, outputnode, [("outputnode.logp_maps", "permutation_maps"),
+                                       ("outputnode.null_distributions", "null_distributions"),
+                                       ("outputnode.significant_map", "corrected_map"),
+                                       ("outputnode.cluster_table",
+                                        "corrected_cluster_table")]),
+        ])
+    else:
+        workflow.connect([
+            (threshold_node, plot, [("thresholded_map", "stat_map"),
+                                    ("z_threshold", "threshold")]),
+        ])
+    workflow.connect([
         (design, mask, [("in_files", "in_files")]),
-        (design, estimate, [("in_files", "in_files"),
-                            ("design_matrix", "design_matrix")]),
+        (design, data, [("in_files", "in_files")]),
+        (mask, data, [("mask_file", "mask_file")]),
+        (data, estimate, [("data_file", "data_file")]),
+        (design, estimate, [("design_matrix", "design_matrix")]),
         (mask, estimate, [("mask_file", "mask_file")]),
         (design, contrast_node, [("design_matrix", "design_matrix")]),
         (mask, contrast_node, [("mask_file", "mask_file")]),
@@ -113,12 +170,11 @@ def init_paired_two_sample_wf(
         (contrast_node, threshold_node, [("z_map", "z_map"),
                                          ("contrast_name", "contrast_name")]),
         (mask, threshold_node, [("mask_file", "mask_file")]),
-        (threshold_node, plot, [("thresholded_map", "stat_map"),
-                                ("z_threshold", "threshold")]),
         (contrast_node, plot, [("contrast_name", "contrast_name")]),
         (design, outputnode, [("design_matrix", "design_matrix"),
                               ("design_plot", "design_plot")]),
         (mask, outputnode, [("mask_file", "mask_file")]),
+        (data, outputnode, [("data_file", "data_file")]),
         (estimate, outputnode, [("beta", "beta"),
                                 ("residual_variance", "residual_variance"),
                                 ("dof", "dof")]),
