@@ -1,6 +1,7 @@
 """General designs on small maps: each against nilearn, scipy or numpy."""
 
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -46,6 +47,8 @@ def fit(folder, data, estimation="ols", contrasts=(), **design):
             in_files=d.in_files, variance_files=d.variance_files,
             design_matrix=d.design_matrix, mask_file=mask, method=estimation))
         source = {"cov_beta": est.cov_beta}
+        if estimation == "mixed":
+            source["kenward_roger"] = est.kenward_roger
     out = {}
     for i, spec in enumerate(contrasts or d.default_contrasts):
         out[spec] = run_in(folder / f"contrast{i}", ifc.Contrast(
@@ -314,3 +317,35 @@ def test_sidecar_of_an_f_map_lists_its_rows(tmp_path, data):
     sidecar = json.loads((tmp_path / "contrast0" / o.f_map.split("/")[-1].replace(
         ".nii.gz", ".json")).read_text())
     assert sidecar["Statistic"] == "F" and len(sidecar["ContrastWeights"]) == 2
+
+
+def test_mixed_effects_t_contrast_uses_kenward_roger(tmp_path, data):
+    """Through the interfaces, a mixed-effects t contrast has the Kenward-Roger covariance and
+    per-voxel dof of the numerics (checked there against explicit matrices), not FLAME1's."""
+    from nipype_secondlevel.io import load_masked_data
+    from nipype_secondlevel.numerics.glm import t_to_z
+    from nipype_secondlevel.numerics.mixed_effects import (
+        fit_mixed_effects,
+        mixed_effects_contrast_kenward_roger,
+    )
+
+    _, table, mask = data
+    d = run_in(tmp_path / "design", ifc.GroupDesign(inputs_table=str(table), variances=True,
+                                                    conditions=["a"]))
+    est = run_in(tmp_path / "est", ifc.EstimateMixedEffects(
+        in_files=d.in_files, variance_files=d.variance_files, design_matrix=d.design_matrix,
+        mask_file=mask))
+    common = {"beta": est.beta, "cov_beta": est.cov_beta, "dof": est.dof,
+              "design_matrix": d.design_matrix, "mask_file": mask, "weights": [1.0]}
+    kr = run_in(tmp_path / "kr", ifc.Contrast(kenward_roger=est.kenward_roger, **common))
+    flame = run_in(tmp_path / "flame", ifc.Contrast(**common))
+    in_mask = nib.load(mask).get_fdata() > 0
+    Y = load_masked_data(d.in_files, in_mask, dtype=np.float64)
+    V = load_masked_data(d.variance_files, in_mask, dtype=np.float64)
+    X = pd.read_csv(d.design_matrix, sep="\t").to_numpy(float)
+    _, variance, t, dof = mixed_effects_contrast_kenward_roger(fit_mixed_effects(X, Y, V), [1.0])
+    np.testing.assert_allclose(values(kr.variance_map, mask), variance, rtol=1e-5)
+    np.testing.assert_allclose(values(kr.z_map, mask), t_to_z(t, dof), atol=ATOL)
+    assert np.all(values(kr.variance_map, mask) >= values(flame.variance_map, mask) - 1e-12)
+    sidecar = json.loads(Path(kr.z_map.replace(".nii.gz", ".json")).read_text())
+    assert sidecar["DegreesOfFreedom"] == pytest.approx(float(np.median(dof)), rel=1e-6)

@@ -16,7 +16,11 @@ from nipype.interfaces.base import (
 from ..design import contrast_label, parse_contrast
 from ..io import load_img, load_mask, save_img, unmask
 from ..numerics.glm import f_contrast, f_to_z, t_contrast, t_to_p, t_to_z
-from ..numerics.mixed_effects import mixed_effects_contrast, mixed_effects_f_contrast
+from ..numerics.mixed_effects import (
+    mixed_effects_contrast,
+    mixed_effects_contrast_kenward_roger,
+    mixed_effects_f_contrast,
+)
 from ..sidecars import generated_by, write_sidecar
 from .estimation import read_design
 
@@ -36,33 +40,38 @@ F_STATISTIC_DESCRIPTIONS = {
 }
 
 
-def contrast_maps(X, beta, weights, dof, residual_variance=None, cov_beta=None):
+def contrast_maps(X, beta, weights, dof, residual_variance=None, cov_beta=None,
+                  kenward_roger=None):
     """Voxel values of every map of one contrast, from an OLS or a variance-weighted fit.
 
     One row of ``weights``: z, t, p (one-sided), effect, variance. Several rows:
     z, F, p (F test on (rows, dof) degrees of freedom). With ``cov_beta``
     (p, p, n_voxels), as written by EstimateMixedEffects, the covariance of
     the estimates is taken from it; otherwise from ``X`` and
-    ``residual_variance`` (OLS).
+    ``residual_variance`` (OLS). With ``kenward_roger`` (the arrays of
+    EstimateMixedEffects' .npz) a t contrast uses the Kenward-Roger covariance
+    and per-voxel dof; F contrasts keep ``dof``. Returns (maps, dof used).
     """
     rows = np.atleast_2d(np.asarray(weights, dtype=float))
     fit = None
     if cov_beta is not None:
-        fit = SimpleNamespace(beta=beta, cov_beta=cov_beta, dof=dof)
+        fit = SimpleNamespace(beta=beta, cov_beta=cov_beta, dof=dof, **(kenward_roger or {}))
     if len(rows) == 1:
-        if fit is not None:
+        if kenward_roger is not None:
+            effect, variance, t, dof = mixed_effects_contrast_kenward_roger(fit, rows[0])
+        elif fit is not None:
             effect, variance, t = mixed_effects_contrast(fit, rows[0])
         else:
             effect, variance, t = t_contrast(X, beta, residual_variance, rows[0])
         return {"z": t_to_z(t, dof), "t": t, "p": t_to_p(t, dof), "effect": effect,
-                "variance": variance}
+                "variance": variance}, dof
     from scipy import stats
 
     if fit is not None:
         f, q = mixed_effects_f_contrast(fit, rows)
     else:
         f, q = f_contrast(X, beta, residual_variance, rows)
-    return {"z": f_to_z(f, q, dof), "F": f, "p": stats.f.sf(f, q, dof)}
+    return {"z": f_to_z(f, q, dof), "F": f, "p": stats.f.sf(f, q, dof)}, dof
 
 
 def statmap_name(label, stat):
@@ -78,6 +87,11 @@ class _ContrastInputSpec(BaseInterfaceInputSpec):
                     desc="covariance of the estimates, (p, p, n_voxels) .npy "
                     "(EstimateMixedEffects)")
     dof = traits.Float(mandatory=True, desc="residual degrees of freedom")
+    kenward_roger = File(
+        exists=True, requires=["cov_beta"],
+        desc="Kenward-Roger pieces (.npz, EstimateMixedEffects): t contrasts get the "
+        "small-sample covariance and per-voxel dof",
+    )
     design_matrix = File(exists=True, mandatory=True, desc="design matrix TSV")
     mask_file = File(exists=True, mandatory=True, desc="analysis mask")
     contrast = traits.Str(
@@ -128,11 +142,18 @@ class Contrast(SimpleInterface):
         dof = self.inputs.dof
         if isdefined(self.inputs.cov_beta):
             estimate = self.inputs.cov_beta
-            maps = contrast_maps(X, beta, rows, dof, cov_beta=np.load(estimate))
+            kenward_roger = None
+            if isdefined(self.inputs.kenward_roger):
+                with np.load(self.inputs.kenward_roger) as pieces:
+                    kenward_roger = dict(pieces)
+            maps, dof = contrast_maps(X, beta, rows, dof, cov_beta=np.load(estimate),
+                                      kenward_roger=kenward_roger)
         else:
             estimate = self.inputs.residual_variance
             resvar = np.asanyarray(load_img(estimate, "residual variance").dataobj)[mask]
-            maps = contrast_maps(X, beta, rows, dof, residual_variance=resvar)
+            maps, dof = contrast_maps(X, beta, rows, dof, residual_variance=resvar)
+        # Kenward-Roger dof differ between voxels: the sidecar gives their median.
+        dof = float(np.median(dof))
         descriptions = STATISTIC_DESCRIPTIONS if kind == "t" else F_STATISTIC_DESCRIPTIONS
         weights_record = [{str(c): float(w) for c, w in zip(design.columns, row)}
                           for row in rows]

@@ -52,6 +52,10 @@ class _EstimateMixedEffectsOutputSpec(TraitedSpec):
     cov_beta = File(
         exists=True, desc="covariance of the estimates at every mask voxel, (p, p, n_voxels) .npy"
     )
+    kenward_roger = File(
+        desc="mixed: Kenward-Roger pieces (.npz: cov_beta_adjusted, cov_beta_derivative, "
+        "sigma2_variance) for t contrasts with small-sample dof"
+    )
     between_subject_variance = File(exists=True, desc="REML between-subject variance map")
     dof = traits.Float(desc="degrees of freedom of the contrasts")
     n_not_converged = traits.Int(desc="mask voxels where REML did not converge")
@@ -61,8 +65,11 @@ class EstimateMixedEffects(SimpleInterface):
     """Fit a mixed-effects (or fixed-effects) GLM with first-level variances.
 
     At every voxel Y_i = X_i beta + e_i, Var(e_i) = V_i + s. ``mixed``
-    estimates s >= 0 by REML and beta by GLS (FLAME1-like; contrasts on
-    n - rank(X) dof); with all V zero this is OLS. ``fixed`` sets s = 0
+    estimates s >= 0 by REML and beta by GLS (FLAME1-like), and also writes
+    the Kenward-Roger pieces with which :class:`Contrast` gives t contrasts a
+    small-sample covariance and per-voxel dof (FLAME1's n - rank(X) dof are
+    liberal when s is about the size of V: see
+    validation/mixed_effects_null_simulation.py); with all V zero this is OLS. ``fixed`` sets s = 0
     (weighted least squares); for a one-sample design it equals nilearn's
     ``compute_fixed_effects(precision_weighted=True)``, with the same dof
     (first_level_dof per map). Contrasts are computed later by
@@ -100,6 +107,12 @@ class EstimateMixedEffects(SimpleInterface):
             unmask(fit.beta, mask, mask_img.affine, dtype=np.float64), out / "beta.nii.gz"
         )
         self._results["cov_beta"] = save_npy(fit.cov_beta, out / "cov_beta.npy")
+        if not fixed:
+            with atomic_path(out / "kenward_roger.npz") as tmp, open(tmp, "wb") as handle:
+                np.savez(handle, cov_beta_adjusted=fit.cov_beta_adjusted,
+                         cov_beta_derivative=fit.cov_beta_derivative,
+                         sigma2_variance=fit.sigma2_variance)
+            self._results["kenward_roger"] = str((out / "kenward_roger.npz").absolute())
         self._results["between_subject_variance"] = save_img(
             unmask(fit.sigma2_between, mask, mask_img.affine, dtype=np.float64),
             out / f"desc-{self.inputs.method}_betweenSubjectVariance.nii.gz",

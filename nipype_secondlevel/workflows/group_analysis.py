@@ -98,7 +98,8 @@ def init_group_analysis_wf(
         file: the first column).
     estimation : {"ols", "mixed", "fixed"}
         ols: ordinary least squares; mixed: REML between-subject variance with
-        the first-level variances (FLAME1-like, dof n - rank X); fixed: fixed
+        the first-level variances (FLAME1-like; t contrasts with Kenward-Roger
+        covariance and dof, F contrasts on n - rank X); fixed: fixed
         effects (nilearn's compute_fixed_effects). mixed and fixed need a
         ``variance_path`` column.
     first_level_dof : float
@@ -203,6 +204,8 @@ def init_group_analysis_wf(
                                   ("variance_files", "variance_files")]),
             (resample, outputnode, [("variance_files", "variance_files")]),
             (estimate, contrast, [("cov_beta", "cov_beta")]),
+            *([(estimate, contrast, [("kenward_roger", "kenward_roger")])]
+              if estimation == "mixed" else []),
             (estimate, outputnode, [("between_subject_variance",
                                      "between_subject_variance")]),
         ])
