@@ -499,9 +499,12 @@ def build_report(title, design_matrix, mask_file, contrasts, design_plot=None,
 
     weights_rows = []
     for _, label, meta in contrast_parts:
-        row = {"contrast": label}
-        row.update(meta.get("ContrastWeights", {}))
-        weights_rows.append(row)
+        weights = meta.get("ContrastWeights") or {}
+        # A t contrast has one row of weights, an F contrast a list of rows.
+        rows = weights if isinstance(weights, list) else [weights]
+        for i, row_weights in enumerate(rows):
+            name = label if len(rows) == 1 else f"{label} (F, row {i + 1})"
+            weights_rows.append({"contrast": name, **row_weights})
     weights = pd.DataFrame(weights_rows)
     if not weights.empty:
         nonzero = [c for c in weights.columns[1:] if weights[c].fillna(0).ne(0).any()]
@@ -511,7 +514,8 @@ def build_report(title, design_matrix, mask_file, contrasts, design_plot=None,
             f'<p class="note">The other {zero} column(s) have weight 0.</p>' if zero else "")
     else:
         weights_html = "<p>No contrast.</p>"
-    body.append(_section("contrasts", "<p>Contrast weights (one row per contrast):</p>"
+    body.append(_section("contrasts", "<p>Contrast weights (one row per t contrast, "
+                         "one per row of an F contrast):</p>"
                          + weights_html))
     body.append(_section("results", "\n".join(part for part, _, _ in contrast_parts)))
 

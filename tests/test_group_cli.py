@@ -107,6 +107,10 @@ def test_two_sample_with_several_contrasts_estimates_once(tmp_path, table, capsy
             "desc-mixed_betweenSubjectVariance.nii.gz"} <= names
     design = pd.read_csv(tmp_path / "out" / "design.tsv", sep="\t")
     assert list(design.columns) == ["controls", "patients", "age"]
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "<title>Group analysis report: group_wf</title>" in report
+    for row in ("patientsMinusControls", "groups (F, row 1)", "groups (F, row 2)"):
+        assert f"<td>{row}</td>" in report
     first = tmp_path / "work/group_wf/group_analysis_wf/contrast/mapflow/_contrast0"
     stamp = (first / "result__contrast0.pklz").stat().st_mtime
     # One more contrast: no new estimate, and the first contrast comes from the cache.

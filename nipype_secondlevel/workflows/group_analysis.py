@@ -19,6 +19,7 @@ from ..interfaces import (
     Threshold,
     VarianceFromTMaps,
 )
+from .reporting import add_report, all_parameters, call_text
 
 ESTIMATIONS = ("ols", "mixed", "fixed")
 
@@ -53,6 +54,18 @@ EXPORTED = [
     "cluster_tables",
     "glass_brains",
 ]
+
+
+#: Report inputs -> outputnode fields of :func:`init_group_analysis_wf`.
+GROUP_REPORT_FIELDS = {
+    "design_matrix": "design_matrix",
+    "design_plot": "design_plot",
+    "mask_file": "mask_file",
+    "stat_maps": "z_maps",
+    "thresholded_maps": "thresholded_maps",
+    "cluster_tables": "cluster_tables",
+    "glass_brains": "glass_brains",
+}
 
 
 def init_group_analysis_wf(
@@ -242,19 +255,19 @@ def init_group_pipeline_wf(out_dir, inputs_table=None, source=None, name="group_
     source : nipype Node or None
         Node with an ``inputs_table`` output (e.g. a fetch), instead.
     command : str or None
-        The command line (accepted for symmetry with the reference pipelines;
-        this pipeline writes no HTML report yet).
+        The command line, shown in the HTML report.
     analysis
         Keyword options of :func:`init_group_analysis_wf`.
     """
-    del command
     workflow = pe.Workflow(name=name)
     analysis_wf = init_group_analysis_wf(**analysis)
     exports = list(EXPORTED)
     if analysis.get("estimation", "ols") != "ols":
         exports.append("between_subject_variance")
-    merge = pe.Node(niu.Merge(len(exports), ravel_inputs=True), name="collect_outputs")
-    sink = pe.Node(DerivativesSink(out_dir=str(out_dir)), name="sink")
+    merge = pe.Node(niu.Merge(len(exports) + 1, ravel_inputs=True), name="collect_outputs",
+                    run_without_submitting=True)
+    sink = pe.Node(DerivativesSink(out_dir=str(out_dir)), name="sink",
+                   run_without_submitting=True)
     if source is not None:
         workflow.connect(source, "inputs_table", analysis_wf, "inputnode.inputs_table")
     else:
@@ -262,6 +275,13 @@ def init_group_pipeline_wf(out_dir, inputs_table=None, source=None, name="group_
     for i, field in enumerate(exports, start=1):
         workflow.connect(analysis_wf, f"outputnode.{field}", merge, f"in{i}")
     workflow.connect(merge, "out", sink, "in_files")
+    add_report(
+        workflow, source, analysis_wf, merge, f"in{len(exports) + 1}",
+        all_parameters(init_group_analysis_wf, analysis), command=command,
+        python_call=call_text("init_group_pipeline_wf", str(out_dir), inputs_table=inputs_table,
+                              name=name, **analysis),
+        after=[sink.name], fields=GROUP_REPORT_FIELDS, inputs_table=inputs_table,
+    )
     return workflow
 
 

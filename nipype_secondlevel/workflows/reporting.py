@@ -65,8 +65,20 @@ def upstream_node_folders(workflow, exclude):
     return folders
 
 
+#: Report inputs -> outputnode fields of ``init_paired_two_sample_wf``.
+PAIRED_FIELDS = {
+    "design_matrix": "design_matrix",
+    "design_plot": "design_plot",
+    "mask_file": "mask_file",
+    "stat_maps": "z_map",
+    "thresholded_maps": "thresholded_map",
+    "cluster_tables": "cluster_table",
+    "glass_brains": "glass_brain",
+}
+
+
 def add_report(workflow, source, analysis_wf, merge, merge_field, parameters,
-               command=None, python_call=None, after=()):
+               command=None, python_call=None, after=(), fields=None, inputs_table=None):
     """Add an ``HTMLReport`` node named ``report`` and connect it into ``merge``.
 
     Call this once the rest of ``workflow`` is connected: the report records
@@ -76,10 +88,11 @@ def add_report(workflow, source, analysis_wf, merge, merge_field, parameters,
     ----------
     workflow : nipype Workflow
         The pipeline; ``source``, ``analysis_wf`` and ``merge`` are in it.
-    source : nipype Node
-        Node with an ``inputs_table`` output (input files with checksums).
+    source : nipype Node or None
+        Node with an ``inputs_table`` output (input files with checksums); None
+        when the table is a file given as ``inputs_table``.
     analysis_wf : nipype Workflow
-        The analysis, with the outputnode fields of ``init_paired_two_sample_wf``.
+        The analysis; its outputnode fields named in ``fields``.
     merge : nipype Node
         Node collecting the exported files; the report goes into ``merge_field``.
     parameters : dict
@@ -88,6 +101,11 @@ def add_report(workflow, source, analysis_wf, merge, merge_field, parameters,
         How the run was started, shown in the report (not part of the cache hash).
     after : list of str
         Names of nodes that run after the report (not reported on).
+    fields : dict or None
+        Report input -> ``analysis_wf`` outputnode field (default
+        :data:`PAIRED_FIELDS`).
+    inputs_table : str or None
+        The inputs table, when there is no ``source`` node.
     """
     report = pe.Node(HTMLReport(title=f"Group analysis report: {workflow.name}"),
                      name="report")
@@ -102,19 +120,15 @@ def add_report(workflow, source, analysis_wf, merge, merge_field, parameters,
         report.inputs.command = command
     if python_call:
         report.inputs.python_call = python_call
-    # fmt: off
+    if source is None:
+        report.inputs.inputs_table = str(inputs_table)
+    else:
+        workflow.connect(source, "inputs_table", report, "inputs_table")
     workflow.connect([
-        (source, report, [("inputs_table", "inputs_table")]),
-        (analysis_wf, report, [("outputnode.design_matrix", "design_matrix"),
-                               ("outputnode.design_plot", "design_plot"),
-                               ("outputnode.mask_file", "mask_file"),
-                               ("outputnode.z_map", "stat_maps"),
-                               ("outputnode.thresholded_map", "thresholded_maps"),
-                               ("outputnode.cluster_table", "cluster_tables"),
-                               ("outputnode.glass_brain", "glass_brains")]),
+        (analysis_wf, report, [(f"outputnode.{field}", name)
+                               for name, field in (fields or PAIRED_FIELDS).items()]),
         (report, merge, [("out_file", merge_field)]),
     ])
-    # fmt: on
     report.inputs.node_folders = upstream_node_folders(
         workflow, exclude={"report", merge.name, *after}
     )
