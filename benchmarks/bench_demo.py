@@ -10,11 +10,11 @@ Targets: cold <= 2x plain nilearn; warm <= 0.5x cold.
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from timing import timed_command
 
 # The same job written as a plain nilearn script: simulate the same data, fit,
 # write the five maps, threshold, tabulate clusters, draw the design and glass brain.
@@ -63,12 +63,6 @@ display.savefig(out / "glass_brain.png"); display.close()
 '''
 
 
-def timed(command):
-    start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -83,9 +77,9 @@ def main():
             cli = [sys.executable, "-m", "nipype_secondlevel", "demo", "--quiet",
                    "--plugin", args.plugin, "--out-dir", str(tmp / f"out{i}"),
                    "--work-dir", str(tmp / f"work{i}")]
-            plain.append(timed([sys.executable, str(script), str(tmp / f"plain{i}")]))
-            cold.append(timed(cli))
-            warm.append(timed(cli))
+            plain.append(timed_command([sys.executable, str(script), str(tmp / f"plain{i}")]))
+            cold.append(timed_command(cli))
+            warm.append(timed_command(cli))
     p, c, w = (statistics.median(x) for x in (plain, cold, warm))
     print(f"demo, 16 subjects, plugin {args.plugin}, median of {args.repeats} "
           f"(whole processes, imports included)")

@@ -10,11 +10,11 @@ Target: with / without <= 1.20. Also prints the report node's own run time.
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from timing import timed_command
 
 RUN = r"""
 import sys
@@ -24,12 +24,6 @@ from nipype_secondlevel.workflows import init_demo_wf
 out, work, report, plugin = sys.argv[1:5]
 run_workflow(init_demo_wf(out, report=report == "1"), work, plugin=plugin, progress=False)
 """
-
-
-def timed(command):
-    start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
 
 
 def report_node_seconds(work):
@@ -52,7 +46,7 @@ def main():
         for i in range(args.repeats):
             for flag, times in (("0", without), ("1", with_report)):
                 out, work = tmp / f"out{flag}_{i}", tmp / f"work{flag}_{i}"
-                times.append(timed([sys.executable, str(script), str(out), str(work), flag,
+                times.append(timed_command([sys.executable, str(script), str(out), str(work), flag,
                                     args.plugin]))
             node.append(report_node_seconds(work))
     a, b, n = (statistics.median(x) for x in (without, with_report, node))

@@ -11,16 +11,11 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from timing import timed_command
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def timed(command):
-    start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
 
 
 def main():
@@ -32,7 +27,7 @@ def main():
     seconds = {}
     with tempfile.TemporaryDirectory(dir=ROOT) as tmp:  # on the filesystem jobs see
         for plugin in ("MultiProc", "SLURM", "SLURMGraph"):
-            seconds[plugin] = timed([
+            seconds[plugin] = timed_command([
                 sys.executable, "-m", "nipype_secondlevel", "demo", "--quiet",
                 "--plugin", plugin, "--poll-interval", str(args.poll_interval),
                 "--out-dir", f"{tmp}/{plugin}/out", "--work-dir", f"{tmp}/{plugin}/work",
