@@ -69,3 +69,68 @@ def test_uncorrected_can_be_skipped():
     assert result.logp_uncorrected is None
     full = perm.permutation_test(Y, mask=mask, n_perm=200)
     np.testing.assert_array_equal(result.logp_max_t, full.logp_max_t)
+
+
+@pytest.mark.parametrize("n, n_perm", [(5, 10_000), (8, 300), (11, 10_000), (13, 900),
+                                       (16, 2000), (19, 700)])
+@pytest.mark.parametrize("tail", ["two-sided", "positive", "negative"])
+def test_pruned_max_equals_unpruned_exactly(n, n_perm, tail):
+    """Branch and bound gives the same bits as the full float32 pass + float64
+    refinement, for exhaustive (n = 5, 8, 11) and random plans, any tail."""
+    rng = np.random.default_rng(100 + n)
+    Y, mask = _data(n, rng, shape=(12, 13, 11))
+    model = perm.one_sample_model(n)
+    data = perm.prepare_data(model, Y)
+    plan = perm.plan_permutations(n, n_perm, seed=7)
+    assert plan.exhaustive == (2**n <= n_perm)
+    options = perm.PermutationOptions(tail=tail, uncorrected=False)
+    for start, stop in [(0, plan.n_perm), (plan.n_perm // 3 + 1, plan.n_perm - 5)]:
+        for m in (mask, None):
+            pruned = perm._sign_table_chunk(model, data, plan, start, stop, m,
+                                            options, prune=True)
+            full = perm._sign_table_chunk(model, data, plan, start, stop, m,
+                                          options, prune=False)
+            np.testing.assert_array_equal(pruned.max_t, full.max_t)
+            assert np.all(np.isfinite(pruned.max_t))
+            ref_max, _ = _reference_chunk(model, data, plan, start, stop, tail)
+            np.testing.assert_allclose(pruned.max_t, ref_max, rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("levels, beam, exact, rounds", [((128, 16, 4), 1, 1, 0),
+                                                         ((64, 8), 3, 2, 3),
+                                                         ((128, 32, 8, 2, 1), 64, 64, 1)])
+def test_pruned_max_does_not_depend_on_search_parameters(monkeypatch, levels, beam, exact,
+                                                         rounds):
+    rng = np.random.default_rng(9)
+    Y, mask = _data(16, rng, shape=(14, 12, 11))
+    model = perm.one_sample_model(16)
+    data = perm.prepare_data(model, Y)
+    plan = perm.plan_permutations(16, 1500, seed=2)
+    for tail in ("two-sided", "positive", "negative"):
+        options = perm.PermutationOptions(tail=tail, uncorrected=False)
+        full = perm._sign_table_chunk(model, data, plan, 0, plan.n_perm, mask, options,
+                                      prune=False)
+        with monkeypatch.context() as patch:
+            patch.setattr(perm, "PRUNE_LEVELS", levels)
+            patch.setattr(perm, "SEED_BEAM", beam)
+            patch.setattr(perm, "SEED_EXACT", exact)
+            patch.setattr(perm, "PRUNE_BATCH", 100)
+            patch.setattr(perm, "REFINE_ROUNDS", rounds)
+            pruned = perm.null_chunk(model, data, plan, 0, plan.n_perm, mask, options)
+        np.testing.assert_array_equal(pruned.max_t, full.max_t)
+
+
+def test_pruned_max_with_counts_and_empty_range():
+    rng = np.random.default_rng(11)
+    Y, mask = _data(16, rng)
+    model = perm.one_sample_model(16)
+    data = perm.prepare_data(model, Y)
+    plan = perm.plan_permutations(16, 2**16)
+    options = perm.PermutationOptions()
+    a, b = 1000, 9000
+    pruned = perm._sign_table_chunk(model, data, plan, a, b, mask, options, prune=True)
+    full = perm._sign_table_chunk(model, data, plan, a, b, mask, options, prune=False)
+    np.testing.assert_array_equal(pruned.max_t, full.max_t)
+    np.testing.assert_array_equal(pruned.exceedances, full.exceedances)
+    empty = perm.null_chunk(model, data, plan, 5, 5, mask, options)
+    assert empty.max_t.shape == (0,)

@@ -653,14 +653,17 @@ def sign_table(weighted):
     Parameters
     ----------
     weighted : array (k, w), 1 <= k <= TABLE_BITS
+        float32 tables stay float32; anything else becomes float64.
 
     Returns
     -------
     ndarray (2**k, w)
     """
-    weighted = np.asarray(weighted, dtype=float)
+    weighted = np.asarray(weighted)
+    if weighted.dtype != np.float32:
+        weighted = weighted.astype(float)
     k, w = weighted.shape
-    table = np.empty((1 << k, w))
+    table = np.empty((1 << k, w), dtype=weighted.dtype)
     table[0] = weighted[0]
     np.negative(weighted[0], out=table[1])
     for j in range(1, k):
@@ -846,7 +849,252 @@ def _tile_counts(tables, codes, plan, start, stop, tail, threshold):
     return counts
 
 
-def _sign_table_chunk(model, data, plan, start, stop, mask, options):
+
+#: Voxels per block at each level of the pruned max-T, coarse to fine; each
+#: divides the previous one and the first divides TABLE_TILE.
+PRUNE_LEVELS = (128, 16, 4)
+
+#: Patterns per batch of the pruned max-T.
+PRUNE_BATCH = 256
+
+#: Blocks kept per level by the beam search seeding the lower bounds.
+SEED_BEAM = 32
+
+#: Finest blocks of the beam summed exactly.
+SEED_EXACT = 16
+
+#: Rounds summing exactly each pattern's best-bounded remaining finest block
+#: (raising L) before all the others reaching L.
+REFINE_ROUNDS = 1
+
+
+def _association_sums(signs, wblocks, groups):
+    """Pattern sums with the bits of :func:`_table_sum` of :func:`sign_table`.
+
+    signs : (K, n) ; wblocks : (n, K, w). Each group is summed subject by
+    subject (as the doubling of :func:`sign_table`), then
+    group_0 + (group_1 + group_2 + ...).
+    """
+    parts = []
+    for g in groups:
+        acc = signs[:, g[0], None] * wblocks[g[0]]
+        for j in g[1:]:
+            acc += signs[:, j, None] * wblocks[j]
+        parts.append(acc)
+    rest = None
+    for part in parts[1:]:
+        rest = part if rest is None else np.add(rest, part, out=rest)
+    return parts[0] if rest is None else parts[0] + rest
+
+
+def _block_stats(signs, weighted, groups, r, block, size, tail):
+    """Tail statistic maximum of pattern ``r[i]`` over block ``block[i]``.
+
+    Blocks are ``size`` consecutive columns of ``weighted``; sums as
+    :func:`_association_sums` (the bits of the sign tables).
+    """
+    blocks = weighted.reshape(weighted.shape[0], -1, size)
+    out = np.empty(r.size)
+    for a in range(0, r.size, 8192):
+        sel = slice(a, a + 8192)
+        sums = _association_sums(signs[r[sel]], blocks[:, block[sel]], groups)
+        out[sel] = _tail_max(sums, tail, axis=1)
+    return out
+
+
+def _signed_block_max(signs, voxel_rows, groups, r, side, block, size):
+    """Max of the sums of pattern r[i] times side[i] (+-1), over
+    block ``block[i]`` of ``size`` voxels; ``voxel_rows`` is the weighted
+    data transposed (voxels, subjects). Bits of the sign tables, as
+    :func:`_association_sums`."""
+    n = voxel_rows.shape[1]
+    blocks = voxel_rows.reshape(-1, size * n)
+    out = np.empty(r.size)
+    for a in range(0, r.size, 16384):
+        sel = slice(a, a + 16384)
+        pats = signs[r[sel]] * side[sel, None]
+        x = np.take(blocks, block[sel], axis=0).reshape(-1, size, n)
+        x *= pats[:, None, :]
+        parts = []
+        for g in groups:
+            acc = np.array(x[:, :, g[0]])
+            for j in g[1:]:
+                acc += x[:, :, j]
+            parts.append(acc)
+        rest = None
+        for part in parts[1:]:
+            rest = part if rest is None else np.add(rest, part, out=rest)
+        sums = parts[0] if rest is None else np.add(parts[0], rest, out=rest)
+        out[sel] = sums.max(axis=1)
+    return out
+
+
+def _tail_sides(tail):
+    """Complement flags of the one-sided searches of a tail (the max of -S at
+    pattern s is the max of S at the complement pattern -s)."""
+    return {"positive": (False,), "negative": (True,),
+            "two-sided": (False, True)}[tail]
+
+
+class _LevelBounds:
+    """Block maxima of every sign-table row at every level of PRUNE_LEVELS.
+
+    Computed once in float32 from float32 tables; a pattern's bound over a
+    block is the sum over groups of its rows' maxima (negative side: the
+    complement rows, table[~c] = -table[c]). ``margin`` bounds the float32
+    rounding (every partial sum is at most 1 in magnitude).
+    """
+
+    def __init__(self, weighted, groups, codes, sides):
+        n_cols = weighted.shape[1]
+        fine = PRUNE_LEVELS[-1]
+        maxima = [np.empty((1 << g.size, n_cols // fine), np.float32)
+                  for g in groups]
+        for lo in range(0, n_cols, TABLE_TILE):
+            hi = min(lo + TABLE_TILE, n_cols)
+            # member-major columns: the block maxima reduce whole rows
+            cols = np.arange(lo, hi).reshape(-1, fine).T.ravel()
+            w32 = weighted[:, cols].astype(np.float32)
+            for g, out in zip(groups, maxima):
+                table = sign_table(w32[g])
+                table.reshape(table.shape[0], fine, -1).max(
+                    axis=1, out=out[:, lo // fine:hi // fine])
+        self.levels = []  # per level, per group: rows (code, parent block)
+        self.parents = []
+        parent = 1
+        for size in PRUNE_LEVELS:
+            n_blocks = n_cols // size
+            level = []
+            for m in maxima:
+                x = m.reshape(m.shape[0], n_blocks, size // fine)
+                out = np.array(x[:, :, 0])
+                for r in range(1, x.shape[2]):
+                    np.maximum(out, x[:, :, r], out=out)
+                level.append(out.reshape(-1, n_blocks // parent))
+            self.levels.append(level)
+            self.parents.append(parent)
+            parent = n_blocks
+        self.n_top = n_cols // PRUNE_LEVELS[0]
+        self.codes = [[c ^ ((1 << g.size) - 1) if flip else c
+                       for c, g in zip(codes, groups)] for flip in sides]
+        self.margin = _float32_margin(len(groups))
+        # per group: codes (sides, patterns)
+        self.code_table = [np.stack([sc[gi] for sc in self.codes])
+                           for gi in range(len(groups))]
+
+    def top(self, rows):
+        """Bounds (rows, sides * n_top), side-major columns."""
+        out = np.empty((rows.size, len(self.codes), self.n_top), np.float32)
+        for k, side_codes in enumerate(self.codes):
+            for i, (m, c) in enumerate(zip(self.levels[0], side_codes)):
+                if i == 0:
+                    np.take(m, c[rows], axis=0, out=out[:, k])
+                else:
+                    out[:, k] += np.take(m, c[rows], axis=0)
+        return out.reshape(rows.size, -1)
+
+    def children(self, level, pattern, side, block):
+        """Bounds (..., ratio) of the children at ``level`` of parent blocks
+        ``block`` (numbered at level - 1)."""
+        pattern, side, block = np.broadcast_arrays(pattern, side, block)
+        total = None
+        for gi, m in enumerate(self.levels[level]):
+            code = self.codes[0][gi][pattern]
+            if len(self.codes) == 2:
+                code = np.where(side == 1, self.codes[1][gi][pattern], code)
+            value = np.take(m, code * self.parents[level] + block, axis=0)
+            total = value if total is None else np.add(total, value, out=total)
+        return total
+
+
+def _pruned_max(signs, codes, groups, weighted, tail):
+    """Max over voxels of the tail statistic of every pattern, exactly, by
+    branch and bound.
+
+    A pattern's sum at a voxel is sum_g table_g[c_g, v], so over a block it
+    is at most the sum of the block maxima of its rows (:class:`_LevelBounds`);
+    the negative side is the positive side of the complement pattern. Per
+    pattern: a beam search through the levels (the SEED_BEAM best-bounded
+    blocks, then their best children, ...) and exact sums of the finest
+    blocks found give a lower bound L of the maximum; then every block whose
+    bound reaches L is split, level by level, and the finest blocks reaching
+    L are summed exactly (:func:`_signed_block_max`, the bits of the sign
+    tables). Returns the float64 maxima, equal to the maxima over all voxels.
+    """
+    n_pat = signs.shape[0]
+    sides = _tail_sides(tail)
+    side_sign = np.array([-1.0 if flip else 1.0 for flip in sides])
+    bounds = _LevelBounds(weighted, groups, codes, sides)
+    n_top = bounds.n_top
+    fine = PRUNE_LEVELS[-1]
+    best = np.full(n_pat, -np.inf)
+    voxel_rows = np.ascontiguousarray(weighted.T)
+    for start in range(0, n_pat, PRUNE_BATCH):
+        rows = np.arange(start, min(start + PRUNE_BATCH, n_pat))
+        top = bounds.top(rows)
+        # beam search for the lower bounds
+        beam = min(SEED_BEAM, top.shape[1])
+        pick = np.argpartition(top, top.shape[1] - beam, axis=1)[:, -beam:]
+        side, block = np.divmod(pick, n_top)
+        for level in range(1, len(PRUNE_LEVELS)):
+            child = bounds.children(level, rows[:, None], side, block)
+            child = child.reshape(rows.size, -1)
+            pick = np.argpartition(child, child.shape[1] - beam, axis=1)[:, -beam:]
+            ratio = PRUNE_LEVELS[level - 1] // PRUNE_LEVELS[level]
+            parent, c = np.divmod(pick, ratio)
+            side = np.take_along_axis(side, parent, axis=1)
+            block = np.take_along_axis(block, parent, axis=1) * ratio + c
+            if level == len(PRUNE_LEVELS) - 1:  # exact sums of the best few
+                keep = min(SEED_EXACT, beam)
+                best_child = np.take_along_axis(child, pick, axis=1)
+                top_k = np.argpartition(best_child, beam - keep, axis=1)[:, -keep:]
+                side = np.take_along_axis(side, top_k, axis=1)
+                block = np.take_along_axis(block, top_k, axis=1)
+        lower = _signed_block_max(signs, voxel_rows, groups,
+                                  np.repeat(rows, side.shape[1]),
+                                  side_sign[side.ravel()], block.ravel(), fine)
+        cut = lower.reshape(rows.size, -1).max(axis=1) - bounds.margin
+        # every block reaching the lower bound, level by level
+        cut32 = np.nextafter(cut.astype(np.float32), np.float32(-np.inf))
+        i, k = np.nonzero(top >= cut32[:, None])
+        side, block = np.divmod(k, n_top)
+        row_codes = [c[side, rows[i]] for c in bounds.code_table]
+        for level in range(1, len(PRUNE_LEVELS)):
+            child = None
+            for m, code in zip(bounds.levels[level], row_codes):
+                value = np.take(m, code * bounds.parents[level] + block, axis=0)
+                child = value if child is None else np.add(child, value, out=child)
+            j, c = np.nonzero(child >= cut32[i][:, None])
+            ratio = PRUNE_LEVELS[level - 1] // PRUNE_LEVELS[level]
+            i, side, block = i[j], side[j], block[j] * ratio + c
+            row_codes = [code[j] for code in row_codes]
+            bound = child[j, c]
+        # the best-bounded finest blocks of each pattern first: a higher L
+        local = np.full(rows.size, -np.inf)
+        for _ in range(REFINE_ROUNDS):
+            if not i.size:
+                break
+            first = np.r_[0, np.flatnonzero(np.diff(i)) + 1]
+            peak = np.maximum.reduceat(bound, first)
+            at = np.flatnonzero(bound == np.repeat(peak, np.diff(np.r_[first, i.size])))
+            at = at[np.r_[True, np.diff(i[at]) != 0]]
+            value = _signed_block_max(signs, voxel_rows, groups, rows[i[at]],
+                                      side_sign[side[at]], block[at], fine)
+            owner = i[at]
+            local[owner] = np.maximum(local[owner], value)
+            cut[owner] = np.maximum(cut[owner], value - bounds.margin)
+            rest = bound >= cut[i]
+            rest[at] = False
+            i, side, block, bound = i[rest], side[rest], block[rest], bound[rest]
+        value = _signed_block_max(signs, voxel_rows, groups, rows[i],
+                                  side_sign[side], block, fine)
+        np.maximum.at(local, i, value)
+        best[rows] = local
+    return best
+
+
+def _sign_table_chunk(model, data, plan, start, stop, mask, options,
+                      prune=True):
     """:func:`null_chunk` for sign flips of a rank-1 design, by sign tables.
 
     With u the contrast direction and r_j the normalised residuals of subject
@@ -855,11 +1103,15 @@ def _sign_table_chunk(model, data, plan, start, stop, mask, options):
     sums are tabulated (:func:`sign_table`), so a pattern's scores are one
     sum of table rows (two for 16 subjects) instead of a product over all
     subjects; patterns sharing the rows of the other groups are one broadcast
-    addition. The maxima are found in float32, per block of 64 voxels; the
-    blocks within float32 rounding of a pattern's maximum are then summed in
-    float64, so the maxima are the float64 ones (to float64 rounding).
-    Uncorrected counts use float64 tables (binary searches in sorted tables
-    for exhaustive plans, :func:`_tile_counts`).
+    addition. The maxima are found by branch and bound (:func:`_pruned_max`:
+    float32 bounds of blocks of voxels from the tables' block maxima, exact
+    float64 sums of the few blocks that can hold a pattern's maximum). With
+    ``prune=False`` (reference for the tests) they are found in float32 for
+    every voxel, per block of 64 voxels, and the blocks within float32
+    rounding of a pattern's maximum are summed in float64; both give the
+    same bits (the association of :func:`_table_sum`). Uncorrected counts
+    use float64 tables (binary searches in sorted tables for exhaustive
+    plans, :func:`_tile_counts`).
     """
     tail = options.tail
     n_vox = data.scale.size
@@ -869,19 +1121,26 @@ def _sign_table_chunk(model, data, plan, start, stop, mask, options):
     identity = [np.zeros(1, dtype=np.int64) for _ in groups]
     u = model.basis[:, 0]
     order = _voxel_order(mask, n_vox)
-    order = np.r_[order, np.full(-n_vox % BOUND_BLOCK, order[-1])]  # whole blocks
+    whole = int(np.lcm(BOUND_BLOCK, PRUNE_LEVELS[0]))
+    order = np.r_[order, np.full(-n_vox % whole, order[-1])]  # whole blocks
     weighted = data.residuals[:, order] * u[:, None]
     # tile columns member-major, so that block maxima reduce whole rows
     tiles = [np.arange(a, min(a + TABLE_TILE, order.size))
              .reshape(-1, BOUND_BLOCK).T.ravel()
              for a in range(0, order.size, TABLE_TILE)]
     exceed = np.zeros(n_vox, dtype=np.int64) if options.uncorrected else None
+    if prune:
+        best = _pruned_max(signs, codes, groups, weighted, tail)
+        if exceed is None:
+            max_t = _max_score_to_t(model, best, tail)
+            return NullChunk(start=start, stop=stop, max_t=max_t,
+                             exceedances=None)
     running = np.full(stop - start, -np.inf, dtype=np.float32)
     found = []
     pattern_groups = _rest_groups(codes)
     for cols in tiles:
         tables = [sign_table(np.ascontiguousarray(weighted[g][:, cols])) for g in groups]
-        if stop > start:
+        if stop > start and not prune:
             _tile_block_max([t.astype(np.float32) for t in tables],
                             pattern_groups, tail, running, found,
                             cols.min() // BOUND_BLOCK)
@@ -893,16 +1152,14 @@ def _sign_table_chunk(model, data, plan, start, stop, mask, options):
             threshold = reference - TIE_RTOL * np.abs(reference)
             exceed[voxels] += _tile_counts(tables, codes, plan, start, stop,
                                            tail, threshold)
-    best = np.full(stop - start, -np.inf)
-    if found:
-        r, block, value = (np.concatenate(x) for x in zip(*found))
-        keep = value >= running[r] - _float32_margin(len(groups))
-        r, block = r[keep], block[keep]
-        blocks = weighted.reshape(weighted.shape[0], -1, BOUND_BLOCK)
-        for a in range(0, r.size, 8192):
-            sel = slice(a, a + 8192)
-            sums = np.einsum("pn,npv->pv", signs[r[sel]], blocks[:, block[sel]])
-            np.maximum.at(best, r[sel], _tail_max(sums, tail, axis=1))
+    if not prune:
+        best = np.full(stop - start, -np.inf)
+        if found:
+            r, block, value = (np.concatenate(x) for x in zip(*found))
+            keep = value >= running[r] - _float32_margin(len(groups))
+            r, block = r[keep], block[keep]
+            np.maximum.at(best, r, _block_stats(signs, weighted, groups, r, block,
+                                                BOUND_BLOCK, tail))
     max_t = _max_score_to_t(model, best, tail)
     return NullChunk(start=start, stop=stop, max_t=max_t, exceedances=exceed)
 
