@@ -71,12 +71,23 @@ def test_uncorrected_can_be_skipped():
     np.testing.assert_array_equal(result.logp_max_t, full.logp_max_t)
 
 
+def _table_max_t(model, data, plan, start, stop, tail):
+    """Max-T of the float64 sign tables summed at every voxel (no pruning)."""
+    signs = perm.sign_flip_patterns(plan, start, stop)
+    groups = perm._subject_groups(plan.n_subjects)
+    codes = perm._pattern_codes(signs, groups)
+    weighted = data.residuals * model.basis[:, 0][:, None]
+    tables = [perm.sign_table(weighted[g]) for g in groups]
+    sums = perm._apply_tail(perm._table_sum(tables, codes), tail)
+    return perm._max_score_to_t(model, sums.max(axis=1), tail)
+
+
 @pytest.mark.parametrize("n, n_perm", [(5, 10_000), (8, 300), (11, 10_000), (13, 900),
                                        (16, 2000), (19, 700)])
 @pytest.mark.parametrize("tail", ["two-sided", "positive", "negative"])
 def test_pruned_max_equals_unpruned_exactly(n, n_perm, tail):
-    """Branch and bound gives the same bits as the full float32 pass + float64
-    refinement, for exhaustive (n = 5, 8, 11) and random plans, any tail."""
+    """Branch and bound gives the same bits as the float64 sign tables summed at
+    every voxel, for exhaustive (n = 5, 8, 11) and random plans, any tail."""
     rng = np.random.default_rng(100 + n)
     Y, mask = _data(n, rng, shape=(12, 13, 11))
     model = perm.one_sample_model(n)
@@ -85,22 +96,18 @@ def test_pruned_max_equals_unpruned_exactly(n, n_perm, tail):
     assert plan.exhaustive == (2**n <= n_perm)
     options = perm.PermutationOptions(tail=tail, uncorrected=False)
     for start, stop in [(0, plan.n_perm), (plan.n_perm // 3 + 1, plan.n_perm - 5)]:
+        full = _table_max_t(model, data, plan, start, stop, tail)
         for m in (mask, None):
-            pruned = perm._sign_table_chunk(model, data, plan, start, stop, m,
-                                            options, prune=True)
-            full = perm._sign_table_chunk(model, data, plan, start, stop, m,
-                                          options, prune=False)
-            np.testing.assert_array_equal(pruned.max_t, full.max_t)
+            pruned = perm.null_chunk(model, data, plan, start, stop, m, options)
+            np.testing.assert_array_equal(pruned.max_t, full)
             assert np.all(np.isfinite(pruned.max_t))
             ref_max, _ = _reference_chunk(model, data, plan, start, stop, tail)
             np.testing.assert_allclose(pruned.max_t, ref_max, rtol=1e-11, atol=1e-12)
 
 
-@pytest.mark.parametrize("levels, beam, exact, rounds", [((128, 16, 4), 1, 1, 0),
-                                                         ((64, 8), 3, 2, 3),
-                                                         ((128, 32, 8, 2, 1), 64, 64, 1)])
-def test_pruned_max_does_not_depend_on_search_parameters(monkeypatch, levels, beam, exact,
-                                                         rounds):
+@pytest.mark.parametrize("fine, ratio, seeds", [(16, 8, 1), (8, 3, 2), (4, 16, 1000),
+                                                (1, 1, 1)])
+def test_pruned_max_does_not_depend_on_search_parameters(monkeypatch, fine, ratio, seeds):
     rng = np.random.default_rng(9)
     Y, mask = _data(16, rng, shape=(14, 12, 11))
     model = perm.one_sample_model(16)
@@ -108,16 +115,13 @@ def test_pruned_max_does_not_depend_on_search_parameters(monkeypatch, levels, be
     plan = perm.plan_permutations(16, 1500, seed=2)
     for tail in ("two-sided", "positive", "negative"):
         options = perm.PermutationOptions(tail=tail, uncorrected=False)
-        full = perm._sign_table_chunk(model, data, plan, 0, plan.n_perm, mask, options,
-                                      prune=False)
+        full = _table_max_t(model, data, plan, 0, plan.n_perm, tail)
         with monkeypatch.context() as patch:
-            patch.setattr(perm, "PRUNE_LEVELS", levels)
-            patch.setattr(perm, "SEED_BEAM", beam)
-            patch.setattr(perm, "SEED_EXACT", exact)
-            patch.setattr(perm, "PRUNE_BATCH", 100)
-            patch.setattr(perm, "REFINE_ROUNDS", rounds)
+            patch.setattr(perm, "FINE_BLOCK", fine)
+            patch.setattr(perm, "COARSE_RATIO", ratio)
+            patch.setattr(perm, "SEED_BLOCKS", seeds)
             pruned = perm.null_chunk(model, data, plan, 0, plan.n_perm, mask, options)
-        np.testing.assert_array_equal(pruned.max_t, full.max_t)
+        np.testing.assert_array_equal(pruned.max_t, full)
 
 
 def test_pruned_max_with_counts_and_empty_range():
@@ -128,9 +132,10 @@ def test_pruned_max_with_counts_and_empty_range():
     plan = perm.plan_permutations(16, 2**16)
     options = perm.PermutationOptions()
     a, b = 1000, 9000
-    pruned = perm._sign_table_chunk(model, data, plan, a, b, mask, options, prune=True)
-    full = perm._sign_table_chunk(model, data, plan, a, b, mask, options, prune=False)
-    np.testing.assert_array_equal(pruned.max_t, full.max_t)
-    np.testing.assert_array_equal(pruned.exceedances, full.exceedances)
+    chunk = perm.null_chunk(model, data, plan, a, b, mask, options)
+    np.testing.assert_array_equal(chunk.max_t,
+                                  _table_max_t(model, data, plan, a, b, "two-sided"))
+    _, ref_counts = _reference_chunk(model, data, plan, a, b, "two-sided")
+    np.testing.assert_array_equal(chunk.exceedances, ref_counts)
     empty = perm.null_chunk(model, data, plan, 5, 5, mask, options)
     assert empty.max_t.shape == (0,)

@@ -33,6 +33,7 @@ from itertools import pairwise
 from math import factorial
 
 import numpy as np
+from numba import njit
 
 from nipype_secondlevel.numerics import glm
 from nipype_secondlevel.numerics import tfce as spatial
@@ -634,10 +635,18 @@ def _graph(mask, options):
 #: patterns of its subjects (256 rows).
 TABLE_BITS = 8
 
-#: Voxels per block of the float32 maxima (see :func:`_sign_table_chunk`).
-BOUND_BLOCK = 64
+#: Voxels per block of the exact sums and of the fine bounds of the max-T
+#: kernel (:func:`_max_kernel`); fine blocks are grouped by COARSE_RATIO
+#: into coarse blocks.
+FINE_BLOCK = 16
 
-#: Voxels per tile of the sign tables (a multiple of BOUND_BLOCK).
+#: Fine blocks per coarse block (coarse blocks of FINE_BLOCK * COARSE_RATIO).
+COARSE_RATIO = 8
+
+#: Best-bounded coarse blocks searched first by :func:`_max_kernel`.
+SEED_BLOCKS = 8
+
+#: Voxels per tile of the sign tables of the uncorrected counts.
 TABLE_TILE = 4096
 
 
@@ -708,70 +717,6 @@ def _table_sum(parts, codes, rows=slice(None)):
         rest = value if rest is None else np.add(rest, value, out=rest)
     first = np.take(parts[0], codes[0][rows], axis=0)
     return first if rest is None else np.add(first, rest, out=rest)
-
-
-def _tail_max(values, tail, axis):
-    if tail == "two-sided":
-        return np.maximum(values.max(axis=axis), -values.min(axis=axis))
-    if tail == "positive":
-        return values.max(axis=axis)
-    return -values.min(axis=axis)
-
-
-def _rest_groups(codes):
-    """Patterns sharing the codes of every group but the first.
-
-    Returns a list of (pattern indices, their first-group codes, the shared
-    codes of the other groups).
-    """
-    if len(codes) == 1:
-        return [(np.arange(codes[0].size), codes[0], [])]
-    rest = np.stack(codes[1:], axis=1)
-    keys, inverse = np.unique(rest, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(keys.shape[0] + 1))
-    return [(order[lo:hi], codes[0][order[lo:hi]], list(keys[i]))
-            for i, (lo, hi) in enumerate(pairwise(bounds))]
-
-
-def _tile_block_max(tables32, groups_of_patterns, tail, running, found, offset):
-    """Float32 pass: every pattern's statistic maximum per block of the tile.
-
-    Updates ``running`` (float32 max so far per pattern) and appends to
-    ``found`` the (pattern, block, value) within :func:`_float32_margin` of
-    it; blocks are numbered from ``offset``.
-    """
-    first = tables32[0]
-    n_blocks = first.shape[1] // BOUND_BLOCK
-    margin = _float32_margin(len(tables32))
-    for patterns, a_codes, rest_codes in groups_of_patterns:
-        rest = None
-        for table, code in zip(tables32[1:], rest_codes):
-            rest = table[code] if rest is None else rest + table[code]
-        full = a_codes.size == first.shape[0] and np.array_equal(
-            a_codes, np.arange(first.shape[0]))
-        for lo in range(0, patterns.size, 256):
-            p = patterns[lo:lo + 256]
-            sums = first if full else np.take(first, a_codes[lo:lo + 256], axis=0)
-            if rest is not None:
-                sums = sums + rest
-            # columns are member-major: voxel k of block b is column k * nb + b
-            blocked = sums.reshape(p.size, BOUND_BLOCK, n_blocks)
-            stat = _tail_max(blocked, tail, axis=1)
-            top = stat.max(axis=1)
-            np.maximum.at(running, p, top)
-            r, blk = np.nonzero(stat >= (running[p] - margin)[:, None])
-            found.append((p[r], blk + offset, stat[r, blk]))
-
-
-def _float32_margin(n_groups):
-    """Bound on twice the rounding error of a float32 pattern sum.
-
-    Every partial sum is at most 1 in magnitude (normalised residuals, unit u),
-    so each of the <= 10 float32 operations per group errs by at most 2**-24.
-    """
-    return 64.0 * n_groups * 2.0**-24
 
 
 def _ordered_keys(x):
@@ -850,317 +795,198 @@ def _tile_counts(tables, codes, plan, start, stop, tail, threshold):
 
 
 
-#: Voxels per block at each level of the pruned max-T, coarse to fine; each
-#: divides the previous one and the first divides TABLE_TILE.
-PRUNE_LEVELS = (128, 16, 4)
+@njit(cache=True, nogil=True)
+def _block_table_max(blocks, sizes, bits):
+    """Per group, code and fine block: max over the block of the sign table.
 
-#: Patterns per batch of the pruned max-T.
-PRUNE_BATCH = 256
-
-#: Blocks kept per level by the beam search seeding the lower bounds.
-SEED_BEAM = 32
-
-#: Finest blocks of the beam summed exactly.
-SEED_EXACT = 16
-
-#: Rounds summing exactly each pattern's best-bounded remaining finest block
-#: (raising L) before all the others reaching L.
-REFINE_ROUNDS = 1
-
-
-def _association_sums(signs, wblocks, groups):
-    """Pattern sums with the bits of :func:`_table_sum` of :func:`sign_table`.
-
-    signs : (K, n) ; wblocks : (n, K, w). Each group is summed subject by
-    subject (as the doubling of :func:`sign_table`), then
-    group_0 + (group_1 + group_2 + ...).
+    blocks : (n_blocks, n, F) weighted data. Returns (G, 2**bits, n_blocks)
+    float64, each entry the max of :func:`sign_table` rows (same doubling, so
+    the same bits) over the block's voxels; codes beyond a group's 2**k are
+    left at -inf.
     """
-    parts = []
-    for g in groups:
-        acc = signs[:, g[0], None] * wblocks[g[0]]
-        for j in g[1:]:
-            acc += signs[:, j, None] * wblocks[j]
-        parts.append(acc)
-    rest = None
-    for part in parts[1:]:
-        rest = part if rest is None else np.add(rest, part, out=rest)
-    return parts[0] if rest is None else parts[0] + rest
-
-
-def _block_stats(signs, weighted, groups, r, block, size, tail):
-    """Tail statistic maximum of pattern ``r[i]`` over block ``block[i]``.
-
-    Blocks are ``size`` consecutive columns of ``weighted``; sums as
-    :func:`_association_sums` (the bits of the sign tables).
-    """
-    blocks = weighted.reshape(weighted.shape[0], -1, size)
-    out = np.empty(r.size)
-    for a in range(0, r.size, 8192):
-        sel = slice(a, a + 8192)
-        sums = _association_sums(signs[r[sel]], blocks[:, block[sel]], groups)
-        out[sel] = _tail_max(sums, tail, axis=1)
+    n_blocks, _, size = blocks.shape
+    n_groups = sizes.size
+    out = np.full((n_groups, 1 << bits, n_blocks), -np.inf)
+    table = np.empty(1 << bits)
+    for g in range(n_groups):
+        j0 = g * bits
+        for b in range(n_blocks):
+            for v in range(size):
+                w = blocks[b, j0, v]
+                table[0] = w
+                table[1] = -w
+                for j in range(1, sizes[g]):
+                    half = 1 << j
+                    w = blocks[b, j0 + j, v]
+                    for c in range(half):
+                        table[half + c] = table[c] - w
+                        table[c] = table[c] + w
+                for c in range(1 << sizes[g]):
+                    out[g, c, b] = max(out[g, c, b], table[c])
     return out
 
 
-def _signed_block_max(signs, voxel_rows, groups, r, side, block, size):
-    """Max of the sums of pattern r[i] times side[i] (+-1), over
-    block ``block[i]`` of ``size`` voxels; ``voxel_rows`` is the weighted
-    data transposed (voxels, subjects). Bits of the sign tables, as
-    :func:`_association_sums`."""
-    n = voxel_rows.shape[1]
-    blocks = voxel_rows.reshape(-1, size * n)
-    out = np.empty(r.size)
-    for a in range(0, r.size, 16384):
-        sel = slice(a, a + 16384)
-        pats = signs[r[sel]] * side[sel, None]
-        x = np.take(blocks, block[sel], axis=0).reshape(-1, size, n)
-        x *= pats[:, None, :]
-        parts = []
-        for g in groups:
-            acc = np.array(x[:, :, g[0]])
-            for j in g[1:]:
-                acc += x[:, :, j]
-            parts.append(acc)
-        rest = None
-        for part in parts[1:]:
-            rest = part if rest is None else np.add(rest, part, out=rest)
-        sums = parts[0] if rest is None else np.add(parts[0], rest, out=rest)
-        out[sel] = sums.max(axis=1)
-    return out
+@njit(cache=True, nogil=True, inline="always")
+def _bound(maxima, cs, block):
+    """maxima[0][c0] + (maxima[1][c1] + maxima[2][c2] + ...): the association
+    of :func:`_table_sum`; rounding is monotone, so this bounds every sum."""
+    first = maxima[0, cs[0], block]
+    if maxima.shape[0] == 1:
+        return first
+    rest = maxima[1, cs[1], block]
+    for g in range(2, maxima.shape[0]):
+        rest += maxima[g, cs[g], block]
+    return first + rest
 
 
-def _tail_sides(tail):
-    """Complement flags of the one-sided searches of a tail (the max of -S at
-    pattern s is the max of S at the complement pattern -s)."""
-    return {"positive": (False,), "negative": (True,),
-            "two-sided": (False, True)}[tail]
-
-
-class _LevelBounds:
-    """Block maxima of every sign-table row at every level of PRUNE_LEVELS.
-
-    Computed once in float32 from float32 tables; a pattern's bound over a
-    block is the sum over groups of its rows' maxima (negative side: the
-    complement rows, table[~c] = -table[c]). ``margin`` bounds the float32
-    rounding (every partial sum is at most 1 in magnitude).
-    """
-
-    def __init__(self, weighted, groups, codes, sides):
-        n_cols = weighted.shape[1]
-        fine = PRUNE_LEVELS[-1]
-        maxima = [np.empty((1 << g.size, n_cols // fine), np.float32)
-                  for g in groups]
-        for lo in range(0, n_cols, TABLE_TILE):
-            hi = min(lo + TABLE_TILE, n_cols)
-            # member-major columns: the block maxima reduce whole rows
-            cols = np.arange(lo, hi).reshape(-1, fine).T.ravel()
-            w32 = weighted[:, cols].astype(np.float32)
-            for g, out in zip(groups, maxima):
-                table = sign_table(w32[g])
-                table.reshape(table.shape[0], fine, -1).max(
-                    axis=1, out=out[:, lo // fine:hi // fine])
-        self.levels = []  # per level, per group: rows (code, parent block)
-        self.parents = []
-        parent = 1
-        for size in PRUNE_LEVELS:
-            n_blocks = n_cols // size
-            level = []
-            for m in maxima:
-                x = m.reshape(m.shape[0], n_blocks, size // fine)
-                out = np.array(x[:, :, 0])
-                for r in range(1, x.shape[2]):
-                    np.maximum(out, x[:, :, r], out=out)
-                level.append(out.reshape(-1, n_blocks // parent))
-            self.levels.append(level)
-            self.parents.append(parent)
-            parent = n_blocks
-        self.n_top = n_cols // PRUNE_LEVELS[0]
-        self.codes = [[c ^ ((1 << g.size) - 1) if flip else c
-                       for c, g in zip(codes, groups)] for flip in sides]
-        self.margin = _float32_margin(len(groups))
-        # per group: codes (sides, patterns)
-        self.code_table = [np.stack([sc[gi] for sc in self.codes])
-                           for gi in range(len(groups))]
-
-    def top(self, rows):
-        """Bounds (rows, sides * n_top), side-major columns."""
-        out = np.empty((rows.size, len(self.codes), self.n_top), np.float32)
-        for k, side_codes in enumerate(self.codes):
-            for i, (m, c) in enumerate(zip(self.levels[0], side_codes)):
-                if i == 0:
-                    np.take(m, c[rows], axis=0, out=out[:, k])
-                else:
-                    out[:, k] += np.take(m, c[rows], axis=0)
-        return out.reshape(rows.size, -1)
-
-    def children(self, level, pattern, side, block):
-        """Bounds (..., ratio) of the children at ``level`` of parent blocks
-        ``block`` (numbered at level - 1)."""
-        pattern, side, block = np.broadcast_arrays(pattern, side, block)
-        total = None
-        for gi, m in enumerate(self.levels[level]):
-            code = self.codes[0][gi][pattern]
-            if len(self.codes) == 2:
-                code = np.where(side == 1, self.codes[1][gi][pattern], code)
-            value = np.take(m, code * self.parents[level] + block, axis=0)
-            total = value if total is None else np.add(total, value, out=total)
-        return total
-
-
-def _pruned_max(signs, codes, groups, weighted, tail):
-    """Max over voxels of the tail statistic of every pattern, exactly, by
-    branch and bound.
-
-    A pattern's sum at a voxel is sum_g table_g[c_g, v], so over a block it
-    is at most the sum of the block maxima of its rows (:class:`_LevelBounds`);
-    the negative side is the positive side of the complement pattern. Per
-    pattern: a beam search through the levels (the SEED_BEAM best-bounded
-    blocks, then their best children, ...) and exact sums of the finest
-    blocks found give a lower bound L of the maximum; then every block whose
-    bound reaches L is split, level by level, and the finest blocks reaching
-    L are summed exactly (:func:`_signed_block_max`, the bits of the sign
-    tables). Returns the float64 maxima, equal to the maxima over all voxels.
-    """
-    n_pat = signs.shape[0]
-    sides = _tail_sides(tail)
-    side_sign = np.array([-1.0 if flip else 1.0 for flip in sides])
-    bounds = _LevelBounds(weighted, groups, codes, sides)
-    n_top = bounds.n_top
-    fine = PRUNE_LEVELS[-1]
-    best = np.full(n_pat, -np.inf)
-    voxel_rows = np.ascontiguousarray(weighted.T)
-    for start in range(0, n_pat, PRUNE_BATCH):
-        rows = np.arange(start, min(start + PRUNE_BATCH, n_pat))
-        top = bounds.top(rows)
-        # beam search for the lower bounds
-        beam = min(SEED_BEAM, top.shape[1])
-        pick = np.argpartition(top, top.shape[1] - beam, axis=1)[:, -beam:]
-        side, block = np.divmod(pick, n_top)
-        for level in range(1, len(PRUNE_LEVELS)):
-            child = bounds.children(level, rows[:, None], side, block)
-            child = child.reshape(rows.size, -1)
-            pick = np.argpartition(child, child.shape[1] - beam, axis=1)[:, -beam:]
-            ratio = PRUNE_LEVELS[level - 1] // PRUNE_LEVELS[level]
-            parent, c = np.divmod(pick, ratio)
-            side = np.take_along_axis(side, parent, axis=1)
-            block = np.take_along_axis(block, parent, axis=1) * ratio + c
-            if level == len(PRUNE_LEVELS) - 1:  # exact sums of the best few
-                keep = min(SEED_EXACT, beam)
-                best_child = np.take_along_axis(child, pick, axis=1)
-                top_k = np.argpartition(best_child, beam - keep, axis=1)[:, -keep:]
-                side = np.take_along_axis(side, top_k, axis=1)
-                block = np.take_along_axis(block, top_k, axis=1)
-        lower = _signed_block_max(signs, voxel_rows, groups,
-                                  np.repeat(rows, side.shape[1]),
-                                  side_sign[side.ravel()], block.ravel(), fine)
-        cut = lower.reshape(rows.size, -1).max(axis=1) - bounds.margin
-        # every block reaching the lower bound, level by level
-        cut32 = np.nextafter(cut.astype(np.float32), np.float32(-np.inf))
-        i, k = np.nonzero(top >= cut32[:, None])
-        side, block = np.divmod(k, n_top)
-        row_codes = [c[side, rows[i]] for c in bounds.code_table]
-        for level in range(1, len(PRUNE_LEVELS)):
-            child = None
-            for m, code in zip(bounds.levels[level], row_codes):
-                value = np.take(m, code * bounds.parents[level] + block, axis=0)
-                child = value if child is None else np.add(child, value, out=child)
-            j, c = np.nonzero(child >= cut32[i][:, None])
-            ratio = PRUNE_LEVELS[level - 1] // PRUNE_LEVELS[level]
-            i, side, block = i[j], side[j], block[j] * ratio + c
-            row_codes = [code[j] for code in row_codes]
-            bound = child[j, c]
-        # the best-bounded finest blocks of each pattern first: a higher L
-        local = np.full(rows.size, -np.inf)
-        for _ in range(REFINE_ROUNDS):
-            if not i.size:
-                break
-            first = np.r_[0, np.flatnonzero(np.diff(i)) + 1]
-            peak = np.maximum.reduceat(bound, first)
-            at = np.flatnonzero(bound == np.repeat(peak, np.diff(np.r_[first, i.size])))
-            at = at[np.r_[True, np.diff(i[at]) != 0]]
-            value = _signed_block_max(signs, voxel_rows, groups, rows[i[at]],
-                                      side_sign[side[at]], block[at], fine)
-            owner = i[at]
-            local[owner] = np.maximum(local[owner], value)
-            cut[owner] = np.maximum(cut[owner], value - bounds.margin)
-            rest = bound >= cut[i]
-            rest[at] = False
-            i, side, block, bound = i[rest], side[rest], block[rest], bound[rest]
-        value = _signed_block_max(signs, voxel_rows, groups, rows[i],
-                                  side_sign[side], block, fine)
-        np.maximum.at(local, i, value)
-        best[rows] = local
+@njit(cache=True, nogil=True, inline="always")
+def _exact_block_max(blocks, b, ps, sizes, bits, part):
+    """Max over fine block ``b`` of the pattern sums with signs ``ps``, with
+    the bits of :func:`_table_sum` of :func:`sign_table` (each group summed
+    subject by subject, then group_0 + (group_1 + group_2 + ...))."""
+    size = blocks.shape[2]
+    n_groups = sizes.size
+    for g in range(n_groups):
+        j0 = g * bits
+        s = ps[j0]
+        for v in range(size):
+            part[g, v] = s * blocks[b, j0, v]
+        for j in range(j0 + 1, j0 + sizes[g]):
+            s = ps[j]
+            for v in range(size):
+                part[g, v] += s * blocks[b, j, v]
+    best = -np.inf
+    for v in range(size):
+        value = part[0, v]
+        if n_groups > 1:
+            rest = part[1, v]
+            for g in range(2, n_groups):
+                rest += part[g, v]
+            value = value + rest
+        best = max(best, value)
     return best
 
 
-def _sign_table_chunk(model, data, plan, start, stop, mask, options,
-                      prune=True):
+@njit(cache=True, nogil=True)
+def _max_kernel(blocks, fine, coarse, signs, codes, sizes, bits, sides, ratio,
+                seeds):
+    """Max over voxels of the tail score of every pattern, by branch and bound.
+
+    Per pattern and side (+1, or -1: the complement pattern), coarse blocks
+    are bounded by the sum of their rows' block maxima (:func:`_bound`); the
+    best-bounded coarse block is searched first, then every coarse block whose
+    bound exceeds the running maximum is split into fine blocks, and the fine
+    blocks whose bound exceeds it are summed exactly (:func:`_exact_block_max`).
+    The result equals the maximum of the exact sums over all voxels.
+    """
+    n_pat = signs.shape[0]
+    n_groups = sizes.size
+    n_coarse = coarse.shape[2]
+    n_sides = sides.size
+    full = np.empty(n_groups, np.int64)
+    for g in range(n_groups):
+        full[g] = (1 << sizes[g]) - 1
+    out = np.empty(n_pat)
+    ub = np.empty(n_sides * n_coarse)
+    cs = np.empty((n_sides, n_groups), np.int64)
+    ps = np.empty((n_sides, signs.shape[1]))
+    part = np.empty((n_groups, blocks.shape[2]))
+    n_seed = min(seeds, ub.size)
+    top = np.empty(n_seed + 1, np.int64)
+    for p in range(n_pat):
+        n_top = 0
+        for k in range(n_sides):
+            for g in range(n_groups):
+                cs[k, g] = codes[g, p] ^ full[g] if sides[k] < 0 else codes[g, p]
+            for j in range(signs.shape[1]):
+                ps[k, j] = signs[p, j] * sides[k]
+            for c in range(n_coarse):
+                at = k * n_coarse + c
+                ub[at] = _bound(coarse, cs[k], c)
+                # insertion into the n_seed best-bounded blocks, best first
+                if n_top < n_seed or ub[at] > ub[top[n_top - 1]]:
+                    i = n_top if n_top < n_seed else n_seed - 1
+                    while i > 0 and ub[top[i - 1]] < ub[at]:
+                        top[i] = top[i - 1]
+                        i -= 1
+                    top[i] = at
+                    n_top = min(n_top + 1, n_seed)
+        best = -np.inf
+        for i in range(-n_top, ub.size):
+            at = top[i + n_top] if i < 0 else i
+            if not ub[at] > best:
+                continue
+            ub[at] = -np.inf  # visited
+            k, c = divmod(at, n_coarse)
+            for b in range(c * ratio, (c + 1) * ratio):
+                if _bound(fine, cs[k], b) > best:
+                    value = _exact_block_max(blocks, b, ps[k], sizes, bits, part)
+                    best = max(best, value)
+        out[p] = best
+    return out
+
+
+def _max_scores(signs, codes, groups, weighted, tail):
+    """Max over the columns of ``weighted`` (u_j r_j, padded to whole coarse
+    blocks) of the tail score of every pattern (:func:`_max_kernel`)."""
+    n_cols = weighted.shape[1]
+    if signs.shape[0] == 0:
+        return np.empty(0)
+    blocks = np.ascontiguousarray(
+        weighted.reshape(weighted.shape[0], n_cols // FINE_BLOCK, FINE_BLOCK)
+        .transpose(1, 0, 2))
+    sizes = np.array([g.size for g in groups], dtype=np.int64)
+    fine = _block_table_max(blocks, sizes, TABLE_BITS)
+    coarse = fine.reshape(fine.shape[0], fine.shape[1], -1, COARSE_RATIO).max(axis=3)
+    sides = {"positive": [1.0], "negative": [-1.0],
+             "two-sided": [1.0, -1.0]}[tail]
+    codes = np.ascontiguousarray(np.stack(codes))
+    # patterns sharing the other groups' rows one after the other (cache)
+    order = np.lexsort(codes[::-1])
+    best = np.empty(signs.shape[0])
+    best[order] = _max_kernel(blocks, fine, coarse,
+                              np.ascontiguousarray(signs[order]),
+                              np.ascontiguousarray(codes[:, order]), sizes,
+                              TABLE_BITS, np.array(sides), COARSE_RATIO,
+                              SEED_BLOCKS)
+    return best
+
+
+def _sign_table_chunk(model, data, plan, start, stop, mask, options):
     """:func:`null_chunk` for sign flips of a rank-1 design, by sign tables.
 
     With u the contrast direction and r_j the normalised residuals of subject
     j, pattern s has the score sum_j s_j u_j r_j at every voxel. The subjects
-    are split into groups of 8; for a tile of voxels each group's 256 partial
-    sums are tabulated (:func:`sign_table`), so a pattern's scores are one
-    sum of table rows (two for 16 subjects) instead of a product over all
-    subjects; patterns sharing the rows of the other groups are one broadcast
-    addition. The maxima are found by branch and bound (:func:`_pruned_max`:
-    float32 bounds of blocks of voxels from the tables' block maxima, exact
-    float64 sums of the few blocks that can hold a pattern's maximum). With
-    ``prune=False`` (reference for the tests) they are found in float32 for
-    every voxel, per block of 64 voxels, and the blocks within float32
-    rounding of a pattern's maximum are summed in float64; both give the
-    same bits (the association of :func:`_table_sum`). Uncorrected counts
-    use float64 tables (binary searches in sorted tables for exhaustive
-    plans, :func:`_tile_counts`).
+    are split into groups of 8; a group's 256 partial sums are its sign table
+    (:func:`sign_table`), and a pattern's score is a sum of table rows
+    (:func:`_table_sum`, one fixed association). The maxima are found exactly
+    by branch and bound over blocks of voxels (:func:`_max_kernel`, compiled
+    by numba). Uncorrected counts use float64 tables (binary searches in
+    sorted tables for exhaustive plans, :func:`_tile_counts`).
     """
     tail = options.tail
     n_vox = data.scale.size
     groups = _subject_groups(plan.n_subjects)
     signs = sign_flip_patterns(plan, start, stop)
     codes = _pattern_codes(signs, groups)
-    identity = [np.zeros(1, dtype=np.int64) for _ in groups]
     u = model.basis[:, 0]
     order = _voxel_order(mask, n_vox)
-    whole = int(np.lcm(BOUND_BLOCK, PRUNE_LEVELS[0]))
+    whole = FINE_BLOCK * COARSE_RATIO
     order = np.r_[order, np.full(-n_vox % whole, order[-1])]  # whole blocks
     weighted = data.residuals[:, order] * u[:, None]
-    # tile columns member-major, so that block maxima reduce whole rows
-    tiles = [np.arange(a, min(a + TABLE_TILE, order.size))
-             .reshape(-1, BOUND_BLOCK).T.ravel()
-             for a in range(0, order.size, TABLE_TILE)]
-    exceed = np.zeros(n_vox, dtype=np.int64) if options.uncorrected else None
-    if prune:
-        best = _pruned_max(signs, codes, groups, weighted, tail)
-        if exceed is None:
-            max_t = _max_score_to_t(model, best, tail)
-            return NullChunk(start=start, stop=stop, max_t=max_t,
-                             exceedances=None)
-    running = np.full(stop - start, -np.inf, dtype=np.float32)
-    found = []
-    pattern_groups = _rest_groups(codes)
-    for cols in tiles:
-        tables = [sign_table(np.ascontiguousarray(weighted[g][:, cols])) for g in groups]
-        if stop > start and not prune:
-            _tile_block_max([t.astype(np.float32) for t in tables],
-                            pattern_groups, tail, running, found,
-                            cols.min() // BOUND_BLOCK)
-        if exceed is not None:
-            valid = cols < n_vox  # not the padding
-            voxels = order[cols[valid]]
-            tables = [np.ascontiguousarray(t[:, valid]) for t in tables]
-            reference = _apply_tail(_table_sum(tables, identity)[0], tail)
-            threshold = reference - TIE_RTOL * np.abs(reference)
-            exceed[voxels] += _tile_counts(tables, codes, plan, start, stop,
-                                           tail, threshold)
-    if not prune:
-        best = np.full(stop - start, -np.inf)
-        if found:
-            r, block, value = (np.concatenate(x) for x in zip(*found))
-            keep = value >= running[r] - _float32_margin(len(groups))
-            r, block = r[keep], block[keep]
-            np.maximum.at(best, r, _block_stats(signs, weighted, groups, r, block,
-                                                BOUND_BLOCK, tail))
+    best = _max_scores(signs, codes, groups, weighted, tail)
     max_t = _max_score_to_t(model, best, tail)
+    if not options.uncorrected:
+        return NullChunk(start=start, stop=stop, max_t=max_t, exceedances=None)
+    exceed = np.zeros(n_vox, dtype=np.int64)
+    identity = [np.zeros(1, dtype=np.int64) for _ in groups]
+    for lo in range(0, n_vox, TABLE_TILE):
+        cols = slice(lo, min(lo + TABLE_TILE, n_vox))
+        tables = [sign_table(weighted[g, cols]) for g in groups]
+        reference = _apply_tail(_table_sum(tables, identity)[0], tail)
+        threshold = reference - TIE_RTOL * np.abs(reference)
+        exceed[order[cols]] += _tile_counts(tables, codes, plan, start, stop,
+                                            tail, threshold)
     return NullChunk(start=start, stop=stop, max_t=max_t, exceedances=exceed)
 
 
