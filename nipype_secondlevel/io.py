@@ -72,6 +72,16 @@ def save_figure(fig, path, dpi=100):
     return str(Path(path).absolute())
 
 
+def save_arrays(path, array=None, **arrays):
+    """Save one array as .npy, or named arrays as .npz, atomically; return the path as str."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        if array is not None:
+            np.save(handle, array)
+        else:
+            np.savez(handle, **arrays)
+    return str(Path(path).absolute())
+
+
 def copy_file(src, dst):
     """Copy ``src`` to ``dst`` atomically."""
     with atomic_path(dst) as tmp:

@@ -38,7 +38,7 @@ from nipype.interfaces.base import (
 )
 
 from ..errors import bad_input
-from ..io import atomic_path, load_mask, read_table, save_img, save_tsv, unmask
+from ..io import load_mask, read_table, save_arrays, save_img, save_tsv, unmask
 from ..numerics import permutation as perm
 from ..numerics import tfce as spatial
 
@@ -205,10 +205,9 @@ class PermutationChunk(SimpleInterface):
             raise bad_input("chunk", f"[{start}, {stop}) outside [0, {plan.n_perm})")
         chunk = perm.null_chunk(model, data, plan, start, stop, mask, options)
         arrays = {k: v for k, v in vars(chunk).items() if v is not None}
-        path = Path(runtime.cwd) / f"perm-{start:07d}-{stop:07d}_nulls.npz"
-        with atomic_path(path) as tmp, open(tmp, "wb") as out:
-            np.savez(out, **arrays)
-        self._results["chunk_file"] = str(path.absolute())
+        self._results["chunk_file"] = save_arrays(
+            Path(runtime.cwd) / f"perm-{start:07d}-{stop:07d}_nulls.npz", **arrays
+        )
         return runtime
 
 

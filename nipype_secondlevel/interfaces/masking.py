@@ -91,10 +91,14 @@ class GroupMask(SimpleInterface):
 
     def _run_interface(self, runtime):
         paths = list(self.inputs.in_files)
-        mean_img, coverage = mean_and_coverage(paths)
         strategy = self.inputs.strategy
+        if strategy in ("nilearn", "coverage"):
+            reference, coverage = mean_and_coverage(paths)
+        else:  # only the maps' grid is needed: read one header, not every map
+            first = load_img(paths[0], "input map")
+            reference = nib.Nifti1Image(np.zeros(first.shape[:3], np.uint8), first.affine)
         if strategy == "nilearn":
-            mask = np.asarray(nilearn_default_mask(mean_img).dataobj) > 0
+            mask = np.asarray(nilearn_default_mask(reference).dataobj) > 0
         elif strategy == "coverage":
             mask = coverage >= self.inputs.coverage - 1e-12
         else:
@@ -108,12 +112,12 @@ class GroupMask(SimpleInterface):
                 source = load_mni152_brain_mask()
             if source.ndim != 3:
                 raise bad_input("mask", f"expected a 3D image, got shape {source.shape}")
-            mask = np.asarray(resample_mask(source, mean_img).dataobj) > 0
+            mask = np.asarray(resample_mask(source, reference).dataobj) > 0
         if not mask.any():
             raise bad_input(f"mask ({strategy})", "contains no voxel")
         self._results["n_voxels"] = int(mask.sum())
         self._results["mask_file"] = save_img(
-            nib.Nifti1Image(mask.astype(np.uint8), mean_img.affine),
+            nib.Nifti1Image(mask.astype(np.uint8), reference.affine),
             Path(runtime.cwd) / "desc-group_mask.nii.gz",
         )
         return runtime

@@ -14,16 +14,9 @@ from nipype.interfaces.base import (
 
 from ..design import check_estimable
 from ..errors import bad_input
-from ..io import atomic_path, load_mask, load_masked_data, save_img, unmask
+from ..io import load_mask, load_masked_data, save_arrays, save_img, unmask
 from ..numerics.mixed_effects import DOF_MAX, fit_mixed_effects
 from .estimation import read_design
-
-
-def save_npy(array, path):
-    """Save an array as .npy atomically and return its absolute path as str."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, array)
-    return str(Path(path).absolute())
 
 
 class _EstimateMixedEffectsInputSpec(BaseInterfaceInputSpec):
@@ -106,13 +99,13 @@ class EstimateMixedEffects(SimpleInterface):
         self._results["beta"] = save_img(
             unmask(fit.beta, mask, mask_img.affine, dtype=np.float64), out / "beta.nii.gz"
         )
-        self._results["cov_beta"] = save_npy(fit.cov_beta, out / "cov_beta.npy")
+        self._results["cov_beta"] = save_arrays(out / "cov_beta.npy", fit.cov_beta)
         if not fixed:
-            with atomic_path(out / "kenward_roger.npz") as tmp, open(tmp, "wb") as handle:
-                np.savez(handle, cov_beta_adjusted=fit.cov_beta_adjusted,
-                         cov_beta_derivative=fit.cov_beta_derivative,
-                         sigma2_variance=fit.sigma2_variance)
-            self._results["kenward_roger"] = str((out / "kenward_roger.npz").absolute())
+            self._results["kenward_roger"] = save_arrays(
+                out / "kenward_roger.npz", cov_beta_adjusted=fit.cov_beta_adjusted,
+                cov_beta_derivative=fit.cov_beta_derivative,
+                sigma2_variance=fit.sigma2_variance,
+            )
         self._results["between_subject_variance"] = save_img(
             unmask(fit.sigma2_between, mask, mask_img.affine, dtype=np.float64),
             out / f"desc-{self.inputs.method}_betweenSubjectVariance.nii.gz",
