@@ -31,7 +31,7 @@ from nilearn.glm import threshold_stats_img
 from nilearn.glm.second_level import SecondLevelModel
 from nilearn.plotting import plot_design_matrix, plot_glass_brain
 from nilearn.reporting import get_clusters_table
-from nipype_secondlevel.simulation import localizer_brain_mask, simulate_paired_sample
+from nipype_secondlevel.datasets.simulation import localizer_brain_mask, simulate_paired_sample
 
 out = Path(sys.argv[1]); out.mkdir(parents=True)
 mask, affine = localizer_brain_mask()

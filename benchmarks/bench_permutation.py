@@ -23,7 +23,7 @@ from nilearn.glm.second_level import non_parametric_inference
 from nilearn.image import resample_img
 from scipy import ndimage
 
-from nipype_secondlevel.numerics import permutation as perm
+from nipype_secondlevel.stats import permutation as perm
 
 N_SUBJECTS = 16
 SHAPE = (53, 63, 46)

@@ -18,7 +18,7 @@ from timing import timed_command
 
 RUN = r"""
 import sys
-from nipype_secondlevel.execution import run_workflow
+from nipype_secondlevel.runtime.execution import run_workflow
 from nipype_secondlevel.workflows import init_demo_wf
 
 out, work, report, plugin = sys.argv[1:5]

@@ -124,7 +124,7 @@ def build_workflow(paths, design, mem_gb):
 def child_run(paths_file, work_dir, mem_gb):
     import pandas as pd
 
-    from nipype_secondlevel.execution import run_workflow
+    from nipype_secondlevel.runtime.execution import run_workflow
 
     paths = Path(paths_file).read_text().split()
     design = Path(work_dir) / "design.tsv"

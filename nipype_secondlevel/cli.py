@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import InputError, bad_input
-from .execution import PLUGINS
+from .io.errors import InputError, bad_input
+from .runtime.execution import PLUGINS
 
 PROG = "nipype-secondlevel"
 
@@ -165,7 +165,9 @@ def add_group_command(commands):
 
 def group_options(args):
     """Check the table, the design and the contrasts now; return the workflow options."""
-    from .design import group_design, parse_contrasts, read_inputs_table
+    from .design.contrasts import parse_contrasts
+    from .design.matrices import group_design
+    from .design.tables import read_inputs_table
 
     for option, path in (("--inputs", args.inputs), ("--design-file", args.design_file),
                          ("--reference-map", args.reference_map)):
@@ -279,8 +281,8 @@ def build_workflow(args):
 
 
 def run(args):
-    from .execution import run_workflow
-    from .locking import WorkFolderLock
+    from .runtime.execution import run_workflow
+    from .runtime.locking import WorkFolderLock
 
     if args.cluster_size < 0:
         raise bad_input("--cluster-size", f"must be 0 or more, got {args.cluster_size}")
@@ -306,7 +308,7 @@ def run(args):
 
 
 def draw_graph(args):
-    from .execution import quiet_nipype
+    from .runtime.execution import quiet_nipype
     from .workflows import init_demo_wf
 
     quiet_nipype()
@@ -330,7 +332,7 @@ def draw_graph(args):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    from .execution import WorkflowFailed
+    from .runtime.execution import WorkflowFailed
 
     try:
         if args.command == "graph":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # slurm_cluster_start.sh - bring up a real single-node SLURM cluster on this
 # machine (Debian/Ubuntu, run as root, no systemd or cgroups needed), for the
-# tests of nipype_secondlevel.slurm and for CI.
+# tests of nipype_secondlevel.runtime.slurm and for CI.
 #
 # Idempotent: installs slurm-wlm + munge with apt-get if they are missing,
 # (re)writes slurm.conf, starts only the daemons that are not already running

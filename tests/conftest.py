@@ -40,7 +40,7 @@ def simulated(tmp_path_factory):
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """One cold run of the demo workflow (Linear): (out_dir, work_dir, summary)."""
-    from nipype_secondlevel.execution import run_workflow
+    from nipype_secondlevel.runtime.execution import run_workflow
     from nipype_secondlevel.workflows import init_demo_wf
 
     base = tmp_path_factory.mktemp("demo")

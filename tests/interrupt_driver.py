@@ -39,9 +39,18 @@ def main():
         counts[key] = counts.get(key, 0) + 1
         return counts[key] == n
 
-    from nipype_secondlevel import io
+    import nipype_secondlevel.interfaces  # noqa: F401  (every module that writes files)
+    from nipype_secondlevel.io import files, masked_data
 
-    original_atomic_path = io.atomic_path
+    def patch(name, replacement):
+        # every module that imported the function by name
+        original = getattr(files if name == "atomic_path" else masked_data, name)
+        for module in list(sys.modules.values()):
+            if (getattr(module, "__name__", "").startswith("nipype_secondlevel")
+                    and getattr(module, name, None) is original):
+                setattr(module, name, replacement)
+
+    original_atomic_path = files.atomic_path
 
     @contextmanager
     def atomic_path(path):
@@ -54,9 +63,9 @@ def main():
             if point == "sink" and path.absolute().parent == out_dir and nth("sink", 3):
                 pause()
 
-    io.atomic_path = atomic_path
+    patch("atomic_path", atomic_path)
 
-    original_read = io.read_voxel_chunk
+    original_read = masked_data.read_voxel_chunk
 
     def read_voxel_chunk(*a, **k):
         chunk = original_read(*a, **k)
@@ -64,7 +73,7 @@ def main():
             pause()
         return chunk
 
-    io.read_voxel_chunk = read_voxel_chunk
+    patch("read_voxel_chunk", read_voxel_chunk)
 
     from nipype.pipeline.engine import utils as engine_utils
 

@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from nipype_secondlevel.simulation import LOCALIZER_AFFINE
+from nipype_secondlevel.datasets.simulation import LOCALIZER_AFFINE
 
 
 def make_localizer_folder(data_dir, n_subjects, contrasts, get_tmaps=False, shape=(6, 7, 5)):

@@ -7,14 +7,14 @@ import pytest
 from conftest import run_in
 
 from nipype_secondlevel import interfaces as ifc
-from nipype_secondlevel.io import (
+from nipype_secondlevel.io.images import load_masked_data
+from nipype_secondlevel.io.masked_data import (
     VOXEL_BLOCK,
     iter_voxel_chunks,
-    load_masked_data,
     voxel_chunk_size,
     write_masked_data,
 )
-from nipype_secondlevel.numerics.glm import fit_ols
+from nipype_secondlevel.stats.glm import fit_ols
 
 
 @pytest.fixture(scope="module")

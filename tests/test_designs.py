@@ -12,14 +12,10 @@ from group_data import AFFINE, SHAPE, make_group_table, write_map
 from scipy import stats
 
 from nipype_secondlevel import interfaces as ifc
-from nipype_secondlevel.design import (
-    check_estimable,
-    group_design,
-    parse_contrast,
-    parse_contrasts,
-    read_inputs_table,
-)
-from nipype_secondlevel.errors import InputError
+from nipype_secondlevel.design.contrasts import parse_contrast, parse_contrasts
+from nipype_secondlevel.design.matrices import check_estimable, group_design
+from nipype_secondlevel.design.tables import read_inputs_table
+from nipype_secondlevel.io.errors import InputError
 
 ATOL = 1e-5
 
@@ -322,9 +318,9 @@ def test_sidecar_of_an_f_map_lists_its_rows(tmp_path, data):
 def test_mixed_effects_t_contrast_uses_kenward_roger(tmp_path, data):
     """Through the interfaces, a mixed-effects t contrast has the Kenward-Roger covariance and
     per-voxel dof of the numerics (checked there against explicit matrices), not FLAME1's."""
-    from nipype_secondlevel.io import load_masked_data
-    from nipype_secondlevel.numerics.glm import t_to_z
-    from nipype_secondlevel.numerics.mixed_effects import (
+    from nipype_secondlevel.io.images import load_masked_data
+    from nipype_secondlevel.stats.glm import t_to_z
+    from nipype_secondlevel.stats.mixed_effects import (
         fit_mixed_effects,
         mixed_effects_contrast_kenward_roger,
     )

@@ -15,8 +15,8 @@ from conftest import run_in
 from localizer_folder import make_localizer_folder
 
 from nipype_secondlevel import interfaces as ifc
-from nipype_secondlevel.errors import InputError
-from nipype_secondlevel.simulation import LOCALIZER_AFFINE
+from nipype_secondlevel.datasets.simulation import LOCALIZER_AFFINE
+from nipype_secondlevel.io.errors import InputError
 
 CONTRASTS = ["vertical checkerboard", "horizontal checkerboard"]
 TRUNCATED = ("S02", "VerticalCheckerboard")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from nipype_secondlevel.numerics import glm
+from nipype_secondlevel.stats import glm
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from conftest import run_in
 from scipy import ndimage
 
 from nipype_secondlevel.cli import main
-from nipype_secondlevel.execution import run_workflow
 from nipype_secondlevel.interfaces import Threshold
+from nipype_secondlevel.runtime.execution import run_workflow
 from nipype_secondlevel.workflows.inference import init_permutation_wf
 
 SHAPE = (10, 11, 9)

@@ -11,7 +11,7 @@ from localizer_folder import make_localizer_folder
 from scipy import stats
 
 from nipype_secondlevel import interfaces as ifc
-from nipype_secondlevel.simulation import LOCALIZER_AFFINE, LOCALIZER_SHAPE
+from nipype_secondlevel.datasets.simulation import LOCALIZER_AFFINE, LOCALIZER_SHAPE
 
 
 def table_of(simulated):

@@ -9,11 +9,11 @@ import textwrap
 
 import pytest
 
-from nipype_secondlevel.locking import LOCK_NAME, WorkFolderBusy, WorkFolderLock
+from nipype_secondlevel.runtime.locking import LOCK_NAME, WorkFolderBusy, WorkFolderLock
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from nipype_secondlevel.locking import WorkFolderLock
+    from nipype_secondlevel.runtime.locking import WorkFolderLock
     WorkFolderLock(sys.argv[1], stream=False).acquire()
     print("locked", flush=True)
     time.sleep(120)

@@ -1,4 +1,4 @@
-"""Tests of nipype_secondlevel.numerics.mixed_effects against independent references.
+"""Tests of nipype_secondlevel.stats.mixed_effects against independent references.
 
 References: glm.fit_ols / glm.t_contrast, nilearn's SecondLevelModel and
 compute_fixed_effects, weighted least squares written out with numpy, and the
@@ -16,8 +16,8 @@ from nilearn.glm import compute_fixed_effects
 from nilearn.glm.second_level import SecondLevelModel
 from scipy import linalg, optimize
 
-from nipype_secondlevel.numerics import glm
-from nipype_secondlevel.numerics.mixed_effects import (
+from nipype_secondlevel.stats import glm
+from nipype_secondlevel.stats.mixed_effects import (
     fit_mixed_effects,
     fixed_effects,
     mixed_effects_contrast,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from nipype_secondlevel.numerics import permutation as perm
+from nipype_secondlevel.stats import permutation as perm
 
 
 def _reference_chunk(model, data, plan, start, stop, tail):

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from scipy import ndimage, stats
 
-from nipype_secondlevel.numerics import glm
-from nipype_secondlevel.numerics import permutation as perm
-from nipype_secondlevel.numerics import tfce as spatial
+from nipype_secondlevel.stats import glm, spatial
+from nipype_secondlevel.stats import permutation as perm
 
 
 def _sphere_mask(shape=(14, 15, 13), radius=6.0):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from nipype_secondlevel.execution import run_workflow
+from nipype_secondlevel.runtime.execution import run_workflow
 from nipype_secondlevel.workflows import init_demo_wf
 
 LABEL = "verticalVsHorizontal"
@@ -184,13 +184,13 @@ def test_report_interface_takes_lists_of_contrasts(demo_run, tmp_path):
 
 
 def test_graph_without_dot_is_explained(monkeypatch):
-    from nipype_secondlevel import report
+    from nipype_secondlevel.reporting import figures, html
 
-    monkeypatch.setattr(report.shutil, "which", lambda name: None)
-    uri, why = report.render_graph("digraph g { a -> b }")
+    monkeypatch.setattr(figures.shutil, "which", lambda name: None)
+    uri, why = figures.render_graph("digraph g { a -> b }")
     assert uri is None and "dot program is not installed" in why
-    html = report.provenance_section(None, {}, None, None, "digraph g { a -> b }", [], None)
-    assert "dot program is not installed" in html and "a -&gt; b" in html
+    page = html.provenance_section(None, {}, None, None, "digraph g { a -> b }", [], None)
+    assert "dot program is not installed" in page and "a -&gt; b" in page
 
 
 def chromium_binary():

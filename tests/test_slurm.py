@@ -1,4 +1,4 @@
-"""nipype_secondlevel.slurm against a REAL one-node SLURM cluster.
+"""nipype_secondlevel.runtime.slurm against a REAL one-node SLURM cluster.
 
 The session fixture ``slurm_cluster`` (tests/conftest.py) starts the cluster.
 The first tests need no cluster.
@@ -24,8 +24,8 @@ os.environ.setdefault("NIPYPE_NO_ET", "1")
 import slurm_toy
 from slurm_toy import build_toy, executed, outputs, set_fail
 
-from nipype_secondlevel import slurm
-from nipype_secondlevel.slurm import (
+from nipype_secondlevel.runtime import slurm
+from nipype_secondlevel.runtime.slurm import (
     SlurmRunError,
     prepare_slurm_run,
     slurm_run_error,

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from nipype_secondlevel.execution import WorkflowFailed, run_workflow
+from nipype_secondlevel.runtime.execution import WorkflowFailed, run_workflow
 from nipype_secondlevel.workflows import init_demo_wf
 
 pytestmark = pytest.mark.slurm

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nipype_secondlevel.execution import run_workflow
+from nipype_secondlevel.runtime.execution import run_workflow
 from nipype_secondlevel.workflows import init_demo_wf
 
 LABEL = "verticalVsHorizontal"

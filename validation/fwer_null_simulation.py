@@ -16,8 +16,8 @@ import time
 import numpy as np
 from scipy import ndimage, stats
 
-from nipype_secondlevel.numerics import permutation as perm
-from nipype_secondlevel.numerics import tfce as spatial
+from nipype_secondlevel.stats import permutation as perm
+from nipype_secondlevel.stats import spatial
 
 ALPHA = 0.05
 N_SUBJECTS = 16

@@ -35,10 +35,10 @@ import numpy as np
 from scipy import stats
 
 try:
-    from nipype_secondlevel.numerics import glm, mixed_effects
+    from nipype_secondlevel.stats import glm, mixed_effects
 except ImportError:  # run as a script from anywhere
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from nipype_secondlevel.numerics import glm, mixed_effects
+    from nipype_secondlevel.stats import glm, mixed_effects
 
 N_SUBJECTS = 20
 ALPHAS = (0.05, 0.01)

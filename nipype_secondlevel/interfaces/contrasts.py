@@ -13,15 +13,16 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..design import contrast_label, parse_contrast
-from ..io import load_img, load_mask, save_img, unmask
-from ..numerics.glm import f_contrast, f_to_z, t_contrast, t_to_p, t_to_z
-from ..numerics.mixed_effects import (
+from ..design.contrasts import contrast_label, parse_contrast
+from ..io.files import save_img
+from ..io.images import load_img, load_mask, unmask
+from ..io.sidecars import generated_by, write_sidecar
+from ..stats.glm import f_contrast, f_to_z, t_contrast, t_to_p, t_to_z
+from ..stats.mixed_effects import (
     mixed_effects_contrast,
     mixed_effects_contrast_kenward_roger,
     mixed_effects_f_contrast,
 )
-from ..sidecars import generated_by, write_sidecar
 from .estimation import read_design
 
 STATISTICS = ("z", "t", "p", "effect", "variance")

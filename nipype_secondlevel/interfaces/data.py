@@ -11,7 +11,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..io import load_mask, write_masked_data
+from ..io.images import load_mask
+from ..io.masked_data import write_masked_data
 
 DATA_FILE_NAME = "masked_data.npy"
 

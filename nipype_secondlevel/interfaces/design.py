@@ -10,9 +10,10 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..design import paired_design, read_inputs_table
-from ..io import save_tsv
-from ..viz import plot_design
+from ..design.matrices import paired_design
+from ..design.tables import read_inputs_table
+from ..io.files import save_tsv
+from ..reporting.figures import plot_design
 
 
 class _PairedDesignInputSpec(BaseInterfaceInputSpec):

@@ -13,19 +13,12 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..errors import bad_input
-from ..io import (
-    VOXEL_BLOCK,
-    iter_voxel_chunks,
-    load_mask,
-    load_masked_data,
-    masked_data_shape,
-    read_table,
-    save_img,
-    unmask,
-    voxel_chunk_size,
-)
-from ..numerics.glm import design_rank, fit_ols
+from ..io.errors import bad_input
+from ..io.files import save_img
+from ..io.images import load_mask, load_masked_data, unmask
+from ..io.masked_data import VOXEL_BLOCK, iter_voxel_chunks, masked_data_shape, voxel_chunk_size
+from ..io.tables import read_table
+from ..stats.glm import design_rank, fit_ols
 
 
 def read_design(path):

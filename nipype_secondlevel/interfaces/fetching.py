@@ -13,8 +13,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..errors import bad_input
-from ..io import save_tsv
+from ..io.errors import bad_input
+from ..io.files import save_tsv
 
 LOCALIZER_FOLDER = "brainomics_localizer"
 

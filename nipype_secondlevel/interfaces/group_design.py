@@ -11,9 +11,11 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..design import DESIGNS, group_design, parse_contrasts, read_inputs_table
-from ..io import save_tsv
-from ..viz import plot_design
+from ..design.contrasts import parse_contrasts
+from ..design.matrices import DESIGNS, group_design
+from ..design.tables import read_inputs_table
+from ..io.files import save_tsv
+from ..reporting.figures import plot_design
 from .estimation import read_design
 
 

@@ -6,7 +6,7 @@ distributions (run as a MapNode over the chunks, so MultiProc or SLURM run
 them in parallel); ``MergePermutations`` combines the chunks into -log10 p
 maps. Pattern ``i`` is the same in whichever chunk computes it, so the p
 values do not depend on the number of chunks (see
-:mod:`nipype_secondlevel.numerics.permutation`).
+:mod:`nipype_secondlevel.stats.permutation`).
 
 Models
 ------
@@ -37,10 +37,12 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..errors import bad_input
-from ..io import load_mask, read_table, save_arrays, save_img, save_tsv, unmask
-from ..numerics import permutation as perm
-from ..numerics import tfce as spatial
+from ..io.errors import bad_input
+from ..io.files import save_arrays, save_img, save_tsv
+from ..io.images import load_mask, unmask
+from ..io.tables import read_table
+from ..stats import permutation as perm
+from ..stats import spatial
 
 MODELS = ("paired", "one-sample", "glm")
 TAILS = spatial.TAILS
@@ -212,7 +214,7 @@ class PermutationChunk(SimpleInterface):
 
 
 def read_chunk(path):
-    """A :class:`~nipype_secondlevel.numerics.permutation.NullChunk` from its .npz."""
+    """A :class:`~nipype_secondlevel.stats.permutation.NullChunk` from its .npz."""
     with np.load(path) as saved:
         fields = {k: saved[k] for k in saved.files}
     fields["start"], fields["stop"] = int(fields["start"]), int(fields["stop"])

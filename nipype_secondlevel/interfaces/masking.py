@@ -15,8 +15,9 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..errors import bad_input
-from ..io import check_same_grid, load_img, save_img
+from ..io.errors import bad_input
+from ..io.files import save_img
+from ..io.images import check_same_grid, load_img
 
 STRATEGIES = ("nilearn", "mni152", "file", "coverage")
 

@@ -12,10 +12,11 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..design import check_estimable
-from ..errors import bad_input
-from ..io import load_mask, load_masked_data, save_arrays, save_img, unmask
-from ..numerics.mixed_effects import DOF_MAX, fit_mixed_effects
+from ..design.matrices import check_estimable
+from ..io.errors import bad_input
+from ..io.files import save_arrays, save_img
+from ..io.images import load_mask, load_masked_data, unmask
+from ..stats.mixed_effects import DOF_MAX, fit_mixed_effects
 from .estimation import read_design
 
 

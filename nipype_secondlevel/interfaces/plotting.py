@@ -11,8 +11,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..io import load_img
-from ..viz import plot_glass_brain
+from ..io.images import load_img
+from ..reporting.figures import plot_glass_brain
 
 
 class _GlassBrainInputSpec(BaseInterfaceInputSpec):

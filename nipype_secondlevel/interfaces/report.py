@@ -1,4 +1,4 @@
-"""Report: one self-contained HTML page of an analysis (see :mod:`nipype_secondlevel.report`).
+"""Report: one self-contained HTML page of an analysis (see :mod:`nipype_secondlevel.reporting.html`).
 
 How run time and cache hits get into a cached node
 --------------------------------------------------
@@ -34,8 +34,9 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..io import atomic_path
-from ..report import ContrastResult, build_report, node_runs
+from ..io.files import atomic_path
+from ..reporting.html import ContrastResult, build_report
+from ..reporting.provenance import node_runs
 
 
 class _HTMLReportInputSpec(BaseInterfaceInputSpec):

@@ -15,8 +15,9 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..errors import bad_input
-from ..io import load_img, save_img
+from ..io.errors import bad_input
+from ..io.files import save_img
+from ..io.images import load_img
 
 
 class GridWarning(UserWarning):

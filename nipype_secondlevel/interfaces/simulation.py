@@ -12,9 +12,9 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..errors import bad_input
-from ..io import save_img, save_tsv
-from ..simulation import localizer_brain_mask, simulate_paired_sample
+from ..datasets.simulation import localizer_brain_mask, simulate_paired_sample
+from ..io.errors import bad_input
+from ..io.files import save_img, save_tsv
 
 
 class _SimulatePairedInputSpec(BaseInterfaceInputSpec):

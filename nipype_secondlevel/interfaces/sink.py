@@ -12,8 +12,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..io import copy_file, remove_stale_parts
-from ..sidecars import sidecar_path
+from ..io.files import copy_file, remove_stale_parts
+from ..io.sidecars import sidecar_path
 
 
 class _DerivativesSinkInputSpec(BaseInterfaceInputSpec):
@@ -33,7 +33,7 @@ class DerivativesSink(SimpleInterface):
 
     Each file is written to a temporary name in ``out_dir`` and renamed, so no
     file there is ever half-written. A file's JSON sidecar (same base name,
-    ``.json``, see :mod:`nipype_secondlevel.sidecars`) is exported with it.
+    ``.json``, see :mod:`nipype_secondlevel.io.sidecars`) is exported with it.
     The sink always runs, so results come back even if the output folder was
     emptied while the cache was kept.
     """

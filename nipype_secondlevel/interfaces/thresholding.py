@@ -12,8 +12,9 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..io import load_img, save_img, save_tsv
-from ..sidecars import generated_by, read_sidecar, threshold_fields, write_sidecar
+from ..io.files import save_img, save_tsv
+from ..io.images import load_img
+from ..io.sidecars import generated_by, read_sidecar, threshold_fields, write_sidecar
 
 HEIGHT_CONTROLS = ("none", "fpr", "fdr", "bonferroni")
 CLUSTER_COLUMNS = ["Cluster ID", "X", "Y", "Z", "Peak Stat", "Cluster Size (mm3)"]

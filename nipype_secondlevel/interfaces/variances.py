@@ -12,9 +12,10 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..design import read_inputs_table
-from ..errors import bad_input
-from ..io import load_img, save_img, save_tsv
+from ..design.tables import read_inputs_table
+from ..io.errors import bad_input
+from ..io.files import save_img, save_tsv
+from ..io.images import load_img
 
 
 def variance_from_t(effect, t):

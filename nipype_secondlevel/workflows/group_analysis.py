@@ -3,7 +3,7 @@
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from ..design import DESIGNS
+from ..design.matrices import DESIGNS
 from ..interfaces import (
     Contrast,
     ContrastSpecs,
@@ -103,9 +103,9 @@ def init_group_analysis_wf(
     ----------
     design : {"one-sample", "paired", "two-sample", "file"}
     conditions, groups, covariates, center_covariates, design_file
-        See :func:`nipype_secondlevel.design.group_design`.
+        See :func:`nipype_secondlevel.design.matrices.group_design`.
     contrasts : list of str or None
-        Contrast specifications (:func:`nipype_secondlevel.design.parse_contrast`);
+        Contrast specifications (:func:`nipype_secondlevel.design.contrasts.parse_contrast`);
         None tests the design's default contrast (one-sample: the mean;
         two-sample: first group minus second; paired: the condition column;
         file: the first column).
@@ -137,7 +137,7 @@ def init_group_analysis_wf(
     (every map of the contrast), thresholded_maps, cluster_tables,
     z_thresholds, glass_brains
     """
-    from ..errors import bad_input
+    from ..io.errors import bad_input
 
     if design not in DESIGNS:
         raise bad_input("design", f"must be one of {', '.join(DESIGNS)}, got {design!r}")

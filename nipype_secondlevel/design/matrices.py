@@ -1,106 +1,12 @@
-"""Input tables, design matrices and contrast specifications (pandas only).
+"""Design matrices of group designs: one-sample, paired, two-sample, a user's file."""
 
-An *inputs table* has one row per map: ``subject``, ``path`` and a
-``condition`` and/or ``group`` column, with optional ``variance_path`` and
-covariate columns. Relative paths are read relative to the table's folder.
-"""
-
-import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .errors import bad_input
-
-REQUIRED_COLUMNS = ("subject", "condition", "path")
-
-
-def read_inputs_table(path, require_condition=True, covariates=(), variances=False):
-    """Read and check an inputs table; return it with absolute paths.
-
-    Columns: ``subject``, ``path``, ``condition`` (required unless
-    ``require_condition`` is False), optional ``group``, ``variance_path`` and
-    covariates. Relative paths (``path``, ``variance_path``) are read relative
-    to the table's folder.
-
-    Raises a one-line :class:`~nipype_secondlevel.errors.InputError` for a
-    missing column, a duplicated subject/condition (subject when there is no
-    condition column), a missing file, or a covariate with missing or
-    non-numeric values.
-    """
-    from .io import read_table
-
-    path = Path(path).absolute()
-    where = f"inputs table {path}"
-    table = read_table(path, "inputs table")
-    required = ("subject", "condition", "path") if require_condition else ("subject", "path")
-    missing = [c for c in (*required, *(["variance_path"] if variances else []), *covariates)
-               if c not in table.columns]
-    if missing:
-        raise bad_input(
-            where,
-            f"missing column(s) {', '.join(missing)}; "
-            f"it has {', '.join(map(str, table.columns))}",
-        )
-    table = table.copy()
-    for column in ("subject", "condition", "group"):
-        if column in table.columns:
-            table[column] = table[column].astype(str)
-    keys = ["subject", "condition"] if "condition" in table.columns else ["subject"]
-    duplicated = table.duplicated(keys, keep=False)
-    if duplicated.any():
-        first = table[duplicated].iloc[0]
-        raise bad_input(
-            where,
-            f"subject {first['subject']} has more than one map for condition "
-            f"{first['condition']}" if "condition" in table.columns
-            else f"subject {first['subject']} has more than one map (add a condition column)",
-        )
-    for column in ("path", "variance_path"):
-        if column not in table.columns:
-            continue
-        if table[column].isna().any():
-            first = table[table[column].isna()].iloc[0]
-            raise bad_input(where, f"{column} of subject {first['subject']} is empty")
-        table[column] = [
-            str(p if Path(p).is_absolute() else (path.parent / p).absolute())
-            for p in table[column].astype(str)
-        ]
-    for row in table.to_dict("records"):
-        of = f"subject {row['subject']}" + (
-            f", condition {row['condition']}" if "condition" in row else "")
-        for column, what in (("path", "map"), ("variance_path", "variance map")):
-            if column in row and not Path(row[column]).exists():
-                raise bad_input(where, f"{what} of {of} not found: {row[column]}")
-    covariate_values(table, covariates, center=False, where=where)
-    return table
-
-
-def covariate_values(table, covariates, center=True, where="inputs"):
-    """Covariate columns of ``table`` as floats, mean-centred unless ``center`` is False.
-
-    A missing column, a missing value or a non-numeric value is a one-line error
-    naming the covariate and the first subject concerned.
-    """
-    frame = pd.DataFrame(index=table.index)
-    for name in covariates:
-        if name not in table.columns:
-            raise bad_input(where, f"covariate {name!r} is not a column; the table has "
-                            f"{', '.join(map(str, table.columns))}")
-        raw = table[name]
-        values = pd.to_numeric(raw, errors="coerce")
-        bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
-        if bad.any():
-            row = table[bad].iloc[0]
-            problem = ("a missing value" if pd.isna(raw[bad].iloc[0])
-                       else f"a non-numeric value {raw[bad].iloc[0]!r}")
-            raise bad_input(where, f"covariate {name!r} has {problem} "
-                            f"(subject {row['subject']}; {int(bad.sum())} bad value(s))")
-        values = values.astype(float)
-        frame[str(name)] = values - values.mean() if center else values
-    return frame
+from ..io.errors import bad_input
+from .tables import covariate_values, select_condition
 
 
 def paired_design(table, conditions, where="inputs"):
@@ -161,78 +67,8 @@ def paired_design(table, conditions, where="inputs"):
     return design, paths
 
 
-def contrast_weights(contrast, columns):
-    """Contrast weights from a column name, an expression or a list of weights.
-
-    Expressions use column names, e.g. ``"vertical - horizontal"``. An unknown
-    name gives an error listing the design's columns.
-    """
-    from nilearn.glm import expression_to_contrast_vector
-
-    columns = [str(c) for c in columns]
-    if not isinstance(contrast, str):
-        weights = np.asarray(contrast, dtype=float).ravel()
-        if weights.size != len(columns):
-            raise bad_input(
-                "contrast",
-                f"{weights.size} weights given but the design has "
-                f"{len(columns)} columns ({', '.join(columns)})",
-            )
-        return weights
-    try:
-        weights = expression_to_contrast_vector(contrast, columns)
-    except Exception as err:
-        raise bad_input(
-            f"contrast {contrast!r}",
-            f"not a column or an expression of columns; the design's columns "
-            f"are {', '.join(columns)}",
-        ) from err
-    weights = np.asarray(weights, dtype=float).ravel()
-    if weights.size != len(columns) or not np.any(weights):
-        raise bad_input(
-            f"contrast {contrast!r}",
-            f"gives no weights on the design's columns ({', '.join(columns)})",
-        )
-    return weights
-
-
-def contrast_label(contrast):
-    """A BIDS-safe camelCase label: ``"vertical_vs_horizontal"`` -> ``verticalVsHorizontal``."""
-    text = str(contrast).replace("-", " minus ").replace("+", " plus ")
-    words = [w for w in re.split(r"[^0-9A-Za-z]+", text) if w]
-    if not words:
-        raise bad_input(f"contrast name {contrast!r}", "has no letters or digits")
-    return words[0][0].lower() + words[0][1:] + "".join(
-        w[0].upper() + w[1:] for w in words[1:]
-    )
-
-
-# --------------------------------------------------------------------------
-# General group designs
-# --------------------------------------------------------------------------
-
 #: Design types of :func:`group_design`.
 DESIGNS = ("one-sample", "paired", "two-sample", "file")
-
-
-def select_condition(table, condition, where="inputs", design="one-sample"):
-    """Rows of one condition; the whole table when it has no or one condition."""
-    if "condition" not in table.columns:
-        if condition is not None:
-            raise bad_input(where, f"condition {condition!r} asked for but the table has "
-                            "no condition column")
-        return table
-    known = sorted(table["condition"].unique())
-    if condition is None:
-        if len(known) == 1:
-            return table
-        raise bad_input(where, f"a {design} design uses the maps of one condition but the "
-                        f"table has {', '.join(known)}; choose one (--conditions)")
-    rows = table[table["condition"] == str(condition)]
-    if rows.empty:
-        raise bad_input(where, f"no map for condition {condition!r} (conditions: "
-                        f"{', '.join(known)})")
-    return rows
 
 
 def _column_name(label, prefix):
@@ -309,7 +145,7 @@ def two_sample_design(table, groups=None, covariates=(), center=True, where="inp
 
 def design_from_file(table, design_file, where="inputs"):
     """A design TSV supplied by the user: one row per table row, table order, numbers only."""
-    from .io import read_table
+    from ..io.tables import read_table
 
     design = read_table(design_file, "design file")
     what = f"design file {design_file}"
@@ -422,63 +258,3 @@ def group_design(table, design="one-sample", conditions=None, groups=None, covar
     paths = [str(p) for p in rows["path"]]
     variances = [str(p) for p in rows["variance_path"]] if "variance_path" in rows else None
     return matrix, paths, variances, defaults
-
-
-_NAMED = re.compile(r"^\s*([A-Za-z][A-Za-z0-9]*)\s*=(?!=)\s*(.+)$", re.DOTALL)
-
-
-def _weights_label(rows):
-    parts = ["".join(f"{w:g}" for w in row) for row in rows]
-    text = ("c" if len(rows) == 1 else "f") + "x".join(parts)
-    return text.replace("-", "m").replace(".", "p").replace("+", "")
-
-
-def parse_contrast(spec, columns):
-    """A contrast specification -> (label, weights (q, n_columns), "t" or "F").
-
-    ``spec`` is a column name, an expression of columns (``"a - b"``), several
-    expressions separated by ``;`` (an F contrast, one row each:
-    ``"a - b; a - c"``), or JSON weights: a list of numbers (t) or a list of
-    rows (F). ``"name=<spec>"`` sets the label used in file names; otherwise it
-    is derived from the spec. A list of numbers (not a string) is t weights.
-    """
-    columns = [str(c) for c in columns]
-    name = None
-    if isinstance(spec, str):
-        match = _NAMED.match(spec)
-        if match:
-            name, spec = match.group(1), match.group(2).strip()
-        spec = spec.strip()
-        if spec.startswith("["):
-            try:
-                spec = json.loads(spec)
-            except ValueError as err:
-                raise bad_input(f"contrast {spec!r}", "is not valid JSON weights") from err
-    if isinstance(spec, str):
-        parts = [part.strip() for part in spec.split(";") if part.strip()]
-        if not parts:
-            raise bad_input("contrast", "is empty")
-        rows = np.vstack([contrast_weights(part, columns) for part in parts])
-        label = contrast_label(name or spec.replace(";", " and "))
-    else:
-        rows = np.atleast_2d(np.asarray(spec, dtype=float))
-        if rows.ndim != 2:
-            raise bad_input(f"contrast {spec!r}", "weights must be a list or a list of rows")
-        rows = np.vstack([contrast_weights(list(row), columns) for row in rows])
-        label = contrast_label(name) if name else _weights_label(rows)
-    if not np.all(np.any(rows != 0, axis=1)):
-        raise bad_input(f"contrast {label}", "has a row of zero weights")
-    if len(rows) > 1 and np.linalg.matrix_rank(rows) < len(rows):
-        raise bad_input(f"contrast {label}", f"its {len(rows)} rows are linearly dependent")
-    return label, rows, ("F" if len(rows) > 1 else "t")
-
-
-def parse_contrasts(specs, columns):
-    """Parse several contrasts; their labels (file names) must differ."""
-    parsed = [parse_contrast(spec, columns) for spec in specs]
-    labels = [label for label, _, _ in parsed]
-    twice = sorted({label for label in labels if labels.count(label) > 1})
-    if twice:
-        raise bad_input("contrasts", f"two contrasts have the label {twice[0]}; name them "
-                        "(e.g. \"name=a - b\")")
-    return parsed

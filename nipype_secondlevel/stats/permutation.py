@@ -35,8 +35,7 @@ from math import factorial
 import numpy as np
 from numba import njit
 
-from nipype_secondlevel.numerics import glm
-from nipype_secondlevel.numerics import tfce as spatial
+from . import glm, spatial
 
 #: Random patterns are drawn in blocks of this many indices, one seed each.
 RANDOM_BLOCK = 1024
@@ -529,7 +528,7 @@ class PermutationOptions:
         Two-sided tests use |t|; "negative" tests -t.
     cluster_threshold : float or None
         Cluster-forming threshold on t (see
-        :func:`nipype_secondlevel.numerics.tfce.cluster_forming_threshold`);
+        :func:`nipype_secondlevel.stats.spatial.cluster_forming_threshold`);
         None skips cluster size/mass inference.
     tfce : bool
         Compute TFCE inference.

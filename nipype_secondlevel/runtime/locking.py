@@ -21,7 +21,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import InputError
+from ..io.errors import InputError
 
 LOCK_NAME = ".nipype-secondlevel.lock"
 #: flock errors meaning "this file system does not do locks" (some NFS/Lustre set-ups).

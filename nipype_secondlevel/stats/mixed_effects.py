@@ -25,13 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nipype_secondlevel.numerics.glm import (
-    TINY,
-    design_rank,
-    fit_ols,
-    residual_dof,
-    t_to_z,
-)
+from .glm import TINY, design_rank, fit_ols, residual_dof, t_to_z
 
 #: First-level variances are floored at this before weighting, as nilearn's
 #: ``_compute_fixed_effects_params`` does.

@@ -14,34 +14,27 @@ This module builds the page from files; :class:`nipype_secondlevel.interfaces.HT
 is the Nipype node around it. Contrasts are lists of :class:`ContrastResult`,
 so later contrasts and inference methods add entries (their threshold is
 described by the thresholded map's JSON sidecar, see
-:mod:`nipype_secondlevel.sidecars`).
+:mod:`nipype_secondlevel.io.sidecars`).
 """
 
-import base64
-import hashlib
 import html
-import io
 import json
-import pickle
-import platform
-import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
-from .sidecars import read_sidecar
-
-#: Packages whose versions the provenance section lists (distribution names).
-PACKAGES = ("nipype-secondlevel", "nipype", "nilearn", "nibabel", "numpy", "scipy",
-            "pandas", "matplotlib", "networkx")
-
-#: Dots per inch of the pictures drawn for the report (small: the page stays light
-#: and drawing stays fast).
-DPI = 80
+from ..io.sidecars import read_sidecar
+from .figures import (
+    file_data_uri,
+    glass_brain_uri,
+    mask_uri,
+    peak_coordinates,
+    render_graph,
+    slices_uri,
+)
+from .provenance import input_files, package_versions
 
 SECTIONS = {
     "summary": "Summary",
@@ -51,6 +44,7 @@ SECTIONS = {
     "mask": "Analysis mask",
     "provenance": "Provenance",
 }
+
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;
@@ -88,36 +82,8 @@ class ContrastResult:
     glass_brain: str = None
 
 
-@dataclass
-class NodeRun:
-    """What one node's result file says about its last execution."""
-
-    name: str
-    status: str  # "ran", "cached" or "unknown"
-    seconds: float = None
-    started: str = None
-    finished: str = None
-    hostname: str = None
-    inputs: dict = None
-
-
-# --- small helpers ------------------------------------------------------------------------
-
-
 def esc(value):
     return html.escape(str(value), quote=True)
-
-
-def data_uri(data, mime):
-    """``data:`` URI of bytes ``data``."""
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def file_data_uri(path):
-    """``data:`` URI of a PNG or SVG file."""
-    path = Path(path)
-    mime = "image/svg+xml" if path.suffix.lower() == ".svg" else "image/png"
-    return data_uri(path.read_bytes(), mime)
 
 
 def img_tag(uri, alt):
@@ -151,271 +117,6 @@ def key_value_table(mapping):
         for k, v in mapping.items()
     )
     return f"<table><tbody>{rows}</tbody></table>"
-
-
-def sha256(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def package_versions():
-    """Versions of the packages in :data:`PACKAGES`, Python and the platform."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = "not installed"
-    versions["python"] = sys.version.split()[0]
-    versions["platform"] = platform.platform()
-    return versions
-
-
-# --- pictures (Agg only) ----------------------------------------------------------------
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def figure_uri(fig):
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
-    return data_uri(buffer.getvalue(), "image/png")
-
-
-_BACKGROUND = {}
-
-
-def background_img():
-    """nilearn's MNI152 T1 at 2 mm, read once per process.
-
-    nilearn's own default background is resampled with splines on every first
-    use (about 1 s); taking every second voxel of the same file looks the same
-    at report size and costs 0.1 s.
-    """
-    if "img" not in _BACKGROUND:
-        import nibabel as nib
-        from nilearn.datasets.struct import MNI152_FILE_PATH
-
-        img = nib.load(MNI152_FILE_PATH).slicer[::2, ::2, ::2]
-        _BACKGROUND["img"] = nib.Nifti1Image(img.get_fdata(dtype="float32"), img.affine)
-    return _BACKGROUND["img"]
-
-
-def peak_coordinates(clusters):
-    """MNI (x, y, z) of the strongest peak of a cluster table, or None."""
-    if clusters.empty or "Peak Stat" not in clusters:
-        return None
-    row = clusters.loc[clusters["Peak Stat"].abs().idxmax()]
-    return tuple(float(row[c]) for c in ("X", "Y", "Z"))
-
-
-def slices_uri(stat_img, threshold, cut_coords, title):
-    """Orthogonal slices of a thresholded map (nilearn plot_stat_map) as a PNG URI."""
-    plt = _pyplot()
-    from nilearn.plotting import plot_stat_map
-
-    fig = plt.figure(figsize=(9.0, 3.0))
-    display = plot_stat_map(
-        stat_img, bg_img=background_img(), threshold=threshold, display_mode="ortho",
-        cut_coords=cut_coords, colorbar=True, title=title, figure=fig,
-    )
-    try:
-        return figure_uri(fig)
-    finally:
-        display.close()
-        plt.close(fig)
-
-
-def glass_brain_uri(stat_img, threshold, title):
-    plt = _pyplot()
-    from nilearn.plotting import plot_glass_brain
-
-    fig = plt.figure(figsize=(9.0, 3.5))
-    display = plot_glass_brain(stat_img, threshold=threshold, colorbar=True, plot_abs=False,
-                               title=title, figure=fig)
-    try:
-        return figure_uri(fig)
-    finally:
-        display.close()
-        plt.close(fig)
-
-
-def mask_uri(mask_img, z_cuts=(-30, -15, 0, 15, 30, 45, 60)):
-    """Axial slices of the analysis mask over the MNI152 template, as a PNG URI.
-
-    Drawn as one montage on one matplotlib axes (nilearn's plot_roi makes an
-    axes per slice and takes three times as long); neurological view (L left).
-    """
-    import nibabel as nib
-    import numpy as np
-
-    plt = _pyplot()
-    mask_img = nib.as_closest_canonical(mask_img)
-    mask = np.asanyarray(mask_img.dataobj).reshape(mask_img.shape[:3]) > 0
-    anatomy = _on_grid(background_img(), mask_img)
-    to_voxel = np.linalg.inv(mask_img.affine)
-    cuts = [(z, int(np.rint((to_voxel @ [0, 0, z, 1])[2]))) for z in z_cuts]
-    cuts = [(z, k) for z, k in cuts if 0 <= k < mask.shape[2]]
-    if not cuts:  # not an MNI-like grid: evenly spaced slices
-        ks = np.linspace(0, mask.shape[2] - 1, 7).round().astype(int)
-        cuts = [(round(float((mask_img.affine @ [0, 0, k, 1])[2])), int(k)) for k in ks]
-    anat_tiles = np.concatenate([np.rot90(anatomy[:, :, k]) for _, k in cuts], axis=1)
-    mask_tiles = np.concatenate([np.rot90(mask[:, :, k]) for _, k in cuts], axis=1)
-    height, width = anat_tiles.shape
-    fig = plt.figure(figsize=(9.0, 9.0 * height / width), facecolor="black")
-    ax = fig.add_axes([0, 0, 1, 1])
-    ax.imshow(anat_tiles, cmap="gray", interpolation="nearest")
-    ax.imshow(np.ma.masked_where(~mask_tiles, mask_tiles), cmap="autumn", alpha=0.5,
-              interpolation="nearest")
-    tile = width / len(cuts)
-    for i, (z, _) in enumerate(cuts):
-        ax.text(i * tile + 2, height - 3, f"z={z}", color="white", fontsize=8)
-    ax.text(2, 8, "L", color="white", fontsize=9)
-    ax.text(tile - 8, 8, "R", color="white", fontsize=9)
-    ax.set_axis_off()
-    try:
-        return figure_uri(fig)
-    finally:
-        plt.close(fig)
-
-
-def _on_grid(img, reference):
-    """Values of ``img`` at the voxel centres of ``reference`` (nearest neighbour)."""
-    import numpy as np
-
-    shape = reference.shape[:3]
-    ijk = np.indices(shape).reshape(3, -1)
-    xyz = reference.affine[:3, :3] @ ijk + reference.affine[:3, 3:]
-    to_voxel = np.linalg.inv(img.affine)
-    vox = np.rint(to_voxel[:3, :3] @ xyz + to_voxel[:3, 3:]).astype(int)
-    inside = np.all((vox >= 0) & (vox < np.array(img.shape[:3])[:, None]), axis=0)
-    values = np.zeros(ijk.shape[1], dtype=np.float32)
-    values[inside] = np.asanyarray(img.dataobj)[tuple(vox[:, inside])]
-    return values.reshape(shape)
-
-
-def render_graph(dot_source, timeout=60):
-    """The workflow graph as an SVG ``data:`` URI, or (None, why not)."""
-    if not dot_source:
-        return None, "The workflow graph was not given to the report."
-    dot = shutil.which("dot")
-    if dot is None:
-        return None, ("Graphviz's dot program is not installed, so the workflow graph is not "
-                      "drawn (e.g. apt-get install graphviz); its DOT source is below.")
-    try:
-        svg = subprocess.run([dot, "-Tsvg"], input=dot_source.encode(), capture_output=True,
-                             check=True, timeout=timeout).stdout
-    except (OSError, subprocess.SubprocessError) as err:
-        return None, f"dot failed to draw the workflow graph ({type(err).__name__})."
-    return data_uri(svg, "image/svg+xml"), None
-
-
-# --- provenance of the run --------------------------------------------------------------
-
-
-def _epoch(iso):
-    try:
-        return datetime.fromisoformat(iso).timestamp()
-    except (TypeError, ValueError):
-        return None
-
-
-def _plain_inputs(inputs):
-    """Node inputs as JSON-friendly values, undefined ones left out."""
-    from nipype.interfaces.base import isdefined
-
-    plain = {}
-    if isinstance(inputs, list):  # a MapNode's result: one inputs dict per item
-        return {f"[{i}] {k}": v for i, item in enumerate(inputs)
-                for k, v in _plain_inputs(item).items()}
-    for key, value in sorted((inputs or {}).items()):
-        if not isdefined(value):
-            continue
-        try:
-            json.dumps(value)
-            plain[key] = value
-        except TypeError:
-            plain[key] = str(value)
-    return plain
-
-
-def node_runs(workflow_dir, node_folders, run_started=None):
-    """Run time and cache status of nodes, read from their nipype result files.
-
-    Parameters
-    ----------
-    workflow_dir : path
-        Folder of the workflow the nodes belong to (``<work>/<workflow name>``).
-    node_folders : dict
-        Node full name -> its folder relative to ``workflow_dir``.
-    run_started : float or None
-        Epoch seconds at which the run that builds the report began. A node
-        whose result was written before it came from the cache; None: unknown.
-    """
-    from nipype.utils.filemanip import loadpkl
-
-    runs = []
-    for name, folder in node_folders.items():
-        folder = Path(workflow_dir, folder)
-        result_file = folder / f"result_{folder.name}.pklz"
-        if not result_file.exists():
-            runs.append(NodeRun(name, "unknown"))
-            continue
-        try:
-            result = loadpkl(result_file)
-            runtime = result.runtime
-        except (OSError, EOFError, AttributeError, ImportError, pickle.UnpicklingError):
-            # unreadable, or written by another nipype version
-            runs.append(NodeRun(name, "unknown"))
-            continue
-        finished = getattr(runtime, "endTime", None)
-        end = _epoch(finished)
-        if run_started is None or end is None:
-            status = "unknown"
-        else:
-            status = "ran" if end >= run_started - 0.01 else "cached"
-        runs.append(NodeRun(
-            name, status, seconds=getattr(runtime, "duration", None),
-            started=getattr(runtime, "startTime", None), finished=finished,
-            hostname=getattr(runtime, "hostname", None),
-            inputs=_plain_inputs(getattr(result, "inputs", None)),
-        ))
-    # In the order they ran; nodes with no result last.
-    return sorted(runs, key=lambda r: (r.started is None, r.started or "", r.name))
-
-
-def input_files(inputs_table):
-    """Input maps listed in an inputs table, with size and SHA-256."""
-    table = pd.read_csv(inputs_table, sep="\t")
-    path_columns = [c for c in table.columns if c == "path" or c.endswith("_path")]
-    rows = []
-    for record in table.to_dict("records"):
-        for column in path_columns:
-            path = Path(str(record[column]))
-            exists = path.exists()
-            rows.append({
-                "subject": record.get("subject", ""),
-                "condition": record.get("condition", ""),
-                "file": str(path),
-                "bytes": path.stat().st_size if exists else None,
-                "SHA-256": sha256(path) if exists else "missing",
-            })
-    return pd.DataFrame(rows, columns=["subject", "condition", "file", "bytes", "SHA-256"])
-
-
-# --- the page ---------------------------------------------------------------------------
 
 
 def _section(key, body, title=None):

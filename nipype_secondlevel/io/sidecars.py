@@ -12,7 +12,7 @@ import json
 import math
 from pathlib import Path
 
-from .io import atomic_path
+from .files import atomic_path
 
 #: File name endings replaced by ``.json`` (longest first).
 _MAP_SUFFIXES = (".nii.gz", ".nii", ".tsv", ".png", ".svg")
@@ -56,7 +56,7 @@ def read_sidecar(path):
 
 def generated_by(step):
     """BIDS-style ``GeneratedBy`` entry naming this package and the workflow step."""
-    from . import __version__
+    from .. import __version__
 
     return [{"Name": "nipype-secondlevel", "Version": __version__, "Step": step}]
 

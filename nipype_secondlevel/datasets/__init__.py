@@ -1,0 +1,1 @@
+"""Data sources of the reference analysis: the simulated paired sample (arrays)."""

@@ -1,0 +1,114 @@
+"""Contrast specifications: column names, expressions, JSON weights, F rows, labels."""
+
+import json
+import re
+
+import numpy as np
+
+from ..io.errors import bad_input
+
+
+def contrast_weights(contrast, columns):
+    """Contrast weights from a column name, an expression or a list of weights.
+
+    Expressions use column names, e.g. ``"vertical - horizontal"``. An unknown
+    name gives an error listing the design's columns.
+    """
+    from nilearn.glm import expression_to_contrast_vector
+
+    columns = [str(c) for c in columns]
+    if not isinstance(contrast, str):
+        weights = np.asarray(contrast, dtype=float).ravel()
+        if weights.size != len(columns):
+            raise bad_input(
+                "contrast",
+                f"{weights.size} weights given but the design has "
+                f"{len(columns)} columns ({', '.join(columns)})",
+            )
+        return weights
+    try:
+        weights = expression_to_contrast_vector(contrast, columns)
+    except Exception as err:
+        raise bad_input(
+            f"contrast {contrast!r}",
+            f"not a column or an expression of columns; the design's columns "
+            f"are {', '.join(columns)}",
+        ) from err
+    weights = np.asarray(weights, dtype=float).ravel()
+    if weights.size != len(columns) or not np.any(weights):
+        raise bad_input(
+            f"contrast {contrast!r}",
+            f"gives no weights on the design's columns ({', '.join(columns)})",
+        )
+    return weights
+
+
+def contrast_label(contrast):
+    """A BIDS-safe camelCase label: ``"vertical_vs_horizontal"`` -> ``verticalVsHorizontal``."""
+    text = str(contrast).replace("-", " minus ").replace("+", " plus ")
+    words = [w for w in re.split(r"[^0-9A-Za-z]+", text) if w]
+    if not words:
+        raise bad_input(f"contrast name {contrast!r}", "has no letters or digits")
+    return words[0][0].lower() + words[0][1:] + "".join(
+        w[0].upper() + w[1:] for w in words[1:]
+    )
+
+
+_NAMED = re.compile(r"^\s*([A-Za-z][A-Za-z0-9]*)\s*=(?!=)\s*(.+)$", re.DOTALL)
+
+
+def _weights_label(rows):
+    parts = ["".join(f"{w:g}" for w in row) for row in rows]
+    text = ("c" if len(rows) == 1 else "f") + "x".join(parts)
+    return text.replace("-", "m").replace(".", "p").replace("+", "")
+
+
+def parse_contrast(spec, columns):
+    """A contrast specification -> (label, weights (q, n_columns), "t" or "F").
+
+    ``spec`` is a column name, an expression of columns (``"a - b"``), several
+    expressions separated by ``;`` (an F contrast, one row each:
+    ``"a - b; a - c"``), or JSON weights: a list of numbers (t) or a list of
+    rows (F). ``"name=<spec>"`` sets the label used in file names; otherwise it
+    is derived from the spec. A list of numbers (not a string) is t weights.
+    """
+    columns = [str(c) for c in columns]
+    name = None
+    if isinstance(spec, str):
+        match = _NAMED.match(spec)
+        if match:
+            name, spec = match.group(1), match.group(2).strip()
+        spec = spec.strip()
+        if spec.startswith("["):
+            try:
+                spec = json.loads(spec)
+            except ValueError as err:
+                raise bad_input(f"contrast {spec!r}", "is not valid JSON weights") from err
+    if isinstance(spec, str):
+        parts = [part.strip() for part in spec.split(";") if part.strip()]
+        if not parts:
+            raise bad_input("contrast", "is empty")
+        rows = np.vstack([contrast_weights(part, columns) for part in parts])
+        label = contrast_label(name or spec.replace(";", " and "))
+    else:
+        rows = np.atleast_2d(np.asarray(spec, dtype=float))
+        if rows.ndim != 2:
+            raise bad_input(f"contrast {spec!r}", "weights must be a list or a list of rows")
+        rows = np.vstack([contrast_weights(list(row), columns) for row in rows])
+        label = contrast_label(name) if name else _weights_label(rows)
+    if not np.all(np.any(rows != 0, axis=1)):
+        raise bad_input(f"contrast {label}", "has a row of zero weights")
+    if len(rows) > 1 and np.linalg.matrix_rank(rows) < len(rows):
+        raise bad_input(f"contrast {label}", f"its {len(rows)} rows are linearly dependent")
+    return label, rows, ("F" if len(rows) > 1 else "t")
+
+
+def parse_contrasts(specs, columns):
+    """Parse several contrasts; their labels (file names) must differ."""
+    parsed = [parse_contrast(spec, columns) for spec in specs]
+    labels = [label for label, _, _ in parsed]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise bad_input("contrasts", f"two contrasts have the label {twice[0]}; name them "
+                        "(e.g. \"name=a - b\")")
+    return parsed

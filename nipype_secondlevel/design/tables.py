@@ -1,0 +1,121 @@
+"""Input tables, design matrices and contrast specifications (pandas only).
+
+An *inputs table* has one row per map: ``subject``, ``path`` and a
+``condition`` and/or ``group`` column, with optional ``variance_path`` and
+covariate columns. Relative paths are read relative to the table's folder.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..io.errors import bad_input
+
+REQUIRED_COLUMNS = ("subject", "condition", "path")
+
+
+def read_inputs_table(path, require_condition=True, covariates=(), variances=False):
+    """Read and check an inputs table; return it with absolute paths.
+
+    Columns: ``subject``, ``path``, ``condition`` (required unless
+    ``require_condition`` is False), optional ``group``, ``variance_path`` and
+    covariates. Relative paths (``path``, ``variance_path``) are read relative
+    to the table's folder.
+
+    Raises a one-line :class:`~nipype_secondlevel.io.errors.InputError` for a
+    missing column, a duplicated subject/condition (subject when there is no
+    condition column), a missing file, or a covariate with missing or
+    non-numeric values.
+    """
+    from ..io.tables import read_table
+
+    path = Path(path).absolute()
+    where = f"inputs table {path}"
+    table = read_table(path, "inputs table")
+    required = ("subject", "condition", "path") if require_condition else ("subject", "path")
+    missing = [c for c in (*required, *(["variance_path"] if variances else []), *covariates)
+               if c not in table.columns]
+    if missing:
+        raise bad_input(
+            where,
+            f"missing column(s) {', '.join(missing)}; "
+            f"it has {', '.join(map(str, table.columns))}",
+        )
+    table = table.copy()
+    for column in ("subject", "condition", "group"):
+        if column in table.columns:
+            table[column] = table[column].astype(str)
+    keys = ["subject", "condition"] if "condition" in table.columns else ["subject"]
+    duplicated = table.duplicated(keys, keep=False)
+    if duplicated.any():
+        first = table[duplicated].iloc[0]
+        raise bad_input(
+            where,
+            f"subject {first['subject']} has more than one map for condition "
+            f"{first['condition']}" if "condition" in table.columns
+            else f"subject {first['subject']} has more than one map (add a condition column)",
+        )
+    for column in ("path", "variance_path"):
+        if column not in table.columns:
+            continue
+        if table[column].isna().any():
+            first = table[table[column].isna()].iloc[0]
+            raise bad_input(where, f"{column} of subject {first['subject']} is empty")
+        table[column] = [
+            str(p if Path(p).is_absolute() else (path.parent / p).absolute())
+            for p in table[column].astype(str)
+        ]
+    for row in table.to_dict("records"):
+        of = f"subject {row['subject']}" + (
+            f", condition {row['condition']}" if "condition" in row else "")
+        for column, what in (("path", "map"), ("variance_path", "variance map")):
+            if column in row and not Path(row[column]).exists():
+                raise bad_input(where, f"{what} of {of} not found: {row[column]}")
+    covariate_values(table, covariates, center=False, where=where)
+    return table
+
+
+def covariate_values(table, covariates, center=True, where="inputs"):
+    """Covariate columns of ``table`` as floats, mean-centred unless ``center`` is False.
+
+    A missing column, a missing value or a non-numeric value is a one-line error
+    naming the covariate and the first subject concerned.
+    """
+    frame = pd.DataFrame(index=table.index)
+    for name in covariates:
+        if name not in table.columns:
+            raise bad_input(where, f"covariate {name!r} is not a column; the table has "
+                            f"{', '.join(map(str, table.columns))}")
+        raw = table[name]
+        values = pd.to_numeric(raw, errors="coerce")
+        bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
+        if bad.any():
+            row = table[bad].iloc[0]
+            problem = ("a missing value" if pd.isna(raw[bad].iloc[0])
+                       else f"a non-numeric value {raw[bad].iloc[0]!r}")
+            raise bad_input(where, f"covariate {name!r} has {problem} "
+                            f"(subject {row['subject']}; {int(bad.sum())} bad value(s))")
+        values = values.astype(float)
+        frame[str(name)] = values - values.mean() if center else values
+    return frame
+
+
+def select_condition(table, condition, where="inputs", design="one-sample"):
+    """Rows of one condition; the whole table when it has no or one condition."""
+    if "condition" not in table.columns:
+        if condition is not None:
+            raise bad_input(where, f"condition {condition!r} asked for but the table has "
+                            "no condition column")
+        return table
+    known = sorted(table["condition"].unique())
+    if condition is None:
+        if len(known) == 1:
+            return table
+        raise bad_input(where, f"a {design} design uses the maps of one condition but the "
+                        f"table has {', '.join(known)}; choose one (--conditions)")
+    rows = table[table["condition"] == str(condition)]
+    if rows.empty:
+        raise bad_input(where, f"no map for condition {condition!r} (conditions: "
+                        f"{', '.join(known)})")
+    return rows

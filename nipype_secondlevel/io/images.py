@@ -1,0 +1,79 @@
+"""Reading images and masks, one-line errors for unreadable ones; masked values back to volumes."""
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from .errors import bad_input
+
+
+def load_img(path, what="image"):
+    """Load a NIfTI image, with a one-line error naming the file if it cannot."""
+    path = Path(path)
+    if not path.exists():
+        raise bad_input(f"{what} {path}", "file not found")
+    try:
+        img = nib.load(path)
+        # Touch the header and the data proxy now so truncated files fail here.
+        img.header.get_data_shape()
+    except Exception as err:  # nibabel raises many types for bad files
+        raise bad_input(
+            f"{what} {path}", f"not a readable NIfTI image ({err})"
+        ) from err
+    return img
+
+
+def load_mask(path):
+    """Load a mask image as (boolean array, image)."""
+    img = load_img(path, "mask")
+    data = np.asanyarray(img.dataobj)
+    if data.ndim != 3:
+        raise bad_input(f"mask {path}", f"expected a 3D image, got shape {data.shape}")
+    return data.astype(bool), img
+
+
+def load_masked_data(paths, mask, affine=None, dtype=np.float32):
+    """Read maps into one (n_maps, n_voxels) array, one map at a time.
+
+    Only the output array and one map are held in memory, never a 4D copy of
+    all maps. Every map must be on the mask's grid.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    data = np.empty((len(paths), int(mask.sum())), dtype=dtype)
+    for row, path in enumerate(paths):
+        img = load_img(path, "input map")
+        check_same_grid(img, mask.shape, affine, path)
+        volume = np.asanyarray(img.dataobj)
+        if volume.ndim == 4 and volume.shape[3] == 1:
+            volume = volume[..., 0]
+        data[row] = volume[mask]
+    return data
+
+
+def check_same_grid(img, shape, affine, path):
+    """Raise a one-line error if ``img`` is not on the (shape, affine) grid."""
+    img_shape = tuple(img.shape[:3])
+    if len(img.shape) > 3 and any(d != 1 for d in img.shape[3:]):
+        raise bad_input(
+            f"input map {path}", f"expected a 3D map, got shape {tuple(img.shape)}"
+        )
+    if img_shape != tuple(shape) or (
+        affine is not None and not np.allclose(img.affine, affine, atol=1e-3)
+    ):
+        raise bad_input(
+            f"input map {path}",
+            f"grid {img_shape} differs from the analysis grid {tuple(shape)}",
+        )
+
+
+def unmask(values, mask, affine, fill=0.0, dtype=np.float32):
+    """Put voxel values (n_voxels,) or (k, n_voxels) back into an image."""
+    values = np.asarray(values)
+    if values.ndim == 1:
+        volume = np.full(mask.shape, fill, dtype=dtype)
+        volume[mask] = values
+    else:
+        volume = np.full(mask.shape + (values.shape[0],), fill, dtype=dtype)
+        volume[mask] = values.T
+    return nib.Nifti1Image(volume, affine)

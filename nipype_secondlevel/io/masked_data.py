@@ -1,0 +1,110 @@
+"""The masked data file: every input map's in-mask values as one (n_maps, n_voxels)
+.npy, written once and read in voxel chunks."""
+
+from pathlib import Path
+
+import numpy as np
+
+from .files import atomic_path
+from .images import check_same_grid, load_img
+
+#: Voxels per block of a chunked computation. Chunks are whole blocks starting at
+#: multiples of this, so the arithmetic (and so every bit of the results) does not
+#: depend on the memory budget: only how many blocks are held at once does.
+VOXEL_BLOCK = 4096
+
+
+def write_masked_data(paths, mask, affine, path, dtype=np.float32):
+    """Write the maps' in-mask values as one (n_maps, n_voxels) ``.npy``, atomically.
+
+    Maps are read one at a time and each row is appended to the file, so memory
+    holds one map, whatever the number of maps. The file is uncompressed and C
+    ordered, so that :func:`read_voxel_chunk` can memory-map it. Returns the
+    absolute path as str.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    dtype = np.dtype(dtype)
+    header = {
+        "descr": np.lib.format.dtype_to_descr(dtype),
+        "fortran_order": False,
+        "shape": (len(paths), int(mask.sum())),
+    }
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        np.lib.format.write_array_header_1_0(out, header)
+        for map_path in paths:
+            img = load_img(map_path, "input map")
+            check_same_grid(img, mask.shape, affine, map_path)
+            volume = np.asanyarray(img.dataobj)
+            if volume.ndim == 4:
+                volume = volume[..., 0]
+            out.write(np.ascontiguousarray(volume[mask], dtype=dtype).tobytes())
+            del img, volume
+    return str(Path(path).absolute())
+
+
+def _npy_layout(handle):
+    """(shape, dtype, data offset) of an open C-ordered .npy file."""
+    version = np.lib.format.read_magic(handle)
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if read_header is None:
+        raise ValueError(f"unsupported .npy format version {version}")
+    shape, fortran_order, dtype = read_header(handle)
+    if fortran_order or len(shape) != 2:
+        raise ValueError("expected a C-ordered (n_maps, n_voxels) array")
+    return tuple(shape), dtype, handle.tell()
+
+
+def masked_data_shape(path):
+    """(n_maps, n_voxels) of a masked data file, reading only its header."""
+    with open(path, "rb") as handle:
+        return _npy_layout(handle)[0]
+
+
+def voxel_chunk_size(n_maps, mem_gb, n_voxels=None, bytes_per_value=24):
+    """Voxels per chunk so that a chunk's arrays take at most half of ``mem_gb``.
+
+    A chunk costs about ``bytes_per_value`` bytes per (map, voxel): the float32
+    rows read from the file, their float64 copy and the fit's temporaries. The
+    result is a whole number of :data:`VOXEL_BLOCK` blocks (at least one) and no
+    more than the blocks covering ``n_voxels``.
+    """
+    budget = float(mem_gb) * 2**30 / 2
+    blocks = int(budget // (max(int(n_maps), 1) * bytes_per_value * VOXEL_BLOCK))
+    blocks = max(blocks, 1)
+    if n_voxels is not None:
+        blocks = min(blocks, max(-(-int(n_voxels) // VOXEL_BLOCK), 1))
+    return blocks * VOXEL_BLOCK
+
+
+def read_voxel_chunk(path, start, stop, dtype=float):
+    """Columns ``start:stop`` of a masked data file as an in-memory array.
+
+    Reads each row's segment with plain file reads rather than through a memory
+    map: the pages of a map count in the process's resident memory (readahead
+    maps far more than the chunk), plain reads leave them in the page cache
+    only. Memory is the returned array. ``np.load(path, mmap_mode="r")`` gives
+    the same values, for random access.
+    """
+    with open(path, "rb", buffering=0) as handle:
+        (n_maps, n_voxels), file_dtype, offset = _npy_layout(handle)
+        start, stop = max(int(start), 0), min(int(stop), n_voxels)
+        width = max(stop - start, 0)
+        chunk = np.empty((n_maps, width), dtype=dtype)
+        row = np.empty(width, dtype=file_dtype)
+        nbytes = width * file_dtype.itemsize
+        for i in range(n_maps):
+            handle.seek(offset + (i * n_voxels + start) * file_dtype.itemsize)
+            if handle.readinto(memoryview(row).cast("B")) != nbytes:
+                raise ValueError(f"masked data file {path} is truncated")
+            chunk[i] = row
+    return chunk
+
+
+def iter_voxel_chunks(path, chunk_size, dtype=float):
+    """Yield (slice, array) over the voxel columns of a masked data file."""
+    n_voxels = masked_data_shape(path)[1]
+    chunk_size = max(int(chunk_size), 1)
+    for start in range(0, n_voxels, chunk_size):
+        stop = min(start + chunk_size, n_voxels)
+        yield slice(start, stop), read_voxel_chunk(path, start, stop, dtype)

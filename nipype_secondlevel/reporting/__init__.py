@@ -1,0 +1,1 @@
+"""What a person looks at: figures, the HTML report and the provenance it shows."""

@@ -1,0 +1,1 @@
+"""Running workflows: plugins and progress, the work-folder lock, SLURM."""
