@@ -1,12 +1,13 @@
 """Design matrices of group designs: one-sample, paired, two-sample, a user's file."""
 
 import re
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from ..io.errors import bad_input
-from .tables import covariate_values, select_condition
+from .tables import block_labels, covariate_values, select_condition
 
 
 def paired_design(table, conditions, where="inputs"):
@@ -188,8 +189,18 @@ def check_estimable(design, where="design"):
                         f"for {p} columns ({', '.join(columns)})")
 
 
+class GroupDesignResult(NamedTuple):
+    """What :func:`group_design` returns; every list is in the design's row order."""
+
+    matrix: pd.DataFrame
+    paths: list
+    variance_paths: list  # None when the table has no variance_path
+    default_contrasts: list
+    blocks: list  # exchangeability-block labels, [] when no block column is given
+
+
 def group_design(table, design="one-sample", conditions=None, groups=None, covariates=(),
-                 center=True, design_file=None, where="inputs"):
+                 center=True, design_file=None, blocks=None, where="inputs"):
     """The design matrix and the maps, in row order, for any design of :data:`DESIGNS`.
 
     Parameters
@@ -208,13 +219,14 @@ def group_design(table, design="one-sample", conditions=None, groups=None, covar
         Mean-centre covariates.
     design_file : path
         design "file": the user's design TSV.
+    blocks : str or None
+        Table column of the exchangeability blocks (see :func:`block_labels`).
 
     Returns
     -------
-    design : DataFrame
-    paths : list of str
-    variance_paths : list of str, or None when the table has no variance_path
-    default_contrasts : list of str
+    :class:`GroupDesignResult`
+        matrix (DataFrame), paths, variance_paths (None when the table has no
+        variance_path), default_contrasts, blocks.
     """
     conditions = [str(c) for c in conditions] if conditions else []
     if design not in DESIGNS:
@@ -257,4 +269,5 @@ def group_design(table, design="one-sample", conditions=None, groups=None, covar
     check_estimable(matrix, where=f"{design} design")
     paths = [str(p) for p in rows["path"]]
     variances = [str(p) for p in rows["variance_path"]] if "variance_path" in rows else None
-    return matrix, paths, variances, defaults
+    labels = block_labels(rows, blocks, where) if blocks else []
+    return GroupDesignResult(matrix, paths, variances, defaults, labels)

@@ -119,3 +119,21 @@ def select_condition(table, condition, where="inputs", design="one-sample"):
         raise bad_input(where, f"no map for condition {condition!r} (conditions: "
                         f"{', '.join(known)})")
     return rows
+
+
+def block_labels(rows, column, where="inputs"):
+    """Exchangeability-block label of every row (``rows`` in the design's row order).
+
+    ``column`` is a table column (e.g. ``block``, or ``subject`` for repeated
+    measures); a permutation test permutes rows only within their block. A
+    missing column or a missing value is a one-line error.
+    """
+    if column not in rows.columns:
+        raise bad_input(where, f"exchangeability-block column {column!r} is not a column; "
+                        f"the table has {', '.join(map(str, rows.columns))}")
+    values = rows[column]
+    if values.isna().any():
+        first = rows[values.isna()].iloc[0]
+        raise bad_input(where, f"exchangeability-block column {column!r} is empty for "
+                        f"subject {first['subject']}")
+    return [str(v) for v in values]

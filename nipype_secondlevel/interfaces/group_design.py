@@ -37,6 +37,10 @@ class _GroupDesignInputSpec(BaseInterfaceInputSpec):
         False, usedefault=True, desc="the table must have variance_path (variance-weighted "
         "estimation)",
     )
+    exchangeability_blocks = traits.Str(
+        desc="table column of the exchangeability blocks (permutation tests permute rows "
+        "only within their block)",
+    )
 
 
 class _GroupDesignOutputSpec(TraitedSpec):
@@ -47,13 +51,19 @@ class _GroupDesignOutputSpec(TraitedSpec):
         File(exists=True), desc="variance maps in the design's row order (with variances)"
     )
     default_contrasts = traits.List(traits.Str, desc="contrasts tested when none is given")
+    blocks = traits.List(
+        traits.Str, desc="exchangeability-block label of every design row ([] without "
+        "exchangeability_blocks)",
+    )
 
 
 class GroupDesign(SimpleInterface):
     """One-sample, paired, two-sample (with covariates) or user-supplied design.
 
-    Rank-deficient designs and designs with no residual degrees of freedom are
-    refused with a one-line error naming the columns involved.
+    Outputs the maps (and variance maps) and the exchangeability-block labels
+    in the design's row order. Rank-deficient designs and designs with no
+    residual degrees of freedom are refused with a one-line error naming the
+    columns involved.
     """
 
     input_spec = _GroupDesignInputSpec
@@ -67,7 +77,8 @@ class GroupDesign(SimpleInterface):
             inputs.inputs_table, require_condition=design_type == "paired",
             covariates=covariates, variances=inputs.variances,
         )
-        design, paths, variances, defaults = group_design(
+        blocks = inputs.exchangeability_blocks
+        result = group_design(
             table,
             design=design_type,
             conditions=list(inputs.conditions) if isdefined(inputs.conditions) else None,
@@ -75,17 +86,19 @@ class GroupDesign(SimpleInterface):
             covariates=covariates,
             center=inputs.center_covariates,
             design_file=inputs.design_file if isdefined(inputs.design_file) else None,
+            blocks=blocks if isdefined(blocks) else None,
             where=f"inputs table {inputs.inputs_table}",
         )
         out = Path(runtime.cwd)
-        self._results["design_matrix"] = save_tsv(design, out / "design.tsv")
+        self._results["design_matrix"] = save_tsv(result.matrix, out / "design.tsv")
         self._results["design_plot"] = plot_design(
-            design, out / "design.png", title=f"{design_type} design"
+            result.matrix, out / "design.png", title=f"{design_type} design"
         )
-        self._results["in_files"] = paths
+        self._results["in_files"] = result.paths
         if inputs.variances:
-            self._results["variance_files"] = variances
-        self._results["default_contrasts"] = defaults
+            self._results["variance_files"] = result.variance_paths
+        self._results["default_contrasts"] = result.default_contrasts
+        self._results["blocks"] = result.blocks
         return runtime
 
 
