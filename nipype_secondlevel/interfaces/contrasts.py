@@ -16,7 +16,7 @@ from nipype.interfaces.base import (
 from ..design.contrasts import contrast_label, parse_contrast
 from ..io.files import save_img
 from ..io.images import load_img, load_mask, unmask
-from ..io.sidecars import generated_by, write_sidecar
+from ..io.sidecars import generated_by, source_fields, write_sidecar
 from ..stats.glm import f_contrast, f_to_z, t_contrast, t_to_p, t_to_z
 from ..stats.mixed_effects import (
     mixed_effects_contrast,
@@ -32,6 +32,7 @@ STATISTIC_DESCRIPTIONS = {
     "p": "one-sided p value, P(T > t)",
     "effect": "contrast effect (weights times estimates)",
     "variance": "variance of the contrast effect",
+    "dof": "Kenward-Roger degrees of freedom of t at every voxel (p = P(T_dof > t))",
 }
 #: Descriptions of the maps of an F contrast (several rows).
 F_STATISTIC_DESCRIPTIONS = {
@@ -114,6 +115,8 @@ class _ContrastOutputSpec(TraitedSpec):
     effect_map = File(exists=True, desc="contrast effect (c beta)")
     variance_map = File(exists=True, desc="variance of the effect")
     f_map = File(exists=True, desc="F map (F contrasts)")
+    dof_map = File(exists=True, desc="per-voxel degrees of freedom of t (Kenward-Roger "
+                   "mixed-effects t contrasts)")
     stat_map = File(exists=True, desc="the t or F map")
     stat_type = traits.Enum("t", "F", desc="t (one row) or F (several rows)")
     out_files = traits.List(File(exists=True), desc="every map written")
@@ -153,8 +156,11 @@ class Contrast(SimpleInterface):
             estimate = self.inputs.residual_variance
             resvar = np.asanyarray(load_img(estimate, "residual variance").dataobj)[mask]
             maps, dof = contrast_maps(X, beta, rows, dof, residual_variance=resvar)
-        # Kenward-Roger dof differ between voxels: the sidecar gives their median.
-        dof = float(np.median(dof))
+        if np.ndim(dof):  # Kenward-Roger: a map of its own; the sidecars give the median
+            maps["dof"] = dof
+            dof = float(np.median(dof))
+        # F: numerator and denominator degrees of freedom.
+        dof_record = float(dof) if kind == "t" else [float(len(rows)), float(dof)]
         descriptions = STATISTIC_DESCRIPTIONS if kind == "t" else F_STATISTIC_DESCRIPTIONS
         weights_record = [{str(c): float(w) for c, w in zip(design.columns, row)}
                           for row in rows]
@@ -172,10 +178,12 @@ class Contrast(SimpleInterface):
                 "ContrastWeights": weights_record[0] if kind == "t" else weights_record,
                 "Statistic": stat,
                 "Description": descriptions[stat],
-                "DegreesOfFreedom": float(dof),
+                "DegreesOfFreedom": dof_record,
+                **({"DegreesOfFreedomMap": statmap_name(label, "dof"),
+                    "DegreesOfFreedomMethod": "Kenward-Roger (median of the map given)"}
+                   if "dof" in maps else {}),
                 "Threshold": None,
-                "Sources": [Path(f).name for f in sources],
-                "SourceFiles": [str(Path(f).absolute()) for f in sources],
+                **source_fields(sources),
                 "GeneratedBy": generated_by("contrast"),
             })
         self._results["stat_map"] = written[1]

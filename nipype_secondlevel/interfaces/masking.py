@@ -18,6 +18,7 @@ from nipype.interfaces.base import (
 from ..io.errors import bad_input
 from ..io.files import save_img
 from ..io.images import check_same_grid, load_img
+from ..io.sidecars import generated_by, write_sidecar
 
 STRATEGIES = ("nilearn", "mni152", "file", "coverage")
 
@@ -121,4 +122,15 @@ class GroupMask(SimpleInterface):
             nib.Nifti1Image(mask.astype(np.uint8), reference.affine),
             Path(runtime.cwd) / "desc-group_mask.nii.gz",
         )
+        write_sidecar(self._results["mask_file"], {
+            "Type": "Brain",
+            "Description": "analysis mask: the voxels analysed (1) and left out (0)",
+            "MaskStrategy": strategy,
+            **({"Coverage": float(self.inputs.coverage)} if strategy == "coverage" else {}),
+            **({"MaskFile": str(Path(self.inputs.mask_file).absolute())}
+               if strategy == "file" else {}),
+            "VoxelCount": int(mask.sum()),
+            "InputMapCount": len(paths),
+            "GeneratedBy": generated_by("mask"),
+        })
         return runtime

@@ -15,6 +15,7 @@ from nipype.interfaces.base import (
 from ..datasets.simulation import localizer_brain_mask, simulate_paired_sample
 from ..io.errors import bad_input
 from ..io.files import save_img, save_tsv
+from ..io.sidecars import generated_by, write_sidecar
 
 
 class _SimulatePairedInputSpec(BaseInterfaceInputSpec):
@@ -77,6 +78,15 @@ class SimulatePaired(SimpleInterface):
         self._results["truth_mask"] = save_img(
             nib.Nifti1Image(truth, affine), out / "desc-truth_mask.nii.gz"
         )
+        write_sidecar(self._results["truth_mask"], {
+            "Description": "ground truth of the simulation: +1 where the first condition "
+            "has the positive effect, -1 the negative one, 0 no effect",
+            "Conditions": list(self.inputs.conditions),
+            "NSubjects": n,
+            "Seed": self.inputs.seed,
+            "EffectAmplitude": self.inputs.effect_amplitude,
+            "GeneratedBy": generated_by("simulate"),
+        })
         self._results["brain_mask"] = save_img(
             nib.Nifti1Image(mask.astype("uint8"), affine), out / "desc-brain_mask.nii.gz"
         )

@@ -14,7 +14,14 @@ from nipype.interfaces.base import (
 
 from ..io.files import save_img, save_tsv
 from ..io.images import load_img
-from ..io.sidecars import generated_by, read_sidecar, threshold_fields, write_sidecar
+from ..io.sidecars import (
+    generated_by,
+    read_sidecar,
+    source_fields,
+    threshold_fields,
+    threshold_title,
+    write_sidecar,
+)
 
 HEIGHT_CONTROLS = ("none", "fpr", "fdr", "bonferroni")
 CLUSTER_COLUMNS = ["Cluster ID", "X", "Y", "Z", "Peak Stat", "Cluster Size (mm3)"]
@@ -83,6 +90,7 @@ class _ThresholdOutputSpec(TraitedSpec):
     thresholded_map = File(exists=True, desc="z map, zero below the thresholds")
     cluster_table = File(exists=True, desc="clusters, peaks and sub-peaks (TSV, MNI mm)")
     z_threshold = traits.Float(desc="height threshold applied, in z")
+    plot_title = traits.Str(desc="figure title naming the threshold and its correction")
 
 
 class Threshold(SimpleInterface):
@@ -110,10 +118,12 @@ class Threshold(SimpleInterface):
             table, out / f"contrast-{label}_stat-z_clusters.tsv"
         )
         self._results["z_threshold"] = float(z_threshold)
+        self._results["plot_title"] = threshold_title(
+            label, self.inputs.height_control, z_threshold, self.inputs.alpha,
+            self.inputs.two_sided)
         # The z map's sidecar (contrast, weights, dof) carries over to the thresholded map.
         fields = {k: v for k, v in read_sidecar(self.inputs.z_map).items()
                   if k not in ("Description", "Sources", "SourceFiles", "GeneratedBy")}
-        sources = [self.inputs.z_map, self.inputs.mask_file]
         fields.update({
             "Contrast": fields.get("Contrast", label),
             "Statistic": "z",
@@ -122,8 +132,7 @@ class Threshold(SimpleInterface):
                 self.inputs.height_control, z_threshold, self.inputs.alpha,
                 self.inputs.threshold, self.inputs.cluster_size, self.inputs.two_sided,
             ),
-            "Sources": [Path(f).name for f in sources],
-            "SourceFiles": [str(Path(f).absolute()) for f in sources],
+            **source_fields([self.inputs.z_map, self.inputs.mask_file]),
             "GeneratedBy": generated_by("threshold"),
         })
         write_sidecar(self._results["thresholded_map"], fields)

@@ -1,6 +1,6 @@
 """JSON sidecars of output maps (BIDS derivatives style), written in one place.
 
-Every statistical map gets a ``.json`` file beside it with the same base name
+Every map written (statistical maps, masks, variance maps) gets a ``.json`` file beside it with the same base name
 (``contrast-X_stat-z_statmap.nii.gz`` -> ``contrast-X_stat-z_statmap.json``)
 that says what the map is: contrast, statistic, degrees of freedom, threshold
 and correction, and the files it was computed from. The interfaces that write
@@ -61,6 +61,12 @@ def generated_by(step):
     return [{"Name": "nipype-secondlevel", "Version": __version__, "Step": step}]
 
 
+def source_fields(paths):
+    """``Sources`` (base names) and ``SourceFiles`` (absolute paths) of a sidecar."""
+    return {"Sources": [Path(f).name for f in paths],
+            "SourceFiles": [str(Path(f).absolute()) for f in paths]}
+
+
 def describe_threshold(height_control, z_threshold, alpha=None, threshold=None,
                        cluster_size=0, two_sided=True):
     """One sentence stating the threshold and the correction, e.g. for a report.
@@ -84,6 +90,21 @@ def describe_threshold(height_control, z_threshold, alpha=None, threshold=None,
     if cluster_size:
         text += f", clusters of at least {cluster_size} voxels"
     return text
+
+
+def threshold_title(label, height_control, z_threshold, alpha=None, two_sided=True):
+    """A figure title naming the threshold and its correction, shorter than the sentence.
+
+    >>> threshold_title("mean", "bonferroni", 4.91, alpha=0.05)
+    'mean: Bonferroni FWE p < 0.05 (|z| > 4.91)'
+    """
+    sign = "|z|" if two_sided else "z"
+    bound = f"{sign} > {z_threshold:.2f}" if math.isfinite(z_threshold) else "no voxel passes"
+    if height_control == "none":
+        return f"{label}: {bound}, uncorrected"
+    level = {"fpr": "p", "fdr": "FDR q", "bonferroni": "Bonferroni FWE p"}[height_control]
+    text = f"{label}: {level} < {alpha:g}"
+    return f"{text} uncorrected ({bound})" if height_control == "fpr" else f"{text} ({bound})"
 
 
 def threshold_fields(height_control, z_threshold, alpha, threshold, cluster_size, two_sided):

@@ -124,6 +124,19 @@ def _section(key, body, title=None):
             "</section>\n")
 
 
+def dof_text(meta):
+    """The degrees of freedom of a sidecar as a sentence (F: both; Kenward-Roger: median)."""
+    dof = meta.get("DegreesOfFreedom")
+    if dof is None:
+        return ""
+    if isinstance(dof, list):  # F: numerator and denominator
+        return f" Degrees of freedom: {dof[0]:g} and {dof[1]:g}."
+    if meta.get("DegreesOfFreedomMap"):
+        return (f" Degrees of freedom: Kenward-Roger, per voxel (median {dof:.3g}; map "
+                f"{meta['DegreesOfFreedomMap']}).")
+    return f" Degrees of freedom: {dof:g}."
+
+
 def contrast_section(result, index):
     """Glass brain, orthogonal slices, threshold statement and cluster table of a contrast."""
     import nibabel as nib
@@ -143,12 +156,11 @@ def contrast_section(result, index):
     slices = slices_uri(thresholded, z_threshold, peak_coordinates(clusters), label)
     n_clusters = int(pd.to_numeric(clusters.get("Cluster ID", pd.Series(dtype=str)),
                                    errors="coerce").notna().sum())
-    dof = meta.get("DegreesOfFreedom")
     parts = [
         f'<h3 id="contrast-{esc(label)}">Contrast {esc(label)}</h3>',
         f'<p class="threshold"><b>Threshold:</b> {esc(description)}. '
         f'<b>Correction:</b> {esc(threshold.get("Correction", "not recorded"))}.'
-        + (f" Degrees of freedom: {dof:g}." if dof is not None else "") + "</p>",
+        + esc(dof_text(meta)) + "</p>",
         "<h4>Glass brain</h4>", img_tag(glass, f"glass brain of {label}"),
         "<h4>Orthogonal slices (strongest peak)</h4>",
         img_tag(slices, f"orthogonal slices of {label}"),
