@@ -6,7 +6,6 @@ import numpy as np
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
-    InputMultiObject,
     SimpleInterface,
     TraitedSpec,
     traits,
@@ -15,17 +14,21 @@ from nipype.interfaces.base import (
 from ..design.matrices import check_estimable
 from ..io.errors import bad_input
 from ..io.files import save_arrays, save_img
-from ..io.images import load_mask, load_masked_data, unmask
+from ..io.images import load_mask, unmask
+from ..io.masked_data import masked_data_shape, voxel_chunk_size
+from ..io.sidecars import generated_by, source_fields, write_sidecar
 from ..stats.mixed_effects import DOF_MAX, fit_mixed_effects
 from .estimation import read_design
 
 
 class _EstimateMixedEffectsInputSpec(BaseInterfaceInputSpec):
-    in_files = InputMultiObject(
-        File(exists=True), mandatory=True, desc="first-level effect maps, one per design row"
+    data_file = File(
+        exists=True, mandatory=True,
+        desc="masked first-level effect maps (MaskedData's data_file), one row per design row",
     )
-    variance_files = InputMultiObject(
-        File(exists=True), mandatory=True, desc="their first-level variance maps, same order"
+    variance_data_file = File(
+        exists=True, mandatory=True,
+        desc="masked first-level variance maps (MaskedData's data_file), same rows",
     )
     design_matrix = File(exists=True, mandatory=True, desc="design matrix TSV")
     mask_file = File(exists=True, mandatory=True, desc="analysis mask")
@@ -38,7 +41,11 @@ class _EstimateMixedEffectsInputSpec(BaseInterfaceInputSpec):
         100.0, usedefault=True,
         desc="fixed: dof of each first-level map; t has their sum (nilearn's default 100)",
     )
-    chunk_size = traits.Int(20000, usedefault=True, desc="voxels fitted at a time")
+    mem_gb = traits.Float(
+        1.0, usedefault=True, nohash=True,
+        desc="memory budget (GiB) setting the voxels fitted at a time; the results do "
+        "not depend on it",
+    )
 
 
 class _EstimateMixedEffectsOutputSpec(TraitedSpec):
@@ -75,27 +82,28 @@ class EstimateMixedEffects(SimpleInterface):
 
     def _run_interface(self, runtime):
         design, X = read_design(self.inputs.design_matrix)
-        paths = list(self.inputs.in_files)
-        variances = list(self.inputs.variance_files)
+        shape = masked_data_shape(self.inputs.data_file)
+        variance_shape = masked_data_shape(self.inputs.variance_data_file)
         where = f"design matrix {self.inputs.design_matrix}"
-        if X.shape[0] != len(paths) or len(variances) != len(paths):
-            raise bad_input(where, f"has {X.shape[0]} rows but {len(paths)} maps and "
-                            f"{len(variances)} variance maps were given")
+        if X.shape[0] != shape[0] or variance_shape != shape:
+            raise bad_input(where, f"has {X.shape[0]} rows but the data file has {shape} "
+                            f"(maps, voxels) and the variance data file {variance_shape}")
         check_estimable(design, where)
         mask, mask_img = load_mask(self.inputs.mask_file)
-        Y = load_masked_data(paths, mask, mask_img.affine, dtype=np.float64)
-        V = load_masked_data(variances, mask, mask_img.affine, dtype=np.float64)
+        Y = np.load(self.inputs.data_file).astype(np.float64)
+        V = np.load(self.inputs.variance_data_file).astype(np.float64)
         bad = ~np.isfinite(V) | (V < 0)
         if bad.any():
             row = int(np.flatnonzero(bad.any(axis=1))[0])
-            raise bad_input(f"variance map {variances[row]}",
-                            f"has {int(bad[row].sum())} negative or non-finite value(s) "
-                            "in the mask")
+            raise bad_input(f"variance data file {self.inputs.variance_data_file}",
+                            f"row {row} (map {row + 1} in design order) has "
+                            f"{int(bad[row].sum())} negative or non-finite value(s) in the mask")
         fixed = self.inputs.method == "fixed"
         fit = fit_mixed_effects(X, Y, V, sigma2_between=0.0 if fixed else None,
-                                chunk_size=self.inputs.chunk_size)
+                                chunk_size=voxel_chunk_size(shape[0], self.inputs.mem_gb,
+                                                            shape[1]))
         del Y, V
-        dof = min(len(paths) * self.inputs.first_level_dof, DOF_MAX) if fixed else fit.dof
+        dof = min(shape[0] * self.inputs.first_level_dof, DOF_MAX) if fixed else fit.dof
         out = Path(runtime.cwd)
         self._results["beta"] = save_img(
             unmask(fit.beta, mask, mask_img.affine, dtype=np.float64), out / "beta.nii.gz"
@@ -107,10 +115,19 @@ class EstimateMixedEffects(SimpleInterface):
                 cov_beta_derivative=fit.cov_beta_derivative,
                 sigma2_variance=fit.sigma2_variance,
             )
-        self._results["between_subject_variance"] = save_img(
+        between = self._results["between_subject_variance"] = save_img(
             unmask(fit.sigma2_between, mask, mask_img.affine, dtype=np.float64),
             out / f"desc-{self.inputs.method}_betweenSubjectVariance.nii.gz",
         )
         self._results["dof"] = float(dof)
         self._results["n_not_converged"] = int((~fit.converged).sum())
+        write_sidecar(between, {
+            "Description": "between-subject variance of the mixed-effects model, by REML"
+            if not fixed else "between-subject variance: 0 (fixed effects)",
+            "Estimation": self.inputs.method,
+            "VoxelsNotConverged": self._results["n_not_converged"],
+            **source_fields([self.inputs.data_file, self.inputs.variance_data_file,
+                             self.inputs.design_matrix, self.inputs.mask_file]),
+            "GeneratedBy": generated_by("estimate"),
+        })
         return runtime
