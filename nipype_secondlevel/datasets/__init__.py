@@ -1,1 +1,2 @@
-"""Data sources of the reference analysis: the simulated paired sample (arrays)."""
+"""Data sources of the reference analysis: the simulated paired sample and the
+Localizer's first-level variances (arrays)."""

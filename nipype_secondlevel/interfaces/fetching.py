@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pandas as pd
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
@@ -13,8 +15,10 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from ..datasets.localizer import variance_from_t
 from ..io.errors import bad_input
-from ..io.files import save_tsv
+from ..io.files import save_img, save_tsv
+from ..io.images import load_img
 
 LOCALIZER_FOLDER = "brainomics_localizer"
 
@@ -154,6 +158,27 @@ def fetch_localizer_table(contrasts, conditions, subjects, get_tmaps, data_dir=N
     return pd.DataFrame(rows)
 
 
+def write_variance_maps(table, out_dir):
+    """Each row's first-level variance map, (contrast / t)^2, written to ``out_dir``.
+
+    Returns the paths in table order. A t map on another grid than its
+    contrast map is a one-line error.
+    """
+    written = []
+    for i, row in enumerate(table.to_dict("records")):
+        effect = load_img(row["path"], "contrast map")
+        tmap = load_img(row["tmap_path"], "t map")
+        if effect.shape != tmap.shape or not np.allclose(effect.affine, tmap.affine,
+                                                          atol=1e-3):
+            raise bad_input(f"t map {row['tmap_path']}",
+                            f"is not on the grid of its contrast map {row['path']}")
+        variance = variance_from_t(np.asanyarray(effect.dataobj), np.asanyarray(tmap.dataobj))
+        written.append(save_img(
+            nib.Nifti1Image(variance.astype(np.float32), effect.affine),
+            Path(out_dir) / f"{i:04d}_{row['subject']}_{row['condition']}_variance.nii.gz"))
+    return written
+
+
 class _FetchLocalizerInputSpec(BaseInterfaceInputSpec):
     contrasts = traits.List(
         traits.Str,
@@ -175,17 +200,30 @@ class _FetchLocalizerInputSpec(BaseInterfaceInputSpec):
         desc="subject numbers to fetch (1-94)",
     )
     get_tmaps = traits.Bool(False, usedefault=True, desc="fetch the t maps too")
+    variances = traits.Bool(
+        False, usedefault=True,
+        desc="fetch the t maps too and write each map's first-level variance, "
+        "(contrast / t)^2, as the table's variance_path column (variance-weighted "
+        "estimation)",
+    )
     data_dir = Directory(desc="data folder (default: nilearn's, e.g. ~/nilearn_data)")
 
 
 class _FetchLocalizerOutputSpec(TraitedSpec):
     inputs_table = File(exists=True, desc="TSV with subject, condition, path")
     cmaps = traits.List(File(exists=True), desc="contrast maps, table order")
-    tmaps = traits.List(File(exists=True), desc="t maps, table order (get_tmaps)")
+    tmaps = traits.List(File(exists=True), desc="t maps, table order (get_tmaps, variances)")
+    variance_files = traits.List(
+        File(exists=True), desc="first-level variance maps, table order (variances)")
 
 
 class FetchLocalizer(SimpleInterface):
-    """Fetch Brainomics/Localizer contrast maps (nilearn) into an inputs table."""
+    """Fetch Brainomics/Localizer contrast maps (nilearn) into an inputs table.
+
+    With ``variances`` the t maps are fetched too and each map's first-level
+    variance (contrast / t)^2 is written beside the table (``variance_path``),
+    so one node is the data source of both OLS and variance-weighted analyses.
+    """
 
     input_spec = _FetchLocalizerInputSpec
     output_spec = _FetchLocalizerOutputSpec
@@ -210,13 +248,14 @@ class FetchLocalizer(SimpleInterface):
             else list(range(1, self.inputs.n_subjects + 1))
         )
         data_dir = self.inputs.data_dir if isdefined(self.inputs.data_dir) else None
-        table = fetch_localizer_table(
-            contrasts, conditions, subjects, self.inputs.get_tmaps, data_dir
-        )
-        self._results["inputs_table"] = save_tsv(
-            table, Path(runtime.cwd) / "inputs.tsv"
-        )
+        get_tmaps = self.inputs.get_tmaps or self.inputs.variances
+        table = fetch_localizer_table(contrasts, conditions, subjects, get_tmaps, data_dir)
+        out = Path(runtime.cwd)
+        if self.inputs.variances:
+            table["variance_path"] = write_variance_maps(table, out)
+            self._results["variance_files"] = list(table["variance_path"])
+        self._results["inputs_table"] = save_tsv(table, out / "inputs.tsv")
         self._results["cmaps"] = list(table["path"])
-        if self.inputs.get_tmaps:
+        if get_tmaps:
             self._results["tmaps"] = list(table["tmap_path"])
         return runtime
