@@ -10,6 +10,10 @@ from .io.errors import InputError, bad_input
 from .runtime.execution import PLUGINS
 
 PROG = "nipype-secondlevel"
+#: --correction and --perm-scheme values, as the analysis builder's CORRECTIONS and
+#: PERM_SCHEMES (kept here so that the command starts without importing nipype).
+CORRECTIONS = ("none", "fdr", "bonferroni", "maxT", "cluster-size", "cluster-mass", "tfce")
+PERM_SCHEMES = ("auto", "sign-flip", "permute")
 
 
 def positive_int(text):
@@ -74,12 +78,13 @@ def add_run_options(parser, default_out):
     inference = parser.add_argument_group("inference (corrections for multiple comparisons)")
     inference.add_argument("--correction", choices=list(CORRECTIONS), default="none",
                            help="fdr, bonferroni: parametric, at --alpha; maxT, cluster-size, "
-                           "cluster-mass, tfce: permutation tests (sign flips of the paired "
-                           "differences), family-wise at --alpha; the glass brain shows the "
-                           "z map where corrected p < alpha (default: %(default)s)")
+                           "cluster-mass, tfce: permutation tests (sign flips for one-sample "
+                           "and paired designs, Freedman-Lane permutations for the others), "
+                           "family-wise at --alpha; the glass brain shows the z map where "
+                           "corrected p < alpha (default: %(default)s)")
     inference.add_argument("--n-perm", type=positive_int, default=10000,
-                           help="permutations, identity included; all 2^n sign patterns "
-                           "when 2^n <= N (default: %(default)s)")
+                           help="permutations, identity included; every pattern when there "
+                           "are no more (e.g. 2^n sign flips <= N) (default: %(default)s)")
     inference.add_argument("--cluster-forming-p", type=probability, default=0.001,
                            help="cluster-forming threshold (uncorrected p) for cluster-size "
                            "and cluster-mass (default: %(default)s)")
@@ -87,7 +92,14 @@ def add_run_options(parser, default_out):
                            help="permutation jobs (run in parallel by MultiProc or SLURM; "
                            "results do not depend on it) (default: %(default)s)")
     inference.add_argument("--perm-seed", type=int, default=0,
-                           help="seed of the random sign patterns (default: %(default)s)")
+                           help="seed of the random patterns (default: %(default)s)")
+    inference.add_argument("--perm-scheme", choices=list(PERM_SCHEMES), default="auto",
+                           help="sign-flip: symmetric errors (PALM -ise); permute: "
+                           "exchangeable errors (PALM -ee); auto: sign flips for one-sample "
+                           "and paired designs, permutations otherwise (default: %(default)s)")
+    inference.add_argument("--exchangeability-blocks", default=None, metavar="COLUMN",
+                           help="inputs-table column (e.g. block, subject): rows are permuted "
+                           "only within their block (FSL randomise -e)")
 
 
 def build_parser():
@@ -178,12 +190,13 @@ def group_options(args):
     weighted = args.estimation != "ols"
     table = read_inputs_table(args.inputs, require_condition=args.design == "paired",
                               covariates=args.covariates, variances=weighted)
-    design, _, _, defaults = group_design(
+    design = group_design(
         table, design=args.design, conditions=args.conditions, groups=args.groups,
         covariates=args.covariates, center=not args.no_center_covariates,
-        design_file=args.design_file, where=f"inputs table {args.inputs.absolute()}",
+        design_file=args.design_file, blocks=args.exchangeability_blocks,
+        where=f"inputs table {args.inputs.absolute()}",
     )
-    parse_contrasts(args.contrasts or defaults, design.columns)
+    parse_contrasts(args.contrasts or design.default_contrasts, design.matrix.columns)
     return {
         "inputs_table": str(args.inputs.absolute()),
         "design": args.design,
@@ -199,85 +212,52 @@ def group_options(args):
     }
 
 
-#: --correction values; fdr and bonferroni are height controls of the Threshold node.
-CORRECTIONS = ("none", "fdr", "bonferroni", "maxT", "cluster-size", "cluster-mass", "tfce")
-
-
 def analysis_options(args):
-    correction = getattr(args, "correction", "none")
+    """Options of :func:`init_group_analysis_wf` shared by every command."""
     alpha = args.alpha
     if alpha is None:
-        alpha = 0.05 if correction != "none" else 0.001
-    height_control = args.height_control
-    if correction in ("fdr", "bonferroni"):
-        if height_control not in ("none", correction):
-            raise bad_input("--correction", f"{correction} conflicts with --height-control "
-                            f"{height_control}")
-        height_control = correction
+        alpha = 0.05 if args.correction != "none" else 0.001
     return {
         "mask_strategy": args.mask_strategy,
-        "height_control": height_control,
+        "height_control": args.height_control,
         "threshold": args.threshold,
         "alpha": alpha,
         "cluster_size": args.cluster_size,
         "two_sided": not args.one_sided,
-        "mem_gb": args.mem_gb,
-    }
-
-
-def permutation_options(args):
-    """Options of the permutation sub-workflow (demo and localizer, OLS)."""
-    if args.correction in ("none", "fdr", "bonferroni"):
-        return {}
-    return {
         "correction": args.correction,
         "n_perm": args.n_perm,
         "n_chunks": args.n_chunks,
         "perm_seed": args.perm_seed,
         "cluster_forming_p": args.cluster_forming_p,
+        "perm_scheme": args.perm_scheme,
+        "exchangeability_blocks": args.exchangeability_blocks,
+        "mem_gb": args.mem_gb,
     }
-
-
-def _check_permutation_command(args):
-    if permutation_options(args) and (args.command == "run"
-                                      or getattr(args, "estimation", "ols") != "ols"):
-        raise bad_input("--correction", f"{args.correction} (permutations) is available for "
-                        "the paired OLS analysis (demo, localizer) only, so far")
 
 
 def build_workflow(args):
     import shlex
 
-    from .workflows import init_demo_wf, init_localizer_wf
+    from .workflows import init_demo_wf, init_group_pipeline_wf, init_localizer_wf
 
     out_dir = str(args.out_dir.absolute())
     # The command line, as typed, goes into the HTML report.
     command = shlex.join([PROG, *getattr(args, "argv", [])])
-    _check_permutation_command(args)
     if args.command == "run":
-        from .workflows import init_group_pipeline_wf
-
         return init_group_pipeline_wf(out_dir, command=command, **group_options(args),
                                       **analysis_options(args))
     if args.command == "demo":
         if args.n_subjects < 2:
             raise bad_input("--n-subjects", f"a paired test needs at least 2, got {args.n_subjects}")
         return init_demo_wf(out_dir, n_subjects=args.n_subjects, seed=args.seed,
-                            command=command, **analysis_options(args),
-                            **permutation_options(args))
+                            command=command, **analysis_options(args))
     if not 2 <= args.n_subjects <= 94:
         raise bad_input("--n-subjects", f"the Localizer has 94 subjects, got {args.n_subjects}")
     if args.data_dir is not None and args.data_dir.exists() and not args.data_dir.is_dir():
         raise bad_input(f"--data-dir {args.data_dir}", "is not a folder")
-    if args.estimation != "ols":
-        from .workflows import init_localizer_variance_wf
-
-        return init_localizer_variance_wf(out_dir, n_subjects=args.n_subjects,
-                                          data_dir=args.data_dir, estimation=args.estimation,
-                                          command=command, **analysis_options(args))
     return init_localizer_wf(out_dir, n_subjects=args.n_subjects, data_dir=args.data_dir,
-                             command=command, **analysis_options(args),
-                             **permutation_options(args))
+                             estimation=args.estimation, command=command,
+                             **analysis_options(args))
 
 
 def run(args):

@@ -40,8 +40,8 @@ def fit(folder, data, estimation="ols", contrasts=(), **design):
         source = {"residual_variance": est.residual_variance}
     else:
         est = run_in(folder / "estimate", ifc.EstimateMixedEffects(
-            in_files=d.in_files, variance_files=d.variance_files,
-            design_matrix=d.design_matrix, mask_file=mask, method=estimation))
+            design_matrix=d.design_matrix, mask_file=mask, method=estimation,
+            **masked_files(folder, d, mask)))
         source = {"cov_beta": est.cov_beta}
         if estimation == "mixed":
             source["kenward_roger"] = est.kenward_roger
@@ -51,6 +51,14 @@ def fit(folder, data, estimation="ols", contrasts=(), **design):
             beta=est.beta, dof=est.dof, design_matrix=d.design_matrix, mask_file=mask,
             contrast=spec, **source))
     return d, out
+
+
+def masked_files(folder, d, mask):
+    """The MaskedData files of the effect and variance maps, as EstimateMixedEffects takes them."""
+    data = run_in(folder / "masked_data", ifc.MaskedData(in_files=d.in_files, mask_file=mask))
+    variances = run_in(folder / "masked_variances", ifc.MaskedData(in_files=d.variance_files,
+                                                                   mask_file=mask))
+    return {"data_file": data.data_file, "variance_data_file": variances.data_file}
 
 
 def values(img, mask):
@@ -207,8 +215,7 @@ def test_mixed_effects_weights_precise_maps_more(tmp_path, data):
     d = run_in(tmp_path / "design", ifc.GroupDesign(inputs_table=str(table), variances=True,
                                                     conditions=["a"]))
     est = run_in(tmp_path / "est", ifc.EstimateMixedEffects(
-        in_files=d.in_files, variance_files=d.variance_files, design_matrix=d.design_matrix,
-        mask_file=mask))
+        design_matrix=d.design_matrix, mask_file=mask, **masked_files(tmp_path, d, mask)))
     assert est.dof == 11 and est.n_not_converged == 0
     sigma2 = values(est.between_subject_variance, mask)
     assert np.all(sigma2 >= 0) and sigma2.mean() > 0.3  # true between-subject variance ~1
@@ -287,17 +294,19 @@ def test_maps_of_other_dimensionality_or_unreadable_are_errors(tmp_path, data):
 
 
 def test_variance_from_t_maps(tmp_path):
+    from nipype_secondlevel.interfaces.fetching import write_variance_maps
+
     rng = np.random.default_rng(0)
     effect = rng.normal(size=SHAPE)
     t = rng.normal(size=SHAPE)
     t[0, 0, 0] = 0.0
     write_map(tmp_path / "c.nii.gz", effect)
     write_map(tmp_path / "t.nii.gz", t)
-    pd.DataFrame({"subject": ["s1"], "condition": ["a"], "path": ["c.nii.gz"],
-                  "tmap_path": ["t.nii.gz"]}).to_csv(tmp_path / "in.tsv", sep="\t", index=False)
-    out = run_in(tmp_path / "node", ifc.VarianceFromTMaps(inputs_table=str(tmp_path / "in.tsv")))
-    table = pd.read_csv(out.inputs_table, sep="\t")
-    variance = nib.load(table["variance_path"][0]).get_fdata()
+    table = pd.DataFrame({"subject": ["s1"], "condition": ["a"],
+                          "path": [str(tmp_path / "c.nii.gz")],
+                          "tmap_path": [str(tmp_path / "t.nii.gz")]})
+    (written,) = write_variance_maps(table, tmp_path)
+    variance = nib.load(written).get_fdata()
     e32, t32 = effect.astype(np.float32), t.astype(np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
         expected = (e32.astype(float) / t32) ** 2
@@ -329,8 +338,7 @@ def test_mixed_effects_t_contrast_uses_kenward_roger(tmp_path, data):
     d = run_in(tmp_path / "design", ifc.GroupDesign(inputs_table=str(table), variances=True,
                                                     conditions=["a"]))
     est = run_in(tmp_path / "est", ifc.EstimateMixedEffects(
-        in_files=d.in_files, variance_files=d.variance_files, design_matrix=d.design_matrix,
-        mask_file=mask))
+        design_matrix=d.design_matrix, mask_file=mask, **masked_files(tmp_path, d, mask)))
     common = {"beta": est.beta, "cov_beta": est.cov_beta, "dof": est.dof,
               "design_matrix": d.design_matrix, "mask_file": mask, "weights": [1.0]}
     kr = run_in(tmp_path / "kr", ifc.Contrast(kenward_roger=est.kenward_roger, **common))

@@ -151,7 +151,7 @@ def test_localizer_with_mixed_effects_uses_the_t_maps(tmp_path, monkeypatch):
     out = tmp_path / "out"
     assert (out / "contrast-verticalVsHorizontal_stat-z_statmap.nii.gz").exists()
     assert (out / "desc-mixed_betweenSubjectVariance.nii.gz").exists()
-    inputs = pd.read_csv(tmp_path / "work/localizer_wf/variances/inputs.tsv", sep="\t")
+    inputs = pd.read_csv(tmp_path / "work/localizer_wf/fetch/inputs.tsv", sep="\t")
     c = nib.load(inputs["path"][0]).get_fdata()
     t = nib.load(inputs["tmap_path"][0]).get_fdata()
     v = nib.load(inputs["variance_path"][0]).get_fdata()

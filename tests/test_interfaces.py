@@ -65,8 +65,9 @@ def test_other_mask_strategies(tmp_path, simulated):
 
 
 def test_paired_design_columns_and_row_order(tmp_path, simulated):
-    out = run_in(tmp_path, ifc.PairedDesign(
-        inputs_table=simulated.inputs_table, conditions=["vertical", "horizontal"]))
+    out = run_in(tmp_path, ifc.GroupDesign(
+        inputs_table=simulated.inputs_table, design="paired",
+        conditions=["vertical", "horizontal"]))
     design = pd.read_csv(out.design_matrix, sep="\t")
     assert list(design.columns) == ["vertical_vs_horizontal"] + [f"S{i:02d}" for i in range(1, 17)]
     np.testing.assert_array_equal(design.iloc[:, 0], [1] * 16 + [0] * 16)
@@ -82,15 +83,16 @@ def test_paired_design_refuses_unequal_conditions(tmp_path, simulated):
     table.to_csv(path, sep="\t", index=False)
     with pytest.raises(Exception, match=r"'vertical' has 16 maps and 'horizontal' has 15 "
                                          r"\(only in 'vertical': S03\)"):
-        run_in(tmp_path, ifc.PairedDesign(inputs_table=str(path),
-                                          conditions=["vertical", "horizontal"]))
+        run_in(tmp_path, ifc.GroupDesign(inputs_table=str(path), design="paired",
+                                         conditions=["vertical", "horizontal"]))
 
 
 @pytest.fixture(scope="module")
 def estimated(tmp_path_factory, simulated):
     base = tmp_path_factory.mktemp("estimated")
-    design = run_in(base / "design", ifc.PairedDesign(
-        inputs_table=simulated.inputs_table, conditions=["vertical", "horizontal"]))
+    design = run_in(base / "design", ifc.GroupDesign(
+        inputs_table=simulated.inputs_table, design="paired",
+        conditions=["vertical", "horizontal"]))
     mask = run_in(base / "mask", ifc.GroupMask(in_files=design.in_files))
     estimate = run_in(base / "estimate", ifc.EstimateOLS(
         in_files=design.in_files, design_matrix=design.design_matrix,

@@ -87,7 +87,7 @@ def test_report_has_every_section(report, demo_run):
     assert len(inputs) == 32
     for path in inputs.path[:3]:
         assert hashlib.sha256(Path(path).read_bytes()).hexdigest() in words
-    for node in ("simulate", *(f"paired_two_sample_wf.{n}" for n in ANALYSIS_NODES)):
+    for node in ("simulate", *(f"group_analysis_wf.{n}" for n in ANALYSIS_NODES)):
         assert f"demo_wf.{node}" in words
     # A cold run: every node ran in the run that built the report.
     assert "from the cache</td>" not in text
@@ -152,7 +152,7 @@ def test_report_says_which_nodes_ran_after_a_threshold_change(demo_run, tmp_path
     rows = {}
     for line in text.split("<tr>"):
         for node in ANALYSIS_NODES:
-            if f"<td>demo_wf.paired_two_sample_wf.{node}</td>" in line:
+            if f"<td>demo_wf.group_analysis_wf.{node}</td>" in line:
                 rows[node] = "ran in this run" in line
     assert rows == {n: n in ("threshold", "plot") for n in ANALYSIS_NODES}
     meta = json.loads(

@@ -12,7 +12,7 @@ from nipype_secondlevel.runtime.execution import WorkflowFailed, run_workflow
 from nipype_secondlevel.workflows import init_demo_wf
 
 pytestmark = pytest.mark.slurm
-ANALYSIS = "demo_wf.paired_two_sample_wf"
+ANALYSIS = "demo_wf.group_analysis_wf"
 
 
 def maps_of(out_dir):
@@ -30,7 +30,7 @@ def test_demo_on_slurm_gives_the_local_numbers(slurm_cluster, demo_run, tmp_path
     for name, data in reference.items():
         np.testing.assert_array_equal(ours[name], data, err_msg=name)
     # The estimation node's memory hint became an sbatch option of its job.
-    estimate = tmp_path / "work" / "demo_wf" / "paired_two_sample_wf" / "estimate"
+    estimate = tmp_path / "work" / "demo_wf" / "group_analysis_wf" / "estimate"
     assert estimate.is_dir()
 
 
@@ -38,20 +38,21 @@ def test_demo_on_slurm_gives_the_local_numbers(slurm_cluster, demo_run, tmp_path
 def test_failed_node_is_named_and_rerun_resumes(slurm_cluster, tmp_path, plugin):
     work, out = tmp_path / "work", tmp_path / "out"
     with pytest.raises(WorkflowFailed) as failure:
-        run_workflow(init_demo_wf(str(out), contrast="diagonal"), work, plugin=plugin,
+        run_workflow(init_demo_wf(str(out), contrasts=["diagonal"]), work, plugin=plugin,
                      progress=False, poll_interval=0.2)
     report = str(failure.value)
-    assert f"{ANALYSIS}.contrast" in report
+    # The contrasts are checked against the design before anything is estimated.
+    assert f"{ANALYSIS}.contrast_specs" in report
     assert "contrast 'diagonal'" in report  # the node's own error line
     assert "crash" in report and "slurm-" in report  # where the crash file and log are
     if plugin == "SLURMGraph":  # dependents are reported, not left pending
-        assert f"NOT RUN {ANALYSIS}.threshold" in report
+        assert f"NOT RUN {ANALYSIS}.contrast" in report
     assert not out.exists()
     # After the fix only the failed node and what depends on it run.
-    summary = run_workflow(init_demo_wf(str(out), contrast="vertical_vs_horizontal"), work,
+    summary = run_workflow(init_demo_wf(str(out), contrasts=["vertical_vs_horizontal"]), work,
                            plugin=plugin, progress=False, poll_interval=0.2)
     assert set(summary.executed) == {
-        f"{ANALYSIS}.contrast", f"{ANALYSIS}.threshold", f"{ANALYSIS}.plot",
+        f"{ANALYSIS}.contrast_specs", f"{ANALYSIS}.contrast", f"{ANALYSIS}.threshold", f"{ANALYSIS}.plot",
         "demo_wf.report", "demo_wf.collect_outputs", "demo_wf.sink",
     }
     assert (out / "contrast-verticalVsHorizontal_stat-z_statmap.nii.gz").exists()

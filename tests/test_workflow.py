@@ -20,14 +20,16 @@ EXPECTED_OUTPUTS = {
     "desc-group_mask.nii.gz",
     "desc-truth_mask.nii.gz",
     "report.html",
+    "desc-group_mask.json",
+    "desc-truth_mask.json",
 } | {  # JSON sidecars of the maps
     f"contrast-{LABEL}_stat-{s}_statmap.json" for s in ("z", "t", "p", "effect", "variance")
 } | {f"contrast-{LABEL}_stat-z_desc-thresholded_statmap.json"}
 ALL_NODES = {
     "demo_wf.simulate", "demo_wf.collect_outputs", "demo_wf.sink", "demo_wf.report",
-    *(f"demo_wf.paired_two_sample_wf.{n}"
-      for n in ("design", "mask", "masked_data", "estimate", "contrast", "threshold",
-                "plot")),
+    *(f"demo_wf.group_analysis_wf.{n}"
+      for n in ("design", "contrast_specs", "resample", "mask", "masked_data", "estimate",
+                "contrast", "threshold", "plot")),
 }
 
 
@@ -101,7 +103,7 @@ def test_changing_the_threshold_reruns_only_what_depends_on_it(demo_run, tmp_pat
     summary = run_workflow(init_demo_wf(str(tmp_path / "out"), threshold=4.0), work_dir,
                            progress=False)
     assert set(summary.executed) == {
-        "demo_wf.paired_two_sample_wf.threshold", "demo_wf.paired_two_sample_wf.plot",
+        "demo_wf.group_analysis_wf.threshold", "demo_wf.group_analysis_wf.plot",
         "demo_wf.report", "demo_wf.collect_outputs", "demo_wf.sink",
     }
     thresholded = load(tmp_path / "out", f"contrast-{LABEL}_stat-z_desc-thresholded_statmap.nii.gz")
@@ -122,8 +124,8 @@ def test_multiproc_gives_the_same_maps(demo_run, tmp_path):
 def test_analysis_workflow_has_identity_boundaries(field):
     from nipype.interfaces.utility import IdentityInterface
 
-    from nipype_secondlevel.workflows import init_paired_two_sample_wf
+    from nipype_secondlevel.workflows import init_group_analysis_wf
 
-    wf = init_paired_two_sample_wf(name="custom_wf")
+    wf = init_group_analysis_wf(name="custom_wf")
     assert wf.name == "custom_wf"
     assert isinstance(wf.get_node(field).interface, IdentityInterface)

@@ -22,8 +22,8 @@ from nipype_secondlevel.interfaces import (
     EstimateOLS,
     FetchLocalizer,
     GlassBrain,
+    GroupDesign,
     GroupMask,
-    PairedDesign,
     SimulatePaired,
     Threshold,
 )
@@ -39,7 +39,8 @@ else:
                        conditions=["vertical", "horizontal"], n_subjects=16),
         name="fetch",
     )
-design = pe.Node(PairedDesign(conditions=["vertical", "horizontal"]), name="design")
+design = pe.Node(GroupDesign(design="paired", conditions=["vertical", "horizontal"]),
+                 name="design")
 mask = pe.Node(GroupMask(), name="mask")
 estimate = pe.Node(EstimateOLS(), name="estimate")
 contrast = pe.Node(Contrast(contrast="vertical_vs_horizontal"), name="contrast")

@@ -2,7 +2,6 @@
 
 from .contrasts import Contrast
 from .data import MaskedData
-from .design import PairedDesign
 from .estimation import EstimateOLS
 from .fetching import FetchLocalizer
 from .group_design import ContrastSpecs, GroupDesign
@@ -14,7 +13,6 @@ from .resampling import ResampleMaps
 from .simulation import SimulatePaired
 from .sink import DerivativesSink
 from .thresholding import Threshold
-from .variances import VarianceFromTMaps
 
 __all__ = [
     "Contrast",
@@ -28,9 +26,7 @@ __all__ = [
     "GroupMask",
     "HTMLReport",
     "MaskedData",
-    "PairedDesign",
     "ResampleMaps",
     "SimulatePaired",
     "Threshold",
-    "VarianceFromTMaps",
 ]

@@ -45,7 +45,8 @@ class DerivativesSink(SimpleInterface):
     def _run_interface(self, runtime):
         out_dir = Path(self.inputs.out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        sources = list(self.inputs.in_files)
+        # A file given twice (e.g. a map that is also in a list of maps) is exported once.
+        sources = list(dict.fromkeys(str(f) for f in self.inputs.in_files))
         sources += [s for s in dict.fromkeys(str(sidecar_path(f)) for f in sources)
                     if s not in sources and Path(s).exists()]
         names = [Path(f).name for f in sources]

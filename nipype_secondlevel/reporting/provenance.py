@@ -79,6 +79,23 @@ def _plain_inputs(inputs):
     return plain
 
 
+def _times(runtime):
+    """(started, finished, seconds, hostname) of a node's runtime record.
+
+    A MapNode's record is a list, one per item: it started with the first
+    item, finished with the last, and took the items' total time.
+    """
+    if not isinstance(runtime, list):
+        return (getattr(runtime, "startTime", None), getattr(runtime, "endTime", None),
+                getattr(runtime, "duration", None), getattr(runtime, "hostname", None))
+    items = [_times(item) for item in runtime]
+    starts = [t[0] for t in items if t[0]]
+    ends = [t[1] for t in items if t[1]]
+    seconds = [t[2] for t in items if t[2] is not None]
+    return (min(starts, default=None), max(ends, default=None),
+            sum(seconds) if seconds else None, next((t[3] for t in items if t[3]), None))
+
+
 def node_runs(workflow_dir, node_folders, run_started=None):
     """Run time and cache status of nodes, read from their nipype result files.
 
@@ -108,17 +125,15 @@ def node_runs(workflow_dir, node_folders, run_started=None):
             # unreadable, or written by another nipype version
             runs.append(NodeRun(name, "unknown"))
             continue
-        finished = getattr(runtime, "endTime", None)
+        started, finished, seconds, hostname = _times(runtime)
         end = _epoch(finished)
         if run_started is None or end is None:
             status = "unknown"
         else:
             status = "ran" if end >= run_started - 0.01 else "cached"
         runs.append(NodeRun(
-            name, status, seconds=getattr(runtime, "duration", None),
-            started=getattr(runtime, "startTime", None), finished=finished,
-            hostname=getattr(runtime, "hostname", None),
-            inputs=_plain_inputs(getattr(result, "inputs", None)),
+            name, status, seconds=seconds, started=started, finished=finished,
+            hostname=hostname, inputs=_plain_inputs(getattr(result, "inputs", None)),
         ))
     # In the order they ran; nodes with no result last.
     return sorted(runs, key=lambda r: (r.started is None, r.started or "", r.name))

@@ -1,4 +1,10 @@
-"""Any group design: inputs table -> design -> grid -> mask -> one estimate -> contrasts."""
+"""The one group analysis: design -> grid -> mask -> masked data -> estimate -> contrasts.
+
+Every design (one-sample, paired, two-sample, covariates, a user's design file)
+and every inference (height thresholds, FDR, Bonferroni, permutation tests)
+goes through :func:`init_group_analysis_wf`; the demo and the Localizer are data
+sources feeding it (see :mod:`nipype_secondlevel.workflows.pipelines`).
+"""
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
@@ -7,97 +13,134 @@ from ..design.matrices import DESIGNS
 from ..interfaces import (
     Contrast,
     ContrastSpecs,
-    DerivativesSink,
     EstimateMixedEffects,
     EstimateOLS,
-    FetchLocalizer,
     GlassBrain,
     GroupDesign,
     GroupMask,
     MaskedData,
     ResampleMaps,
     Threshold,
-    VarianceFromTMaps,
 )
-from .reporting import add_report, all_parameters, call_text
+from ..io.errors import bad_input
+from .inference import PERMUTATION_CORRECTIONS, init_permutation_wf
 
 ESTIMATIONS = ("ols", "mixed", "fixed")
+#: ``correction`` values: a height threshold (none), a parametric correction of it
+#: (fdr, bonferroni) or a permutation test (the others).
+CORRECTIONS = ("none", "fdr", "bonferroni", *PERMUTATION_CORRECTIONS)
+PERM_SCHEMES = ("auto", "sign-flip", "permute")
 
+INPUT_FIELDS = ["inputs_table"]
 OUTPUT_FIELDS = [
-    "design_matrix",
-    "design_plot",
-    "in_files",
-    "variance_files",
-    "resampled",
-    "mask_file",
-    "beta",
-    "dof",
-    "between_subject_variance",
-    "contrast_names",
-    "stat_types",
-    "stat_maps",
-    "z_maps",
-    "contrast_files",
-    "thresholded_maps",
-    "cluster_tables",
-    "z_thresholds",
-    "glass_brains",
-]
-
-#: outputnode fields exported by :func:`init_group_pipeline_wf` (lists are flattened).
-EXPORTED = [
-    "design_matrix",
-    "design_plot",
-    "mask_file",
-    "contrast_files",
-    "thresholded_maps",
-    "cluster_tables",
-    "glass_brains",
+    # the design, the data and the one estimate
+    "design_matrix", "design_plot", "blocks", "in_files", "variance_files", "resampled",
+    "mask_file", "data_file", "beta", "residual_variance", "dof", "between_subject_variance",
+    # one list item per contrast, in contrast order
+    "contrast_names", "stat_types", "stat_maps", "z_maps", "contrast_files",
+    "thresholded_maps", "cluster_tables", "z_thresholds", "glass_brains",
+    # permutation tests (with a permutation correction)
+    "logp_maps", "corrected_logp", "null_distributions", "corrected_maps",
+    "corrected_cluster_tables",
+    # the map that decides significance and its clusters: corrected_maps and
+    # corrected_cluster_tables with a permutation correction, else thresholded_maps
+    # and cluster_tables
+    "significance_maps", "significance_cluster_tables",
 ]
 
 
-#: Report inputs -> outputnode fields of :func:`init_group_analysis_wf`.
-GROUP_REPORT_FIELDS = {
-    "design_matrix": "design_matrix",
-    "design_plot": "design_plot",
-    "mask_file": "mask_file",
-    "stat_maps": "z_maps",
-    "thresholded_maps": "thresholded_maps",
-    "cluster_tables": "cluster_tables",
-    "glass_brains": "glass_brains",
-}
+def permutation_model(design, covariates=()):
+    """The model of :func:`init_permutation_wf` for a design type.
+
+    paired: sign flips of each subject's difference; one-sample without
+    covariates: sign flips of the maps; anything else: the general linear
+    model (Freedman-Lane).
+    """
+    if design == "paired":
+        return "paired"
+    if design == "one-sample" and not covariates:
+        return "one-sample"
+    return "glm"
+
+
+def _check_options(design, estimation, correction, height_control, perm_scheme,
+                   exchangeability_blocks):
+    """One-line errors for options that cannot go together; returns the height control."""
+    if design not in DESIGNS:
+        raise bad_input("design", f"must be one of {', '.join(DESIGNS)}, got {design!r}")
+    if estimation not in ESTIMATIONS:
+        raise bad_input("estimation", f"must be one of {', '.join(ESTIMATIONS)}, "
+                        f"got {estimation!r}")
+    if correction not in CORRECTIONS:
+        raise bad_input("correction", f"must be one of {', '.join(CORRECTIONS)}, "
+                        f"got {correction!r}")
+    if perm_scheme not in PERM_SCHEMES:
+        raise bad_input("perm_scheme", f"must be one of {', '.join(PERM_SCHEMES)}, "
+                        f"got {perm_scheme!r}")
+    permutations = correction in PERMUTATION_CORRECTIONS
+    if permutations and estimation != "ols":
+        raise bad_input(f"--correction {correction}", f"permutation tests need --estimation "
+                        f"ols: with {estimation} effects every map has its own first-level "
+                        "variance, so the maps are not exchangeable and permuting them "
+                        "gives no valid p; use --correction none, fdr or bonferroni with "
+                        f"--estimation {estimation}")
+    if exchangeability_blocks and not permutations:
+        raise bad_input(f"--exchangeability-blocks {exchangeability_blocks}",
+                        "blocks are used by permutation tests only (--correction "
+                        f"{', '.join(PERMUTATION_CORRECTIONS)})")
+    if correction in ("fdr", "bonferroni"):
+        if height_control not in ("none", correction):
+            raise bad_input(f"--correction {correction}",
+                            f"conflicts with --height-control {height_control}")
+        return correction
+    return height_control
 
 
 def init_group_analysis_wf(
-    design="one-sample",
+    *,
+    design: str = "one-sample",
     conditions=None,
     groups=None,
     covariates=(),
-    center_covariates=True,
+    center_covariates: bool = True,
     design_file=None,
     contrasts=None,
-    estimation="ols",
-    first_level_dof=100.0,
+    estimation: str = "ols",
+    first_level_dof: float = 100.0,
     reference_map=None,
-    mask_strategy="nilearn",
-    height_control="none",
-    threshold=3.1,
-    alpha=0.001,
-    cluster_size=0,
-    two_sided=True,
-    mem_gb=1.0,
-    name="group_analysis_wf",
+    mask_strategy: str = "nilearn",
+    height_control: str = "none",
+    threshold: float = 3.1,
+    alpha: float = 0.001,
+    cluster_size: int = 0,
+    two_sided: bool = True,
+    correction: str = "none",
+    n_perm: int = 10000,
+    n_chunks: int = 1,
+    perm_seed: int = 0,
+    cluster_forming_p: float = 0.001,
+    perm_scheme: str = "auto",
+    exchangeability_blocks=None,
+    mem_gb: float = 1.0,
+    name: str = "group_analysis_wf",
 ):
     """Any group design, estimated once, with any number of t and F contrasts.
 
-    Nodes: ``design`` (:class:`GroupDesign`) -> ``contrast_specs`` (checks the
-    contrasts against the design before anything is estimated) ->
-    ``resample`` (maps not on the reference grid are resampled, with a
-    warning) -> ``mask`` -> ``estimate`` (OLS on the masked data, or
+    Nodes, in the order the data flows: ``design`` (:class:`GroupDesign`: the
+    design matrix, the maps and the exchangeability blocks in design row order)
+    -> ``contrast_specs`` (checks the contrasts against the design before
+    anything is estimated) -> ``resample`` (maps not on the reference grid are
+    resampled, with a warning) -> ``mask`` -> ``masked_data`` (the maps' masked
+    values, one ``.npy`` read in voxel chunks; with mixed or fixed effects also
+    ``masked_variances``) -> ``estimate`` (:class:`EstimateOLS`, or
     :class:`EstimateMixedEffects` with the first-level variances) ->
-    ``contrast``, ``threshold`` and ``plot``, MapNodes over the contrasts:
-    each contrast is computed from the one estimate and cached on its own, so
-    adding a contrast computes only that one.
+    ``contrast``, ``threshold`` and ``plot``, MapNodes over the contrasts: each
+    contrast is computed from the one estimate and cached on its own, so adding
+    a contrast computes only that one. With a permutation ``correction`` the
+    ``permutation_wf`` sub-workflow
+    (:func:`~nipype_secondlevel.workflows.inference.init_permutation_wf`) tests
+    every contrast and the figures show its significant maps; the parametric
+    thresholded maps are still computed.
 
     Parameters
     ----------
@@ -110,43 +153,61 @@ def init_group_analysis_wf(
         two-sample: first group minus second; paired: the condition column;
         file: the first column).
     estimation : {"ols", "mixed", "fixed"}
-        ols: ordinary least squares; mixed: REML between-subject variance with
-        the first-level variances (FLAME1-like; t contrasts with Kenward-Roger
-        covariance and dof, F contrasts on n - rank X); fixed: fixed
-        effects (nilearn's compute_fixed_effects). mixed and fixed need a
-        ``variance_path`` column.
+        ols: ordinary least squares (nilearn's SecondLevelModel); mixed: REML
+        between-subject variance with the first-level variances (FLAME1-like;
+        t contrasts with Kenward-Roger covariance and per-voxel dof, F
+        contrasts on n - rank X); fixed: fixed effects (nilearn's
+        compute_fixed_effects). mixed and fixed need a ``variance_path`` column.
     first_level_dof : float
         fixed: dof of each first-level map (nilearn's default 100).
     reference_map : path or None
         Grid of the analysis (default: the first map).
-    mask_strategy, height_control, threshold, alpha, cluster_size, two_sided
-        As :func:`init_paired_two_sample_wf`. F contrasts are thresholded on
-        the positive side only.
+    mask_strategy : {"nilearn", "mni152", "coverage"}
+        How the group mask is made (see :class:`GroupMask`).
+    height_control, threshold, alpha, cluster_size, two_sided
+        Thresholds (see :class:`Threshold`); F contrasts are thresholded on the
+        positive side only. ``alpha`` is also the family-wise level of the
+        permutation tests.
+    correction : {"none", "fdr", "bonferroni", "maxT", "cluster-size", "cluster-mass", "tfce"}
+        fdr, bonferroni: the height control of the thresholds; the others:
+        permutation tests, ols only.
+    n_perm, n_chunks, perm_seed, cluster_forming_p, perm_scheme
+        Permutation tests: patterns (exhaustive when they number no more),
+        jobs, seed, cluster-forming p, and the scheme ("auto": sign flips for
+        one-sample and paired designs, permutations for the others, see
+        :func:`~nipype_secondlevel.workflows.inference.init_permutation_wf`).
+    exchangeability_blocks : str or None
+        Inputs-table column of the exchangeability blocks (permutation tests).
     mem_gb : float
-        Memory budget of the estimation (voxels fitted at a time) and its hint.
+        Memory budget (GiB) of the estimation and the permutations (voxels
+        processed at a time) and their nodes' hints; results do not depend on it.
+    name : str
+        Workflow name.
 
     Inputs (``inputnode``)
     ----------------------
     inputs_table
+        TSV: subject, path, condition and/or group, optional variance_path,
+        covariates and block columns.
 
     Outputs (``outputnode``)
     ------------------------
-    design_matrix, design_plot, in_files, variance_files, resampled, mask_file,
-    beta, dof, between_subject_variance (mixed/fixed); one list item per
-    contrast: contrast_names, stat_types, stat_maps, z_maps, contrast_files
-    (every map of the contrast), thresholded_maps, cluster_tables,
-    z_thresholds, glass_brains
+    design_matrix, design_plot, blocks, in_files, variance_files, resampled,
+    mask_file, data_file, beta, residual_variance (ols), dof,
+    between_subject_variance (mixed, fixed); one list item per contrast:
+    contrast_names, stat_types, stat_maps, z_maps, contrast_files (every map of
+    the contrast), thresholded_maps, cluster_tables, z_thresholds,
+    glass_brains; with a permutation correction logp_maps, corrected_logp,
+    null_distributions, corrected_maps, corrected_cluster_tables; and
+    significance_maps, significance_cluster_tables: the maps deciding
+    significance (corrected_maps with permutations, else thresholded_maps).
     """
-    from ..io.errors import bad_input
-
-    if design not in DESIGNS:
-        raise bad_input("design", f"must be one of {', '.join(DESIGNS)}, got {design!r}")
-    if estimation not in ESTIMATIONS:
-        raise bad_input("estimation", f"must be one of {', '.join(ESTIMATIONS)}, "
-                        f"got {estimation!r}")
+    height_control = _check_options(design, estimation, correction, height_control,
+                                    perm_scheme, exchangeability_blocks)
     weighted = estimation != "ols"
+    permutations = correction in PERMUTATION_CORRECTIONS
     workflow = pe.Workflow(name=name)
-    inputnode = pe.Node(niu.IdentityInterface(fields=["inputs_table"]), name="inputnode")
+    inputnode = pe.Node(niu.IdentityInterface(fields=INPUT_FIELDS), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=OUTPUT_FIELDS), name="outputnode")
 
     design_node = pe.Node(
@@ -154,10 +215,13 @@ def init_group_analysis_wf(
         name="design",
     )
     for field, value in (("conditions", conditions), ("groups", groups),
-                         ("covariates", covariates), ("design_file", design_file)):
+                         ("covariates", covariates)):
         if value:
-            setattr(design_node.inputs, field,
-                    str(value) if field == "design_file" else [str(v) for v in value])
+            setattr(design_node.inputs, field, [str(v) for v in value])
+    if design_file:
+        design_node.inputs.design_file = str(design_file)
+    if exchangeability_blocks:
+        design_node.inputs.exchangeability_blocks = str(exchangeability_blocks)
     specs = pe.Node(ContrastSpecs(two_sided=two_sided), name="contrast_specs")
     if contrasts:
         specs.inputs.contrasts = [str(c) for c in contrasts]
@@ -165,6 +229,17 @@ def init_group_analysis_wf(
     if reference_map:
         resample.inputs.reference = str(reference_map)
     mask = pe.Node(GroupMask(strategy=mask_strategy), name="mask")
+    # The maps' masked values written once (n_maps x n_voxels .npy); the estimate
+    # and the permutations read voxel chunks of it.
+    data = pe.Node(MaskedData(), name="masked_data", mem_gb=0.5)
+    if weighted:
+        estimate = pe.Node(
+            EstimateMixedEffects(method=estimation, first_level_dof=first_level_dof,
+                                 mem_gb=mem_gb),
+            name="estimate", mem_gb=mem_gb,
+        )
+    else:
+        estimate = pe.Node(EstimateOLS(mem_gb=mem_gb), name="estimate", mem_gb=mem_gb)
     contrast = pe.MapNode(Contrast(), iterfield=["contrast"], name="contrast")
     threshold_node = pe.MapNode(
         Threshold(height_control=height_control, threshold=threshold, alpha=alpha,
@@ -173,7 +248,8 @@ def init_group_analysis_wf(
         name="threshold",
     )
     plot = pe.MapNode(
-        GlassBrain(), iterfield=["stat_map", "threshold", "contrast_name"], name="plot"
+        GlassBrain(), iterfield=["stat_map", "threshold", "contrast_name", "title"],
+        name="plot",
     )
 
     # fmt: off
@@ -181,21 +257,30 @@ def init_group_analysis_wf(
         (inputnode, design_node, [("inputs_table", "inputs_table")]),
         (design_node, specs, [("design_matrix", "design_matrix"),
                               ("default_contrasts", "default_contrasts")]),
-        (design_node, resample, [("in_files", "in_files")]),
+        # variance_files is undefined (and unused) without variances
+        (design_node, resample, [("in_files", "in_files"),
+                                 ("variance_files", "variance_files")]),
         (resample, mask, [("out_files", "in_files")]),
+        (resample, data, [("out_files", "in_files")]),
+        (mask, data, [("mask_file", "mask_file")]),
+        (data, estimate, [("data_file", "data_file")]),
+        (design_node, estimate, [("design_matrix", "design_matrix")]),
+        (mask, estimate, [("mask_file", "mask_file")]),
         (specs, contrast, [("contrasts", "contrast")]),
         (design_node, contrast, [("design_matrix", "design_matrix")]),
         (mask, contrast, [("mask_file", "mask_file")]),
+        (estimate, contrast, [("beta", "beta"), ("dof", "dof")]),
         (contrast, threshold_node, [("z_map", "z_map"), ("contrast_name", "contrast_name")]),
         (specs, threshold_node, [("two_sided", "two_sided")]),
         (mask, threshold_node, [("mask_file", "mask_file")]),
-        (threshold_node, plot, [("thresholded_map", "stat_map"),
-                                ("z_threshold", "threshold")]),
         (contrast, plot, [("contrast_name", "contrast_name")]),
         (design_node, outputnode, [("design_matrix", "design_matrix"),
-                                   ("design_plot", "design_plot")]),
-        (resample, outputnode, [("out_files", "in_files"), ("resampled", "resampled")]),
+                                   ("design_plot", "design_plot"), ("blocks", "blocks")]),
+        (resample, outputnode, [("out_files", "in_files"), ("resampled", "resampled"),
+                                ("variance_files", "variance_files")]),
         (mask, outputnode, [("mask_file", "mask_file")]),
+        (data, outputnode, [("data_file", "data_file")]),
+        (estimate, outputnode, [("beta", "beta"), ("dof", "dof")]),
         (contrast, outputnode, [("contrast_name", "contrast_names"),
                                 ("stat_type", "stat_types"),
                                 ("stat_map", "stat_maps"),
@@ -207,15 +292,11 @@ def init_group_analysis_wf(
         (plot, outputnode, [("out_file", "glass_brains")]),
     ])
     if weighted:
-        estimate = pe.Node(
-            EstimateMixedEffects(method=estimation, first_level_dof=first_level_dof),
-            name="estimate", mem_gb=mem_gb,
-        )
+        variances = pe.Node(MaskedData(), name="masked_variances", mem_gb=0.5)
         workflow.connect([
-            (design_node, resample, [("variance_files", "variance_files")]),
-            (resample, estimate, [("out_files", "in_files"),
-                                  ("variance_files", "variance_files")]),
-            (resample, outputnode, [("variance_files", "variance_files")]),
+            (resample, variances, [("variance_files", "in_files")]),
+            (mask, variances, [("mask_file", "mask_file")]),
+            (variances, estimate, [("data_file", "variance_data_file")]),
             (estimate, contrast, [("cov_beta", "cov_beta")]),
             *([(estimate, contrast, [("kenward_roger", "kenward_roger")])]
               if estimation == "mixed" else []),
@@ -223,84 +304,46 @@ def init_group_analysis_wf(
                                      "between_subject_variance")]),
         ])
     else:
-        # The maps' masked values written once, read in voxel chunks by the estimate.
-        data = pe.Node(MaskedData(), name="masked_data", mem_gb=0.5)
-        estimate = pe.Node(EstimateOLS(mem_gb=mem_gb), name="estimate", mem_gb=mem_gb)
         workflow.connect([
-            (resample, data, [("out_files", "in_files")]),
-            (mask, data, [("mask_file", "mask_file")]),
-            (data, estimate, [("data_file", "data_file")]),
             (estimate, contrast, [("residual_variance", "residual_variance")]),
+            (estimate, outputnode, [("residual_variance", "residual_variance")]),
         ])
+    if not permutations:
+        workflow.connect([
+            (threshold_node, plot, [("thresholded_map", "stat_map"),
+                                    ("z_threshold", "threshold"),
+                                    ("plot_title", "title")]),
+            (threshold_node, outputnode, [("thresholded_map", "significance_maps"),
+                                          ("cluster_table", "significance_cluster_tables")]),
+        ])
+        # fmt: on
+        return workflow
+
+    permutation = init_permutation_wf(
+        correction=correction, model=permutation_model(design, covariates),
+        scheme=perm_scheme, n_perm=n_perm, n_chunks=n_chunks, seed=perm_seed, alpha=alpha,
+        two_sided=two_sided, cluster_forming_p=cluster_forming_p, mem_gb=mem_gb,
+    )
     workflow.connect([
-        (design_node, estimate, [("design_matrix", "design_matrix")]),
-        (mask, estimate, [("mask_file", "mask_file")]),
-        (estimate, contrast, [("beta", "beta"), ("dof", "dof")]),
-        (estimate, outputnode, [("beta", "beta"), ("dof", "dof")]),
+        (data, permutation, [("data_file", "inputnode.data_file")]),
+        (design_node, permutation, [("design_matrix", "inputnode.design_matrix"),
+                                    ("blocks", "inputnode.blocks")]),
+        (mask, permutation, [("mask_file", "inputnode.mask_file")]),
+        (specs, permutation, [("contrasts", "inputnode.contrasts"),
+                              ("labels", "inputnode.contrast_names")]),
+        (contrast, permutation, [("z_map", "inputnode.z_maps")]),
+        (permutation, plot, [("outputnode.significant_maps", "stat_map"),
+                             ("outputnode.z_thresholds", "threshold"),
+                             ("outputnode.plot_titles", "title")]),
+        (permutation, outputnode, [
+            ("outputnode.logp_maps", "logp_maps"),
+            ("outputnode.corrected_logp", "corrected_logp"),
+            ("outputnode.null_distributions", "null_distributions"),
+            ("outputnode.significant_maps", "corrected_maps"),
+            ("outputnode.cluster_tables", "corrected_cluster_tables"),
+            ("outputnode.significant_maps", "significance_maps"),
+            ("outputnode.cluster_tables", "significance_cluster_tables"),
+        ]),
     ])
     # fmt: on
-    return workflow
-
-
-def init_group_pipeline_wf(out_dir, inputs_table=None, source=None, name="group_wf",
-                           command=None, **analysis):
-    """The group analysis of an inputs table, exported to ``out_dir``.
-
-    Parameters
-    ----------
-    out_dir : str
-        Output folder of the sink.
-    inputs_table : path or None
-        The user's inputs table (when there is no ``source``).
-    source : nipype Node or None
-        Node with an ``inputs_table`` output (e.g. a fetch), instead.
-    command : str or None
-        The command line, shown in the HTML report.
-    analysis
-        Keyword options of :func:`init_group_analysis_wf`.
-    """
-    workflow = pe.Workflow(name=name)
-    analysis_wf = init_group_analysis_wf(**analysis)
-    exports = list(EXPORTED)
-    if analysis.get("estimation", "ols") != "ols":
-        exports.append("between_subject_variance")
-    merge = pe.Node(niu.Merge(len(exports) + 1, ravel_inputs=True), name="collect_outputs",
-                    run_without_submitting=True)
-    sink = pe.Node(DerivativesSink(out_dir=str(out_dir)), name="sink",
-                   run_without_submitting=True)
-    if source is not None:
-        workflow.connect(source, "inputs_table", analysis_wf, "inputnode.inputs_table")
-    else:
-        analysis_wf.inputs.inputnode.inputs_table = str(inputs_table)
-    for i, field in enumerate(exports, start=1):
-        workflow.connect(analysis_wf, f"outputnode.{field}", merge, f"in{i}")
-    workflow.connect(merge, "out", sink, "in_files")
-    add_report(
-        workflow, source, analysis_wf, merge, f"in{len(exports) + 1}",
-        all_parameters(init_group_analysis_wf, analysis), command=command,
-        python_call=call_text("init_group_pipeline_wf", str(out_dir), inputs_table=inputs_table,
-                              name=name, **analysis),
-        after=[sink.name], fields=GROUP_REPORT_FIELDS, inputs_table=inputs_table,
-    )
-    return workflow
-
-
-def init_localizer_variance_wf(out_dir, n_subjects=16, data_dir=None, estimation="mixed",
-                               name="localizer_wf", **analysis):
-    """The reference Localizer analysis (paired, vertical vs horizontal) with
-    variance-weighted estimation.
-
-    The t maps are fetched with the contrast maps; each map's first-level
-    variance is (contrast / t)^2 (:class:`VarianceFromTMaps`).
-    """
-    fetch = pe.Node(FetchLocalizer(n_subjects=n_subjects, get_tmaps=True), name="fetch")
-    if data_dir is not None:
-        fetch.inputs.data_dir = str(data_dir)
-    variances = pe.Node(VarianceFromTMaps(), name="variances")
-    analysis.setdefault("conditions", ["vertical", "horizontal"])
-    analysis.setdefault("design", "paired")
-    workflow = init_group_pipeline_wf(
-        out_dir, source=variances, estimation=estimation, name=name, **analysis
-    )
-    workflow.connect(fetch, "inputs_table", variances, "inputs_table")
     return workflow

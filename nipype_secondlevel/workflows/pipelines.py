@@ -1,67 +1,84 @@
-"""Whole runs: a data source, the paired analysis and the export to a folder."""
+"""Whole runs: a data source (a table, the simulation, the Localizer), the one group
+analysis, the HTML report and the export to a folder."""
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from ..interfaces import DerivativesSink, FetchLocalizer, SimulatePaired
+from .group_analysis import init_group_analysis_wf
+from .inference import PERMUTATION_CORRECTIONS
 from .reporting import add_report, all_parameters, call_text
-from .second_level import init_paired_two_sample_wf
 
-#: outputnode fields of the analysis exported to the output folder.
+#: outputnode fields of the analysis exported to the output folder (lists are
+#: flattened; undefined fields, e.g. the between-subject variance of OLS, are skipped).
 EXPORTED = [
-    "z_map",
-    "t_map",
-    "p_map",
-    "effect_map",
-    "variance_map",
-    "thresholded_map",
-    "cluster_table",
-    "glass_brain",
     "design_matrix",
     "design_plot",
     "mask_file",
+    "contrast_files",
+    "thresholded_maps",
+    "cluster_tables",
+    "glass_brains",
+    "between_subject_variance",
 ]
 
-#: outputnode fields exported too when a permutation correction is asked for.
+#: outputnode fields exported too with a permutation correction.
 PERMUTATION_EXPORTS = [
-    "permutation_maps",
+    "logp_maps",
+    "corrected_logp",
     "null_distributions",
-    "corrected_map",
-    "corrected_cluster_table",
+    "corrected_maps",
+    "corrected_cluster_tables",
 ]
 
+#: The reference analysis: paired, vertical minus horizontal checkerboard.
+REFERENCE_DESIGN = {"design": "paired", "conditions": ["vertical", "horizontal"]}
 
-def init_paired_pipeline_wf(source, out_dir, extra_exports=(), name="pipeline_wf",
-                            report=True, command=None, python_call=None, **analysis):
-    """Connect a data source node (output ``inputs_table``) to the analysis and a sink.
+
+def init_group_pipeline_wf(out_dir, *, inputs_table=None, source=None, extra_exports=(),
+                           report=True, command=None, python_call=None, name="group_wf",
+                           **analysis):
+    """The group analysis of an inputs table (or a data source), exported to ``out_dir``.
 
     Parameters
     ----------
-    source : nipype Node
-        Node with an ``inputs_table`` output (e.g. FetchLocalizer, SimulatePaired).
     out_dir : str
         Output folder of the sink.
+    inputs_table : path or None
+        The user's inputs table (when there is no ``source``).
+    source : nipype Node or None
+        Node with an ``inputs_table`` output (e.g. SimulatePaired, FetchLocalizer),
+        instead.
     extra_exports : list of str
-        Outputs of ``source`` exported too.
+        Outputs of ``source`` exported too (e.g. the simulation's truth mask).
     report : bool
         Add a ``report`` node writing ``report.html`` (exported by the sink).
     command, python_call : str or None
         How the run was started, written in the report.
+    name : str
+        Workflow name.
     analysis
-        Keyword options of :func:`init_paired_two_sample_wf`.
+        Keyword options of :func:`init_group_analysis_wf`.
+
+    Nodes: the source (if any), ``group_analysis_wf``, ``report``,
+    ``collect_outputs`` (a Merge of every exported file) and ``sink``.
     """
     workflow = pe.Workflow(name=name)
-    analysis_wf = init_paired_two_sample_wf(**analysis)
-    exports = list(EXPORTED) + [f"source_{f}" for f in extra_exports]
-    if analysis.get("correction", "none") != "none":
+    analysis_wf = init_group_analysis_wf(**analysis)
+    exports = list(EXPORTED)
+    if analysis.get("correction", "none") in PERMUTATION_CORRECTIONS:
         exports += PERMUTATION_EXPORTS
+    exports += [f"source_{f}" for f in extra_exports]
     # Gathering and copying are quick: on a cluster they run in the submitting
     # process instead of waiting for a job each.
-    merge = pe.Node(niu.Merge(len(exports) + bool(report)), name="collect_outputs",
-                    run_without_submitting=True)
+    merge = pe.Node(niu.Merge(len(exports) + bool(report), ravel_inputs=True),
+                    name="collect_outputs", run_without_submitting=True)
     sink = pe.Node(DerivativesSink(out_dir=str(out_dir)), name="sink",
                    run_without_submitting=True)
-    workflow.connect(source, "inputs_table", analysis_wf, "inputnode.inputs_table")
+    if source is not None:
+        workflow.connect(source, "inputs_table", analysis_wf, "inputnode.inputs_table")
+    else:
+        analysis_wf.inputs.inputnode.inputs_table = str(inputs_table)
     for i, field in enumerate(exports, start=1):
         if field.startswith("source_"):
             workflow.connect(source, field[len("source_"):], merge, f"in{i}")
@@ -69,43 +86,59 @@ def init_paired_pipeline_wf(source, out_dir, extra_exports=(), name="pipeline_wf
             workflow.connect(analysis_wf, f"outputnode.{field}", merge, f"in{i}")
     workflow.connect(merge, "out", sink, "in_files")
     if report:
-        parameters = all_parameters(init_paired_two_sample_wf, analysis)
-        parameters.update({f"{source.name}.{k}": v
-                           for k, v in source.inputs.get_traitsfree().items()})
+        parameters = all_parameters(init_group_analysis_wf, analysis)
+        if source is not None:
+            parameters.update({f"{source.name}.{k}": v
+                               for k, v in source.inputs.get_traitsfree().items()})
         if python_call is None:
-            python_call = call_text("init_paired_pipeline_wf", f"<{source.name} node>",
-                                    str(out_dir), extra_exports=list(extra_exports),
-                                    name=name, **analysis)
+            python_call = call_text("init_group_pipeline_wf", str(out_dir),
+                                    inputs_table=inputs_table, name=name, **analysis)
         add_report(workflow, source, analysis_wf, merge, f"in{len(exports) + 1}", parameters,
-                   command=command, python_call=python_call, after=[sink.name])
+                   command=command, python_call=python_call, after=[sink.name],
+                   inputs_table=inputs_table)
     return workflow
+
+
+def _call(function, out_dir, options, analysis):
+    """The Python call of a pipeline, for its report."""
+    given = {k: v for k, v in analysis.items() if k not in ("command", "report", "python_call")}
+    return call_text(function, str(out_dir), **options, **given)
 
 
 def init_demo_wf(out_dir, n_subjects=16, seed=0, name="demo_wf", **analysis):
     """The reference analysis on the built-in simulated sample (no network).
 
-    Exports the analysis outputs plus the simulation's ground-truth mask.
+    The simulation (node ``simulate``, :class:`SimulatePaired`) feeds the
+    group analysis with the paired design (vertical minus horizontal); the
+    simulation's ground-truth mask is exported too. ``analysis``: options of
+    :func:`init_group_pipeline_wf` and :func:`init_group_analysis_wf`.
     """
     source = pe.Node(SimulatePaired(n_subjects=n_subjects, seed=seed), name="simulate")
-    analysis.setdefault("python_call", call_text(
-        "init_demo_wf", str(out_dir), n_subjects=n_subjects, seed=seed, name=name,
-        **{k: v for k, v in analysis.items() if k not in ("command", "report", "python_call")}))
-    return init_paired_pipeline_wf(
-        source, out_dir, extra_exports=["truth_mask"], name=name, **analysis
-    )
+    analysis.setdefault("python_call", _call(
+        "init_demo_wf", out_dir, {"n_subjects": n_subjects, "seed": seed, "name": name},
+        analysis))
+    return init_group_pipeline_wf(out_dir, source=source, extra_exports=["truth_mask"],
+                                  name=name, **{**REFERENCE_DESIGN, **analysis})
 
 
-def init_localizer_wf(
-    out_dir, n_subjects=16, data_dir=None, get_tmaps=False, name="localizer_wf", **analysis
-):
-    """The reference analysis on Brainomics/Localizer (vertical vs horizontal)."""
-    fetch = pe.Node(
-        FetchLocalizer(n_subjects=n_subjects, get_tmaps=get_tmaps), name="fetch"
-    )
+def init_localizer_wf(out_dir, n_subjects=16, data_dir=None, name="localizer_wf",
+                      **analysis):
+    """The reference analysis on Brainomics/Localizer (vertical vs horizontal checkerboard).
+
+    The fetch (node ``fetch``, :class:`FetchLocalizer`) feeds the group analysis
+    with the paired design. With ``estimation="mixed"`` or ``"fixed"`` the same
+    node also fetches the t maps and writes each map's first-level variance,
+    (contrast / t)^2, so the graph differs from the OLS one only in the
+    estimator (``estimate`` and ``masked_variances``).
+    """
+    fetch = pe.Node(FetchLocalizer(n_subjects=n_subjects,
+                                   variances=analysis.get("estimation", "ols") != "ols"),
+                    name="fetch")
     if data_dir is not None:
         fetch.inputs.data_dir = str(data_dir)
-    analysis.setdefault("python_call", call_text(
-        "init_localizer_wf", str(out_dir), n_subjects=n_subjects,
-        data_dir=None if data_dir is None else str(data_dir), get_tmaps=get_tmaps, name=name,
-        **{k: v for k, v in analysis.items() if k not in ("command", "report", "python_call")}))
-    return init_paired_pipeline_wf(source=fetch, out_dir=out_dir, name=name, **analysis)
+    analysis.setdefault("python_call", _call(
+        "init_localizer_wf", out_dir,
+        {"n_subjects": n_subjects, "data_dir": None if data_dir is None else str(data_dir),
+         "name": name}, analysis))
+    return init_group_pipeline_wf(out_dir, source=fetch, name=name,
+                                  **{**REFERENCE_DESIGN, **analysis})

@@ -65,20 +65,22 @@ def upstream_node_folders(workflow, exclude):
     return folders
 
 
-#: Report inputs -> outputnode fields of ``init_paired_two_sample_wf``.
-PAIRED_FIELDS = {
+#: Report inputs -> outputnode fields of ``init_group_analysis_wf``: per contrast,
+#: the map that decides significance (permutation-corrected or thresholded), its
+#: clusters and its glass brain.
+REPORT_FIELDS = {
     "design_matrix": "design_matrix",
     "design_plot": "design_plot",
     "mask_file": "mask_file",
-    "stat_maps": "z_map",
-    "thresholded_maps": "thresholded_map",
-    "cluster_tables": "cluster_table",
-    "glass_brains": "glass_brain",
+    "stat_maps": "z_maps",
+    "thresholded_maps": "significance_maps",
+    "cluster_tables": "significance_cluster_tables",
+    "glass_brains": "glass_brains",
 }
 
 
 def add_report(workflow, source, analysis_wf, merge, merge_field, parameters,
-               command=None, python_call=None, after=(), fields=None, inputs_table=None):
+               command=None, python_call=None, after=(), inputs_table=None):
     """Add an ``HTMLReport`` node named ``report`` and connect it into ``merge``.
 
     Call this once the rest of ``workflow`` is connected: the report records
@@ -92,7 +94,8 @@ def add_report(workflow, source, analysis_wf, merge, merge_field, parameters,
         Node with an ``inputs_table`` output (input files with checksums); None
         when the table is a file given as ``inputs_table``.
     analysis_wf : nipype Workflow
-        The analysis; its outputnode fields named in ``fields``.
+        The analysis (:func:`init_group_analysis_wf`; its outputnode fields of
+        :data:`REPORT_FIELDS`).
     merge : nipype Node
         Node collecting the exported files; the report goes into ``merge_field``.
     parameters : dict
@@ -101,9 +104,6 @@ def add_report(workflow, source, analysis_wf, merge, merge_field, parameters,
         How the run was started, shown in the report (not part of the cache hash).
     after : list of str
         Names of nodes that run after the report (not reported on).
-    fields : dict or None
-        Report input -> ``analysis_wf`` outputnode field (default
-        :data:`PAIRED_FIELDS`).
     inputs_table : str or None
         The inputs table, when there is no ``source`` node.
     """
@@ -126,7 +126,7 @@ def add_report(workflow, source, analysis_wf, merge, merge_field, parameters,
         workflow.connect(source, "inputs_table", report, "inputs_table")
     workflow.connect([
         (analysis_wf, report, [(f"outputnode.{field}", name)
-                               for name, field in (fields or PAIRED_FIELDS).items()]),
+                               for name, field in REPORT_FIELDS.items()]),
         (report, merge, [("out_file", merge_field)]),
     ])
     report.inputs.node_folders = upstream_node_folders(
