@@ -1,11 +1,14 @@
 """`nipype-secondlevel run` on a user's table, and the Localizer with mixed effects."""
 
+import json
+
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 from group_data import AFFINE, make_group_table
 from localizer_folder import make_localizer_folder
+from scipy.stats import t as t_distribution
 
 from nipype_secondlevel.cli import main
 from nipype_secondlevel.interfaces.resampling import GridWarning
@@ -107,6 +110,25 @@ def test_two_sample_with_several_contrasts_estimates_once(tmp_path, table, capsy
             "desc-mixed_betweenSubjectVariance.nii.gz"} <= names
     design = pd.read_csv(tmp_path / "out" / "design.tsv", sep="\t")
     assert list(design.columns) == ["controls", "patients", "age"]
+    out = tmp_path / "out"
+    # Every exported map says what made it; F gives both degrees of freedom.
+    for path in out.glob("*.nii.gz"):
+        assert (out / path.name.replace(".nii.gz", ".json")).exists(), path.name
+    f_meta = json.loads((out / "contrast-groups_stat-F_statmap.json").read_text())
+    assert f_meta["DegreesOfFreedom"] == [2, len(design) - np.linalg.matrix_rank(design)]
+    # Kenward-Roger t: the per-voxel dof map gives back the p map from the t map.
+    stem = out / "contrast-patientsMinusControls_stat-"
+    dof = nib.load(f"{stem}dof_statmap.nii.gz").get_fdata()
+    mask = nib.load(out / "desc-group_mask.nii.gz").get_fdata() > 0
+    t = nib.load(f"{stem}t_statmap.nii.gz").get_fdata()[mask]
+    p = nib.load(f"{stem}p_statmap.nii.gz").get_fdata()[mask]
+    assert dof[mask].min() > 0 and np.ptp(dof[mask]) > 0  # it varies between voxels
+    np.testing.assert_allclose(p, t_distribution.sf(t, dof[mask]), rtol=1e-4, atol=1e-7)
+    meta = json.loads((out / "contrast-patientsMinusControls_stat-t_statmap.json").read_text())
+    assert meta["DegreesOfFreedomMap"] == "contrast-patientsMinusControls_stat-dof_statmap.nii.gz"
+    assert meta["DegreesOfFreedom"] == pytest.approx(np.median(dof[mask]), rel=1e-5)
+    between = json.loads((out / "desc-mixed_betweenSubjectVariance.json").read_text())
+    assert between["Estimation"] == "mixed"
     report = (tmp_path / "out" / "report.html").read_text()
     assert "<title>Group analysis report: group_wf</title>" in report
     for row in ("patientsMinusControls", "groups (F, row 1)", "groups (F, row 2)"):
