@@ -214,14 +214,11 @@ def group_options(args):
 
 def analysis_options(args):
     """Options of :func:`init_group_analysis_wf` shared by every command."""
-    alpha = args.alpha
-    if alpha is None:
-        alpha = 0.05 if args.correction != "none" else 0.001
     return {
         "mask_strategy": args.mask_strategy,
         "height_control": args.height_control,
         "threshold": args.threshold,
-        "alpha": alpha,
+        "alpha": args.alpha,
         "cluster_size": args.cluster_size,
         "two_sided": not args.one_sided,
         "correction": args.correction,

@@ -140,3 +140,17 @@ def test_cli_choices_are_the_builders():
 
     assert cli.CORRECTIONS == group_analysis.CORRECTIONS
     assert cli.PERM_SCHEMES == group_analysis.PERM_SCHEMES
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    ([], ("none", 0.001)),
+    (["--correction", "bonferroni"], ("bonferroni", 0.05)),
+    (["--height-control", "fpr", "--alpha", "0.01"], ("fpr", 0.01)),
+])
+def test_correction_and_alpha_reach_the_threshold_node(tmp_path, table, options, expected):
+    from nipype_secondlevel import cli
+
+    args = cli.build_parser().parse_args(["run", "--inputs", str(table), "--conditions", "a",
+                                          "--out-dir", str(tmp_path), *options])
+    threshold = cli.build_workflow(args).get_node("group_analysis_wf.threshold")
+    assert (threshold.inputs.height_control, threshold.inputs.alpha) == expected

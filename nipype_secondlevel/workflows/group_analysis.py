@@ -49,6 +49,13 @@ OUTPUT_FIELDS = [
 ]
 
 
+def resolved_alpha(alpha, correction):
+    """The level used: ``alpha``, or by default 0.05 with a correction and 0.001 without."""
+    if alpha is not None:
+        return alpha
+    return 0.05 if correction != "none" else 0.001
+
+
 def permutation_model(design, covariates=()):
     """The model of :func:`init_permutation_wf` for a design type.
 
@@ -111,7 +118,7 @@ def init_group_analysis_wf(
     mask_strategy: str = "nilearn",
     height_control: str = "none",
     threshold: float = 3.1,
-    alpha: float = 0.001,
+    alpha: float | None = None,
     cluster_size: int = 0,
     two_sided: bool = True,
     correction: str = "none",
@@ -166,8 +173,8 @@ def init_group_analysis_wf(
         How the group mask is made (see :class:`GroupMask`).
     height_control, threshold, alpha, cluster_size, two_sided
         Thresholds (see :class:`Threshold`); F contrasts are thresholded on the
-        positive side only. ``alpha`` is also the family-wise level of the
-        permutation tests.
+        positive side only. ``alpha`` is also the level of ``correction``;
+        None: 0.05 with a correction, else 0.001.
     correction : {"none", "fdr", "bonferroni", "maxT", "cluster-size", "cluster-mass", "tfce"}
         fdr, bonferroni: the height control of the thresholds; the others:
         permutation tests, ols only.
@@ -204,6 +211,7 @@ def init_group_analysis_wf(
     """
     height_control = _check_options(design, estimation, correction, height_control,
                                     perm_scheme, exchangeability_blocks)
+    alpha = resolved_alpha(alpha, correction)
     weighted = estimation != "ols"
     permutations = correction in PERMUTATION_CORRECTIONS
     workflow = pe.Workflow(name=name)

@@ -5,7 +5,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from ..interfaces import DerivativesSink, FetchLocalizer, SimulatePaired
-from .group_analysis import init_group_analysis_wf
+from .group_analysis import init_group_analysis_wf, resolved_alpha
 from .inference import PERMUTATION_CORRECTIONS
 from .reporting import add_report, all_parameters, call_text
 
@@ -87,6 +87,7 @@ def init_group_pipeline_wf(out_dir, *, inputs_table=None, source=None, extra_exp
     workflow.connect(merge, "out", sink, "in_files")
     if report:
         parameters = all_parameters(init_group_analysis_wf, analysis)
+        parameters["alpha"] = resolved_alpha(parameters["alpha"], parameters["correction"])
         if source is not None:
             parameters.update({f"{source.name}.{k}": v
                                for k, v in source.inputs.get_traitsfree().items()})
