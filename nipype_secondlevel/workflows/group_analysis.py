@@ -332,6 +332,7 @@ def init_group_analysis_wf(
         scheme=perm_scheme, n_perm=n_perm, n_chunks=n_chunks, seed=perm_seed, alpha=alpha,
         two_sided=two_sided, cluster_forming_p=cluster_forming_p, mem_gb=mem_gb,
     )
+    # fmt: off
     workflow.connect([
         (data, permutation, [("data_file", "inputnode.data_file")]),
         (design_node, permutation, [("design_matrix", "inputnode.design_matrix"),
