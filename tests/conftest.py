@@ -49,6 +49,16 @@ def demo_run(tmp_path_factory):
     return out_dir, work_dir, summary
 
 
+@pytest.fixture(scope="session")
+def bids_derivatives(tmp_path_factory):
+    """A generated BIDS dataset with first-level maps as derivatives (tests/bids_data.py):
+    (raw_dir, derivatives_dir, expected inputs table); 10 subjects, two groups, age,
+    contrasts faces and houses with effect and variance maps. Do not modify it."""
+    from bids_data import make_bids_derivatives
+
+    return make_bids_derivatives(tmp_path_factory.mktemp("bids"))
+
+
 def run_in(folder, interface):
     """Run a Nipype interface with ``folder`` as working directory."""
     cwd = os.getcwd()
