@@ -137,3 +137,46 @@ def test_written_table_reads_back_as_the_inputs_table(tmp_path, bids_derivatives
     meta = json.loads((tmp_path / "inputs.json").read_text())
     assert meta["Source"] == source and meta["GeneratedBy"][0]["Name"] == "nipype-secondlevel"
     assert not list(tmp_path.glob(".*part*"))
+
+
+def test_results_folder_is_a_derivatives_dataset_for_pybids(demo_run, tmp_path):
+    """Our results folder, with its dataset_description.json, indexed by pybids as a
+    derivatives dataset: every file found by the entities of its name."""
+    from bids import BIDSLayout
+    from bids.layout import Query
+
+    from nipype_secondlevel import __version__
+    from nipype_secondlevel.io.derivatives import write_dataset_description
+
+    out_dir, _, _ = demo_run
+    results = tmp_path / "results"
+    shutil.copytree(out_dir, results)
+    command = "nipype-secondlevel demo --out-dir results"
+    write_dataset_description(results, command, code_url="https://example.org/code")
+    description = json.loads((results / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative" and description["BIDSVersion"]
+    assert description["GeneratedBy"] == [{"Name": "nipype-secondlevel", "Version": __version__,
+                                           "Description": command,
+                                           "CodeURL": "https://example.org/code"}]
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "dataset_description.json").write_text('{"Name": "raw", "BIDSVersion": "1.9.0"}')
+    # The statistical entities as FitLins declares them to pybids.
+    fitlins_entities = {"name": "fitlins", "entities": [
+        {"name": "contrast", "pattern": "[_/\\\\]+contrast-([a-zA-Z0-9]+)"},
+        {"name": "stat", "pattern": "[_/\\\\]+stat-([a-zA-Z0-9]+)"}]}
+    layout = BIDSLayout(raw, validate=False)
+    layout.add_derivatives(results, config=["bids", "derivatives", fitlins_entities])
+    assert layout.derivatives[results.name].description == description
+    names = {"contrast": "contrast", "stat": "stat", "desc": "desc"}
+    files = sorted(p for p in results.iterdir() if p.name != "dataset_description.json")
+    statmaps = [p for p in files if p.name.endswith("_statmap.nii.gz")]
+    assert len(statmaps) == 6  # z, t, p, effect, variance and the thresholded z
+    for path in files:
+        stem, _, extension = path.name.partition(".")
+        *pairs, suffix = stem.split("_")
+        entities = dict(pair.split("-", 1) for pair in pairs)
+        query = {name: entities.get(key, Query.NONE) for key, name in names.items()}
+        found = layout.get(scope="nipype-secondlevel", suffix=suffix, extension=f".{extension}",
+                           return_type="filename", **query)
+        assert found == [str(path)], path.name
