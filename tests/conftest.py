@@ -70,6 +70,32 @@ def run_in(folder, interface):
         os.chdir(cwd)
 
 
+def chromium_binary():
+    """Path of a Chromium-like browser; skip without one (fail under CI=true)."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    if _in_ci():
+        pytest.fail("CI=true and chromium is not installed (apt-get install chromium)")
+    pytest.skip("chromium is not installed (apt-get install chromium)")
+
+
+def run_chromium(url, folder, *args):
+    """Open ``url`` in headless Chromium with no network (every host unresolvable, a
+    proxy on a closed local port) and a fresh profile in ``folder``; skips without
+    Chromium. Returns the finished process."""
+    browser = chromium_binary()
+    profile = folder / f"profile{len(list(folder.glob('profile*')))}"
+    profile.mkdir()
+    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+               "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync",
+               "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9",
+               f"--user-data-dir={profile}", "--hide-scrollbars", *args, url]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
 def _cluster_answers():
     if not shutil.which("scontrol"):
         return False
