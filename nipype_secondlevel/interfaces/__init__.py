@@ -1,5 +1,6 @@
 """Layer 2: thin Nipype interfaces, files in and files out."""
 
+from .anatomy import AnatomicalLabels
 from .contrasts import Contrast
 from .data import MaskedData
 from .design import PairedDesign
@@ -13,10 +14,12 @@ from .report import HTMLReport
 from .resampling import ResampleMaps
 from .simulation import SimulatePaired
 from .sink import DerivativesSink
+from .smoothing import Smooth
 from .thresholding import Threshold
 from .variances import VarianceFromTMaps
 
 __all__ = [
+    "AnatomicalLabels",
     "Contrast",
     "ContrastSpecs",
     "DerivativesSink",
@@ -31,6 +34,7 @@ __all__ = [
     "PairedDesign",
     "ResampleMaps",
     "SimulatePaired",
+    "Smooth",
     "Threshold",
     "VarianceFromTMaps",
 ]
