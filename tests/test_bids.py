@@ -78,6 +78,8 @@ def test_no_match_lists_what_was_found(bids_derivatives):
                              bids_inputs_table, deriv, {"task": "nback", "contrast": "faces"})
     assert "contrast faces, houses" in message and "task loc" in message
     assert f"space {SPACE}" in message and "stat effect, t, variance, z" in message
+    assert "subject sub-01, sub-02, sub-03, sub-04, sub-05, sub-06, sub-07, sub-08, ... (10 " \
+        "values)" in message
     one_line_error(r"'tsk' is not a recognized entity.*entities: .*task",
                    bids_inputs_table, deriv, {"tsk": "loc"})
     one_line_error(r"BIDS derivatives folder .*nowhere: not found",

@@ -32,8 +32,14 @@ def _available(layout):
     frame = _entity_frame(layout.get(suffix="statmap", extension=_MAP_EXTENSIONS))
     if frame.empty:
         return "no *_statmap.nii[.gz] file"
-    parts = [f"{entity} {_describe(frame[entity].dropna())}" for entity in frame.columns
-             if entity not in ("path", "suffix", "extension") and frame[entity].notna().any()]
+    parts = []
+    for entity in frame.columns:
+        values = sorted(set(frame[entity].dropna()))
+        if entity in ("path", "suffix", "extension") or not values:
+            continue
+        shown = ", ".join(values[:8]) + (f", ... ({len(values)} values)"
+                                         if len(values) > 8 else "")
+        parts.append(f"{entity} {shown}")
     return "; ".join(parts)
 
 
