@@ -49,6 +49,16 @@ def demo_run(tmp_path_factory):
     return out_dir, work_dir, summary
 
 
+@pytest.fixture(scope="session")
+def bids_derivatives(tmp_path_factory):
+    """A generated BIDS dataset with first-level maps as derivatives (tests/bids_data.py):
+    (raw_dir, derivatives_dir, expected inputs table); 10 subjects, two groups, age,
+    contrasts faces and houses with effect and variance maps. Do not modify it."""
+    from bids_data import make_bids_derivatives
+
+    return make_bids_derivatives(tmp_path_factory.mktemp("bids"))
+
+
 def run_in(folder, interface):
     """Run a Nipype interface with ``folder`` as working directory."""
     cwd = os.getcwd()
@@ -58,6 +68,32 @@ def run_in(folder, interface):
         return interface.run().outputs
     finally:
         os.chdir(cwd)
+
+
+def chromium_binary():
+    """Path of a Chromium-like browser; skip without one (fail under CI=true)."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    if _in_ci():
+        pytest.fail("CI=true and chromium is not installed (apt-get install chromium)")
+    pytest.skip("chromium is not installed (apt-get install chromium)")
+
+
+def run_chromium(url, folder, *args):
+    """Open ``url`` in headless Chromium with no network (every host unresolvable, a
+    proxy on a closed local port) and a fresh profile in ``folder``; skips without
+    Chromium. Returns the finished process."""
+    browser = chromium_binary()
+    profile = folder / f"profile{len(list(folder.glob('profile*')))}"
+    profile.mkdir()
+    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+               "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync",
+               "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9",
+               f"--user-data-dir={profile}", "--hide-scrollbars", *args, url]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 
 def _cluster_answers():

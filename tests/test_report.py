@@ -3,14 +3,13 @@
 import base64
 import hashlib
 import json
-import os
 import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import run_chromium
 
 from nipype_secondlevel.runtime.execution import run_workflow
 from nipype_secondlevel.workflows import init_demo_wf
@@ -193,34 +192,16 @@ def test_graph_without_dot_is_explained(monkeypatch):
     assert "dot program is not installed" in page and "a -&gt; b" in page
 
 
-def chromium_binary():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    if os.environ.get("CI", "").strip().lower() == "true":
-        pytest.fail("CI=true and chromium is not installed (apt-get install chromium)")
-    pytest.skip("chromium is not installed (apt-get install chromium)")
-
-
 def test_report_renders_in_headless_chromium(report, demo_run, tmp_path):
     """Open the report from disk in a real browser with no network; save a screenshot."""
     from PIL import Image, ImageStat
 
-    browser = chromium_binary()
     out_dir, _, _ = demo_run
     url = (out_dir / "report.html").as_uri()
     screenshot = tmp_path / "report.png"
 
     def chromium(*args):
-        profile = tmp_path / f"profile{len(list(tmp_path.glob('profile*')))}"
-        profile.mkdir()
-        command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                   "--no-first-run", "--disable-background-networking",
-                   "--disable-component-update", "--disable-sync",
-                   f"--user-data-dir={profile}", "--hide-scrollbars", *args, url]
-        return subprocess.run(command, capture_output=True, text=True, timeout=120,
-                              check=False)
+        return run_chromium(url, tmp_path, *args)
 
     shot = chromium("--window-size=1280,2400", f"--screenshot={screenshot}")
     assert screenshot.exists(), shot.stderr[-2000:]

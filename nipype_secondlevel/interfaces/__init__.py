@@ -1,5 +1,6 @@
 """Layer 2: thin Nipype interfaces, files in and files out."""
 
+from .anatomy import AnatomicalLabels
 from .contrasts import Contrast
 from .data import MaskedData
 from .estimation import EstimateOLS
@@ -12,9 +13,11 @@ from .report import HTMLReport
 from .resampling import ResampleMaps
 from .simulation import SimulatePaired
 from .sink import DerivativesSink
+from .smoothing import Smooth
 from .thresholding import Threshold
 
 __all__ = [
+    "AnatomicalLabels",
     "Contrast",
     "ContrastSpecs",
     "DerivativesSink",
@@ -28,5 +31,6 @@ __all__ = [
     "MaskedData",
     "ResampleMaps",
     "SimulatePaired",
+    "Smooth",
     "Threshold",
 ]

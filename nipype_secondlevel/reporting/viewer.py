@@ -1,0 +1,90 @@
+"""An interactive slice viewer of an unthresholded z map for the HTML report.
+
+nilearn's ``view_img`` (brainsprite) draws the map on nilearn's bundled MNI152
+template; its JavaScript and images are embedded in the page it makes, so the
+viewer works offline. The threshold is marked by the colour map: voxels below it
+are drawn faint and greyed, voxels above it in full colour, and the colour bar
+shows the same step at the threshold. The viewer's page is embedded in an
+``<iframe srcdoc>``, so its scripts and ids cannot clash with the report's.
+"""
+
+import html
+import re
+
+import numpy as np
+
+#: A reference to anything outside the page (a remote script, style, icon or image).
+_REMOTE = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|@import|url\(\s*["']?"""
+                     r"""\s*(?:https?:)?//""", re.IGNORECASE)
+_ICON = re.compile(r"<link\b[^>]*\brel=\"icon\"[^>]*>", re.IGNORECASE | re.DOTALL)
+
+
+def threshold_colormap(threshold, vmax, two_sided=True, cmap="RdBu_r", faint=0.3):
+    """A colour map over ``[-vmax, vmax]`` marking ``threshold``.
+
+    Colours of values below the threshold (``|z| < threshold``, or ``z <
+    threshold`` when one-sided) are blended half-way to grey and get opacity
+    ``faint``; the others are ``cmap``'s own, opaque.
+    """
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
+
+    values = np.linspace(-vmax, vmax, 256)
+    colors = colormaps[cmap](np.linspace(0, 1, 256))
+    below = (np.abs(values) < threshold) if two_sided else (values < threshold)
+    colors[below, :3] = 0.5 * colors[below, :3] + 0.25
+    colors[below, 3] = faint
+    return ListedColormap(colors, name=f"{cmap}_threshold{threshold:g}")
+
+
+def viewer_page(z_img, threshold, two_sided=True, title=None, width=600):
+    """The viewer as a standalone HTML page (str) that fetches nothing."""
+    from nilearn.plotting import view_img
+
+    data = np.asanyarray(z_img.dataobj, dtype=float)
+    finite = data[np.isfinite(data)]
+    vmax = max(float(np.abs(finite).max()) if finite.size else 0.0, 1.5 * threshold, 1e-3)
+    view = view_img(
+        z_img, bg_img="MNI152", threshold=1e-6,  # hide only the zeros outside the mask
+        cmap=threshold_colormap(threshold, vmax, two_sided), symmetric_cmap=True,
+        vmax=vmax, colorbar=True, title=title, width_view=width, black_bg=True,
+    )
+    page = _ICON.sub("", view.get_standalone())  # nilearn's favicon is a remote link
+    remote = _REMOTE.search(page)
+    if remote:
+        raise RuntimeError(f"nilearn's viewer page refers to a remote resource "
+                           f"({page[remote.start():remote.start() + 80]!r})")
+    return page, view.width, view.height
+
+
+def viewer_html(z_img, threshold, two_sided=True, title=None, caption=None, width=600):
+    """An HTML fragment: the interactive viewer of ``z_img`` with ``threshold`` marked.
+
+    Parameters
+    ----------
+    z_img : nibabel image
+        The unthresholded z map (MNI space).
+    threshold : float
+        The z threshold applied to the map (marked on it and on the colour bar).
+    two_sided : bool
+        Whether the threshold applies to both signs (``|z|``).
+    title : str or None
+        Title drawn in the viewer.
+    caption : str or None
+        Text under the viewer; by default it says how the threshold is drawn.
+    width : int
+        Width of the viewer in pixels.
+
+    Returns
+    -------
+    str
+        ``<figure class="viewer"><iframe srcdoc=...></iframe><figcaption>...``.
+    """
+    page, view_width, view_height = viewer_page(z_img, threshold, two_sided, title, width)
+    sign = "|z|" if two_sided else "z"
+    caption = caption or (f"Unthresholded z map; voxels with {sign} < {threshold:.2f} (below "
+                          "the threshold) are faint. Click to move the cursor.")
+    return (f'<figure class="viewer"><iframe srcdoc="{html.escape(page, quote=True)}" '
+            f'width="{view_width}" height="{view_height}" style="border:0" '
+            f'title="{html.escape(title or "interactive z map viewer", quote=True)}">'
+            f"</iframe><figcaption>{html.escape(caption)}</figcaption></figure>")
