@@ -132,23 +132,26 @@ def init_paired_two_sample_wf(
 
         permutation = init_permutation_wf(
             correction=correction, model="paired", n_perm=n_perm, n_chunks=n_chunks,
-            seed=perm_seed, alpha=alpha, tail="two-sided" if two_sided else "positive",
+            seed=perm_seed, alpha=alpha, two_sided=two_sided,
             cluster_forming_p=cluster_forming_p, mem_gb=mem_gb,
         )
+        permutation.inputs.inputnode.contrasts = [contrast or f"{conditions[0]}_vs_{conditions[1]}"]
+        permutation.inputs.inputnode.blocks = []
         workflow.connect([
             (data, permutation, [("data_file", "inputnode.data_file")]),
             (design, permutation, [("design_matrix", "inputnode.design_matrix")]),
             (mask, permutation, [("mask_file", "inputnode.mask_file")]),
-            (contrast_node, permutation, [("z_map", "inputnode.z_map"),
-                                          ("contrast_name", "inputnode.contrast_name")]),
-            (permutation, plot, [("outputnode.significant_map", "stat_map"),
-                                 ("outputnode.z_threshold", "threshold"),
-                                 ("outputnode.plot_title", "title")]),
-            (permutation, outputnode, [("outputnode.logp_maps", "permutation_maps"),
-                                       ("outputnode.null_distributions", "null_distributions"),
-                                       ("outputnode.significant_map", "corrected_map"),
-                                       ("outputnode.cluster_table",
-                                        "corrected_cluster_table")]),
+            (contrast_node, permutation, [(("z_map", _as_list), "inputnode.z_maps"),
+                                          (("contrast_name", _as_list),
+                                           "inputnode.contrast_names")]),
+            (permutation, plot, [(("outputnode.significant_maps", _first), "stat_map"),
+                                 (("outputnode.z_thresholds", _first), "threshold"),
+                                 (("outputnode.plot_titles", _first), "title")]),
+            (permutation, outputnode, [
+                (("outputnode.logp_maps", _first), "permutation_maps"),
+                (("outputnode.null_distributions", _first), "null_distributions"),
+                (("outputnode.significant_maps", _first), "corrected_map"),
+                (("outputnode.cluster_tables", _first), "corrected_cluster_table")]),
         ])
     else:
         workflow.connect([
@@ -191,3 +194,11 @@ def init_paired_two_sample_wf(
     ])
     # fmt: on
     return workflow
+
+
+def _as_list(item):
+    return [item]
+
+
+def _first(items):
+    return items[0]
