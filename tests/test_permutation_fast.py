@@ -1,7 +1,8 @@
 """The fast paths of permutation inference against plain numpy, and the patterns.
 
-The numba sign-table kernel must equal its plain-numpy reference bit for bit
-(sign tables summed at every voxel); the chunk computations must equal
+The numba kernels must equal their plain-numpy references bit for bit (sign
+tables summed at every voxel; statistics from projections); the chunk
+computations must equal
 permuted statistics computed here with numpy; the patterns must be the
 enumerations of itertools and stay within exchangeability blocks.
 """
@@ -13,7 +14,9 @@ import pytest
 from scipy import ndimage
 
 from nipype_secondlevel.stats import permutation as perm
-from nipype_secondlevel.stats.permutation import sign_tables
+from nipype_secondlevel.stats.permutation import plans, sign_tables
+from nipype_secondlevel.stats.permutation.model import pattern_statistics
+from nipype_secondlevel.stats.permutation.projections import projection_pass
 
 
 def _weighted(n, n_vox, rng):
@@ -69,15 +72,29 @@ def test_sign_table_kernel_equals_numpy_bit_for_bit(n, tail):
         sign_tables.tail_score(sign_tables.identity_scores(weighted, groups), tail), scores[0])
 
 
+@pytest.mark.parametrize("scheme, contrast", [("sign-flip", [[0.0, 1.0, 0.0]]),
+                                             ("permute", [[0.0, 1.0, 0.0]]),
+                                             ("permute", [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])])
 @pytest.mark.parametrize("tail", ["two-sided", "positive", "negative"])
-def test_row_pass_equals_numpy(tail):
-    rng = np.random.default_rng(1)
-    values = rng.standard_normal((50, 333))
+def test_projection_kernel_equals_numpy_bit_for_bit(scheme, contrast, tail):
+    rng = np.random.default_rng(7)
+    X = np.column_stack([np.ones(11), rng.standard_normal((11, 2))])
+    model = perm.linear_model(X, contrast)
+    Y = rng.standard_normal((11, 333))
+    Y[:, :4] = 1.0  # fitted exactly by the intercept: no residual, statistic 0
+    data = perm.prepare_data(model, Y)
+    plan = perm.plan_permutations(11, 200, scheme, seed=1)
+    weights = plans.pattern_weights(plan, perm.plan_patterns(plan, 0, 200), model.basis)
+    expected = pattern_statistics(model, weights, data.residuals, data.scale)
+    stat = {"two-sided": np.abs, "positive": lambda s: s, "negative": np.negative}[tail](
+        expected)
     threshold = rng.standard_normal(333)
-    stat = {"two-sided": np.abs, "positive": lambda s: s, "negative": np.negative}[tail](values)
-    maxima, counts = sign_tables.row_maxima_and_exceedances(values, tail, threshold)
+    maxima, counts, values = projection_pass(model, weights, data.residuals, data.scale,
+                                             tail, threshold, store=True)
+    np.testing.assert_array_equal(values, expected)
     np.testing.assert_array_equal(maxima, stat.max(axis=1))
     np.testing.assert_array_equal(counts, (stat >= threshold).sum(axis=0))
+    assert np.all(values[:, :4] == 0)
 
 
 def _numpy_t(Y, signs):

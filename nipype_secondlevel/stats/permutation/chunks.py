@@ -13,7 +13,7 @@ Two computations of the same statistics:
 * sign tables (:mod:`.sign_tables`) for sign flips of a t contrast without
   nuisance (one-sample, paired differences) and at most
   :data:`SIGN_TABLE_MAX_SUBJECTS` subjects;
-* matrix products (:func:`~.model.pattern_statistics`) for everything else
+* matrix products (:func:`~.projections.projection_pass`) for everything else
   (Freedman-Lane, permutations, F contrasts, cluster and TFCE statistics).
 """
 
@@ -21,16 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .. import spatial
 from . import sign_tables
-from .model import (
-    VOXEL_BLOCK,
-    pattern_statistics,
-    prepare_data,
-    score_to_t,
-    spatial_map,
-)
+from .model import VOXEL_BLOCK, prepare_data, score_to_t, spatial_map
 from .plans import (
     RANDOM_BLOCK,
     check_range,
@@ -39,6 +34,7 @@ from .plans import (
     plan_patterns,
     sign_flip_patterns,
 )
+from .projections import projection_pass
 
 #: Relative tolerance under which a null value ties with the observed one, so
 #: that rounding of mathematically equal statistics cannot change a p value.
@@ -53,6 +49,11 @@ SIGN_TABLE_MAX_SUBJECTS = 128
 
 #: Bytes of fixed working memory of a chunk (pattern batches, voxel tiles).
 FIXED_BYTES = 64 * 2**20
+
+#: BLAS threads of the matrix products: chunks are the unit of parallelism (one
+#: process per core under MultiProc or SLURM), and threads of small products on
+#: busy cores cost far more than they gain.
+BLAS_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -220,8 +221,8 @@ def statistic_map(model, data, plan):
     identity = pattern_weights(plan, identity_pattern(plan), model.basis)
     out = np.empty(data.n_voxels)
     for cols in _tiles(data.n_voxels):
-        out[cols] = pattern_statistics(model, identity, data.residuals[:, cols],
-                                       data.scale[cols])[0]
+        out[cols] = projection_pass(model, identity, data.residuals[:, cols],
+                                    data.scale[cols], "positive", store=True)[2][0]
     return out
 
 
@@ -259,11 +260,9 @@ def _matrix_maxima(model, plan, start, stop, chunks, options):
                                                      options.tail))
         for rows, weights in _pattern_batches(plan, start, stop, model.basis):
             for cols in tiles:
-                values = pattern_statistics(model, weights, data.residuals[:, cols],
-                                            data.scale[cols])
-                maxima, above = sign_tables.row_maxima_and_exceedances(
-                    values, options.tail, None if threshold is None else threshold[cols])
-                np.maximum(best[rows], maxima, out=best[rows])
+                _, above, _ = projection_pass(
+                    model, weights, data.residuals[:, cols], data.scale[cols], options.tail,
+                    None if threshold is None else threshold[cols], maxima=best[rows])
                 if above is not None:
                     counts[cols] += above
         exceed.append(counts)
@@ -288,7 +287,7 @@ def _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb):
         threshold = tie_threshold(tail_statistic(observed, options.tail))
     budget = float(mem_gb) * 2**30 * 0.25  # the maps of a batch of patterns
     batch = int(max(1, min(n_chunk, budget // (8 * n_vox))))
-    best = np.empty(n_chunk)
+    best = np.full(n_chunk, -np.inf)
     exceed = np.zeros(n_vox, dtype=np.int64) if options.uncorrected else None
     clusters = options.cluster_threshold is not None
     sizes = np.zeros(n_chunk) if clusters else None
@@ -299,15 +298,16 @@ def _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb):
         maps = np.empty((hi - lo, n_vox))
         for cols, data in chunks():
             for rows, weights in _pattern_batches(plan, lo, hi, model.basis):
+                at_rows = slice(rows.start + lo - start, rows.stop + lo - start)
                 for tile in _tiles(data.n_voxels):
                     at = slice(cols.start + tile.start, cols.start + tile.stop)
-                    maps[rows, at] = pattern_statistics(
-                        model, weights, data.residuals[:, tile], data.scale[tile])
+                    _, above, maps[rows, at] = projection_pass(
+                        model, weights, data.residuals[:, tile], data.scale[tile],
+                        options.tail, None if threshold is None else threshold[at],
+                        maxima=best[at_rows], store=True)
+                    if above is not None:
+                        exceed[at] += above
         for j, values in enumerate(maps, start=lo - start):
-            stat = tail_statistic(values, options.tail)
-            best[j] = stat.max()
-            if exceed is not None:
-                exceed += stat >= threshold
             shown = spatial_map(model, values)
             if clusters:
                 sizes[j], masses[j] = spatial.max_cluster_measures(
@@ -327,11 +327,16 @@ def _graph(mask, options):
     return spatial.voxel_graph(mask, options.connectivity)
 
 
-def _check(model, columns, plan, options):
+def _checked(model, columns, plan, options):
+    """(columns as VoxelColumns, options), checked against the model and the plan."""
+    options = options or PermutationOptions()
+    if not isinstance(columns, VoxelColumns):
+        columns = VoxelColumns.from_array(columns)
     if plan.n_subjects != model.n_subjects or columns.n_rows != model.n_subjects:
         raise ValueError("plan, model and data have different numbers of rows")
     if model.statistic == "F" and options.tail != "positive":
         raise ValueError("F contrasts are tested on the positive side only (tail='positive')")
+    return columns, options
 
 
 def null_chunk(model, columns, plan, start, stop, mask=None, options=None, mem_gb=1.0):
@@ -363,19 +368,17 @@ def null_chunk(model, columns, plan, start, stop, mask=None, options=None, mem_g
     -------
     NullChunk
     """
-    options = options or PermutationOptions()
-    if not isinstance(columns, VoxelColumns):
-        columns = VoxelColumns.from_array(columns)
-    _check(model, columns, plan, options)
+    columns, options = _checked(model, columns, plan, options)
     start, stop = check_range(plan, start, stop)
-    if options.spatial:
-        graph = _graph(mask, options)
-        return _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb)
-    chunks = prepared_chunks(model, columns, voxel_chunk_width(model, columns, mem_gb))
-    if uses_sign_tables(model, plan):
-        best, exceed = _sign_table_maxima(model, plan, start, stop, chunks, options)
-    else:
-        best, exceed = _matrix_maxima(model, plan, start, stop, chunks, options)
+    with threadpool_limits(BLAS_THREADS, user_api="blas"):
+        if options.spatial:
+            graph = _graph(mask, options)
+            return _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb)
+        chunks = prepared_chunks(model, columns, voxel_chunk_width(model, columns, mem_gb))
+        if uses_sign_tables(model, plan):
+            best, exceed = _sign_table_maxima(model, plan, start, stop, chunks, options)
+        else:
+            best, exceed = _matrix_maxima(model, plan, start, stop, chunks, options)
     return NullChunk(start=start, stop=stop, max_statistic=best, exceedances=exceed)
 
 
@@ -408,15 +411,13 @@ def observed_maps(model, columns, plan, mask=None, options=None, mem_gb=1.0):
     -------
     ObservedMaps
     """
-    options = options or PermutationOptions()
-    if not isinstance(columns, VoxelColumns):
-        columns = VoxelColumns.from_array(columns)
-    _check(model, columns, plan, options)
+    columns, options = _checked(model, columns, plan, options)
     graph = _graph(mask, options)
     values = np.empty(columns.n_voxels)
-    for cols, data in prepared_chunks(model, columns,
-                                      voxel_chunk_width(model, columns, mem_gb)):
-        values[cols] = statistic_map(model, data, plan)
+    width = voxel_chunk_width(model, columns, mem_gb)
+    with threadpool_limits(BLAS_THREADS, user_api="blas"):
+        for cols, data in prepared_chunks(model, columns, width):
+            values[cols] = statistic_map(model, data, plan)
     out = ObservedMaps(statistic=values)
     shown = spatial_map(model, values)
     if options.cluster_threshold is not None:

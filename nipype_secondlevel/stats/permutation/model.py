@@ -35,6 +35,10 @@ from .. import glm, spatial
 VOXEL_BLOCK = 4096
 
 
+#: Residual norms below this fraction of the data's norm count as 0 (rounding).
+RESIDUAL_RTOL = 1e-12
+
+
 @dataclass(frozen=True)
 class LinearModel:
     """A design and a contrast, prepared for permutation (see :func:`linear_model`).
@@ -190,7 +194,7 @@ class PreparedData:
 
     Attributes
     ----------
-    residuals : ndarray (n, n_voxels)
+    residuals : ndarray (n, n_voxels), column-major
         R_Z Y divided by its norm at every voxel (0 for a voxel whose residuals
         are all 0).
     scale : ndarray (n_voxels,)
@@ -209,7 +213,8 @@ class PreparedData:
 def prepare_data(model, Y):
     """Residualise ``Y`` on the nuisance space and normalise every voxel.
 
-    R = Y - Z (Z' Y) ; scale = ||R|| per voxel ; residuals = R / scale
+    R = Y - Z (Z' Y) ; scale = ||R|| per voxel (0 if <= RESIDUAL_RTOL ||Y||) ;
+    residuals = R / scale (0 where scale is 0)
 
     Computed in blocks of :data:`VOXEL_BLOCK` columns of ``Y`` (callers read
     chunks starting at multiples of it), so a voxel's bits do not depend on the
@@ -219,47 +224,51 @@ def prepare_data(model, Y):
     if Y.ndim != 2 or Y.shape[0] != model.n_subjects:
         raise ValueError(f"Y must be ({model.n_subjects}, n_voxels), got {Y.shape}")
     Z = model.nuisance
-    residuals = np.empty(Y.shape)
+    # column-major: a block of voxel columns is contiguous, as matrix products need
+    residuals = np.empty(Y.shape, order="F")
     scale = np.empty(Y.shape[1])
     for lo in range(0, Y.shape[1], VOXEL_BLOCK):
         cols = slice(lo, lo + VOXEL_BLOCK)
         R = Y[:, cols] - Z @ (Z.T @ Y[:, cols]) if Z.shape[1] else Y[:, cols]
         norm = np.sqrt(np.einsum("ij,ij->j", R, R))
+        # residuals at rounding level of the data (a voxel the nuisance fits exactly) are 0
+        norm[norm <= RESIDUAL_RTOL * np.sqrt(np.einsum("ij,ij->j", Y[:, cols], Y[:, cols]))] = 0
         scale[cols] = norm
-        residuals[:, cols] = R / np.where(norm > 0, norm, 1.0)
+        residuals[:, cols] = R / np.where(norm > 0, norm, np.inf)  # 0 where norm is 0
     return PreparedData(residuals=residuals, scale=scale)
 
 
 def pattern_statistics(model, weights, residuals, scale):
-    """t or F of every pattern at every voxel column.
+    """t or F of every pattern at every voxel column (plain numpy).
 
     weights : (rank, n_patterns, n) = G' [U_x, U_Z] (see
-    :func:`~.plans.pattern_weights`); P_k = weights[k] @ residuals = U_k' G R.
+    :func:`~.plans.pattern_weights`); P_k = U_k' G R from one matrix product.
 
-    t = P_0 / sqrt((1 - sum_k P_k^2) / dof) ;
-    F = (sum_{k<q} P_k^2 / q) / ((1 - sum_k P_k^2) / dof)
+    t = P_0 / sqrt(max(1 - sum_k P_k^2, TINY) / dof) ;
+    F = (sum_{k<q} P_k^2 / q) / (max(1 - sum_k P_k^2, TINY) / dof)
 
-    Voxels with ``scale == 0`` (no residual variation) get 0.
+    Voxels with ``scale == 0`` (no residual variation) get 0. The reference of
+    the numba :func:`~.projections.projection_pass`, which the chunks use.
 
     Returns
     -------
     ndarray (n_patterns, n_voxels)
     """
+    rank, n_pat, n = weights.shape
+    projections = (np.ascontiguousarray(weights).reshape(rank * n_pat, n) @ residuals
+                   ).reshape(rank, n_pat, -1)
     q = model.q
-    first = weights[0] @ residuals
+    first = projections[0]
     explained = first * first
-    for w in weights[1:q]:
-        projection = w @ residuals
+    for projection in projections[1:q]:
         explained += projection * projection
     rss = 1.0 - explained
-    for w in weights[q:]:
-        projection = w @ residuals
+    for projection in projections[q:]:
         rss -= projection * projection
     np.maximum(rss, glm.TINY, out=rss)
     rss /= model.dof
     if q == 1:
-        value = first
-        value /= np.sqrt(rss)
+        value = first / np.sqrt(rss)
     else:
         value = explained
         value /= q

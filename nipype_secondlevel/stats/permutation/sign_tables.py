@@ -15,8 +15,7 @@ so that every path gives the same bits for the same pattern and voxel.
 whose tables stay in cache, the max over voxels of every pattern's tail score
 (max-T) and, per voxel, the number of patterns reaching the observed score
 (uncorrected p). :func:`reference_pass` is the same computation in plain numpy,
-which the tests compare with bit for bit. :func:`row_maxima_and_exceedances`
-is the same pass over statistics computed otherwise (matrix products).
+which the tests compare with bit for bit.
 """
 
 import numpy as np
@@ -229,19 +228,6 @@ def _sign_table_pass(weighted, codes, sizes, bits, two_sided, sign, threshold, c
     return maxima, counts
 
 
-@njit(cache=True, nogil=True, fastmath={"nnan", "ninf"})
-def _rows_pass(values, threshold, two_sided, sign, count):
-    """Numba body of :func:`row_maxima_and_exceedances` (values + 0.0 rows)."""
-    n_rows, n_vox = values.shape
-    maxima = np.empty(n_rows)
-    counts = np.zeros(n_vox, np.int64)
-    zeros = np.zeros(n_vox)
-    for p in range(n_rows):
-        maxima[p] = _scan_pattern(values[p], zeros, threshold, counts, n_vox, -np.inf,
-                                  two_sided, sign, count)
-    return maxima, counts
-
-
 def _tail_arguments(tail, threshold, n_vox):
     count = threshold is not None
     threshold = np.ascontiguousarray(threshold if count else np.zeros(n_vox), dtype=float)
@@ -281,14 +267,3 @@ def maxima_and_exceedances(weighted, codes, groups, tail, threshold=None):
     out = np.empty_like(maxima)
     out[order] = maxima
     return out, counts if count else None
-
-
-def row_maxima_and_exceedances(values, tail, threshold=None):
-    """The same pass over statistics given as rows (patterns) x columns (voxels).
-
-    maxima[p] = max_v tail(values[p, v]) ; counts[v] = #{p : tail(values[p, v]) >= threshold[v]}
-    """
-    values = np.ascontiguousarray(values, dtype=float)
-    two_sided, sign, threshold, count = _tail_arguments(tail, threshold, values.shape[1])
-    maxima, counts = _rows_pass(values, threshold, two_sided, sign, count)
-    return maxima, counts if count else None
