@@ -1,17 +1,20 @@
-"""Permutation inference through the interfaces, the MapNode workflow and the CLI;
+"""Permutation inference through the interfaces, the sub-workflow and the CLI;
 FDR / Bonferroni thresholds against nilearn."""
 
-import warnings
+import itertools
+import json
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import run_in
-from scipy import ndimage
+from scipy import ndimage, stats
 
 from nipype_secondlevel.cli import main
 from nipype_secondlevel.interfaces import Threshold
+from nipype_secondlevel.interfaces.inference import PlanPermutations
+from nipype_secondlevel.io.errors import InputError
 from nipype_secondlevel.runtime.execution import run_workflow
 from nipype_secondlevel.workflows.inference import init_permutation_wf
 
@@ -41,55 +44,183 @@ def _one_sample_folder(folder, n=12, seed=0):
     return maps.astype(np.float32).astype(float), mask, affine
 
 
-def _run_permutation_wf(folder, work, n_chunks, **options):
-    wf = init_permutation_wf(model="one-sample", n_chunks=n_chunks, name=f"perm{n_chunks}",
-                             **options)
-    for field, name in (("data_file", "data.npy"), ("design_matrix", "design.tsv"),
-                        ("mask_file", "mask.nii.gz"), ("z_map", "z.nii.gz")):
-        setattr(wf.inputs.inputnode, field, str(folder / name))
-    wf.inputs.inputnode.contrast_name = "mean"
-    run_workflow(wf, work, progress=False)
-    merge = work / wf.name / "merge"
-    return {p.name: p for p in merge.iterdir() if p.suffix in (".gz", ".tsv")}
+CONTRASTS = ["patients - controls", "age", "patients - controls; age"]
+LABELS = ["patientsMinusControls", "age", "groupAndAge"]
 
 
-def _logp(files, desc):
-    return nib.load(files[f"contrast-mean_stat-t_desc-{desc}_logp.nii.gz"]).get_fdata()
+def _glm_folder(folder, n=7, seed=0):
+    """A two-sample design with a covariate written as the workflow's files; z maps
+    of the three CONTRASTS (t, t, F) computed here."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(SHAPE, dtype=bool)
+    mask[1:-1, 1:-1, 1:-1] = True
+    group = (np.arange(n) < 3).astype(float)
+    age = rng.standard_normal(n)
+    age -= age.mean()
+    X = np.column_stack([group, 1 - group, age])
+    blob = np.zeros(SHAPE)
+    blob[2:6, 2:6, 2:6] = 1.0
+    maps = np.stack([(ndimage.gaussian_filter(rng.standard_normal(SHAPE), 1.0) * 2
+                      + 4 * g * blob + 3 * a * blob[::-1])[mask] for g, a in zip(group, age)])
+    maps = maps.astype(np.float32).astype(float)
+    folder.mkdir(parents=True, exist_ok=True)
+    affine = np.diag([3.0, 3.0, 3.0, 1.0])
+    nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine), folder / "mask.nii.gz")
+    np.save(folder / "data.npy", maps.astype(np.float32))
+    pd.DataFrame(X, columns=["patients", "controls", "age"]).to_csv(
+        folder / "design.tsv", sep="\t", index=False)
+    beta = np.linalg.pinv(X) @ maps
+    sigma2 = ((maps - X @ beta) ** 2).sum(0) / (n - 3)
+    inverse = np.linalg.inv(X.T @ X)
+    for label, C in zip(LABELS, ([[1, -1, 0]], [[0, 0, 1]], [[1, -1, 0], [0, 0, 1]])):
+        C = np.array(C, dtype=float)
+        effect = C @ beta
+        V = C @ inverse @ C.T
+        if len(C) == 1:
+            z = stats.norm.isf(stats.t.sf(effect[0] / np.sqrt(sigma2 * V[0, 0]), n - 3))
+        else:
+            f = np.einsum("iv,ij,jv->v", effect, np.linalg.inv(V), effect) / 2 / sigma2
+            z = stats.norm.isf(stats.f.sf(f, 2, n - 3))
+        volume = np.zeros(SHAPE)
+        volume[mask] = z
+        nib.save(nib.Nifti1Image(volume, affine), folder / f"z_{label}.nii.gz")
+    return maps, X, mask
 
 
-def test_chunks_do_not_change_results_through_the_mapnode(tmp_path):
+def _permutation_wf(folder, n_contrasts=3, name="perm_wf", **options):
+    wf = init_permutation_wf(name=name, **options)
+    for field, file in (("data_file", "data.npy"), ("design_matrix", "design.tsv"),
+                        ("mask_file", "mask.nii.gz")):
+        setattr(wf.inputs.inputnode, field, str(folder / file))
+    wf.inputs.inputnode.contrasts = CONTRASTS[:n_contrasts]
+    wf.inputs.inputnode.contrast_names = LABELS[:n_contrasts]
+    wf.inputs.inputnode.z_maps = [str(folder / f"z_{label}.nii.gz")
+                                  for label in LABELS[:n_contrasts]]
+    wf.inputs.inputnode.blocks = []
+    return wf
+
+
+def _outputs(work, name):
+    """Files written by the merge MapNode, by name."""
+    return {p.name: p for p in (work / name / "merge").rglob("contrast-*")
+            if p.suffix in (".gz", ".tsv", ".json")}
+
+
+def _load(files, name):
+    return nib.load(files[name]).get_fdata()
+
+
+def test_permutation_wf_equals_brute_force_and_writes_sidecars(tmp_path):
+    """Three contrasts (t, t, F), exhaustive permutations (6! = 720), cluster size."""
     folder = tmp_path / "data"
-    _one_sample_folder(folder)
-    options = {"n_perm": 300, "seed": 4, "correction": "cluster-mass"}
-    one = _run_permutation_wf(folder, tmp_path / "work", 1, **options)
-    four = _run_permutation_wf(folder, tmp_path / "work", 4, **options)
-    assert len(list((tmp_path / "work" / "perm4" / "chunks").glob("mapflow/_chunks*"))) == 4
-    for desc in ("maxT", "uncorrected", "clusterSize", "clusterMass"):
-        np.testing.assert_array_equal(_logp(one, desc), _logp(four, desc), err_msg=desc)
-    nulls = pd.read_csv(one["contrast-mean_desc-nulls_permutations.tsv"], sep="\t")
-    assert list(nulls.columns) == ["h0_max_t", "h0_max_size", "h0_max_mass"]
-    assert len(nulls) == 300
-    assert _logp(one, "clusterMass").max() >= -np.log10(0.05)  # the effect is found
-    significant = nib.load(one["contrast-mean_stat-z_desc-clusterMasscorrected_statmap.nii.gz"])
-    assert np.count_nonzero(significant.get_fdata()) > 0
+    maps, X, mask = _glm_folder(folder, n=6)
+    wf = _permutation_wf(folder, correction="cluster-size", n_perm=1000, n_chunks=2,
+                         cluster_forming_p=0.01)
+    run_workflow(wf, tmp_path / "work", progress=False)
+    files = _outputs(tmp_path / "work", wf.name)
+    # the age contrast against a brute-force Freedman-Lane enumeration (numpy)
+    Z = X[:, :2]
+    fitted = Z @ np.linalg.pinv(Z) @ maps
+    pinv = np.linalg.pinv(X)
+
+    def t_age(Y):
+        beta = pinv @ Y
+        sigma2 = ((Y - X @ beta) ** 2).sum(0) / 3
+        return beta[2] / np.sqrt(sigma2 * np.linalg.inv(X.T @ X)[2, 2])
+
+    observed = np.abs(t_age(maps))
+    count, count_max = np.zeros(observed.size), np.zeros(observed.size)
+    for order in itertools.permutations(range(6)):
+        null = np.abs(t_age((maps - fitted)[list(order)] + fitted))
+        count += null >= observed - 1e-9 * observed
+        count_max += null.max() >= observed - 1e-9 * observed
+    for desc, expected in (("uncorrected", count), ("maxT", count_max)):
+        logp = _load(files, f"contrast-age_stat-t_desc-{desc}_logp.nii.gz")[mask]
+        # maps are float32: compare the counts of patterns
+        np.testing.assert_array_equal(np.rint(10 ** -logp * 720), expected, err_msg=desc)
+    # every output of every contrast, with its sidecar
+    for label, stat in zip(LABELS, "ttF"):
+        method = "maxT" if stat == "t" else "maxF"
+        for desc in (method, "uncorrected", "clusterSize", "clusterMass"):
+            assert f"contrast-{label}_stat-{stat}_desc-{desc}_logp.json" in files
+        for name in (f"contrast-{label}_desc-nulls_permutations",
+                     f"contrast-{label}_stat-z_desc-clusterSizecorrected_statmap",
+                     f"contrast-{label}_stat-z_desc-clusterSizecorrected_clusters"):
+            assert f"{name}.json" in files
+    sidecar = json.loads(files["contrast-groupAndAge_stat-F_desc-maxF_logp.json"].read_text())
+    assert sidecar["Statistic"] == "F" and sidecar["DegreesOfFreedom"] == [2, 3.0]
+    assert sidecar["ContrastWeights"] == [{"patients": 1.0, "controls": -1.0, "age": 0.0},
+                                          {"patients": 0.0, "controls": 0.0, "age": 1.0}]
+    assert sidecar["Correction"] == {
+        "Method": "maxT", "Statistic": "F", "NPermutations": 720, "Exhaustive": True,
+        "Seed": None, "Scheme": "permute", "ExchangeabilityBlocks": None, "Tail": "positive"}
+    significant = json.loads(files[
+        "contrast-age_stat-z_desc-clusterSizecorrected_statmap.json"].read_text())
+    assert significant["Correction"]["ClusterFormingThreshold"]["p"] == 0.01
+    threshold = significant["Threshold"]
+    assert threshold["Correction"] == "FWER (cluster-size permutation)"
+    assert threshold["TwoSided"] is True
+    assert threshold["Description"] == (
+        "cluster-size FWE p < 0.05, 720 permutations (exhaustive permutations), "
+        f"cluster-forming p < 0.01 (|t| > {stats.t.isf(0.005, 3):.2f})")
+    nulls = pd.read_csv(files["contrast-age_desc-nulls_permutations.tsv"], sep="\t")
+    assert list(nulls.columns) == ["max_t", "max_cluster_size", "max_cluster_mass"]
+    assert len(nulls) == 720
+    for label in ("patientsMinusControls", "age"):  # the effects are found
+        table = pd.read_csv(files[
+            f"contrast-{label}_stat-z_desc-clusterSizecorrected_clusters.tsv"], sep="\t")
+        assert len(table) and (table["Cluster FWER p"] < 0.05).all()
+        kept = _load(files, f"contrast-{label}_stat-z_desc-clusterSizecorrected_statmap.nii.gz")
+        p = 10 ** -_load(files, f"contrast-{label}_stat-t_desc-clusterSize_logp.nii.gz")
+        assert np.all((kept != 0) == (p < 0.05))
 
 
-def test_max_t_through_the_workflow_agrees_with_nilearn(tmp_path):
-    from nilearn.mass_univariate import permuted_ols
+def _result_times(work, name, node):
+    return {p.parent.name: p.stat().st_mtime_ns
+            for p in (work / name / node / "mapflow").glob("*/result_*.pklz")}
 
+
+def test_adding_a_contrast_reruns_only_its_items_and_chunks_change_nothing(tmp_path):
     folder = tmp_path / "data"
-    maps, mask, _ = _one_sample_folder(folder, n=13, seed=1)
-    n_perm = 4000  # 2^13 = 8192 > 4000: random sign flips
-    files = _run_permutation_wf(folder, tmp_path / "work", 2, n_perm=n_perm, seed=2)
-    ours = 10 ** -_logp(files, "maxT")[mask]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        theirs = permuted_ols(np.ones((13, 1)), maps, model_intercept=False, n_perm=n_perm,
-                              two_sided_test=True, random_state=0, n_jobs=1, verbose=0)
-    theirs = 10 ** -theirs["logp_max_t"][0]
-    se = np.sqrt(2 * ours * (1 - ours) / n_perm) + 1 / n_perm
-    assert np.all(np.abs(ours - theirs) <= 5 * se)
-    assert (ours < 0.05).sum() > 5
+    _glm_folder(folder, n=9, seed=1)
+    options = {"correction": "maxT", "n_perm": 300, "seed": 5}
+    work = tmp_path / "work"
+    run_workflow(_permutation_wf(folder, 1, n_chunks=2, **options), work, progress=False)
+    chunks, merges = _result_times(work, "perm_wf", "chunks"), _result_times(work, "perm_wf",
+                                                                              "merge")
+    assert sorted(chunks) == ["_chunks0", "_chunks1"] and sorted(merges) == ["_merge0"]
+    first = _outputs(work, "perm_wf")
+    before = _load(first, "contrast-patientsMinusControls_stat-t_desc-maxT_logp.nii.gz")
+    run_workflow(_permutation_wf(folder, 2, n_chunks=2, **options), work, progress=False)
+    after_chunks = _result_times(work, "perm_wf", "chunks")
+    after_merges = _result_times(work, "perm_wf", "merge")
+    assert sorted(after_chunks) == ["_chunks0", "_chunks1", "_chunks2", "_chunks3"]
+    assert all(after_chunks[k] == chunks[k] for k in chunks)  # not run again
+    assert after_merges["_merge0"] == merges["_merge0"] and "_merge1" in after_merges
+    # one chunk per contrast and another memory budget: the same p values
+    run_workflow(_permutation_wf(folder, 2, name="one_chunk", n_chunks=1, mem_gb=0.01,
+                                 **options), work, progress=False)
+    two, one = _outputs(work, "perm_wf"), _outputs(work, "one_chunk")
+    for label in LABELS[:2]:
+        for desc in ("maxT", "uncorrected"):
+            name = f"contrast-{label}_stat-t_desc-{desc}_logp.nii.gz"
+            np.testing.assert_array_equal(_load(one, name), _load(two, name))
+    np.testing.assert_array_equal(
+        before, _load(two, "contrast-patientsMinusControls_stat-t_desc-maxT_logp.nii.gz"))
+
+
+def test_a_scheme_that_cannot_test_the_contrast_is_refused(tmp_path):
+    folder = tmp_path / "data"
+    _glm_folder(folder)
+    pd.DataFrame({"intercept": np.ones(7)}).to_csv(folder / "one.tsv", sep="\t", index=False)
+    plan = PlanPermutations(design_matrix=str(folder / "one.tsv"),
+                            data_file=str(folder / "data.npy"), contrasts=["intercept"],
+                            model="one-sample", scheme="permute")
+    with pytest.raises(InputError, match="--perm-scheme permute: permutations cannot test"):
+        run_in(tmp_path / "plan", plan)
+    plan.inputs.scheme = "auto"
+    items = run_in(tmp_path / "plan", plan).items
+    assert [(i["scheme"], i["n_perm"]) for i in items] == [("sign-flip", 128)]
 
 
 @pytest.mark.parametrize("height_control", ["fdr", "bonferroni"])

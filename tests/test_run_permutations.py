@@ -31,8 +31,9 @@ TIE = 1e-9
 
 # ---------------------------------------------------------------- data and runs
 
-def write_table(folder, n_subjects, conditions=("a",), seed=0, effect=0.8):
-    """Maps with an effect in one corner of the grid; group, age and site columns."""
+def write_table(folder, n_subjects, conditions=("a",), seed=0, effect=0.8, group_effect=0.0):
+    """Maps with an effect in one corner of the grid (``group_effect`` more in the patients);
+    group, age and site columns."""
     rng = np.random.default_rng(seed)
     (folder / "maps").mkdir(parents=True, exist_ok=True)
     blob = np.zeros(SHAPE)
@@ -41,7 +42,8 @@ def write_table(folder, n_subjects, conditions=("a",), seed=0, effect=0.8):
     ages = rng.uniform(20, 60, n_subjects).round(1)
     for s in range(n_subjects):
         for c, condition in enumerate(conditions):
-            data = rng.normal(size=SHAPE) + blob * (c == 0) + 0.02 * ages[s] * (s % 2)
+            data = (rng.normal(size=SHAPE) + blob * (c == 0) + 0.02 * ages[s] * (s % 2)
+                    + (blob > 0) * group_effect * (s % 2))
             name = f"maps/sub-{s:02d}_cond-{condition}.nii.gz"
             write_map(folder / name, data.astype(np.float32), AFFINE)
             rows.append({"subject": f"s{s:02d}", "condition": condition,
@@ -275,7 +277,7 @@ def assert_agrees_with_nilearn(out, label, tested, Y, n_perm):
 
 
 def test_random_two_sample_agrees_with_nilearn_and_chunks_change_nothing(tmp_path):
-    table = write_table(tmp_path / "data", 10, effect=1.5)
+    table = write_table(tmp_path / "data", 10, group_effect=3.0)
     options = ["--design", "two-sample", "--correction", "maxT", "--n-perm", "2000",
                "--perm-seed", "3"]
     one = run(tmp_path, table, *options, "--n-chunks", "1")

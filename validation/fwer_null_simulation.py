@@ -1,13 +1,23 @@
 """Null simulations: observed family-wise error rate of permutation inference.
 
-Not a test. Each simulation draws 16 subjects' maps of smooth Gaussian noise
-(no effect) in a small spherical volume, runs a two-sided sign-flipping test,
-and records whether any voxel is declared significant at alpha = 0.05 by voxel
-max-T, cluster size (cluster-forming p = 0.001) and TFCE. The observed rates
-are printed with the central 95% binomial interval of the count of errors
-expected when the true rate is 0.05.
+Not a test. Each simulation draws smooth Gaussian noise maps with no effect of
+interest in a small spherical volume, runs a permutation test and records
+whether any voxel is declared significant at alpha = 0.05 by the max statistic
+(max-T or max-F), cluster size (cluster-forming p = 0.001) and, for the
+one-sample design, cluster mass and TFCE. Designs:
 
-    /work/venv/bin/python validation/fwer_null_simulation.py [n_sim] [n_perm]
+* one-sample: 16 subjects, two-sided sign flips;
+* two-sample + covariate: 10 + 10 subjects with an age covariate correlated
+  with the group and a strong age effect in the data, group difference tested
+  two-sided by Freedman-Lane permutations;
+* blocked: 8 subjects x 3 conditions with large subject effects, the F test of
+  the conditions by permutations within subject (exchangeability blocks).
+
+The observed rates are printed with the Clopper-Pearson 95% interval of each,
+and the central 95% binomial interval of the rate expected if the true FWER is
+0.05.
+
+    python validation/fwer_null_simulation.py [n_sim] [n_perm] [design ...]
 """
 
 import sys
@@ -17,10 +27,8 @@ import numpy as np
 from scipy import ndimage, stats
 
 from nipype_secondlevel.stats import permutation as perm
-from nipype_secondlevel.stats import spatial
 
 ALPHA = 0.05
-N_SUBJECTS = 16
 SHAPE = (18, 18, 18)
 RADIUS = 8.0
 SIGMA = 1.5  # voxels, FWHM ~ 3.5 voxels
@@ -32,45 +40,85 @@ def sphere(shape, radius):
     return ((grid - centre) ** 2).sum(0) <= radius**2
 
 
-def null_maps(rng, mask):
-    maps = [ndimage.gaussian_filter(rng.standard_normal(mask.shape), SIGMA)
-            for _ in range(N_SUBJECTS)]
-    return np.stack([m[mask] for m in maps])
+def noise_maps(rng, mask, n):
+    maps = [ndimage.gaussian_filter(rng.standard_normal(mask.shape), SIGMA) for _ in range(n)]
+    maps = np.stack([m[mask] for m in maps])
+    return maps / maps.std()
 
 
-def main(n_sim=500, n_perm=250):
-    mask = sphere(SHAPE, RADIUS)
-    threshold = spatial.cluster_forming_threshold(0.001, N_SUBJECTS - 1)
-    options = perm.PermutationOptions(tail="two-sided",
-                                      cluster_threshold=threshold, tfce=True)
+def one_sample(rng, mask):
+    return {"Y": noise_maps(rng, mask, 16), "X": None, "contrast": None,
+            "scheme": "sign-flip", "blocks": None, "tail": "two-sided"}
+
+
+def two_sample_covariate(rng, mask):
+    group = np.r_[np.ones(10), np.zeros(10)]
+    age = 0.8 * group + rng.standard_normal(20)
+    age -= age.mean()
+    Y = noise_maps(rng, mask, 20) + 1.5 * age[:, None]  # nuisance effect, no group effect
+    return {"Y": Y, "X": np.column_stack([group, 1 - group, age]),
+            "contrast": [1.0, -1.0, 0.0], "scheme": "permute", "blocks": None,
+            "tail": "two-sided"}
+
+
+def blocked(rng, mask):
+    n_subjects, n_conditions = 8, 3
+    subject = np.repeat(np.arange(n_subjects), n_conditions)
+    condition = np.tile(np.arange(n_conditions), n_subjects)
+    X = np.column_stack([np.eye(n_conditions)[condition], np.eye(n_subjects)[subject][:, 1:]])
+    Y = noise_maps(rng, mask, subject.size) + 3 * rng.standard_normal(n_subjects)[subject, None]
+    pad = [0.0] * (n_subjects - 1)
+    return {"Y": Y, "X": X, "contrast": [[1.0, -1.0, 0.0, *pad], [0.0, 1.0, -1.0, *pad]],
+            "scheme": "permute", "blocks": subject.tolist(), "tail": "positive"}
+
+
+DESIGNS = {"one-sample": one_sample, "two-sample-covariate": two_sample_covariate,
+           "blocked": blocked}
+
+
+def simulate(name, n_sim, n_perm, mask):
     rng = np.random.default_rng(2024)
     cut = -np.log10(ALPHA)
-    errors = {"voxel max-T": 0, "cluster size": 0, "cluster mass": 0,
-              "TFCE": 0, "uncorrected (any voxel)": 0}
+    errors = {}
     start = time.perf_counter()
     for sim in range(n_sim):
-        result = perm.permutation_test(null_maps(rng, mask), mask=mask,
-                                       n_perm=n_perm, seed=sim,
-                                       options=options)
-        errors["voxel max-T"] += result.logp_max_t.max() >= cut
-        errors["cluster size"] += result.logp_max_size.max() >= cut
-        errors["cluster mass"] += result.logp_max_mass.max() >= cut
-        errors["TFCE"] += result.logp_max_tfce.max() >= cut
-        errors["uncorrected (any voxel)"] += result.logp_uncorrected.max() >= cut
-    elapsed = time.perf_counter() - start
+        problem = DESIGNS[name](rng, mask)
+        model = perm.linear_model(problem["X"], problem["contrast"],
+                                  n_subjects=len(problem["Y"]))
+        options = perm.PermutationOptions(
+            tail=problem["tail"], tfce=name == "one-sample",
+            cluster_threshold=perm.cluster_forming_threshold(model, 0.001, problem["tail"]))
+        result = perm.permutation_test(
+            problem["Y"], problem["X"], problem["contrast"], mask=mask, n_perm=n_perm,
+            seed=sim, scheme=problem["scheme"], blocks=problem["blocks"], options=options)
+        found = {f"max-{model.statistic.upper()}": result.logp_max,
+                 "cluster size": result.logp_cluster_size,
+                 "uncorrected (any voxel)": result.logp_uncorrected}
+        if name == "one-sample":
+            found.update({"cluster mass": result.logp_cluster_mass, "TFCE": result.logp_tfce})
+        for method, logp in found.items():
+            errors[method] = errors.get(method, 0) + int(logp.max() >= cut)
+    return errors, time.perf_counter() - start, model
+
+
+def main(n_sim=500, n_perm=250, *names):
+    names = names or tuple(DESIGNS)
+    mask = sphere(SHAPE, RADIUS)
     low, high = stats.binom.interval(0.95, n_sim, ALPHA)
-    print(f"{n_sim} null simulations, {N_SUBJECTS} subjects, "
-          f"{int(mask.sum())} voxels (sphere r={RADIUS} in {SHAPE}), "
-          f"Gaussian smoothing sigma={SIGMA} voxels, {n_perm} sign flips each, "
-          f"two-sided, cluster-forming t > {threshold:.2f} (p < 0.001), "
-          f"{elapsed:.0f} s")
-    print(f"alpha = {ALPHA}; 95% binomial interval of the observed rate if the "
-          f"true FWER is {ALPHA}: [{low / n_sim:.3f}, {high / n_sim:.3f}]")
-    for name, count in errors.items():
-        ci = stats.binomtest(int(count), n_sim).proportion_ci(0.95)
-        print(f"  {name:24s} FWER = {count / n_sim:.3f} ({count}/{n_sim}; "
-              f"Clopper-Pearson 95% CI [{ci.low:.3f}, {ci.high:.3f}])")
+    print(f"{n_sim} null simulations per design, {int(mask.sum())} voxels (sphere r={RADIUS} "
+          f"in {SHAPE}), Gaussian smoothing sigma={SIGMA} voxels, {n_perm} random patterns "
+          f"each, cluster-forming p < 0.001")
+    print(f"alpha = {ALPHA}; 95% binomial interval of the observed rate if the true FWER is "
+          f"{ALPHA}: [{low / n_sim:.3f}, {high / n_sim:.3f}]")
+    for name in names:
+        errors, seconds, model = simulate(name, n_sim, n_perm, mask)
+        print(f"\n{name} ({model.statistic} contrast, dof {model.degrees_of_freedom}; "
+              f"{seconds:.0f} s)")
+        for method, count in errors.items():
+            ci = stats.binomtest(count, n_sim).proportion_ci(0.95)
+            print(f"  {method:24s} FWER = {count / n_sim:.3f} ({count}/{n_sim}; "
+                  f"Clopper-Pearson 95% CI [{ci.low:.3f}, {ci.high:.3f}])")
 
 
 if __name__ == "__main__":
-    main(*[int(a) for a in sys.argv[1:3]])
+    main(*[int(a) for a in sys.argv[1:3]], *sys.argv[3:])

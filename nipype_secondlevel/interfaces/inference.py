@@ -1,28 +1,28 @@
-"""Permutation inference as interfaces: plan, chunk (a MapNode), merge.
+"""Permutation inference as interfaces: plan, chunk (a MapNode), regroup, merge.
 
-``PlanPermutations`` decides the patterns (exhaustive or random) and splits
-their indices into chunks; ``PermutationChunk`` computes one chunk's null
-distributions (run as a MapNode over the chunks, so MultiProc or SLURM run
-them in parallel); ``MergePermutations`` combines the chunks into -log10 p
-maps. Pattern ``i`` is the same in whichever chunk computes it, so the p
-values do not depend on the number of chunks (see
+``PlanPermutations`` fixes, for every contrast, the patterns (exhaustive or
+random) and gives one item per (contrast, chunk of pattern indices);
+``PermutationChunk`` computes one item's null distributions (a MapNode over the
+items, so MultiProc or SLURM run them in parallel and each is cached on its
+own); ``GroupChunks`` gathers the chunk files of every contrast;
+``MergePermutations`` (a MapNode over the contrasts) turns them into -log10 p
+maps, the significant z map and its cluster table. Pattern ``i`` is the same
+in whichever chunk computes it, so p values do not depend on the chunks (see
 :mod:`nipype_secondlevel.stats.permutation`).
 
 Models
 ------
 paired
-    The design of :class:`PairedDesign` (a 1/0 condition column, then one
-    indicator column per subject). The rows are paired by subject and the
-    test is a one-sample test of the differences, by sign flipping of each
-    subject's difference (FSL randomise ``-1`` on the differences).
-one-sample
-    Every row is one subject; sign flipping.
-glm
-    Any design and t contrast: Freedman-Lane (Winkler et al. 2014) sign
-    flipping of the residuals of the nuisance model (assumes independent,
-    symmetric errors).
+    A paired design (a 1/0 condition column, then one indicator column per
+    subject): sign flips of every subject's difference of the two conditions.
+one-sample, glm
+    Any design and t or F contrast: Freedman-Lane (Winkler et al. 2014), by
+    sign flips (symmetric errors) or permutations within exchangeability
+    blocks (exchangeable errors); ``scheme="auto"`` chooses as
+    :func:`~nipype_secondlevel.stats.permutation.choose_scheme`.
 """
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,285 +33,372 @@ from nipype.interfaces.base import (
     InputMultiObject,
     SimpleInterface,
     TraitedSpec,
-    isdefined,
     traits,
 )
 
+from ..design.contrasts import parse_contrast
+from ..design.pairs import paired_rows
 from ..io.errors import bad_input
 from ..io.files import save_arrays, save_img, save_tsv
-from ..io.images import load_mask, unmask
+from ..io.images import load_img, load_mask, unmask
+from ..io.masked_data import masked_data_shape, read_voxel_chunk
+from ..io.sidecars import (
+    generated_by,
+    permutation_fields,
+    permutation_threshold_fields,
+    permutation_title,
+    write_sidecar,
+)
 from ..io.tables import read_table
+from ..reporting.clusters import cluster_table, values_at_peaks
 from ..stats import permutation as perm
-from ..stats import spatial
 
 MODELS = ("paired", "one-sample", "glm")
-TAILS = spatial.TAILS
+SCHEMES = ("auto", *perm.SCHEMES)
+CORRECTIONS = ("maxT", "cluster-size", "cluster-mass", "tfce")
 
-#: desc- entity of every -log10 p map, by PermutationResult field.
+#: desc- entity of every -log10 p map, by PermutationResult field ({stat}: T or F).
 LOGP_DESCS = {
-    "logp_max_t": "maxT",
+    "logp_max": "max{stat}",
     "logp_uncorrected": "uncorrected",
-    "logp_max_size": "clusterSize",
-    "logp_max_mass": "clusterMass",
-    "logp_max_tfce": "TFCE",
+    "logp_cluster_size": "clusterSize",
+    "logp_cluster_mass": "clusterMass",
+    "logp_tfce": "TFCE",
 }
 
-#: The map each correction method reports.
+#: The PermutationResult field of each correction.
 CORRECTION_FIELDS = {
-    "maxT": "logp_max_t",
-    "cluster-size": "logp_max_size",
-    "cluster-mass": "logp_max_mass",
-    "tfce": "logp_max_tfce",
+    "maxT": "logp_max",
+    "cluster-size": "logp_cluster_size",
+    "cluster-mass": "logp_cluster_mass",
+    "tfce": "logp_tfce",
 }
 
+#: Null distributions written, by NullChunk / PermutationResult field.
+NULL_COLUMNS = {
+    "null_max": "max_{stat}",
+    "null_cluster_size": "max_cluster_size",
+    "null_cluster_mass": "max_cluster_mass",
+    "null_tfce": "max_tfce",
+}
 
-def permutation_problem(data_file, design_matrix, model, contrast=None):
-    """(Y, X, contrast) of the test: rows to sign-flip, design, t contrast.
-
-    paired: Y = first-condition rows minus second-condition rows of the same
-    subject (subject = the indicator column set in the row), X = None.
-    """
-    design = read_table(design_matrix, "design matrix")
-    Y = np.load(data_file, mmap_mode="r")
-    if Y.shape[0] != len(design):
-        raise bad_input(f"data file {data_file}",
-                        f"{Y.shape[0]} rows but the design has {len(design)}")
-    if model == "paired":
-        condition = design.iloc[:, 0].to_numpy()
-        subjects = design.iloc[:, 1:].to_numpy()
-        if subjects.shape[1] == 0 or not np.all(subjects.sum(axis=1) == 1):
-            raise bad_input(f"design matrix {design_matrix}",
-                            "not a paired design (condition column, then one "
-                            "indicator column per subject)")
-        subject = subjects.argmax(axis=1)
-        first, second = [], []
-        for s in range(subjects.shape[1]):
-            rows = np.flatnonzero(subject == s)
-            ones = rows[condition[rows] == 1]
-            zeros = rows[condition[rows] == 0]
-            if ones.size != 1 or zeros.size != 1:
-                raise bad_input(f"design matrix {design_matrix}",
-                                f"subject column {design.columns[s + 1]} does not "
-                                "have one row per condition")
-            first.append(ones[0])
-            second.append(zeros[0])
-        diff = np.asarray(Y[first], dtype=float) - np.asarray(Y[second], dtype=float)
-        return diff, None, None
-    Y = np.asarray(Y, dtype=float)
-    if model == "one-sample":
-        return Y, None, None
-    weights = np.asarray(contrast, dtype=float)
-    if weights.size != design.shape[1]:
-        raise bad_input("contrast", f"{weights.size} weights for {design.shape[1]} columns")
-    return Y, design.to_numpy(dtype=float), weights
+TFCE_E, TFCE_H = 0.5, 2.0
 
 
-def _options(inputs, dof):
-    threshold = None
-    if inputs.cluster_inference:
-        threshold = spatial.cluster_forming_threshold(
-            inputs.cluster_forming_p, dof, inputs.tail)
-    return perm.PermutationOptions(
-        tail=inputs.tail, cluster_threshold=threshold, tfce=inputs.tfce,
-        tfce_E=inputs.tfce_E, tfce_H=inputs.tfce_H, uncorrected=inputs.uncorrected,
-    )
+class _Test:
+    """One contrast's test, read from the workflow's files: model, data, plan."""
+
+    def __init__(self, inputs, spec, scheme=None, n_perm=None):
+        design = read_table(inputs.design_matrix, "design matrix")
+        try:
+            X = design.to_numpy(dtype=float)
+        except ValueError as err:
+            raise bad_input(f"design matrix {inputs.design_matrix}", "has non-numeric "
+                            "values") from err
+        self.label, self.rows, self.kind = parse_contrast(spec, design.columns)
+        self.weights = [{str(c): float(w) for c, w in zip(design.columns, row)}
+                        for row in self.rows]
+        n_maps, n_voxels = masked_data_shape(inputs.data_file)
+        if n_maps != len(design):
+            raise bad_input(f"data file {inputs.data_file}",
+                            f"{n_maps} rows but the design has {len(design)}")
+        blocks = list(inputs.blocks) if inputs.blocks else None
+        if blocks is not None and len(blocks) != len(design):
+            raise bad_input("blocks", f"{len(blocks)} labels for {len(design)} design rows")
+        columns = perm.VoxelColumns(n_maps, n_voxels,
+                                    partial(read_voxel_chunk, inputs.data_file), 8 * n_maps)
+        if inputs.model == "paired":
+            first, second = paired_rows(design, self.rows,
+                                        f"design matrix {inputs.design_matrix}")
+            columns = columns.differences(first, second)
+            blocks = None if blocks is None else [blocks[i] for i in first]
+            self.model = perm.one_sample_model(first.size)
+        else:
+            try:
+                self.model = perm.linear_model(X, self.rows)
+            except ValueError as err:
+                raise bad_input(f"contrast {self.label}", str(err)) from err
+        self.columns = columns
+        try:
+            self.scheme = perm.choose_scheme(self.model, scheme or inputs.scheme, blocks)
+        except ValueError as err:
+            raise bad_input(f"--perm-scheme {inputs.scheme}", str(err)) from err
+        self.plan = perm.plan_permutations(self.model.n_subjects, n_perm or inputs.n_perm,
+                                           self.scheme, inputs.seed, blocks)
+        self.n_blocks = None if self.plan.blocks is None else max(self.plan.blocks) + 1
+
+    def options(self, inputs):
+        """PermutationOptions of the correction, and the cluster-forming (p, value)."""
+        tail = "two-sided" if inputs.two_sided and self.kind == "t" else "positive"
+        forming = None
+        if inputs.correction in ("cluster-size", "cluster-mass"):
+            forming = (inputs.cluster_forming_p, perm.cluster_forming_threshold(
+                self.model, inputs.cluster_forming_p, tail))
+        options = perm.PermutationOptions(
+            tail=tail, cluster_threshold=None if forming is None else forming[1],
+            tfce=inputs.correction == "tfce", tfce_E=TFCE_E, tfce_H=TFCE_H)
+        return options, forming
 
 
-class _ProblemInputSpec(BaseInterfaceInputSpec):
+class _TestInputSpec(BaseInterfaceInputSpec):
+    design_matrix = File(exists=True, mandatory=True, desc="design matrix TSV")
     data_file = File(exists=True, mandatory=True,
                      desc="masked data (n_maps, n_voxels) .npy (MaskedData), design row order")
-    design_matrix = File(exists=True, mandatory=True, desc="design matrix TSV")
-    mask_file = File(exists=True, mandatory=True, desc="analysis mask")
+    blocks = traits.List(traits.Str, desc="exchangeability-block label of every design row "
+                         "([]: none)")
     model = traits.Enum(*MODELS, usedefault=True, desc="see the module notes")
-    contrast = traits.List(traits.Float, desc="t contrast weights (model glm)")
+    scheme = traits.Enum(*SCHEMES, usedefault=True,
+                         desc="sign flips, permutations, or auto (see choose_scheme)")
     n_perm = traits.Range(low=1, value=10000, usedefault=True,
-                          desc="patterns, identity included (exhaustive if 2**n <= n_perm)")
+                          desc="patterns asked for, identity included (exhaustive if "
+                          "there are no more possible)")
     seed = traits.Int(0, usedefault=True, desc="seed of the random patterns")
-    tail = traits.Enum(*TAILS, usedefault=True, desc="two-sided, positive or negative")
-    cluster_inference = traits.Bool(False, usedefault=True,
-                                    desc="cluster size and mass inference")
-    cluster_forming_p = traits.Range(low=0.0, high=1.0, value=0.001, usedefault=True,
-                                     desc="cluster-forming threshold, uncorrected p")
-    tfce = traits.Bool(False, usedefault=True, desc="TFCE inference")
-    tfce_E = traits.Float(0.5, usedefault=True, desc="TFCE extent exponent")
-    tfce_H = traits.Float(2.0, usedefault=True, desc="TFCE height exponent")
-    uncorrected = traits.Bool(True, usedefault=True, desc="uncorrected permutation p map")
 
 
-def _load(inputs):
-    Y, X, contrast = permutation_problem(
-        inputs.data_file, inputs.design_matrix, inputs.model,
-        inputs.contrast if isdefined(inputs.contrast) else None)
-    mask, mask_img = load_mask(inputs.mask_file)
-    if Y.shape[1] != int(mask.sum()):
-        raise bad_input(f"data file {inputs.data_file}",
-                        f"{Y.shape[1]} voxels but the mask has {int(mask.sum())}")
-    model = perm.linear_model(X, contrast, n_subjects=Y.shape[0])
-    return model, perm.prepare_data(model, Y), mask, mask_img
-
-
-class _PlanInputSpec(BaseInterfaceInputSpec):
-    design_matrix = File(exists=True, mandatory=True, desc="design matrix TSV")
-    model = traits.Enum(*MODELS, usedefault=True, desc="see the module notes")
-    n_perm = traits.Range(low=1, value=10000, usedefault=True, desc="patterns asked for")
-    n_chunks = traits.Range(low=1, value=1, usedefault=True, desc="number of chunks")
-    seed = traits.Int(0, usedefault=True, desc="seed of the random patterns")
+class _PlanInputSpec(_TestInputSpec):
+    contrasts = traits.List(traits.Str, mandatory=True, desc="contrast specifications")
+    n_chunks = traits.Range(low=1, value=1, usedefault=True,
+                            desc="chunks of pattern indices per contrast")
 
 
 class _PlanOutputSpec(TraitedSpec):
-    chunks = traits.List(traits.List(traits.Int), desc="[start, stop] of every chunk")
-    n_perm = traits.Int(desc="patterns used, identity included")
-    exhaustive = traits.Bool(desc="every sign pattern enumerated")
+    items = traits.List(traits.Dict, desc="one per (contrast, chunk): contrast, scheme, "
+                        "n_perm, start, stop")
 
 
 class PlanPermutations(SimpleInterface):
-    """How many patterns, exhaustive or random, and the chunks' index ranges."""
+    """The patterns of every contrast and one item per (contrast, chunk)."""
 
     input_spec = _PlanInputSpec
     output_spec = _PlanOutputSpec
 
     def _run_interface(self, runtime):
-        design = read_table(self.inputs.design_matrix, "design matrix")
-        n = len(design) // 2 if self.inputs.model == "paired" else len(design)
-        plan = perm.plan_permutations(n, self.inputs.n_perm, seed=self.inputs.seed)
-        self._results["chunks"] = [list(c) for c in
-                                   perm.chunk_bounds(plan.n_perm, self.inputs.n_chunks)]
-        self._results["n_perm"] = plan.n_perm
-        self._results["exhaustive"] = plan.exhaustive
+        items = []
+        for spec in self.inputs.contrasts:
+            test = _Test(self.inputs, spec)
+            for start, stop in perm.chunk_bounds(test.plan.n_perm, self.inputs.n_chunks):
+                items.append({"contrast": spec, "scheme": test.scheme,
+                              "n_perm": test.plan.n_perm, "start": start, "stop": stop})
+        self._results["items"] = items
         return runtime
 
 
-class _ChunkInputSpec(_ProblemInputSpec):
-    chunk = traits.List(traits.Int, mandatory=True, minlen=2, maxlen=2,
-                        desc="[start, stop) of the permutation indices")
+class _OptionsInputSpec(_TestInputSpec):
+    mask_file = File(exists=True, mandatory=True, desc="analysis mask")
+    correction = traits.Enum(*CORRECTIONS, usedefault=True,
+                             desc="the map that sets significance")
+    two_sided = traits.Bool(True, usedefault=True, desc="two-sided t tests (F: positive)")
+    cluster_forming_p = traits.Range(low=0.0, high=1.0, value=0.001, usedefault=True,
+                                     desc="cluster-forming threshold, uncorrected p")
+    mem_gb = traits.Float(1.0, usedefault=True, desc="memory budget (GiB) of the data held")
+
+
+def _mask(inputs, test):
+    mask, mask_img = load_mask(inputs.mask_file)
+    if test.columns.n_voxels != int(mask.sum()):
+        raise bad_input(f"data file {inputs.data_file}", f"{test.columns.n_voxels} voxels "
+                        f"but the mask has {int(mask.sum())}")
+    return mask, mask_img
+
+
+class _ChunkInputSpec(_OptionsInputSpec):
+    item = traits.Dict(mandatory=True, desc="an item of PlanPermutations")
 
 
 class _ChunkOutputSpec(TraitedSpec):
-    chunk_file = File(exists=True, desc=".npz: start, stop, maxima per pattern, "
+    chunk_file = File(exists=True, desc=".npz: contrast, start, stop, maxima per pattern, "
                       "exceedance counts per voxel")
 
 
 class PermutationChunk(SimpleInterface):
-    """Null distributions of the maxima and exceedance counts for one chunk."""
+    """Null distributions of the maxima and exceedance counts of one item."""
 
     input_spec = _ChunkInputSpec
     output_spec = _ChunkOutputSpec
 
     def _run_interface(self, runtime):
-        model, data, mask, _ = _load(self.inputs)
-        options = _options(self.inputs, model.dof)
-        plan = perm.plan_permutations(model.n_subjects, self.inputs.n_perm,
-                                      seed=self.inputs.seed)
-        start, stop = self.inputs.chunk
-        if not 0 <= start < stop <= plan.n_perm:
-            raise bad_input("chunk", f"[{start}, {stop}) outside [0, {plan.n_perm})")
-        chunk = perm.null_chunk(model, data, plan, start, stop, mask, options)
+        item = self.inputs.item
+        test = _Test(self.inputs, item["contrast"], item["scheme"], item["n_perm"])
+        mask, _ = _mask(self.inputs, test)
+        start, stop = int(item["start"]), int(item["stop"])
+        if test.plan.n_perm != item["n_perm"] or not 0 <= start < stop <= test.plan.n_perm:
+            raise bad_input("item", f"[{start}, {stop}) is not a chunk of the "
+                            f"{test.plan.n_perm} patterns of {test.label}")
+        options, _ = test.options(self.inputs)
+        chunk = perm.null_chunk(test.model, test.columns, test.plan, start, stop, mask,
+                                options, self.inputs.mem_gb)
         arrays = {k: v for k, v in vars(chunk).items() if v is not None}
         self._results["chunk_file"] = save_arrays(
-            Path(runtime.cwd) / f"perm-{start:07d}-{stop:07d}_nulls.npz", **arrays
-        )
+            Path(runtime.cwd) / f"contrast-{test.label}_perm-{start:07d}-{stop:07d}_nulls.npz",
+            contrast=np.array(item["contrast"]), **arrays)
         return runtime
 
 
 def read_chunk(path):
-    """A :class:`~nipype_secondlevel.stats.permutation.NullChunk` from its .npz."""
+    """(contrast specification, :class:`~nipype_secondlevel.stats.permutation.NullChunk`)."""
     with np.load(path) as saved:
         fields = {k: saved[k] for k in saved.files}
+    spec = str(fields.pop("contrast"))
     fields["start"], fields["stop"] = int(fields["start"]), int(fields["stop"])
     fields.setdefault("exceedances", None)
-    return perm.NullChunk(**fields)
+    return spec, perm.NullChunk(**fields)
 
 
-class _MergeInputSpec(_ProblemInputSpec):
+class _GroupInputSpec(BaseInterfaceInputSpec):
+    contrasts = traits.List(traits.Str, mandatory=True, desc="contrast specifications")
     chunk_files = InputMultiObject(File(exists=True), mandatory=True,
-                                   desc="PermutationChunk outputs, covering every index once")
-    z_map = File(exists=True, mandatory=True, desc="z map of the contrast (for the figure)")
-    correction = traits.Enum("maxT", "cluster-size", "cluster-mass", "tfce", usedefault=True,
-                             desc="the map that sets significance")
+                                   desc="PermutationChunk outputs of every contrast")
+
+
+class _GroupOutputSpec(TraitedSpec):
+    chunk_files = traits.List(traits.List(File(exists=True)),
+                              desc="the chunk files of every contrast, in contrast order")
+
+
+class GroupChunks(SimpleInterface):
+    """Gather the chunk files of every contrast (for the merge MapNode)."""
+
+    input_spec = _GroupInputSpec
+    output_spec = _GroupOutputSpec
+
+    def _run_interface(self, runtime):
+        owners = [read_chunk(f)[0] for f in self.inputs.chunk_files]
+        groups = []
+        for spec in self.inputs.contrasts:
+            mine = [f for f, owner in zip(self.inputs.chunk_files, owners) if owner == spec]
+            if not mine:
+                raise bad_input("chunk_files", f"no chunk of contrast {spec!r}")
+            groups.append(mine)
+        self._results["chunk_files"] = groups
+        return runtime
+
+
+class _MergeInputSpec(_OptionsInputSpec):
+    contrast = traits.Str(mandatory=True, desc="contrast specification")
+    contrast_name = traits.Str(mandatory=True, desc="label for file names")
+    chunk_files = InputMultiObject(File(exists=True), mandatory=True,
+                                   desc="the contrast's chunk files, covering every index once")
+    z_map = File(exists=True, mandatory=True, desc="z map of the contrast (significant map)")
     alpha = traits.Range(low=0.0, high=1.0, value=0.05, usedefault=True,
                          desc="family-wise error rate")
-    contrast_name = traits.Str("contrast", usedefault=True, desc="label for file names")
 
 
 class _MergeOutputSpec(TraitedSpec):
     logp_maps = traits.List(File(exists=True), desc="-log10 p maps (BIDS-style names)")
     corrected_logp = File(exists=True, desc="-log10 p map of the requested correction")
-    null_distributions = File(exists=True, desc="TSV: one row per pattern, one column "
-                              "per maximum (h0_max_t, ...), in pattern order")
+    null_distributions = File(exists=True, desc="TSV: one row per pattern, one column per "
+                              "maximum, in pattern order")
     significant_map = File(exists=True, desc="z map, zero where corrected p >= alpha")
-    cluster_table = File(exists=True, desc="clusters of the significant map (TSV, MNI mm)")
+    cluster_table = File(exists=True, desc="clusters of the significant map with their "
+                         "FWER p (TSV, MNI mm)")
     z_threshold = traits.Float(desc="just below the smallest |z| kept (for plots)")
-    plot_title = traits.Str(desc="title for the glass brain")
+    plot_title = traits.Str(desc="title naming the correction")
 
 
 class MergePermutations(SimpleInterface):
-    """Combine chunk null distributions into -log10 p maps and a significant map.
+    """Combine a contrast's chunks into -log10 p maps and its significant map.
 
-    Writes ``contrast-<label>_stat-t_desc-<maxT|uncorrected|clusterSize|
+    Writes ``contrast-<label>_stat-<t|F>_desc-<maxT|maxF|uncorrected|clusterSize|
     clusterMass|TFCE>_logp.nii.gz``, the null distributions
-    (``..._desc-nulls_permutations.tsv``) and the z map masked to the voxels
-    where the requested correction gives p < alpha (``..._stat-z_desc-
-    <method>corrected_statmap.nii.gz``) with its cluster table.
+    (``contrast-<label>_desc-nulls_permutations.tsv``), the z map where the
+    correction gives p < alpha (``contrast-<label>_stat-z_desc-<method>corrected_
+    statmap.nii.gz``) and its cluster table (``..._clusters.tsv``), each with
+    a JSON sidecar.
     """
 
     input_spec = _MergeInputSpec
     output_spec = _MergeOutputSpec
 
     def _run_interface(self, runtime):
-        from nilearn.image import load_img as nl_load
-
-        from .thresholding import cluster_table
-
-        model, data, mask, mask_img = _load(self.inputs)
-        options = _options(self.inputs, model.dof)
-        field = CORRECTION_FIELDS[self.inputs.correction]
-        if field in ("logp_max_size", "logp_max_mass") and not options.cluster_threshold:
-            raise bad_input("correction", f"{self.inputs.correction} needs cluster_inference")
-        if field == "logp_max_tfce" and not options.tfce:
-            raise bad_input("correction", "tfce needs tfce=True")
-        chunks = [read_chunk(f) for f in self.inputs.chunk_files]
-        observed = perm.observed_maps(model, data, mask, options)
+        inputs = self.inputs
+        test = _Test(inputs, inputs.contrast)
+        mask, mask_img = _mask(inputs, test)
+        options, forming = test.options(inputs)
+        chunks = [read_chunk(f)[1] for f in inputs.chunk_files]
+        observed = perm.observed_maps(test.model, test.columns, test.plan, mask, options,
+                                      inputs.mem_gb)
         try:
             result = perm.merge_null_chunks(observed, chunks, options)
         except ValueError as err:
             raise bad_input("chunk_files", str(err)) from err
-        label = self.inputs.contrast_name
-        out = Path(runtime.cwd)
-        affine = mask_img.affine
+        if result.n_perm != test.plan.n_perm:
+            raise bad_input("chunk_files", f"{result.n_perm} patterns, the plan has "
+                            f"{test.plan.n_perm}")
+        label, stat, out = inputs.contrast_name, test.kind, Path(runtime.cwd)
+        stat_name = "T" if stat == "t" else "F"
+        field = CORRECTION_FIELDS[inputs.correction]
+        sources = [inputs.data_file, inputs.design_matrix, inputs.mask_file]
+
+        def correction(method):
+            return permutation_fields(
+                method, stat, test.plan.n_perm, test.plan.exhaustive, test.plan.seed,
+                test.scheme, test.n_blocks, options.tail,
+                forming if method in ("cluster-size", "cluster-mass") else None,
+                (TFCE_E, TFCE_H) if method == "tfce" else None)
+
+        def sidecar(path, description, method, extra=None):
+            write_sidecar(path, {
+                "Contrast": label,
+                "ContrastWeights": test.weights[0] if stat == "t" else test.weights,
+                "Statistic": stat,
+                "DegreesOfFreedom": test.model.degrees_of_freedom,
+                "Description": description,
+                "Correction": correction(method),
+                **(extra or {}),
+                "Sources": [Path(f).name for f in sources],
+                "SourceFiles": [str(Path(f).absolute()) for f in sources],
+                "GeneratedBy": generated_by("permutation merge"),
+            })
+            return path
+
         maps = {}
+        methods = {"logp_max": "maxT", "logp_uncorrected": "uncorrected",
+                   **{v: k for k, v in CORRECTION_FIELDS.items() if k != "maxT"}}
         for name, desc in LOGP_DESCS.items():
             values = getattr(result, name)
             if values is None:
                 continue
-            maps[name] = save_img(
-                unmask(values, mask, affine),
-                out / f"contrast-{label}_stat-t_desc-{desc}_logp.nii.gz")
+            desc = desc.format(stat=stat_name)
+            maps[name] = sidecar(save_img(
+                unmask(values, mask, mask_img.affine),
+                out / f"contrast-{label}_stat-{stat}_desc-{desc}_logp.nii.gz"),
+                f"-log10 p, {desc} permutation p values", methods[name])
         self._results["logp_maps"] = list(maps.values())
         self._results["corrected_logp"] = maps[field]
-        nulls = {n: getattr(result, n) for n in
-                 ("h0_max_t", "h0_max_size", "h0_max_mass", "h0_max_tfce")
-                 if getattr(result, n) is not None}
-        self._results["null_distributions"] = save_tsv(
-            pd.DataFrame(nulls), out / f"contrast-{label}_desc-nulls_permutations.tsv")
-        z = np.asarray(nl_load(self.inputs.z_map).get_fdata())[mask]
-        significant = getattr(result, field) > -np.log10(self.inputs.alpha)
-        if self.inputs.tail == "positive":
+        nulls = {column.format(stat=stat): getattr(result, name)
+                 for name, column in NULL_COLUMNS.items() if getattr(result, name) is not None}
+        self._results["null_distributions"] = sidecar(save_tsv(
+            pd.DataFrame(nulls), out / f"contrast-{label}_desc-nulls_permutations.tsv"),
+            "null distributions of the maxima, one row per pattern (pattern 0: identity)",
+            inputs.correction)
+
+        z = np.asarray(load_img(inputs.z_map, "z map").get_fdata())[mask]
+        significant = getattr(result, field) > -np.log10(inputs.alpha)
+        if options.tail == "positive":
             significant &= z > 0
-        elif self.inputs.tail == "negative":
-            significant &= z < 0
         kept = np.where(significant, z, 0.0)
-        desc = LOGP_DESCS[field]
-        img = unmask(kept, mask, affine)
-        self._results["significant_map"] = save_img(
-            img, out / f"contrast-{label}_stat-z_desc-{desc}corrected_statmap.nii.gz")
         z_threshold = float(np.abs(z[significant]).min()) if significant.any() else np.inf
         # plots and tables show |z| >= the smallest significant one, just below it
         shown = max(np.nextafter(z_threshold, 0), 1e-6) if significant.any() else 1e6
         self._results["z_threshold"] = float(shown)
-        self._results["plot_title"] = (
-            f"{label}: {self.inputs.correction} FWE p < {self.inputs.alpha:g} "
-            f"({result.n_perm} permutations, {int(significant.sum())} voxels)")
-        table = cluster_table(img, shown, 0, self.inputs.tail == "two-sided")
-        self._results["cluster_table"] = save_tsv(
-            table, out / f"contrast-{label}_stat-z_desc-{desc}corrected_clusters.tsv")
+        fields = correction(inputs.correction)
+        threshold = {"Threshold": permutation_threshold_fields(
+            inputs.correction, inputs.alpha, z_threshold, fields)}
+        self._results["plot_title"] = permutation_title(label, inputs.correction,
+                                                        inputs.alpha, fields)
+        desc = LOGP_DESCS[field].format(stat=stat_name)
+        img = unmask(kept, mask, mask_img.affine)
+        self._results["significant_map"] = sidecar(save_img(
+            img, out / f"contrast-{label}_stat-z_desc-{desc}corrected_statmap.nii.gz"),
+            f"z map where the {desc} permutation p < {inputs.alpha:g}, else 0",
+            inputs.correction, {**threshold, "Statistic": "z"})
+        table = cluster_table(img, shown, 0, options.tail == "two-sided")
+        p_column = ("Cluster FWER p" if inputs.correction in ("cluster-size", "cluster-mass")
+                    else "Peak FWER p")
+        logp_img = unmask(getattr(result, field), mask, mask_img.affine)
+        table[p_column] = 10.0 ** -values_at_peaks(table, logp_img)
+        self._results["cluster_table"] = sidecar(save_tsv(
+            table, out / f"contrast-{label}_stat-z_desc-{desc}corrected_clusters.tsv"),
+            f"clusters of the {desc}-corrected z map and the FWER p at each peak",
+            inputs.correction, threshold)
         return runtime

@@ -1,9 +1,7 @@
 """Threshold: height (z or p) and cluster-size thresholds, and a cluster table."""
 
-import warnings
 from pathlib import Path
 
-import pandas as pd
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -22,9 +20,9 @@ from ..io.sidecars import (
     threshold_title,
     write_sidecar,
 )
+from ..reporting.clusters import cluster_table
 
 HEIGHT_CONTROLS = ("none", "fpr", "fdr", "bonferroni")
-CLUSTER_COLUMNS = ["Cluster ID", "X", "Y", "Z", "Peak Stat", "Cluster Size (mm3)"]
 
 
 def threshold_map(z_img, mask_img, height_control, threshold, alpha, cluster_size, two_sided):
@@ -43,24 +41,6 @@ def threshold_map(z_img, mask_img, height_control, threshold, alpha, cluster_siz
         cluster_threshold=cluster_size,
         two_sided=two_sided,
     )
-
-
-def cluster_table(thresholded_img, z_threshold, cluster_size, two_sided):
-    """Clusters with their peaks and sub-peaks in MNI mm (nilearn's table)."""
-    import numpy as np
-    from nilearn.reporting import get_clusters_table
-
-    if not np.any(np.asanyarray(thresholded_img.dataobj)):
-        return pd.DataFrame(columns=CLUSTER_COLUMNS)
-    with warnings.catch_warnings():
-        # A map with clusters of one sign only is not worth a warning.
-        warnings.filterwarnings("ignore", message="No clusters found", category=UserWarning)
-        return get_clusters_table(
-            thresholded_img,
-            stat_threshold=z_threshold,
-            cluster_threshold=cluster_size,
-            two_sided=two_sided,
-        )
 
 
 class _ThresholdInputSpec(BaseInterfaceInputSpec):

@@ -122,3 +122,87 @@ def threshold_fields(height_control, z_threshold, alpha, threshold, cluster_size
             height_control, z_threshold, alpha, threshold, cluster_size, two_sided
         ),
     }
+
+
+#: Permutation corrections: (name in sentences, name of the FWER correction).
+PERMUTATION_METHODS = {
+    "maxT": ("max-{stat}", "FWER (max-{stat} permutation)"),
+    "cluster-size": ("cluster-size", "FWER (cluster-size permutation)"),
+    "cluster-mass": ("cluster-mass", "FWER (cluster-mass permutation)"),
+    "tfce": ("TFCE", "FWER (TFCE permutation)"),
+}
+
+
+def _permutations_text(n_perm, exhaustive, seed, scheme):
+    patterns = "sign flips" if scheme == "sign-flip" else "permutations"
+    how = f"exhaustive {patterns}" if exhaustive else f"random {patterns}, seed {seed}"
+    return f"{n_perm:,} permutations ({how})"
+
+
+def permutation_fields(method, statistic, n_perm, exhaustive, seed, scheme, n_blocks,
+                       tail, cluster_forming=None, tfce=None):
+    """The ``Correction`` entry of a permutation map's sidecar.
+
+    ``method`` is a correction of :data:`PERMUTATION_METHODS` or "uncorrected";
+    ``cluster_forming`` is ``(p, statistic value)`` for cluster methods and
+    ``tfce`` is ``(E, H)`` for TFCE; ``n_blocks`` is None without blocks.
+    """
+    fields = {
+        "Method": method,
+        "Statistic": statistic,
+        "NPermutations": int(n_perm),
+        "Exhaustive": bool(exhaustive),
+        "Seed": None if exhaustive else int(seed),
+        "Scheme": scheme,
+        "ExchangeabilityBlocks": None if n_blocks is None else int(n_blocks),
+        "Tail": tail,
+    }
+    if cluster_forming is not None:
+        fields["ClusterFormingThreshold"] = {"p": float(cluster_forming[0]),
+                                             "Value": float(cluster_forming[1]),
+                                             "Statistic": "t" if statistic == "t" else "z"}
+    if tfce is not None:
+        fields["TFCE"] = {"E": float(tfce[0]), "H": float(tfce[1])}
+    return fields
+
+
+def describe_permutation_threshold(method, alpha, correction):
+    """One sentence for a permutation-corrected map, from its ``Correction`` entry.
+
+    >>> describe_permutation_threshold("cluster-size", 0.05, permutation_fields(
+    ...     "cluster-size", "t", 10000, False, 0, "permute", None, "two-sided", (0.001, 3.73)))
+    'cluster-size FWE p < 0.05, 10,000 permutations (random permutations, seed 0), cluster-forming p < 0.001 (|t| > 3.73)'
+    """
+    name = PERMUTATION_METHODS[method][0].format(stat=correction["Statistic"])
+    text = f"{name} FWE p < {alpha:g}, " + _permutations_text(
+        correction["NPermutations"], correction["Exhaustive"], correction["Seed"],
+        correction["Scheme"])
+    forming = correction.get("ClusterFormingThreshold")
+    if forming:
+        value = forming["Statistic"]
+        if correction["Tail"] == "two-sided":
+            value = f"|{value}|"
+        text += f", cluster-forming p < {forming['p']:g} ({value} > {forming['Value']:.2f})"
+    return text
+
+
+def permutation_title(label, method, alpha, correction):
+    """A figure title, e.g. ``"mean: cluster-size FWE p < 0.05 (10,000 permutations)"``."""
+    name = PERMUTATION_METHODS[method][0].format(stat=correction["Statistic"])
+    return (f"{label}: {name} FWE p < {alpha:g} "
+            f"({correction['NPermutations']:,} permutations)")
+
+
+def permutation_threshold_fields(method, alpha, z_threshold, correction):
+    """The ``Threshold`` entry of a permutation-corrected map (keys of :func:`threshold_fields`)."""
+    return {
+        "Statistic": "z",
+        "Value": float(z_threshold) if math.isfinite(z_threshold) else None,
+        "HeightControl": "permutation",
+        "Correction": PERMUTATION_METHODS[method][1].format(stat=correction["Statistic"]),
+        "Alpha": float(alpha),
+        "RequestedZ": None,
+        "ClusterSizeVoxels": 0,
+        "TwoSided": correction["Tail"] == "two-sided",
+        "Description": describe_permutation_threshold(method, alpha, correction),
+    }

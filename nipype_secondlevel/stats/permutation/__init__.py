@@ -1,0 +1,86 @@
+"""Permutation inference (sign flips, permutations, Freedman-Lane) with FWER control.
+
+Arrays only: data are (n_rows, n_voxels), given as an array or as
+:class:`VoxelColumns` read by voxel chunks; a 3D boolean ``mask`` places the
+voxels for cluster and TFCE statistics. Work is split into chunks of pattern
+indices that a workflow can run as separate jobs::
+
+    model = linear_model(X, contrast)                 # t (one row) or F (rows)
+    scheme = choose_scheme(model, "auto", blocks)     # sign flips or permutations
+    plan = plan_permutations(n, 10000, scheme, seed=42, blocks=blocks)
+    opts = PermutationOptions(tail="two-sided", cluster_threshold=3.0, tfce=True)
+    chunks = [null_chunk(model, Y, plan, a, b, mask, opts, mem_gb=1)
+              for a, b in chunk_bounds(plan.n_perm, 8)]          # any split
+    observed = observed_maps(model, Y, plan, mask, opts)
+    result = merge_null_chunks(observed, chunks, opts)
+
+Modules: :mod:`.plans` (patterns, exchangeability blocks), :mod:`.model`
+(Freedman-Lane t and F), :mod:`.sign_tables` (numba kernels and their numpy
+reference), :mod:`.chunks` (null chunks and observed maps by voxel chunks),
+:mod:`.merge` (p values).
+"""
+
+from .chunks import (
+    TIE_RTOL,
+    NullChunk,
+    ObservedMaps,
+    PermutationOptions,
+    VoxelColumns,
+    null_chunk,
+    observed_maps,
+    tail_statistic,
+    uses_sign_tables,
+)
+from .merge import PermutationResult, fwer_pvalues, merge_null_chunks, permutation_test
+from .model import (
+    LinearModel,
+    choose_scheme,
+    cluster_forming_threshold,
+    linear_model,
+    one_sample_model,
+    partition_design,
+    prepare_data,
+)
+from .plans import (
+    RANDOM_BLOCK,
+    SCHEMES,
+    PermutationPlan,
+    chunk_bounds,
+    n_possible_patterns,
+    plan_patterns,
+    plan_permutations,
+    row_permutations,
+    sign_flip_patterns,
+)
+
+__all__ = [
+    "RANDOM_BLOCK",
+    "SCHEMES",
+    "TIE_RTOL",
+    "LinearModel",
+    "NullChunk",
+    "ObservedMaps",
+    "PermutationOptions",
+    "PermutationPlan",
+    "PermutationResult",
+    "VoxelColumns",
+    "choose_scheme",
+    "chunk_bounds",
+    "cluster_forming_threshold",
+    "fwer_pvalues",
+    "linear_model",
+    "merge_null_chunks",
+    "n_possible_patterns",
+    "null_chunk",
+    "observed_maps",
+    "one_sample_model",
+    "partition_design",
+    "permutation_test",
+    "plan_patterns",
+    "plan_permutations",
+    "prepare_data",
+    "row_permutations",
+    "sign_flip_patterns",
+    "tail_statistic",
+    "uses_sign_tables",
+]

@@ -1,0 +1,429 @@
+"""Null distributions of one chunk of patterns, and the observed maps.
+
+The data come as :class:`VoxelColumns`: the (n_rows, n_voxels) matrix read
+on demand in voxel chunks whose size follows a memory budget (``mem_gb``).
+Voxel max statistics and exceedance counts are voxel-separable: each voxel
+chunk gives its part of the maxima (combined by ``max``, exactly) and its
+voxels' counts. Cluster and TFCE statistics need whole maps: patterns are taken
+in batches sized by the budget, and for every batch the voxel chunks are
+streamed (read once and kept when all of them fit in the budget).
+
+Two computations of the same statistics:
+
+* sign tables (:mod:`.sign_tables`) for sign flips of a t contrast without
+  nuisance (one-sample, paired differences) and at most
+  :data:`SIGN_TABLE_MAX_SUBJECTS` subjects;
+* matrix products (:func:`~.projections.projection_pass`) for everything else
+  (Freedman-Lane, permutations, F contrasts, cluster and TFCE statistics).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from .. import spatial
+from . import sign_tables
+from .model import VOXEL_BLOCK, prepare_data, score_to_t, spatial_map
+from .plans import (
+    RANDOM_BLOCK,
+    check_range,
+    identity_pattern,
+    pattern_weights,
+    plan_patterns,
+    sign_flip_patterns,
+)
+from .projections import projection_pass
+
+#: Relative tolerance under which a null value ties with the observed one, so
+#: that rounding of mathematically equal statistics cannot change a p value.
+TIE_RTOL = 1e-10
+
+#: Patterns per matrix product.
+PATTERN_BATCH = 128
+
+#: Most subjects for the sign-table computation (beyond it, a pattern's score
+#: costs more table rows than a matrix product costs multiplications).
+SIGN_TABLE_MAX_SUBJECTS = 128
+
+#: Bytes of fixed working memory of a chunk (pattern batches, voxel tiles).
+FIXED_BYTES = 64 * 2**20
+
+#: BLAS threads of the matrix products: chunks are the unit of parallelism (one
+#: process per core under MultiProc or SLURM), and threads of small products on
+#: busy cores cost far more than they gain.
+BLAS_THREADS = 1
+
+
+@dataclass(frozen=True)
+class VoxelColumns:
+    """The data matrix (n_rows, n_voxels), read by columns on demand.
+
+    Attributes
+    ----------
+    n_rows, n_voxels : int
+    read : callable
+        ``read(start, stop)`` -> float64 array (n_rows, stop - start).
+    bytes_per_voxel : int
+        Memory one voxel column of a read costs (the array and its sources).
+    """
+
+    n_rows: int
+    n_voxels: int
+    read: Callable
+    bytes_per_voxel: int
+
+    @classmethod
+    def from_array(cls, Y):
+        """Columns of an array in memory (or a memory map)."""
+        Y = np.asanyarray(Y)
+        return cls(Y.shape[0], Y.shape[1], lambda a, b: np.asarray(Y[:, a:b], dtype=float),
+                   8 * Y.shape[0])
+
+    def differences(self, first, second):
+        """Paired differences ``Y[first] - Y[second]``, computed chunk by chunk."""
+        first, second = np.asarray(first), np.asarray(second)
+
+        def read(a, b):
+            Y = self.read(a, b)
+            return Y[first] - Y[second]
+
+        return VoxelColumns(first.size, self.n_voxels, read,
+                            self.bytes_per_voxel + 8 * first.size)
+
+
+@dataclass(frozen=True)
+class PermutationOptions:
+    """Which statistics to compute, shared by chunks, observed maps and merge.
+
+    Attributes
+    ----------
+    tail : {"two-sided", "positive", "negative"}
+        Two-sided tests use |t|; "negative" tests -t; F is always "positive".
+    cluster_threshold : float or None
+        Cluster-forming threshold on the spatial map (t, or z of F; see
+        :func:`~.model.cluster_forming_threshold`); None: no cluster statistics.
+    tfce : bool
+        TFCE statistics (on t, or on z of F).
+    tfce_dh : "auto" or float
+    tfce_E, tfce_H : float
+    connectivity : {1, 2, 3}
+        Neighbourhood of clusters and TFCE (1 = 6 neighbours, as nilearn).
+    uncorrected : bool
+        Count, per voxel, the patterns reaching the observed statistic.
+    """
+
+    tail: str = "two-sided"
+    cluster_threshold: float | None = None
+    tfce: bool = False
+    tfce_dh: object = "auto"
+    tfce_E: float = 0.5
+    tfce_H: float = 2.0
+    connectivity: int = 1
+    uncorrected: bool = True
+
+    def __post_init__(self):
+        spatial.check_tail(self.tail)
+
+    @property
+    def spatial(self):
+        """True when cluster or TFCE statistics are requested."""
+        return self.cluster_threshold is not None or self.tfce
+
+
+@dataclass
+class NullChunk:
+    """Null statistics of permutation indices ``start..stop-1``.
+
+    Attributes
+    ----------
+    start, stop : int
+    max_statistic : ndarray (stop - start,)
+        Max over voxels of the tail statistic (|t|, t, -t, or F).
+    exceedances : ndarray of int (n_voxels,) or None
+        Per voxel, patterns whose tail statistic >= the observed one.
+    max_cluster_size, max_cluster_mass, max_tfce : ndarray (stop - start,) or None
+    """
+
+    start: int
+    stop: int
+    max_statistic: np.ndarray
+    exceedances: np.ndarray | None
+    max_cluster_size: np.ndarray | None = None
+    max_cluster_mass: np.ndarray | None = None
+    max_tfce: np.ndarray | None = None
+
+
+def tail_statistic(values, tail):
+    """The statistic large values of which are significant: |t|, t or -t."""
+    spatial.check_tail(tail)
+    if tail == "two-sided":
+        return np.abs(values)
+    return values if tail == "positive" else -values
+
+
+def tie_threshold(observed):
+    """Null values >= this count as reaching ``observed``: obs - TIE_RTOL |obs|."""
+    return observed - TIE_RTOL * np.abs(observed)
+
+
+def uses_sign_tables(model, plan):
+    """True when the sign-table kernels compute the chunk (see the module notes)."""
+    return (plan.scheme == "sign-flip" and model.statistic == "t"
+            and model.nuisance.shape[1] == 0
+            and model.n_subjects <= SIGN_TABLE_MAX_SUBJECTS)
+
+
+def voxel_chunk_width(model, columns, mem_gb, share=0.5):
+    """Voxels per chunk: ``share`` of ``mem_gb`` (less fixed working memory) per chunk.
+
+    A voxel costs its read (``columns.bytes_per_voxel``), the prepared residuals
+    and their temporaries, and the weighted data of the sign tables (4 n float64
+    in all). The width is a whole number of :data:`~.model.VOXEL_BLOCK` blocks
+    (at least one).
+    """
+    per_voxel = columns.bytes_per_voxel + 32 * model.n_subjects
+    budget = max(float(mem_gb) * 2**30 * share - FIXED_BYTES, 0)
+    blocks = max(int(budget // (per_voxel * VOXEL_BLOCK)), 1)
+    return min(blocks, -(-columns.n_voxels // VOXEL_BLOCK)) * VOXEL_BLOCK
+
+
+def prepared_chunks(model, columns, width):
+    """Yield (slice, :class:`~.model.PreparedData`) over the voxel chunks."""
+    for lo in range(0, columns.n_voxels, width):
+        hi = min(lo + width, columns.n_voxels)
+        Y = columns.read(lo, hi)
+        yield slice(lo, hi), prepare_data(model, Y)
+        del Y
+
+
+def _tiles(n_voxels):
+    return [slice(a, min(a + VOXEL_BLOCK, n_voxels)) for a in range(0, n_voxels, VOXEL_BLOCK)]
+
+
+def _pattern_batches(plan, start, stop, basis):
+    """Yield (rows of the chunk, weights) in batches of PATTERN_BATCH patterns,
+    drawing the patterns of each random block once."""
+    lo = start
+    while lo < stop:
+        hi = min((lo // RANDOM_BLOCK + 1) * RANDOM_BLOCK, stop)
+        patterns = plan_patterns(plan, lo, hi)
+        for a in range(0, hi - lo, PATTERN_BATCH):
+            b = min(a + PATTERN_BATCH, hi - lo)
+            yield slice(lo - start + a, lo - start + b), pattern_weights(
+                plan, patterns[a:b], basis)
+        lo = hi
+
+
+def statistic_map(model, data, plan):
+    """t or F of the unpermuted data over the prepared voxels (index 0)."""
+    identity = pattern_weights(plan, identity_pattern(plan), model.basis)
+    out = np.empty(data.n_voxels)
+    for cols in _tiles(data.n_voxels):
+        out[cols] = projection_pass(model, identity, data.residuals[:, cols],
+                                    data.scale[cols], "positive", store=True)[2][0]
+    return out
+
+
+def _sign_table_maxima(model, plan, start, stop, chunks, options):
+    """Max tail t over voxels and exceedance counts, by sign tables."""
+    groups = sign_tables.subject_groups(plan.n_subjects)
+    codes = sign_tables.pattern_codes(sign_flip_patterns(plan, start, stop), groups)
+    best = np.full(stop - start, -np.inf)
+    exceed = []
+    u = model.interest[:, 0]
+    for _, data in chunks:
+        weighted = data.residuals * u[:, None]
+        threshold = None
+        if options.uncorrected:
+            threshold = tie_threshold(sign_tables.tail_score(
+                sign_tables.identity_scores(weighted, groups), options.tail))
+        maxima, counts = sign_tables.maxima_and_exceedances(weighted, codes, groups,
+                                                            options.tail, threshold)
+        np.maximum(best, maxima, out=best)
+        exceed.append(counts)
+    # t is an odd, increasing function of the score: max tail t = t(max tail score)
+    return score_to_t(best, model.dof), np.concatenate(exceed) if options.uncorrected else None
+
+
+def _matrix_maxima(model, plan, start, stop, chunks, options):
+    """Max tail statistic over voxels and exceedance counts, by matrix products."""
+    best = np.full(stop - start, -np.inf)
+    exceed = []
+    for _, data in chunks:
+        tiles = _tiles(data.n_voxels)
+        threshold = None
+        counts = np.zeros(data.n_voxels, dtype=np.int64)
+        if options.uncorrected:
+            threshold = tie_threshold(tail_statistic(statistic_map(model, data, plan),
+                                                     options.tail))
+        for rows, weights in _pattern_batches(plan, start, stop, model.basis):
+            for cols in tiles:
+                _, above, _ = projection_pass(
+                    model, weights, data.residuals[:, cols], data.scale[cols], options.tail,
+                    None if threshold is None else threshold[cols], maxima=best[rows])
+                if above is not None:
+                    counts[cols] += above
+        exceed.append(counts)
+    return best, np.concatenate(exceed) if options.uncorrected else None
+
+
+def _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb):
+    """Maxima, counts, cluster and TFCE statistics from whole maps per pattern."""
+    n_vox = columns.n_voxels
+    n_chunk = stop - start
+    width = voxel_chunk_width(model, columns, mem_gb, share=0.25)
+    kept = list(prepared_chunks(model, columns, width)) if width >= n_vox else None
+
+    def chunks():
+        return kept if kept is not None else prepared_chunks(model, columns, width)
+
+    threshold = None
+    if options.uncorrected:
+        observed = np.empty(n_vox)
+        for cols, data in chunks():
+            observed[cols] = statistic_map(model, data, plan)
+        threshold = tie_threshold(tail_statistic(observed, options.tail))
+    budget = float(mem_gb) * 2**30 * 0.25  # the maps of a batch of patterns
+    batch = int(max(1, min(n_chunk, budget // (8 * n_vox))))
+    best = np.full(n_chunk, -np.inf)
+    exceed = np.zeros(n_vox, dtype=np.int64) if options.uncorrected else None
+    clusters = options.cluster_threshold is not None
+    sizes = np.zeros(n_chunk) if clusters else None
+    masses = np.zeros(n_chunk) if clusters else None
+    tfces = np.zeros(n_chunk) if options.tfce else None
+    for lo in range(start, stop, batch):
+        hi = min(lo + batch, stop)
+        maps = np.empty((hi - lo, n_vox))
+        for cols, data in chunks():
+            for rows, weights in _pattern_batches(plan, lo, hi, model.basis):
+                at_rows = slice(rows.start + lo - start, rows.stop + lo - start)
+                for tile in _tiles(data.n_voxels):
+                    at = slice(cols.start + tile.start, cols.start + tile.stop)
+                    _, above, maps[rows, at] = projection_pass(
+                        model, weights, data.residuals[:, tile], data.scale[tile],
+                        options.tail, None if threshold is None else threshold[at],
+                        maxima=best[at_rows], store=True)
+                    if above is not None:
+                        exceed[at] += above
+        for j, values in enumerate(maps, start=lo - start):
+            shown = spatial_map(model, values)
+            if clusters:
+                sizes[j], masses[j] = spatial.max_cluster_measures(
+                    shown, graph, options.cluster_threshold, options.tail)
+            if options.tfce:
+                tfces[j] = spatial.max_tfce(shown, graph, options.tail, options.tfce_dh,
+                                            options.tfce_E, options.tfce_H)
+        del maps
+    return NullChunk(start, stop, best, exceed, sizes, masses, tfces)
+
+
+def _graph(mask, options):
+    if not options.spatial:
+        return None
+    if mask is None:
+        raise ValueError("cluster and TFCE statistics need a mask")
+    return spatial.voxel_graph(mask, options.connectivity)
+
+
+def _checked(model, columns, plan, options):
+    """(columns as VoxelColumns, options), checked against the model and the plan."""
+    options = options or PermutationOptions()
+    if not isinstance(columns, VoxelColumns):
+        columns = VoxelColumns.from_array(columns)
+    if plan.n_subjects != model.n_subjects or columns.n_rows != model.n_subjects:
+        raise ValueError("plan, model and data have different numbers of rows")
+    if model.statistic == "F" and options.tail != "positive":
+        raise ValueError("F contrasts are tested on the positive side only (tail='positive')")
+    return columns, options
+
+
+def null_chunk(model, columns, plan, start, stop, mask=None, options=None, mem_gb=1.0):
+    """Null statistics for one chunk of permutation indices.
+
+    For each pattern i in ``start..stop-1``: the max over voxels of the tail
+    statistic (max-T or max-F), and if requested the largest cluster size and
+    mass at ``options.cluster_threshold`` and the largest |TFCE|; plus, per
+    voxel, how many patterns reach the observed statistic (uncorrected p).
+
+    The result depends only on the indices, not on how ``range(n_perm)`` is
+    split nor on ``mem_gb``, so chunks can be computed in any order, in
+    separate processes, and combined by :func:`~.merge.merge_null_chunks`.
+
+    Parameters
+    ----------
+    model : LinearModel
+    columns : VoxelColumns or array (n, n_voxels)
+    plan : PermutationPlan
+    start, stop : int
+    mask : array of bool, 3D, or None
+        Places the voxels (``mask.sum() == n_voxels``) for cluster and TFCE
+        statistics.
+    options : PermutationOptions or None
+    mem_gb : float
+        Memory budget (GiB) of the data held at a time.
+
+    Returns
+    -------
+    NullChunk
+    """
+    columns, options = _checked(model, columns, plan, options)
+    start, stop = check_range(plan, start, stop)
+    with threadpool_limits(BLAS_THREADS, user_api="blas"):
+        if options.spatial:
+            graph = _graph(mask, options)
+            return _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb)
+        chunks = prepared_chunks(model, columns, voxel_chunk_width(model, columns, mem_gb))
+        if uses_sign_tables(model, plan):
+            best, exceed = _sign_table_maxima(model, plan, start, stop, chunks, options)
+        else:
+            best, exceed = _matrix_maxima(model, plan, start, stop, chunks, options)
+    return NullChunk(start=start, stop=stop, max_statistic=best, exceedances=exceed)
+
+
+@dataclass
+class ObservedMaps:
+    """Statistics of the unpermuted data (see :func:`observed_maps`).
+
+    Attributes
+    ----------
+    statistic : ndarray (n_voxels,)
+        t or F.
+    cluster_size, cluster_mass : ndarray (n_voxels,) or None
+        Size / mass of the cluster of each voxel, 0 outside clusters.
+    tfce : ndarray (n_voxels,) or None
+        TFCE (negative for negative clusters of a two-sided t test).
+    """
+
+    statistic: np.ndarray
+    cluster_size: np.ndarray | None = None
+    cluster_mass: np.ndarray | None = None
+    tfce: np.ndarray | None = None
+
+
+def observed_maps(model, columns, plan, mask=None, options=None, mem_gb=1.0):
+    """t or F, cluster and TFCE maps of the unpermuted data.
+
+    Parameters as :func:`null_chunk` (``plan`` sets the scheme of the identity).
+
+    Returns
+    -------
+    ObservedMaps
+    """
+    columns, options = _checked(model, columns, plan, options)
+    graph = _graph(mask, options)
+    values = np.empty(columns.n_voxels)
+    width = voxel_chunk_width(model, columns, mem_gb)
+    with threadpool_limits(BLAS_THREADS, user_api="blas"):
+        for cols, data in prepared_chunks(model, columns, width):
+            values[cols] = statistic_map(model, data, plan)
+    out = ObservedMaps(statistic=values)
+    shown = spatial_map(model, values)
+    if options.cluster_threshold is not None:
+        out.cluster_size, out.cluster_mass = spatial.cluster_maps(
+            shown, graph, options.cluster_threshold, options.tail)
+    if options.tfce:
+        out.tfce = spatial.tfce_map(shown, graph, options.tail, options.tfce_dh,
+                                    options.tfce_E, options.tfce_H)
+    return out

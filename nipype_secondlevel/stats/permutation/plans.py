@@ -1,0 +1,287 @@
+"""Permutation plans: which sign flips or row permutations a test uses.
+
+A plan fixes the patterns of a test once: every possible pattern (exhaustive)
+when there are at most ``n_perm`` of them, else ``n_perm`` random ones. Pattern
+``i`` is a function of ``(plan, i)`` only, so any range of indices can be
+computed in any process and the merged p values do not depend on the split:
+
+* exhaustive sign flips: subject j of pattern i is flipped iff bit j of i is set;
+* exhaustive permutations: the mixed-radix digits of i (radix n_b! for block b,
+  the first block most significant) are the Lehmer codes of each block's
+  permutation, in lexicographic order within the block;
+* random patterns: drawn (with replacement, as nilearn and PALM) from a
+  generator seeded by ``SeedSequence(seed, spawn_key=(i // RANDOM_BLOCK,))``.
+
+Index 0 is always the identity (the observed data).
+
+Exchangeability blocks (FSL randomise ``-e``): row permutations move rows only
+within their block; sign flips ignore blocks (each row is flipped on its own).
+"""
+
+from dataclasses import dataclass
+from itertools import pairwise
+from math import factorial, prod
+
+import numpy as np
+
+#: Random patterns are drawn in blocks of this many indices, one seed each.
+RANDOM_BLOCK = 1024
+
+#: Accepted schemes.
+SCHEMES = ("sign-flip", "permute")
+
+#: Largest number of subjects for exhaustive sign flipping (indices are int64).
+_MAX_EXHAUSTIVE_BITS = 62
+
+
+@dataclass(frozen=True)
+class PermutationPlan:
+    """Which patterns a permutation test uses (see :func:`plan_permutations`).
+
+    Attributes
+    ----------
+    scheme : {"sign-flip", "permute"}
+    n_subjects : int
+        Rows of the data (subjects, or per-subject differences of a paired design).
+    n_perm : int
+        Total number of patterns, identity included.
+    exhaustive : bool
+        True when every possible pattern is enumerated exactly once.
+    seed : int
+    blocks : tuple of int or None
+        Exchangeability block (0, 1, ...) of every row for ``"permute"``; None
+        means one block (all rows exchangeable), always None for sign flips.
+    """
+
+    scheme: str
+    n_subjects: int
+    n_perm: int
+    exhaustive: bool
+    seed: int
+    blocks: tuple | None = None
+
+    def block_rows(self):
+        """Rows of every exchangeability block, in block order (one block if none)."""
+        if self.blocks is None:
+            return [np.arange(self.n_subjects)]
+        codes = np.asarray(self.blocks)
+        return [np.flatnonzero(codes == b) for b in range(codes.max() + 1)]
+
+
+def block_codes(labels):
+    """Block labels (any hashable, one per row) -> block numbers by first appearance.
+
+    >>> block_codes(["s2", "s1", "s2"])
+    (0, 1, 0)
+    """
+    first = {}
+    return tuple(first.setdefault(label, len(first)) for label in labels)
+
+
+def n_possible_patterns(n_subjects, scheme="sign-flip", blocks=None):
+    """Distinct patterns: 2**n sign flips, or prod over blocks of n_b! permutations."""
+    if scheme == "sign-flip":
+        return 2 ** int(n_subjects)
+    if scheme == "permute":
+        if blocks is None:
+            return factorial(int(n_subjects))
+        return prod(factorial(count) for count in np.bincount(blocks).tolist())
+    raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+
+
+def plan_permutations(n_subjects, n_perm=10000, scheme="sign-flip", seed=0, blocks=None):
+    """Choose exhaustive enumeration or ``n_perm`` random patterns.
+
+    exhaustive iff n_possible <= n_perm ; then n_perm = n_possible
+
+    Parameters
+    ----------
+    n_subjects : int
+        Rows of the data.
+    n_perm : int
+        Requested number of patterns, identity included (>= 1).
+    scheme : {"sign-flip", "permute"}
+        Sign flips (symmetric errors) or row permutations (exchangeable errors).
+    seed : int
+        Seed of the random patterns (unused when exhaustive).
+    blocks : sequence or None
+        Exchangeability-block label of every row (permutations stay within
+        blocks); ignored by sign flips.
+
+    Returns
+    -------
+    PermutationPlan
+    """
+    n_subjects, n_perm = int(n_subjects), int(n_perm)
+    if n_subjects < 1 or n_perm < 1:
+        raise ValueError("n_subjects and n_perm must be at least 1")
+    codes = None
+    if scheme == "permute" and blocks is not None and len(blocks):
+        if len(blocks) != n_subjects:
+            raise ValueError(f"{len(blocks)} block labels for {n_subjects} rows")
+        codes = block_codes(blocks)
+        if max(codes) == 0:
+            codes = None  # one block: all rows exchangeable
+    possible = n_possible_patterns(n_subjects, scheme, codes)
+    exhaustive = possible <= n_perm
+    if scheme == "sign-flip" and n_subjects > _MAX_EXHAUSTIVE_BITS:
+        exhaustive = False
+    return PermutationPlan(scheme=scheme, n_subjects=n_subjects,
+                           n_perm=possible if exhaustive else n_perm,
+                           exhaustive=exhaustive, seed=int(seed), blocks=codes)
+
+
+def chunk_bounds(n_perm, n_chunks):
+    """Split ``range(n_perm)`` into ``n_chunks`` contiguous near-equal parts.
+
+    Returns
+    -------
+    list of (start, stop)
+    """
+    edges = np.linspace(0, int(n_perm), int(n_chunks) + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in pairwise(edges) if b > a]
+
+
+def check_range(plan, start, stop):
+    """``(start, stop)`` as ints if 0 <= start <= stop <= n_perm, else ValueError."""
+    start, stop = int(start), int(stop)
+    if not 0 <= start <= stop <= plan.n_perm:
+        raise ValueError(f"permutation range [{start}, {stop}) outside [0, {plan.n_perm})")
+    return start, stop
+
+
+def _random_rows(plan, start, stop, draw):
+    """Rows ``start:stop`` of the random patterns, drawn block by block."""
+    rows = []
+    for block in range(start // RANDOM_BLOCK, (stop - 1) // RANDOM_BLOCK + 1):
+        seq = np.random.SeedSequence(plan.seed, spawn_key=(block,))
+        patterns = draw(np.random.default_rng(seq), RANDOM_BLOCK)
+        first = block * RANDOM_BLOCK
+        rows.append(patterns[max(start - first, 0): stop - first])
+    return np.concatenate(rows)
+
+
+def sign_flip_patterns(plan, start, stop):
+    """Sign patterns of permutation indices ``start..stop-1``.
+
+    exhaustive: sign of subject j in pattern i = -1 if bit j of i is set ;
+    random: fair coin flips from ``SeedSequence(seed, spawn_key=(i // B,))``
+
+    Returns
+    -------
+    ndarray of float (stop - start, n_subjects), entries +1.0 or -1.0
+    """
+    if plan.scheme != "sign-flip":
+        raise ValueError("plan is not a sign-flip plan")
+    start, stop = check_range(plan, start, stop)
+    n = plan.n_subjects
+    if stop == start:
+        return np.empty((0, n))
+    if plan.exhaustive:
+        index = np.arange(start, stop, dtype=np.uint64)[:, None]
+        bits = (index >> np.arange(n, dtype=np.uint64)) & np.uint64(1)
+        return 1.0 - 2.0 * bits.astype(float)
+
+    def draw(rng, size):
+        return 1.0 - 2.0 * rng.integers(0, 2, size=(size, n))
+
+    signs = _random_rows(plan, start, stop, draw)
+    if start == 0:
+        signs[0] = 1.0
+    return signs
+
+
+def lehmer_permutations(index, n):
+    """The ``index``-th permutations of ``range(n)`` in lexicographic order.
+
+    digit_k = (index // (n - 1 - k)!) % (n - k) is the rank of element k among
+    the elements not yet placed (the Lehmer code of the permutation).
+
+    Returns
+    -------
+    ndarray of int (len(index), n)
+    """
+    index = np.asarray(index, dtype=np.int64)
+    used = np.zeros((index.size, n), dtype=bool)
+    orders = np.empty((index.size, n), dtype=np.int64)
+    rows = np.arange(index.size)
+    for pos in range(n):
+        digit = (index // factorial(n - 1 - pos)) % (n - pos)
+        free_rank = np.cumsum(~used, axis=1) - 1
+        choice = np.argmax((free_rank == digit[:, None]) & ~used, axis=1)
+        orders[:, pos] = choice
+        used[rows, choice] = True
+    return orders
+
+
+def row_permutations(plan, start, stop):
+    """Row orders of permutation indices ``start..stop-1`` (permuted data: ``Y[order]``).
+
+    exhaustive: block digits of i in mixed radix (n_b!), each a Lehmer code ;
+    random: ``rng.permuted`` of each block's rows, from ``SeedSequence(seed, (i // B,))``
+
+    Returns
+    -------
+    ndarray of int (stop - start, n_subjects); rows only move within their block
+    """
+    if plan.scheme != "permute":
+        raise ValueError("plan is not a row-permutation plan")
+    start, stop = check_range(plan, start, stop)
+    n = plan.n_subjects
+    if stop == start:
+        return np.empty((0, n), dtype=np.int64)
+    blocks = plan.block_rows()
+    if plan.exhaustive:
+        remaining = np.arange(start, stop, dtype=np.int64)
+        orders = np.empty((remaining.size, n), dtype=np.int64)
+        for rows in reversed(blocks):  # the last block is the least significant digit
+            radix = factorial(rows.size)
+            orders[:, rows] = rows[lehmer_permutations(remaining % radix, rows.size)]
+            remaining //= radix
+        return orders
+
+    def draw(rng, size):
+        orders = np.empty((size, n), dtype=np.int64)
+        for rows in blocks:
+            local = rng.permuted(np.tile(np.arange(rows.size), (size, 1)), axis=1)
+            orders[:, rows] = rows[local]
+        return orders
+
+    orders = _random_rows(plan, start, stop, draw)
+    if start == 0:
+        orders[0] = np.arange(n)
+    return orders
+
+
+def identity_pattern(plan):
+    """The identity as a (1, n_subjects) pattern of the plan's scheme (index 0)."""
+    if plan.scheme == "sign-flip":
+        return np.ones((1, plan.n_subjects))
+    return np.arange(plan.n_subjects)[None, :]
+
+
+def plan_patterns(plan, start, stop):
+    """Patterns ``start..stop-1``: signs (sign flips) or row orders (permutations)."""
+    if plan.scheme == "sign-flip":
+        return sign_flip_patterns(plan, start, stop)
+    return row_permutations(plan, start, stop)
+
+
+def pattern_weights(plan, patterns, vectors):
+    """G' v for every pattern G (rows of ``patterns``) and column v of ``vectors``.
+
+    (G' v) . R = v . (G R) for every column of R: G multiplies rows by signs, or
+    moves them, (G R)_i = R_order(i), so (G' v)_order(i) = v_i.
+
+    Returns
+    -------
+    ndarray (n_vectors, n_patterns, n_subjects)
+    """
+    vectors = np.asarray(vectors, dtype=float)
+    if plan.scheme == "sign-flip":
+        return patterns[None, :, :] * vectors.T[:, None, :]
+    weights = np.empty((vectors.shape[1],) + patterns.shape)
+    rows = np.arange(patterns.shape[0])[:, None]
+    for k in range(vectors.shape[1]):
+        weights[k][rows, patterns] = vectors[:, k][None, :]
+    return weights
