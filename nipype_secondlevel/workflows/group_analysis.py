@@ -137,9 +137,12 @@ def init_group_analysis_wf(
     design matrix, the maps and the exchangeability blocks in design row order)
     -> ``contrast_specs`` (checks the contrasts against the design before
     anything is estimated) -> ``resample`` (maps not on the reference grid are
-    resampled, with a warning) -> ``mask`` -> ``masked_data`` (the maps' masked
-    values, one ``.npy`` read in voxel chunks; with mixed or fixed effects also
-    ``masked_variances``) -> ``estimate`` (:class:`EstimateOLS`, or
+    moved to it, with a warning: exactly when they have its voxels in another
+    order, else interpolated within their non-zero voxels) -> ``mask`` (voxels
+    NaN or infinite in any map are left out, with a warning) -> ``masked_data``
+    (the maps' masked values, one ``.npy`` read in voxel chunks; with mixed or
+    fixed effects also ``masked_variances``, which refuses a variance of 0 or
+    less in the mask) -> ``estimate`` (:class:`EstimateOLS`, or
     :class:`EstimateMixedEffects` with the first-level variances) ->
     ``contrast``, ``threshold`` and ``plot``, MapNodes over the contrasts: each
     contrast is computed from the one estimate and cached on its own, so adding
@@ -300,8 +303,11 @@ def init_group_analysis_wf(
         (plot, outputnode, [("out_file", "glass_brains")]),
     ])
     if weighted:
-        variances = pe.Node(MaskedData(), name="masked_variances", mem_gb=0.5)
+        # Refuses a variance of 0 or less in the mask (an infinite weight), before
+        # the estimate, for mixed and fixed effects alike.
+        variances = pe.Node(MaskedData(positive=True), name="masked_variances", mem_gb=0.5)
         workflow.connect([
+            (resample, mask, [("variance_files", "variance_files")]),
             (resample, variances, [("variance_files", "in_files")]),
             (mask, variances, [("mask_file", "mask_file")]),
             (variances, estimate, [("data_file", "variance_data_file")]),
