@@ -34,7 +34,7 @@ PERM_SCHEMES = ("auto", "sign-flip", "permute")
 INPUT_FIELDS = ["inputs_table"]
 OUTPUT_FIELDS = [
     # the design, the data and the one estimate
-    "design_matrix", "design_plot", "blocks", "in_files", "variance_files", "resampled",
+    "design_matrix", "design_table", "design_plot", "blocks", "in_files", "variance_files", "resampled",
     "mask_file", "data_file", "beta", "residual_variance", "dof", "between_subject_variance",
     # one list item per contrast, in contrast order
     "contrast_names", "stat_types", "stat_maps", "z_maps", "contrast_files",
@@ -202,7 +202,8 @@ def init_group_analysis_wf(
 
     Outputs (``outputnode``)
     ------------------------
-    design_matrix, design_plot, blocks, in_files, variance_files, resampled,
+    design_matrix, design_table (design.tsv: rows labelled), design_plot, blocks,
+    in_files, variance_files, resampled,
     mask_file, data_file, beta, residual_variance (ols), dof,
     between_subject_variance (mixed, fixed); one list item per contrast:
     contrast_names, stat_types, stat_maps, z_maps, contrast_files (every map of
@@ -286,6 +287,7 @@ def init_group_analysis_wf(
         (mask, threshold_node, [("mask_file", "mask_file")]),
         (contrast, plot, [("contrast_name", "contrast_name")]),
         (design_node, outputnode, [("design_matrix", "design_matrix"),
+                                   ("design_table", "design_table"),
                                    ("design_plot", "design_plot"), ("blocks", "blocks")]),
         (resample, outputnode, [("out_files", "in_files"), ("resampled", "resampled"),
                                 ("variance_files", "variance_files")]),
