@@ -205,7 +205,8 @@ def test_sink_writes_atomically_under_the_given_names(tmp_path):
     out = run_in(tmp_path / "node", ifc.DerivativesSink(out_dir=str(tmp_path / "out"),
                                                          in_files=[str(src)]))
     assert [os.path.basename(f) for f in out.out_files] == [src.name]
-    assert sorted(os.listdir(tmp_path / "out")) == [src.name]  # no temporary left
+    # no temporary left; the manifest lists what was exported
+    assert sorted(os.listdir(tmp_path / "out")) == [".nipype-secondlevel-results.json", src.name]
     assert (tmp_path / "out" / src.name).read_bytes() == src.read_bytes()
 
 

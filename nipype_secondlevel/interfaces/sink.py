@@ -13,6 +13,7 @@ from nipype.interfaces.base import (
 )
 
 from ..io.files import copy_file, remove_stale_parts
+from ..io.results_folder import finish_export, start_export
 from ..io.sidecars import sidecar_path
 
 
@@ -35,7 +36,10 @@ class DerivativesSink(SimpleInterface):
     file there is ever half-written. A file's JSON sidecar (same base name,
     ``.json``, see :mod:`nipype_secondlevel.io.sidecars`) is exported with it.
     The sink always runs, so results come back even if the output folder was
-    emptied while the cache was kept.
+    emptied while the cache was kept. The folder's manifest
+    (:mod:`nipype_secondlevel.io.results_folder`) lists the exported files; files
+    an earlier export listed that this one does not write are removed, so the
+    folder holds this run's results only.
     """
 
     input_spec = _DerivativesSinkInputSpec
@@ -55,8 +59,11 @@ class DerivativesSink(SimpleInterface):
             raise ValueError(f"two results share the name {min(duplicates)}")
         # Temporary files of an export that was killed before its rename.
         remove_stale_parts(out_dir, names)
+        start_export(out_dir, names)
         self._results["out_files"] = [
             copy_file(src, out_dir / name)
             for src, name in zip(sources, names)
         ]
+        # What an earlier export wrote and this one did not is not this run's result.
+        finish_export(out_dir, names)
         return runtime
