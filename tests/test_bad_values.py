@@ -139,3 +139,28 @@ def test_masked_data_refuses_non_finite_values_in_the_mask(tmp_path):
                        r"\(6.0, 9.0, 12.0\) mm\)"):
         run_in(tmp_path / "d", ifc.MaskedData(in_files=[str(tmp_path / "nan.nii.gz")],
                                               mask_file=str(tmp_path / "mask.nii.gz")))
+
+
+def test_localizer_variances_undefined_outside_a_subjects_brain_leave_the_mask(
+        tmp_path, monkeypatch):
+    """(contrast / t)^2 is undefined where a subject's maps are 0: NaN, left out of the
+    mask with a warning, not 0 (which the mixed estimate would have to refuse)."""
+    from localizer_folder import make_localizer_folder
+
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    root = make_localizer_folder(tmp_path / "data", 4, ["vertical checkerboard",
+                                                        "horizontal checkerboard"],
+                                 get_tmaps=True, shape=(8, 9, 7))
+    for path in (root / "brainomics_data" / "S02").glob("*maps_*.nii.gz"):
+        img = nib.load(path)
+        data = img.get_fdata()
+        data[:2] = 0  # outside this subject's brain
+        nib.save(nib.Nifti1Image(data.astype(np.float32), img.affine), path)
+    with pytest.warns(NonFiniteWarning, match=rf"^{2 * 9 * 7} voxel\(s\) NaN or infinite"):
+        code = main(["localizer", "--n-subjects", "4", "--data-dir", str(tmp_path / "data"),
+                     "--estimation", "mixed", "--quiet", "--out-dir", str(tmp_path / "out"),
+                     "--work-dir", str(tmp_path / "work")])
+    assert code == 0
+    mask = nib.load(tmp_path / "out" / "desc-group_mask.nii.gz").get_fdata()
+    assert not mask[:2].any() and mask[2:].any()
