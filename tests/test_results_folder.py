@@ -140,3 +140,23 @@ def test_results_list_has_the_exported_names(tmp_path, table):
     names = json.loads((out / MANIFEST).read_text())["files"]
     assert "design.tsv" in names and all("/" not in n for n in names)
     assert len(pd.read_csv(out / "design.tsv", sep="\t")) == 4
+
+
+def test_a_full_results_folder_is_named_by_the_sink(tmp_path, monkeypatch):
+    import errno
+
+    from conftest import run_in
+
+    from nipype_secondlevel import interfaces as ifc
+    from nipype_secondlevel.interfaces import sink
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+
+    monkeypatch.setattr(sink, "copy_file", full)
+    src = tmp_path / "design.tsv"
+    src.write_text("a\n1\n")
+    with pytest.raises(Exception, match=rf"results folder {tmp_path / 'out'}: cannot be "
+                       "written: No space left on device"):
+        run_in(tmp_path / "node", ifc.DerivativesSink(out_dir=str(tmp_path / "out"),
+                                                      in_files=[str(src)]))

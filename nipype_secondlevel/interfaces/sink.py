@@ -12,6 +12,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from ..io.errors import bad_input
 from ..io.files import copy_file, remove_stale_parts
 from ..io.results_folder import finish_export, start_export
 from ..io.sidecars import sidecar_path
@@ -48,7 +49,6 @@ class DerivativesSink(SimpleInterface):
 
     def _run_interface(self, runtime):
         out_dir = Path(self.inputs.out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
         # A file given twice (e.g. a map that is also in a list of maps) is exported once.
         sources = list(dict.fromkeys(str(f) for f in self.inputs.in_files))
         sources += [s for s in dict.fromkeys(str(sidecar_path(f)) for f in sources)
@@ -57,13 +57,21 @@ class DerivativesSink(SimpleInterface):
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
             raise ValueError(f"two results share the name {min(duplicates)}")
-        # Temporary files of an export that was killed before its rename.
-        remove_stale_parts(out_dir, names)
-        start_export(out_dir, names)
-        self._results["out_files"] = [
-            copy_file(src, out_dir / name)
-            for src, name in zip(sources, names)
-        ]
-        # What an earlier export wrote and this one did not is not this run's result.
-        finish_export(out_dir, names)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            # Temporary files of an export that was killed before its rename.
+            remove_stale_parts(out_dir, names)
+            start_export(out_dir, names)
+            self._results["out_files"] = [
+                copy_file(src, out_dir / name)
+                for src, name in zip(sources, names)
+            ]
+            # What an earlier export wrote and this one did not is not this run's result.
+            finish_export(out_dir, names)
+        except OSError as err:
+            if not str(err.filename or out_dir).startswith(str(out_dir)):
+                raise  # a source file in the work folder
+            # A full, read-only or vanished results folder: one line naming it.
+            raise bad_input(f"results folder {out_dir}", f"cannot be written: "
+                            f"{err.strerror or err}") from err
         return runtime
