@@ -14,6 +14,7 @@ removes what it does not write.
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -40,9 +41,13 @@ def write_manifest(folder, names):
                                    "files": sorted(set(names))}, indent=1) + "\n")
 
 
+#: The temporary files of :func:`~nipype_secondlevel.io.files.atomic_path`:
+#: ``.<name>.<8 random characters>.part<suffixes>``.
+TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.part(\.[^.]+)*$")
+
+
 def _is_temporary(name):
-    """A temporary file of :func:`~nipype_secondlevel.io.files.atomic_path` (``.<name>.<x>.part...``)."""
-    return name.startswith(".") and ".part" in name
+    return TEMPORARY.match(name) is not None
 
 
 def foreign_entries(folder):
