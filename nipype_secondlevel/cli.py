@@ -3,10 +3,11 @@
 import argparse
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 from . import __version__
-from .io.errors import InputError, bad_input
+from .io.errors import InputError, InputWarning, bad_input
 from .runtime.execution import PLUGINS
 
 PROG = "nipype-secondlevel"
@@ -25,9 +26,22 @@ def positive_int(text):
 
 def positive_float(text):
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
     return value
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def folder(text):
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty (give a folder, e.g. '.')")
+    return Path(text)
 
 
 def probability(text):
@@ -39,10 +53,16 @@ def probability(text):
 
 def add_run_options(parser, default_out):
     run = parser.add_argument_group("run")
-    run.add_argument("--out-dir", type=Path, default=Path(default_out),
-                     help="folder for the results (default: %(default)s)")
-    run.add_argument("--work-dir", type=Path, default=Path("work"),
-                     help="cache folder; a rerun reuses what did not change (default: %(default)s)")
+    run.add_argument("--out-dir", type=folder, default=Path(default_out),
+                     help="folder for the results: it holds this run's results only "
+                     "(those of an earlier run it does not produce are removed) "
+                     "(default: %(default)s)")
+    run.add_argument("--replace-results", action="store_true",
+                     help="delete what the results folder holds that nipype-secondlevel "
+                     "did not write (default: refuse such a folder)")
+    run.add_argument("--work-dir", type=folder, default=Path("work"),
+                     help="cache folder, outside the results folder; a rerun reuses what "
+                     "did not change (default: %(default)s)")
     run.add_argument("--plugin", choices=list(PLUGINS), default="Linear",
                      help="Nipype execution plugin (default: %(default)s; the reference "
                      "analysis is one chain of nodes, so MultiProc only adds start-up time)")
@@ -69,7 +89,7 @@ def add_run_options(parser, default_out):
     stats.add_argument("--alpha", type=probability, default=None,
                        help="p level for --height-control fpr/fdr/bonferroni and for "
                        "--correction (default: 0.001; 0.05 with --correction)")
-    stats.add_argument("--cluster-size", type=int, default=0,
+    stats.add_argument("--cluster-size", type=non_negative_int, default=0,
                        help="minimum cluster size in voxels (default: %(default)s)")
     stats.add_argument("--one-sided", action="store_true",
                        help="threshold positive values only")
@@ -91,7 +111,7 @@ def add_run_options(parser, default_out):
     inference.add_argument("--n-chunks", type=positive_int, default=1,
                            help="permutation jobs (run in parallel by MultiProc or SLURM; "
                            "results do not depend on it) (default: %(default)s)")
-    inference.add_argument("--perm-seed", type=int, default=0,
+    inference.add_argument("--perm-seed", type=non_negative_int, default=0,
                            help="seed of the random patterns (default: %(default)s)")
     inference.add_argument("--perm-scheme", choices=list(PERM_SCHEMES), default="auto",
                            help="sign-flip: symmetric errors (PALM -ise); permute: "
@@ -114,7 +134,7 @@ def build_parser():
     add_run_options(demo, "results/demo")
     demo.add_argument("--n-subjects", type=positive_int, default=16,
                       help="number of simulated subjects (default: %(default)s)")
-    demo.add_argument("--seed", type=int, default=0, help="simulation seed (default: 0)")
+    demo.add_argument("--seed", type=non_negative_int, default=0, help="simulation seed (default: 0)")
     localizer = commands.add_parser(
         "localizer", help="the reference analysis on Brainomics/Localizer (downloads)"
     )
@@ -123,14 +143,14 @@ def build_parser():
                            help="Localizer subjects 1..N (default: %(default)s)")
     localizer.add_argument("--data-dir", type=Path, default=None,
                            help="data folder (default: nilearn's, e.g. ~/nilearn_data)")
-    localizer.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    localizer.add_argument("--seed", type=non_negative_int, default=0, help=argparse.SUPPRESS)
     localizer.add_argument("--estimation", choices=["ols", "mixed", "fixed"], default="ols",
                            help="ols; mixed: mixed effects with the first-level variances "
                            "(contrast / t)^2 from the t maps; fixed: fixed effects "
                            "(default: %(default)s)")
     add_group_command(commands)
     graph = commands.add_parser("graph", help="draw the workflow graph (PNG and SVG)")
-    graph.add_argument("--out-dir", type=Path, default=Path("results/graph"),
+    graph.add_argument("--out-dir", type=folder, default=Path("results/graph"),
                        help="folder for the pictures (default: %(default)s)")
     return parser
 
@@ -180,6 +200,7 @@ def group_options(args):
     from .design.contrasts import parse_contrasts
     from .design.matrices import group_design
     from .design.tables import read_inputs_table
+    from .io.images import check_map_header
 
     for option, path in (("--inputs", args.inputs), ("--design-file", args.design_file),
                          ("--reference-map", args.reference_map)):
@@ -197,6 +218,14 @@ def group_options(args):
         where=f"inputs table {args.inputs.absolute()}",
     )
     parse_contrasts(args.contrasts or design.default_contrasts, design.matrix.columns)
+    # Every map the design uses opens as a 3D image of the size its header gives
+    # (headers and gzip trailers only: the data are read by the nodes).
+    if args.reference_map is not None:
+        check_map_header(args.reference_map.absolute(), "--reference-map")
+    for path in design.paths:
+        check_map_header(path, "input map")
+    for path in design.variance_paths or []:
+        check_map_header(path, "variance map")
     return {
         "inputs_table": str(args.inputs.absolute()),
         "design": args.design,
@@ -246,6 +275,7 @@ def build_workflow(args):
     if args.command == "demo":
         if args.n_subjects < 2:
             raise bad_input("--n-subjects", f"a paired test needs at least 2, got {args.n_subjects}")
+        check_simulation_fits(args.n_subjects)
         return init_demo_wf(out_dir, n_subjects=args.n_subjects, seed=args.seed,
                             command=command, **analysis_options(args))
     if not 2 <= args.n_subjects <= 94:
@@ -257,19 +287,41 @@ def build_workflow(args):
                              **analysis_options(args))
 
 
+def check_simulation_fits(n_subjects):
+    """Refuse a simulated sample larger than this machine's memory (it is made at once)."""
+    import os
+
+    from .datasets.simulation import simulation_bytes
+
+    needed = simulation_bytes(n_subjects)
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on every system
+        return
+    if needed > available:
+        raise bad_input(f"--n-subjects {n_subjects}", f"the simulation holds every map in "
+                        f"memory ({needed / 2**30:.1f} GiB), more than this machine has "
+                        f"({available / 2**30:.1f} GiB)")
+
+
 def run(args):
+    from .io.results_folder import (
+        check_results_folder,
+        check_writable_folder,
+        read_manifest,
+        remove_entries,
+    )
     from .runtime.execution import run_workflow
     from .runtime.locking import WorkFolderLock
 
-    if args.cluster_size < 0:
-        raise bad_input("--cluster-size", f"must be 0 or more, got {args.cluster_size}")
-    if args.out_dir.exists() and not args.out_dir.is_dir():
-        raise bad_input(f"--out-dir {args.out_dir}", "exists and is not a folder")
+    check_writable_folder(args.work_dir, "--work-dir")
+    foreign = check_results_folder(args.out_dir, args.work_dir, replace=args.replace_results)
     workflow = build_workflow(args)
     created = not args.out_dir.exists()
     try:
         # One run per work folder; a lock left by a killed run is released by the kernel.
         with WorkFolderLock(args.work_dir, wait=args.wait):
+            remove_entries(args.out_dir, foreign)  # --replace-results, once all checks passed
             summary = run_workflow(workflow, args.work_dir, plugin=args.plugin,
                                    n_procs=args.n_procs, progress=not args.quiet)
     finally:
@@ -279,8 +331,8 @@ def run(args):
     print(f"{len(summary.executed)} node(s) executed, {len(summary.cached)} from the cache, "
           f"in {summary.seconds:.1f} s")
     print(f"Results in {out}:")
-    for path in sorted(out.iterdir()):
-        print(f"  {path.name}")
+    for name in read_manifest(out):
+        print(f"  {name}")
     return 0
 
 
@@ -306,11 +358,22 @@ def draw_graph(args):
     return 0
 
 
+def format_warning(message, category, filename, lineno, line=None,
+                   formatted=warnings.formatwarning):
+    """Warnings about the user's input as one line ``nipype-secondlevel: warning: ...``."""
+    if issubclass(category, InputWarning):
+        return f"{PROG}: warning: {message}\n"
+    return formatted(message, category, filename, lineno, line)
+
+
 def main(argv=None):
+    """The command; exit status 0 done, 1 bad input or a failed node (one line), 2 a
+    command line argparse refused (usage and one line), 130 interrupted."""
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     from .runtime.execution import WorkflowFailed
 
+    formatted, warnings.formatwarning = warnings.formatwarning, format_warning
     try:
         if args.command == "graph":
             return draw_graph(args)
@@ -322,6 +385,8 @@ def main(argv=None):
         print(f"{PROG}: interrupted; rerun the same command to resume from the cache",
               file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatted
 
 
 if __name__ == "__main__":

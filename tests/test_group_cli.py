@@ -108,8 +108,10 @@ def test_two_sample_with_several_contrasts_estimates_once(tmp_path, table, capsy
         assert f"contrast-{label}_stat-z_clusters.tsv" in names
     assert {"design.tsv", "desc-group_mask.nii.gz",
             "desc-mixed_betweenSubjectVariance.nii.gz"} <= names
-    design = pd.read_csv(tmp_path / "out" / "design.tsv", sep="\t")
-    assert list(design.columns) == ["controls", "patients", "age"]
+    labelled = pd.read_csv(tmp_path / "out" / "design.tsv", sep="\t")
+    assert list(labelled.columns) == ["subject", "condition", "group", "controls", "patients",
+                                      "age"]
+    design = labelled.iloc[:, 3:]
     out = tmp_path / "out"
     # Every exported map says what made it; F gives both degrees of freedom.
     for path in out.glob("*.nii.gz"):

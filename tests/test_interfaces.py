@@ -70,9 +70,13 @@ def test_paired_design_columns_and_row_order(tmp_path, simulated):
         conditions=["vertical", "horizontal"]))
     design = pd.read_csv(out.design_matrix, sep="\t")
     assert list(design.columns) == ["vertical_vs_horizontal"] + [f"S{i:02d}" for i in range(1, 17)]
-    np.testing.assert_array_equal(design.iloc[:, 0], [1] * 16 + [0] * 16)
+    # Rows in the table's order: S01 vertical, S01 horizontal, S02 vertical, ...
+    np.testing.assert_array_equal(design.iloc[:, 0], [1, 0] * 16)
     assert out.in_files[0].endswith("sub-S01_cond-vertical_effect.nii.gz")
-    assert out.in_files[16].endswith("sub-S01_cond-horizontal_effect.nii.gz")
+    assert out.in_files[1].endswith("sub-S01_cond-horizontal_effect.nii.gz")
+    labelled = pd.read_csv(out.design_table, sep="\t")
+    assert list(labelled["subject"][:3]) == ["S01", "S01", "S02"]
+    assert list(labelled["condition"][:2]) == ["vertical", "horizontal"]
     assert os.path.getsize(out.design_plot) > 1000
 
 
@@ -121,8 +125,8 @@ def test_contrast_equals_nilearn_and_scipy(estimated):
         ours = nib.load(getattr(out, f"{stat}_map")).get_fdata()[in_mask]
         theirs = expected[key].get_fdata()[in_mask]
         np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=1e-5, err_msg=stat)
-    vertical = np.stack([nib.load(p).get_fdata()[in_mask] for p in design.in_files[:16]])
-    horizontal = np.stack([nib.load(p).get_fdata()[in_mask] for p in design.in_files[16:]])
+    vertical = np.stack([nib.load(p).get_fdata()[in_mask] for p in design.in_files[0::2]])
+    horizontal = np.stack([nib.load(p).get_fdata()[in_mask] for p in design.in_files[1::2]])
     ttest = stats.ttest_rel(vertical, horizontal, axis=0)
     z_scipy = stats.norm.isf(stats.t.sf(ttest.statistic, 15))
     z = nib.load(out.z_map).get_fdata()[in_mask]
@@ -201,7 +205,8 @@ def test_sink_writes_atomically_under_the_given_names(tmp_path):
     out = run_in(tmp_path / "node", ifc.DerivativesSink(out_dir=str(tmp_path / "out"),
                                                          in_files=[str(src)]))
     assert [os.path.basename(f) for f in out.out_files] == [src.name]
-    assert sorted(os.listdir(tmp_path / "out")) == [src.name]  # no temporary left
+    # no temporary left; the manifest lists what was exported
+    assert sorted(os.listdir(tmp_path / "out")) == [".nipype-secondlevel-results.json", src.name]
     assert (tmp_path / "out" / src.name).read_bytes() == src.read_bytes()
 
 

@@ -56,10 +56,19 @@ def visible_files(folder):
     return sorted(p for p in Path(folder).iterdir() if not p.name.startswith("."))
 
 
+#: The results folder's manifest of exported files (hidden, not a temporary file).
+MANIFEST = ".nipype-secondlevel-results.json"
+
+
+def temporary_files(folder):
+    return [p for p in Path(folder).glob(".*") if p.name != MANIFEST]
+
+
 def assert_same_outputs(out, reference, folder, reference_folder):
     names = [p.name for p in visible_files(reference)]
     assert [p.name for p in visible_files(out)] == names
-    assert not list(Path(out).glob(".*")), "temporary files left in the output folder"
+    assert not temporary_files(out), "temporary files left in the output folder"
+    assert (Path(out) / MANIFEST).read_text() == (Path(reference) / MANIFEST).read_text()
     for name in names:
         ours, theirs = Path(out) / name, Path(reference) / name
         if name.endswith(".nii.gz"):
@@ -96,7 +105,7 @@ def test_sigkill_at_any_point_then_rerun_gives_the_clean_outputs(tmp_path):
         if point == "sink":
             assert clean.wait(timeout=120) == 0, (tmp_path / "clean.log").read_text()
             assert_complete(out, clean_dir / "out")
-            assert any(p.name.startswith(".") for p in out.iterdir())  # a temporary file
+            assert temporary_files(out)  # a temporary file
         else:
             assert not out.exists() or not visible_files(out)
         sigkill(proc)

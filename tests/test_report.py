@@ -124,7 +124,7 @@ def test_sidecars_beside_every_map(demo_run):
         assert meta["DegreesOfFreedom"] == 15.0  # 32 maps, 17 columns
         assert meta["Threshold"] is None
         assert meta["ContrastWeights"]["vertical_vs_horizontal"] == 1.0
-        assert "design.tsv" in meta["Sources"] and "desc-group_mask.nii.gz" in meta["Sources"]
+        assert "design_matrix.tsv" in meta["Sources"] and "desc-group_mask.nii.gz" in meta["Sources"]
     meta = json.loads(
         (out_dir / f"contrast-{LABEL}_stat-z_desc-thresholded_statmap.json").read_text()
     )

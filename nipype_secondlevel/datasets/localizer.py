@@ -9,13 +9,15 @@ import numpy as np
 
 
 def variance_from_t(effect, t):
-    """Variance of a contrast from its t map: (effect / t)^2, 0 where that is undefined.
+    """Variance of a contrast from its t map: (effect / t)^2, NaN where that is undefined.
 
     Where t is 0 (or either value is not finite) the variance cannot be
-    recovered; those voxels get 0 (they are outside the brain in SPM maps).
+    recovered (outside the subject's brain in SPM maps): NaN, so the analysis
+    mask leaves those voxels out, rather than 0, an infinite weight that a
+    variance-weighted estimate refuses.
     """
     effect = np.asarray(effect, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         variance = (effect / t) ** 2
-    return np.where(np.isfinite(variance), variance, 0.0)
+    return np.where(np.isfinite(variance), variance, np.nan)

@@ -27,6 +27,11 @@ EFFECT_CENTRES = {1.0: (-10.0, -88.0, 2.0), -1.0: (12.0, -84.0, 6.0)}
 SHARED_CENTRE = (0.0, -90.0, 0.0)
 
 
+def simulation_bytes(n_subjects):
+    """Memory of :func:`simulate_paired_sample`'s maps (float32, all held at once)."""
+    return int(n_subjects) * 2 * int(np.prod(LOCALIZER_SHAPE)) * 4
+
+
 def localizer_brain_mask():
     """nilearn's MNI152 brain mask on the Localizer grid, as (bool array, affine)."""
     from nilearn.datasets import load_mni152_brain_mask

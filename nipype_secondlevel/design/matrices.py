@@ -7,27 +7,27 @@ import numpy as np
 import pandas as pd
 
 from ..io.errors import bad_input
-from .tables import block_labels, covariate_values, select_condition
+from .tables import LABEL_COLUMNS, block_labels, covariate_values, select_condition
 
 
 def paired_design(table, conditions, where="inputs"):
     """Design of a paired test of ``conditions[0]`` against ``conditions[1]``.
 
-    Rows are every subject's map of the first condition, then every subject's
-    map of the second, subjects sorted. Columns: the condition column named
-    ``"<first>_vs_<second>"`` coded 1 for the first condition and 0 for the
-    second, so its estimate is the mean paired difference; then one indicator
-    column per subject.
+    Rows are the maps of the two conditions in the inputs table's order.
+    Columns: the condition column named ``"<first>_vs_<second>"`` coded 1 for
+    the first condition and 0 for the second, so its estimate is the mean
+    paired difference; then one indicator column per subject, in the order
+    subjects first appear in the table.
 
     Returns
     -------
     design : DataFrame (2 n_subjects, 1 + n_subjects)
-    paths : list of str, the maps in the design's row order
+    rows : DataFrame, the table rows in the design's row order
     """
     first, second = (str(c) for c in conditions)
     if first == second:
         raise bad_input("conditions", f"the two conditions are both {first!r}")
-    by_condition = {}
+    subjects_of = {}
     for condition in (first, second):
         rows = table[table["condition"] == condition]
         if rows.empty:
@@ -35,9 +35,8 @@ def paired_design(table, conditions, where="inputs"):
             raise bad_input(
                 where, f"no map for condition {condition!r} (conditions: {known})"
             )
-        by_condition[condition] = rows.set_index("subject")["path"]
-    subjects_a = set(by_condition[first].index)
-    subjects_b = set(by_condition[second].index)
+        subjects_of[condition] = set(rows["subject"])
+    subjects_a, subjects_b = subjects_of[first], subjects_of[second]
     if subjects_a != subjects_b:
         only_a = sorted(subjects_a - subjects_b)
         only_b = sorted(subjects_b - subjects_a)
@@ -52,20 +51,15 @@ def paired_design(table, conditions, where="inputs"):
             f"{first!r} has {len(subjects_a)} maps and {second!r} has "
             f"{len(subjects_b)} ({detail})",
         )
-    subjects = sorted(subjects_a)
+    rows = table[table["condition"].isin([first, second])].reset_index(drop=True)
+    subjects = list(dict.fromkeys(rows["subject"]))
     if len(subjects) < 2:
         raise bad_input(where, "a paired design needs at least 2 subjects")
-    n = len(subjects)
-    condition_column = np.r_[np.ones(n), np.zeros(n)]
-    subject_columns = np.vstack([np.eye(n), np.eye(n)])
     design = pd.DataFrame(
-        np.column_stack([condition_column, subject_columns]),
-        columns=[f"{first}_vs_{second}", *subjects],
+        {f"{first}_vs_{second}": (rows["condition"] == first).astype(float),
+         **{s: (rows["subject"] == s).astype(float) for s in subjects}},
     )
-    paths = [by_condition[first][s] for s in subjects] + [
-        by_condition[second][s] for s in subjects
-    ]
-    return design, paths
+    return design, rows
 
 
 #: Design types of :func:`group_design`.
@@ -111,8 +105,9 @@ def two_sample_design(table, groups=None, covariates=(), center=True, where="inp
 
     Each group column's estimate is that group's mean (at the mean covariate
     values when covariates are centred), so ``"a - b"`` is the difference of
-    the means. Rows are grouped in ``groups`` order (default: sorted labels),
-    table order within a group. A subject in two groups is an error.
+    the means. Columns are in ``groups`` order (default: sorted labels); rows
+    are the maps of those groups in the table's order. A subject in two groups
+    is an error.
     """
     if "group" not in table.columns:
         raise bad_input(where, "a two-sample design needs a group column; the table has "
@@ -122,13 +117,10 @@ def two_sample_design(table, groups=None, covariates=(), center=True, where="inp
     if len(labels) < 2 or len(set(labels)) != len(labels):
         raise bad_input(where, f"a two-sample design needs at least 2 different groups, "
                         f"got {', '.join(labels) or 'none'}")
-    parts = []
     for label in labels:
-        part = table[table["group"] == label]
-        if part.empty:
+        if not (table["group"] == label).any():
             raise bad_input(where, f"no map in group {label!r} (groups: {', '.join(known)})")
-        parts.append(part)
-    rows = pd.concat(parts).reset_index(drop=True)
+    rows = table[table["group"].isin(labels)].reset_index(drop=True)
     twice = rows[rows["subject"].duplicated(keep=False)]
     if not twice.empty:
         subject = twice["subject"].iloc[0]
@@ -145,23 +137,41 @@ def two_sample_design(table, groups=None, covariates=(), center=True, where="inp
 
 
 def design_from_file(table, design_file, where="inputs"):
-    """A design TSV supplied by the user: one row per table row, table order, numbers only."""
-    from ..io.tables import read_table
+    """A design TSV supplied by the user: one row per table row, table order, numbers only.
 
-    design = read_table(design_file, "design file")
+    It may start with row-label columns (``subject``, ``condition``, ``group``,
+    as the design.tsv this package writes): each row's labels must then be
+    those of the table's row, which catches a design in another row order.
+    """
+    labels, design = read_labelled_design(design_file, "design file")
     what = f"design file {design_file}"
     if len(design) != len(table):
         raise bad_input(what, f"has {len(design)} rows but the inputs table has {len(table)} "
                         "maps (one row per map, in table order)")
     if design.shape[1] == 0:
         raise bad_input(what, "has no columns")
+    rows = table.reset_index(drop=True)
+    missing = [c for c in labels.columns if c not in rows.columns]
+    if missing:
+        raise bad_input(what, f"labels its rows by {', '.join(missing)}, a column the inputs "
+                        "table does not have")
+    ours = rows[list(labels.columns)].astype(str)
+    differ = np.flatnonzero((labels.to_numpy() != ours.to_numpy()).any(axis=1))
+    if len(differ):
+        i = int(differ[0])
+
+        def said(frame):
+            return ", ".join(f"{c} {frame[c][i]}" for c in labels.columns)
+
+        raise bad_input(what, f"row {i + 1} is {said(labels)} but the inputs table's row "
+                        f"{i + 1} is {said(ours)} (the rows must follow the table)")
     bad = [str(c) for c in design.columns
            if not np.all(np.isfinite(pd.to_numeric(design[c], errors="coerce")))]
     if bad:
         raise bad_input(what, f"column(s) {', '.join(bad)} have missing or non-numeric values")
     design = design.apply(pd.to_numeric).astype(float)
     design.columns = [str(c) for c in design.columns]
-    return design, table.reset_index(drop=True)
+    return design, rows
 
 
 def check_estimable(design, where="design"):
@@ -197,6 +207,7 @@ class GroupDesignResult(NamedTuple):
     variance_paths: list  # None when the table has no variance_path
     default_contrasts: list
     blocks: list  # exchangeability-block labels, [] when no block column is given
+    row_labels: pd.DataFrame  # subject (and condition, group) of every row
 
 
 def group_design(table, design="one-sample", conditions=None, groups=None, covariates=(),
@@ -226,7 +237,8 @@ def group_design(table, design="one-sample", conditions=None, groups=None, covar
     -------
     :class:`GroupDesignResult`
         matrix (DataFrame), paths, variance_paths (None when the table has no
-        variance_path), default_contrasts, blocks.
+        variance_path), default_contrasts, blocks, row_labels. Rows follow the
+        inputs table's order (its rows of the conditions and groups used).
     """
     conditions = [str(c) for c in conditions] if conditions else []
     if design not in DESIGNS:
@@ -247,9 +259,7 @@ def group_design(table, design="one-sample", conditions=None, groups=None, covar
                 raise bad_input("conditions", "a paired design compares two conditions; "
                                 f"choose them among {', '.join(known)} (--conditions A B)")
             conditions = known
-        matrix, paths = paired_design(table, conditions, where=where)
-        lookup = table.set_index("path")
-        rows = lookup.loc[paths].reset_index()
+        matrix, rows = paired_design(table, conditions, where=where)
         defaults = [str(matrix.columns[0])]
     elif design == "file":
         if design_file is None:
@@ -267,7 +277,30 @@ def group_design(table, design="one-sample", conditions=None, groups=None, covar
         defaults = [f"{names[0]} - {names[1]}" if len(names) == 2
                     else "; ".join(f"{names[0]} - {other}" for other in names[1:])]
     check_estimable(matrix, where=f"{design} design")
+    clash = [c for c in matrix.columns if c in LABEL_COLUMNS]
+    if clash:
+        raise bad_input(where, f"design column {clash[0]!r} has the name of a row label of "
+                        f"design.tsv ({', '.join(LABEL_COLUMNS)}); rename it")
     paths = [str(p) for p in rows["path"]]
     variances = [str(p) for p in rows["variance_path"]] if "variance_path" in rows else None
     labels = block_labels(rows, blocks, where) if blocks else []
-    return GroupDesignResult(matrix, paths, variances, defaults, labels)
+    row_labels = rows[[c for c in LABEL_COLUMNS if c in rows.columns]].astype(str)
+    return GroupDesignResult(matrix, paths, variances, defaults, labels,
+                             row_labels.reset_index(drop=True))
+
+
+def labelled_design(result):
+    """The design matrix with its row labels first (subject, condition, group): design.tsv."""
+    return pd.concat([result.row_labels, result.matrix], axis=1)
+
+
+def read_labelled_design(path, what="design table"):
+    """A design TSV, maybe with leading row-label columns (:func:`labelled_design`), as
+    (row labels DataFrame, design matrix DataFrame)."""
+    from ..io.tables import read_table
+
+    table = read_table(path, what, text_columns=LABEL_COLUMNS)
+    n = 0
+    while n < table.shape[1] and table.columns[n] in LABEL_COLUMNS:
+        n += 1
+    return table.iloc[:, :n].astype(str), table.iloc[:, n:]

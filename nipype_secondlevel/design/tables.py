@@ -13,6 +13,9 @@ import pandas as pd
 from ..io.errors import bad_input
 
 REQUIRED_COLUMNS = ("subject", "condition", "path")
+#: Label columns, read as text as written (a subject ``01`` stays ``01``); those a table
+#: has label the rows of design.tsv, in this order, before the design's columns.
+LABEL_COLUMNS = ("subject", "condition", "group")
 
 
 def read_inputs_table(path, require_condition=True, covariates=(), variances=False):
@@ -28,11 +31,11 @@ def read_inputs_table(path, require_condition=True, covariates=(), variances=Fal
     condition column), a missing file, or a covariate with missing or
     non-numeric values.
     """
-    from ..io.tables import read_table
+    from ..io.tables import absolute_paths, read_table
 
     path = Path(path).absolute()
     where = f"inputs table {path}"
-    table = read_table(path, "inputs table")
+    table = read_table(path, "inputs table", text_columns=LABEL_COLUMNS)
     required = ("subject", "condition", "path") if require_condition else ("subject", "path")
     missing = [c for c in (*required, *(["variance_path"] if variances else []), *covariates)
                if c not in table.columns]
@@ -62,10 +65,7 @@ def read_inputs_table(path, require_condition=True, covariates=(), variances=Fal
         if table[column].isna().any():
             first = table[table[column].isna()].iloc[0]
             raise bad_input(where, f"{column} of subject {first['subject']} is empty")
-        table[column] = [
-            str(p if Path(p).is_absolute() else (path.parent / p).absolute())
-            for p in table[column].astype(str)
-        ]
+        table[column] = absolute_paths(table[column], path.parent)
     for row in table.to_dict("records"):
         of = f"subject {row['subject']}" + (
             f", condition {row['condition']}" if "condition" in row else "")

@@ -22,6 +22,11 @@ class _MaskedDataInputSpec(BaseInterfaceInputSpec):
         File(exists=True), mandatory=True, desc="input maps, in the design's row order"
     )
     mask_file = File(exists=True, mandatory=True, desc="analysis mask (the maps' grid)")
+    positive = traits.Bool(
+        False, usedefault=True,
+        desc="first-level variance maps: every in-mask value must be above 0 (else a "
+        "one-line error naming the map)",
+    )
 
 
 class _MaskedDataOutputSpec(TraitedSpec):
@@ -50,7 +55,8 @@ class MaskedData(SimpleInterface):
         mask, mask_img = load_mask(self.inputs.mask_file)
         paths = list(self.inputs.in_files)
         self._results["data_file"] = write_masked_data(
-            paths, mask, mask_img.affine, Path(runtime.cwd) / DATA_FILE_NAME
+            paths, mask, mask_img.affine, Path(runtime.cwd) / DATA_FILE_NAME,
+            positive=self.inputs.positive,
         )
         self._results["n_maps"] = len(paths)
         self._results["n_voxels"] = int(mask.sum())

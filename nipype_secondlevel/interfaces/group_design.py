@@ -12,7 +12,7 @@ from nipype.interfaces.base import (
 )
 
 from ..design.contrasts import parse_contrasts
-from ..design.matrices import DESIGNS, group_design
+from ..design.matrices import DESIGNS, group_design, labelled_design
 from ..design.tables import read_inputs_table
 from ..io.files import save_tsv
 from ..reporting.figures import plot_design
@@ -44,8 +44,11 @@ class _GroupDesignInputSpec(BaseInterfaceInputSpec):
 
 
 class _GroupDesignOutputSpec(TraitedSpec):
-    design_matrix = File(exists=True, desc="design matrix TSV (one row per map)")
-    design_plot = File(exists=True, desc="picture of the design matrix (PNG)")
+    design_matrix = File(exists=True, desc="design matrix TSV (one row per map, the "
+                         "design's columns only): what the estimate reads")
+    design_table = File(exists=True, desc="design.tsv: the design matrix with its rows "
+                        "labelled (subject, then condition and group when the table has them)")
+    design_plot = File(exists=True, desc="picture of the design matrix, rows labelled (PNG)")
     in_files = traits.List(File(exists=True), desc="maps in the design's row order")
     variance_files = traits.List(
         File(exists=True), desc="variance maps in the design's row order (with variances)"
@@ -61,7 +64,8 @@ class GroupDesign(SimpleInterface):
     """One-sample, paired, two-sample (with covariates) or user-supplied design.
 
     Outputs the maps (and variance maps) and the exchangeability-block labels
-    in the design's row order. Rank-deficient designs and designs with no
+    in the design's row order, which is the inputs table's (its rows of the
+    conditions and groups used). Rank-deficient designs and designs with no
     residual degrees of freedom are refused with a one-line error naming the
     columns involved.
     """
@@ -90,9 +94,11 @@ class GroupDesign(SimpleInterface):
             where=f"inputs table {inputs.inputs_table}",
         )
         out = Path(runtime.cwd)
-        self._results["design_matrix"] = save_tsv(result.matrix, out / "design.tsv")
+        self._results["design_matrix"] = save_tsv(result.matrix, out / "design_matrix.tsv")
+        self._results["design_table"] = save_tsv(labelled_design(result), out / "design.tsv")
         self._results["design_plot"] = plot_design(
-            result.matrix, out / "design.png", title=f"{design_type} design"
+            result.matrix, out / "design.png", title=f"{design_type} design",
+            row_labels=[" ".join(r) for r in result.row_labels.itertuples(index=False)],
         )
         self._results["in_files"] = result.paths
         if inputs.variances:

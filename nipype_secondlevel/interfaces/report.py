@@ -41,7 +41,9 @@ from ..reporting.provenance import node_runs
 
 class _HTMLReportInputSpec(BaseInterfaceInputSpec):
     title = traits.Str("Group analysis report", usedefault=True, desc="page title")
-    design_matrix = File(exists=True, mandatory=True, desc="design matrix TSV")
+    design_matrix = File(exists=True, mandatory=True,
+                         desc="design matrix TSV, maybe with row-label columns first "
+                         "(subject, condition, group: the design.tsv of GroupDesign)")
     design_plot = File(exists=True, desc="picture of the design matrix (PNG)")
     mask_file = File(exists=True, mandatory=True, desc="analysis mask")
     stat_maps = InputMultiObject(

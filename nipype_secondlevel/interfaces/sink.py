@@ -12,7 +12,9 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from ..io.errors import bad_input
 from ..io.files import copy_file, remove_stale_parts
+from ..io.results_folder import finish_export, start_export
 from ..io.sidecars import sidecar_path
 
 
@@ -35,7 +37,10 @@ class DerivativesSink(SimpleInterface):
     file there is ever half-written. A file's JSON sidecar (same base name,
     ``.json``, see :mod:`nipype_secondlevel.io.sidecars`) is exported with it.
     The sink always runs, so results come back even if the output folder was
-    emptied while the cache was kept.
+    emptied while the cache was kept. The folder's manifest
+    (:mod:`nipype_secondlevel.io.results_folder`) lists the exported files; files
+    an earlier export listed that this one does not write are removed, so the
+    folder holds this run's results only.
     """
 
     input_spec = _DerivativesSinkInputSpec
@@ -44,7 +49,6 @@ class DerivativesSink(SimpleInterface):
 
     def _run_interface(self, runtime):
         out_dir = Path(self.inputs.out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
         # A file given twice (e.g. a map that is also in a list of maps) is exported once.
         sources = list(dict.fromkeys(str(f) for f in self.inputs.in_files))
         sources += [s for s in dict.fromkeys(str(sidecar_path(f)) for f in sources)
@@ -53,10 +57,21 @@ class DerivativesSink(SimpleInterface):
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
             raise ValueError(f"two results share the name {min(duplicates)}")
-        # Temporary files of an export that was killed before its rename.
-        remove_stale_parts(out_dir, names)
-        self._results["out_files"] = [
-            copy_file(src, out_dir / name)
-            for src, name in zip(sources, names)
-        ]
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            # Temporary files of an export that was killed before its rename.
+            remove_stale_parts(out_dir, names)
+            start_export(out_dir, names)
+            self._results["out_files"] = [
+                copy_file(src, out_dir / name)
+                for src, name in zip(sources, names)
+            ]
+            # What an earlier export wrote and this one did not is not this run's result.
+            finish_export(out_dir, names)
+        except OSError as err:
+            if not str(err.filename or out_dir).startswith(str(out_dir)):
+                raise  # a source file in the work folder
+            # A full, read-only or vanished results folder: one line naming it.
+            raise bad_input(f"results folder {out_dir}", f"cannot be written: "
+                            f"{err.strerror or err}") from err
         return runtime

@@ -24,10 +24,53 @@ def load_img(path, what="image"):
     return img
 
 
+def read_data(img, path, what="image"):
+    """The image's data array, with a one-line error naming the file if it cannot be read.
+
+    A truncated or corrupted ``.nii.gz`` passes :func:`load_img` (only its
+    header is read) and fails here.
+    """
+    try:
+        return np.asanyarray(img.dataobj)
+    except Exception as err:  # gzip, zlib, EOF and nibabel errors
+        raise bad_input(f"{what} {path}", "its data cannot be read (truncated or corrupted "
+                        f"file?): {type(err).__name__}: {err}") from err
+
+
+def check_map_header(path, what="input map"):
+    """Check a map from its header alone: readable, 3D, and not shorter than it says.
+
+    The data are not read: an uncompressed file must hold its header's voxels,
+    and a gzip file's trailer (the size of its content) must match them; a
+    trailer that does not (a truncated file, or several gzip members) is
+    decided by reading the data. Returns the 3D shape.
+    """
+    img = load_img(path, what)
+    shape = tuple(int(d) for d in img.shape)
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != 3:
+        raise bad_input(f"{what} {path}", f"expected a 3D map, got {len(shape)}D shape {shape}")
+    header = img.header
+    expected = int(header.get("vox_offset", 0)) + int(np.prod(img.shape)) * (
+        header.get_data_dtype().itemsize)
+    path = Path(path)
+    if str(path).endswith(".gz"):
+        with open(path, "rb") as stream:
+            stream.seek(-4, 2)
+            content = int.from_bytes(stream.read(4), "little")
+        if content != expected % 2**32:
+            read_data(img, path, what)
+    elif path.suffix == ".nii" and path.stat().st_size < expected:
+        raise bad_input(f"{what} {path}", f"is truncated: {path.stat().st_size} bytes, its "
+                        f"header says {expected}")
+    return shape
+
+
 def load_mask(path):
     """Load a mask image as (boolean array, image)."""
     img = load_img(path, "mask")
-    data = np.asanyarray(img.dataobj)
+    data = read_data(img, path, "mask")
     if data.ndim != 3:
         raise bad_input(f"mask {path}", f"expected a 3D image, got shape {data.shape}")
     return data.astype(bool), img
@@ -44,7 +87,7 @@ def load_masked_data(paths, mask, affine=None, dtype=np.float32):
     for row, path in enumerate(paths):
         img = load_img(path, "input map")
         check_same_grid(img, mask.shape, affine, path)
-        volume = np.asanyarray(img.dataobj)
+        volume = read_data(img, path, "input map")
         if volume.ndim == 4 and volume.shape[3] == 1:
             volume = volume[..., 0]
         data[row] = volume[mask]

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import bad_input
 from .files import atomic_path
-from .images import check_same_grid, load_img
+from .images import check_same_grid, load_img, read_data
 
 #: Voxels per block of a chunked computation. Chunks are whole blocks starting at
 #: multiples of this, so the arithmetic (and so every bit of the results) does not
@@ -14,13 +15,18 @@ from .images import check_same_grid, load_img
 VOXEL_BLOCK = 4096
 
 
-def write_masked_data(paths, mask, affine, path, dtype=np.float32):
+def write_masked_data(paths, mask, affine, path, dtype=np.float32, positive=False):
     """Write the maps' in-mask values as one (n_maps, n_voxels) ``.npy``, atomically.
 
     Maps are read one at a time and each row is appended to the file, so memory
     holds one map, whatever the number of maps. The file is uncompressed and C
     ordered, so that :func:`read_voxel_chunk` can memory-map it. Returns the
     absolute path as str.
+
+    Every in-mask value must be finite (the analysis mask leaves out voxels
+    that are not, see :class:`~nipype_secondlevel.interfaces.GroupMask`), and
+    with ``positive`` (first-level variance maps) above 0: otherwise a
+    one-line error names the map, the number of voxels and the first one.
     """
     mask = np.asarray(mask, dtype=bool)
     dtype = np.dtype(dtype)
@@ -34,12 +40,36 @@ def write_masked_data(paths, mask, affine, path, dtype=np.float32):
         for map_path in paths:
             img = load_img(map_path, "input map")
             check_same_grid(img, mask.shape, affine, map_path)
-            volume = np.asanyarray(img.dataobj)
+            volume = read_data(img, map_path, "input map")
             if volume.ndim == 4:
                 volume = volume[..., 0]
-            out.write(np.ascontiguousarray(volume[mask], dtype=dtype).tobytes())
+            values = volume[mask]
+            _check_values(values, mask, affine, map_path, positive)
+            out.write(np.ascontiguousarray(values, dtype=dtype).tobytes())
             del img, volume
     return str(Path(path).absolute())
+
+
+def _check_values(values, mask, affine, path, positive):
+    """One-line error if a map's in-mask ``values`` are not finite (or, ``positive``, > 0)."""
+    bad = ~np.isfinite(values)
+    if positive:
+        what, problem = "variance map", "a variance of 0 or less"
+        bad |= ~(values > 0)
+    else:
+        what, problem = "input map", "a NaN or infinite value"
+    if not bad.any():
+        return
+    first = int(np.flatnonzero(bad)[0])
+    voxel = np.argwhere(mask)[first]
+    mm = np.asarray(affine)[:3, :3] @ voxel + np.asarray(affine)[:3, 3]
+    hint = ("; a weighted estimate needs positive first-level variances wherever the "
+            "maps are analysed (fix the variance maps, or use --estimation ols)"
+            if positive else "")
+    raise bad_input(f"{what} {path}", f"has {problem} at {int(bad.sum())} voxel(s) of the "
+                    f"analysis mask (first: {values[first]:g} at voxel "
+                    f"{tuple(int(v) for v in voxel)}, "
+                    f"{tuple(round(float(c), 1) for c in mm)} mm){hint}")
 
 
 def _npy_layout(handle):

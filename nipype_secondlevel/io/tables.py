@@ -7,16 +7,34 @@ import pandas as pd
 from .errors import bad_input
 
 
-def read_table(path, what="table"):
-    """Read a TSV (or CSV) table, with a one-line error naming it if it cannot."""
+def read_table(path, what="table", text_columns=()):
+    """Read a TSV (or CSV, by its extension) table, with a one-line error naming it if it
+    cannot be read, is empty or has a header but no rows.
+
+    ``text_columns`` are read as text, as written (a subject ``01`` stays ``01``).
+    """
     path = Path(path)
     if not path.exists():
         raise bad_input(f"{what} {path}", "file not found")
     sep = "," if path.suffix.lower() == ".csv" else "\t"
     try:
-        return pd.read_csv(path, sep=sep)
+        table = pd.read_csv(path, sep=sep, dtype={c: str for c in text_columns})
+    except pd.errors.EmptyDataError as err:
+        raise bad_input(f"{what} {path}", "is empty (no header, no rows)") from err
     except Exception as err:
         raise bad_input(f"{what} {path}", f"cannot be read as a table ({err})") from err
+    if table.empty:
+        raise bad_input(f"{what} {path}", f"has no rows, only a header "
+                        f"({', '.join(map(str, table.columns))})")
+    return table
+
+
+def absolute_paths(values, folder):
+    """Paths of a table column as absolute path strings; relative ones are read from
+    ``folder`` (the table's folder)."""
+    folder = Path(folder).absolute()
+    return [str(p if Path(p).is_absolute() else (folder / p).absolute())
+            for p in map(str, values)]
 
 
 def write_inputs_table(table, path, source=None):

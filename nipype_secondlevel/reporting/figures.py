@@ -21,14 +21,29 @@ def _pyplot():
     return plt
 
 
-def plot_design(design, path, title=None):
-    """Save nilearn's picture of a design matrix (DataFrame) as PNG."""
+#: Most row labels written on a design picture; beyond, every k-th row is labelled.
+MAX_ROW_LABELS = 60
+
+
+def plot_design(design, path, title=None, row_labels=None):
+    """Save nilearn's picture of a design matrix (DataFrame) as PNG.
+
+    ``row_labels`` (one per row, e.g. "S01 vertical") are written beside the
+    rows (at most :data:`MAX_ROW_LABELS`, evenly spaced).
+    """
     plt = _pyplot()
     from nilearn.plotting import plot_design_matrix
 
     n_cols = design.shape[1]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * n_cols + 2.0), 6.0))
     plot_design_matrix(design, axes=ax)
+    if row_labels is not None:
+        step = max(1, -(-len(row_labels) // MAX_ROW_LABELS))
+        rows = list(range(0, len(row_labels), step))
+        ax.set_yticks(rows)
+        ax.set_yticklabels([row_labels[i] for i in rows],
+                           fontsize=max(4.0, min(8.0, 360.0 / max(len(rows), 1))))
+        ax.set_ylabel("map")
     if title:
         ax.set_title(title)
     fig.tight_layout()

@@ -185,7 +185,9 @@ def build_report(title, design_matrix, mask_file, contrasts, design_plot=None,
     import nibabel as nib
     import numpy as np
 
-    design = pd.read_csv(design_matrix, sep="\t")
+    from ..design.matrices import read_labelled_design
+
+    labels, design = read_labelled_design(design_matrix)
     body = []
 
     # Contrasts first: their sidecars feed the summary.
@@ -205,8 +207,9 @@ def build_report(title, design_matrix, mask_file, contrasts, design_plot=None,
         design_html.append(img_tag(file_data_uri(design_plot), "design matrix"))
     design_html.append(
         f"<p>{len(design)} rows (input maps) and {design.shape[1]} columns "
-        f"({esc(Path(design_matrix).name)}):</p>"
-        f'<div class="scroll">{table_html(design)}</div>'
+        f"({esc(Path(design_matrix).name)}; rows labelled by "
+        f"{', '.join(labels.columns) or 'nothing'}, in the inputs table's order):</p>"
+        f'<div class="scroll">{table_html(pd.concat([labels, design], axis=1))}</div>'
     )
     body.append(_section("design", "\n".join(design_html)))
 

@@ -140,9 +140,16 @@ def node_runs(workflow_dir, node_folders, run_started=None):
 
 
 def input_files(inputs_table):
-    """Input maps listed in an inputs table, with size and SHA-256."""
-    table = pd.read_csv(inputs_table, sep="\t")
+    """Input maps listed in an inputs table (TSV or CSV), with size and SHA-256.
+
+    Relative paths are read from the table's folder, as the analysis reads them.
+    """
+    from ..io.tables import absolute_paths, read_table
+
+    table = read_table(inputs_table, "inputs table")
     path_columns = [c for c in table.columns if c == "path" or c.endswith("_path")]
+    for column in path_columns:
+        table[column] = absolute_paths(table[column], Path(inputs_table).parent)
     rows = []
     for record in table.to_dict("records"):
         for column in path_columns:

@@ -34,7 +34,7 @@ PERM_SCHEMES = ("auto", "sign-flip", "permute")
 INPUT_FIELDS = ["inputs_table"]
 OUTPUT_FIELDS = [
     # the design, the data and the one estimate
-    "design_matrix", "design_plot", "blocks", "in_files", "variance_files", "resampled",
+    "design_matrix", "design_table", "design_plot", "blocks", "in_files", "variance_files", "resampled",
     "mask_file", "data_file", "beta", "residual_variance", "dof", "between_subject_variance",
     # one list item per contrast, in contrast order
     "contrast_names", "stat_types", "stat_maps", "z_maps", "contrast_files",
@@ -137,9 +137,12 @@ def init_group_analysis_wf(
     design matrix, the maps and the exchangeability blocks in design row order)
     -> ``contrast_specs`` (checks the contrasts against the design before
     anything is estimated) -> ``resample`` (maps not on the reference grid are
-    resampled, with a warning) -> ``mask`` -> ``masked_data`` (the maps' masked
-    values, one ``.npy`` read in voxel chunks; with mixed or fixed effects also
-    ``masked_variances``) -> ``estimate`` (:class:`EstimateOLS`, or
+    moved to it, with a warning: exactly when they have its voxels in another
+    order, else interpolated within their non-zero voxels) -> ``mask`` (voxels
+    NaN or infinite in any map are left out, with a warning) -> ``masked_data``
+    (the maps' masked values, one ``.npy`` read in voxel chunks; with mixed or
+    fixed effects also ``masked_variances``, which refuses a variance of 0 or
+    less in the mask) -> ``estimate`` (:class:`EstimateOLS`, or
     :class:`EstimateMixedEffects` with the first-level variances) ->
     ``contrast``, ``threshold`` and ``plot``, MapNodes over the contrasts: each
     contrast is computed from the one estimate and cached on its own, so adding
@@ -199,7 +202,8 @@ def init_group_analysis_wf(
 
     Outputs (``outputnode``)
     ------------------------
-    design_matrix, design_plot, blocks, in_files, variance_files, resampled,
+    design_matrix, design_table (design.tsv: rows labelled), design_plot, blocks,
+    in_files, variance_files, resampled,
     mask_file, data_file, beta, residual_variance (ols), dof,
     between_subject_variance (mixed, fixed); one list item per contrast:
     contrast_names, stat_types, stat_maps, z_maps, contrast_files (every map of
@@ -283,6 +287,7 @@ def init_group_analysis_wf(
         (mask, threshold_node, [("mask_file", "mask_file")]),
         (contrast, plot, [("contrast_name", "contrast_name")]),
         (design_node, outputnode, [("design_matrix", "design_matrix"),
+                                   ("design_table", "design_table"),
                                    ("design_plot", "design_plot"), ("blocks", "blocks")]),
         (resample, outputnode, [("out_files", "in_files"), ("resampled", "resampled"),
                                 ("variance_files", "variance_files")]),
@@ -300,8 +305,11 @@ def init_group_analysis_wf(
         (plot, outputnode, [("out_file", "glass_brains")]),
     ])
     if weighted:
-        variances = pe.Node(MaskedData(), name="masked_variances", mem_gb=0.5)
+        # Refuses a variance of 0 or less in the mask (an infinite weight), before
+        # the estimate, for mixed and fixed effects alike.
+        variances = pe.Node(MaskedData(positive=True), name="masked_variances", mem_gb=0.5)
         workflow.connect([
+            (resample, mask, [("variance_files", "variance_files")]),
             (resample, variances, [("variance_files", "in_files")]),
             (mask, variances, [("mask_file", "mask_file")]),
             (variances, estimate, [("data_file", "variance_data_file")]),

@@ -12,7 +12,7 @@ from .reporting import add_report, all_parameters, call_text
 #: outputnode fields of the analysis exported to the output folder (lists are
 #: flattened; undefined fields, e.g. the between-subject variance of OLS, are skipped).
 EXPORTED = [
-    "design_matrix",
+    "design_table",
     "design_plot",
     "mask_file",
     "contrast_files",

@@ -69,7 +69,7 @@ def upstream_node_folders(workflow, exclude):
 #: the map that decides significance (permutation-corrected or thresholded), its
 #: clusters and its glass brain.
 REPORT_FIELDS = {
-    "design_matrix": "design_matrix",
+    "design_matrix": "design_table",
     "design_plot": "design_plot",
     "mask_file": "mask_file",
     "stat_maps": "z_maps",

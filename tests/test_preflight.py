@@ -1,0 +1,132 @@
+"""Checked before the first node runs: the maps (from their headers), the tables and the
+option values that could only fail later; argparse's own errors keep its convention."""
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import run_in
+from group_data import AFFINE, SHAPE, make_group_table, write_map
+from test_cli import run_cli
+
+from nipype_secondlevel import interfaces as ifc
+from nipype_secondlevel.cli import main
+
+
+@pytest.fixture
+def table(tmp_path):
+    return make_group_table(tmp_path / "data", n_subjects=4, conditions=("a",))
+
+
+def first_map(table):
+    return table.parent / pd.read_csv(table, sep="\t")["path"][1]
+
+
+def truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def refused(tmp_path, capsys, *options, command="run"):
+    """Run the command; return its one error line (and check nothing ran)."""
+    code = main([command, *options, "--out-dir", str(tmp_path / "out"),
+                 "--work-dir", str(tmp_path / "work"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert not (tmp_path / "work").exists() and not (tmp_path / "out").exists()
+    return err[0]
+
+
+def test_truncated_gzip_map_is_named_before_anything_runs(tmp_path, table, capsys):
+    path = first_map(table)
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).normal(size=SHAPE).astype(np.float32),
+                             AFFINE), path)  # noise does not compress: the header survives
+    truncate(path, 0.8)
+    assert nib.load(path).shape == SHAPE  # the header alone reads fine
+    line = refused(tmp_path, capsys, "--inputs", str(table))
+    assert line.startswith(f"nipype-secondlevel: error: input map {path}: its data cannot be "
+                           "read (truncated or corrupted file?)")
+
+
+def test_truncated_header_and_short_nii_are_named(tmp_path, table, capsys):
+    path = first_map(table)
+    truncate(path, 0.01)
+    assert f"input map {path}: not a readable NIfTI image" in refused(
+        tmp_path, capsys, "--inputs", str(table))
+    rows = pd.read_csv(table, sep="\t")
+    plain = table.parent / "plain.nii"
+    nib.save(nib.Nifti1Image(np.ones(SHAPE, np.float32), AFFINE), plain)
+    truncate(plain, 0.9)
+    rows.loc[1, "path"] = "plain.nii"
+    rows.to_csv(table, sep="\t", index=False)
+    assert f"input map {plain}: is truncated: " in refused(tmp_path, capsys, "--inputs",
+                                                            str(table))
+
+
+def test_a_gzip_of_several_members_is_read_rather_than_refused(tmp_path, table):
+    """A trailer that does not match the header (gzip members) is checked by reading."""
+    from nipype_secondlevel.io.images import check_map_header
+
+    path = first_map(table)
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:]))
+    assert check_map_header(path) == SHAPE
+
+
+def test_maps_of_other_dimensions_are_named(tmp_path, table, capsys):
+    path = first_map(table)
+    nib.save(nib.Nifti1Image(np.ones(SHAPE + (2,), np.float32), AFFINE), path)
+    assert (f"input map {path}: expected a 3D map, got 4D shape (10, 12, 10, 2)"
+            in refused(tmp_path, capsys, "--inputs", str(table)))
+    write_map(path, np.ones(SHAPE))
+    nib.save(nib.Nifti1Image(np.ones((4, 4), np.float32), AFFINE), tmp_path / "flat.nii.gz")
+    assert (f"--reference-map {tmp_path / 'flat.nii.gz'}: expected a 3D map, got 2D"
+            in refused(tmp_path, capsys, "--inputs", str(table), "--reference-map",
+                       str(tmp_path / "flat.nii.gz")))
+
+
+def test_tables_with_no_rows_say_so(tmp_path, capsys):
+    header_only = tmp_path / "header.tsv"
+    header_only.write_text("subject\tcondition\tpath\n")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert (f"inputs table {header_only}: has no rows, only a header (subject, condition, "
+            "path)") in refused(tmp_path, capsys, "--inputs", str(header_only))
+    assert f"inputs table {empty}: is empty (no header, no rows)" in refused(
+        tmp_path, capsys, "--inputs", str(empty))
+
+
+def test_too_large_a_simulated_sample_is_refused(tmp_path, capsys):
+    line = refused(tmp_path, capsys, "--n-subjects", "100000000", command="demo")
+    assert line.startswith("nipype-secondlevel: error: --n-subjects 100000000: the simulation "
+                           "holds every map in memory (")
+
+
+@pytest.mark.parametrize("option, value, problem", [
+    ("--seed", "-1", "must be 0 or more, got -1"),
+    ("--perm-seed", "-3", "must be 0 or more, got -3"),
+    ("--threshold", "inf", "must be a positive finite number, got inf"),
+    ("--mem-gb", "nan", "must be a positive finite number, got nan"),
+    ("--cluster-size", "-2", "must be 0 or more, got -2"),
+])
+def test_option_values_that_would_fail_later_are_argparse_errors(tmp_path, option, value,
+                                                                 problem):
+    result = run_cli("demo", option, value, "--out-dir", "out", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("usage: nipype-secondlevel demo")
+    assert lines[-1] == f"nipype-secondlevel demo: error: argument {option}: {problem}"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_node_side_reads_name_a_truncated_map(tmp_path, table):
+    """From Python (no command-line check) the nodes reading data name the file."""
+    path = first_map(table)
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).normal(size=SHAPE).astype(np.float32),
+                             AFFINE), path)
+    truncate(path, 0.8)
+    paths = [str(table.parent / p) for p in pd.read_csv(table, sep="\t")["path"]]
+    with pytest.raises(Exception, match=rf"input map {path}: its data cannot be read"):
+        run_in(tmp_path / "mask", ifc.GroupMask(in_files=paths))
