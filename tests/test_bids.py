@@ -171,7 +171,10 @@ def test_results_folder_is_a_derivatives_dataset_for_pybids(demo_run, tmp_path):
     layout.add_derivatives(results, config=["bids", "derivatives", fitlins_entities])
     assert layout.derivatives[results.name].description == description
     names = {"contrast": "contrast", "stat": "stat", "desc": "desc"}
-    files = sorted(p for p in results.iterdir() if p.name != "dataset_description.json")
+    # pybids skips hidden files such as our results-folder manifest, as BIDS allows.
+    assert (results / ".nipype-secondlevel-results.json").is_file()
+    files = sorted(p for p in results.iterdir()
+                   if p.name != "dataset_description.json" and not p.name.startswith("."))
     statmaps = [p for p in files if p.name.endswith("_statmap.nii.gz")]
     assert len(statmaps) == 6  # z, t, p, effect, variance and the thresholded z
     for path in files:
