@@ -28,7 +28,8 @@ EXPECTED_OUTPUTS = {
 ALL_NODES = {
     "demo_wf.simulate", "demo_wf.collect_outputs", "demo_wf.sink", "demo_wf.report",
     *(f"demo_wf.group_analysis_wf.{n}"
-      for n in ("design", "contrast_specs", "resample", "mask", "masked_data", "estimate",
+      for n in ("design", "contrast_specs", "resample", "mask", "masked_data",
+                "stack_masked_data", "estimate",
                 "contrast", "threshold", "plot")),
 }
 

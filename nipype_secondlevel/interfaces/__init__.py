@@ -2,7 +2,7 @@
 
 from .anatomy import AnatomicalLabels
 from .contrasts import Contrast
-from .data import MaskedData
+from .data import MaskedData, StackMaskedData
 from .estimation import EstimateOLS
 from .fetching import FetchLocalizer
 from .group_design import ContrastSpecs, GroupDesign
@@ -32,5 +32,6 @@ __all__ = [
     "ResampleMaps",
     "SimulatePaired",
     "Smooth",
+    "StackMaskedData",
     "Threshold",
 ]
