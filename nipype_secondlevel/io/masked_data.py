@@ -19,10 +19,11 @@ VOXEL_BLOCK = 4096
 #: Maps per read block. The maps are read in blocks of this many consecutive rows,
 #: one job each (a MapNode that MultiProc or SLURM runs in parallel), then stacked
 #: into the masked data file (:func:`stack_masked_data`). A fixed size rather than
-#: one block per process: blocks before a change (maps appended to the table) keep
-#: their rows and their cache, and at about 0.05 s per 2 mm map a block is a few
-#: seconds of reading, against a fraction of a second of scheduling per job.
-MAPS_PER_READ_BLOCK = 128
+#: one block per process: the workflow does not know the plugin, blocks before a
+#: change (maps appended to the table) keep their rows and their cache, and small
+#: blocks balance any number of processes. At about 0.05 s per 2 mm map a block is
+#: a few seconds of reading, against a fraction of a second of scheduling per job.
+MAPS_PER_READ_BLOCK = 64
 
 
 def split_into_blocks(items, size):

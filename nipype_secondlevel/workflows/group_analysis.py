@@ -105,7 +105,7 @@ def _check_options(design, estimation, correction, height_control, perm_scheme,
     return height_control
 
 
-def _masked_data_nodes(name, positive=False):
+def masked_data_nodes(name, positive=False):
     """The maps' masked values: a MapNode reading blocks of
     :data:`~nipype_secondlevel.io.masked_data.MAPS_PER_READ_BLOCK` consecutive maps
     (run in parallel by MultiProc and SLURM), and ``stack_<name>`` stacking the
@@ -256,7 +256,7 @@ def init_group_analysis_wf(
     mask = pe.Node(GroupMask(strategy=mask_strategy), name="mask")
     # The maps' masked values written once (n_maps x n_voxels .npy), read in blocks
     # of maps; the estimate and the permutations read voxel chunks of it.
-    data_blocks, data = _masked_data_nodes("masked_data")
+    data_blocks, data = masked_data_nodes("masked_data")
     if weighted:
         estimate = pe.Node(
             EstimateMixedEffects(method=estimation, first_level_dof=first_level_dof,
@@ -322,7 +322,7 @@ def init_group_analysis_wf(
     if weighted:
         # Refuses a variance of 0 or less in the mask (an infinite weight), before
         # the estimate, for mixed and fixed effects alike.
-        variance_blocks, variances = _masked_data_nodes("masked_variances", positive=True)
+        variance_blocks, variances = masked_data_nodes("masked_variances", positive=True)
         workflow.connect([
             (resample, mask, [("variance_files", "variance_files")]),
             (resample, variance_blocks, [(("variance_files", split_into_blocks,
