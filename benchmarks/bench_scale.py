@@ -232,6 +232,49 @@ def read_ab(n, base, n_procs, repeats):
     return times
 
 
+def estimate_child(n, folder, mem_gb):
+    """(child process) The estimate node (EstimateOLS) on a masked data file of n maps."""
+    from nipype_secondlevel.interfaces import EstimateOLS
+
+    os.chdir(folder)
+    EstimateOLS(data_file=str(folder / "masked_data.npy"), mask_file=str(folder / "mask.nii.gz"),
+                design_matrix=str(folder / "design.tsv"), mem_gb=mem_gb).run()
+
+
+def measure_estimate(n, base, mem_gb):
+    """Peak memory and time of the estimate node on n maps, from a masked data file of
+    random rows written here (the largest node of the command; no maps needed)."""
+    import nibabel as nib
+    import pandas as pd
+    from nilearn.datasets import load_mni152_brain_mask
+
+    folder = base / f"estimate_{n}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    mask_img = load_mni152_brain_mask(resolution=2)
+    nib.save(mask_img, folder / "mask.nii.gz")
+    n_voxels = int((np.asarray(mask_img.dataobj) > 0).sum())
+    pd.DataFrame({"intercept": np.ones(n)}).to_csv(folder / "design.tsv", sep="\t",
+                                                     index=False)
+    data = np.lib.format.open_memmap(folder / "masked_data.npy", mode="w+",
+                                     dtype=np.float32, shape=(n, n_voxels))
+    rng = np.random.default_rng(0)
+    for start in range(0, n, 256):
+        data[start:start + 256] = rng.standard_normal((min(256, n - start), n_voxels),
+                                                      dtype=np.float32)
+    data.flush()
+    del data
+    load = os.getloadavg()[0]
+    _, seconds, tree_peak, maxrss, cpu = measured_run([
+        sys.executable, __file__, "--mem-gb", str(mem_gb), "--base", str(base),
+        "--estimate-child", str(n)])
+    print(f"estimate node alone, N = {n:,} (a {n * n_voxels * 4 / GIB:.1f} GiB masked data "
+          f"file of random rows; load {load:4.1f}): {seconds:.0f} s, CPU {cpu:.0f} s, peak "
+          f"memory {max(tree_peak, maxrss) / GIB:.2f} GiB with --mem-gb {mem_gb:g}",
+          flush=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def compare_with_nilearn(paths, z_map, mask):
     import nibabel as nib
     import pandas as pd
@@ -290,15 +333,21 @@ def main():
     parser.add_argument("--read-maps", type=int, default=512,
                         help="maps of the paired reading A/B (0: skip it)")
     parser.add_argument("--read-repeats", type=int, default=4)
+    parser.add_argument("--estimate-maps", type=int, nargs="*", default=[],
+                        help="also run the estimate node alone on this many maps (e.g. 10000)")
     parser.add_argument("--seed", type=int, default=0)
     # internal: the simulation workers
     parser.add_argument("--simulate-into", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--indices", type=int, nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("--read-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--estimate-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("NIPYPE_NO_ET", "1")
     if args.simulate_into:
         return simulate_worker(args.simulate_into, args.indices, args.seed)
+    if args.estimate_child:
+        return estimate_child(args.estimate_child, args.base / f"estimate_{args.estimate_child}",
+                              args.mem_gb)
     if args.read_child:
         plugin, n, work = args.read_child
         return read_child(plugin, int(n), Path(work), args.base, args.n_procs)
@@ -321,6 +370,8 @@ def main():
               f"{m_wall / runs:.1f} ms per map ({m_cpu / runs:.1f} ms CPU): wall Linear / "
               f"MultiProc = {l_wall / m_wall:.2f}x; cores busy {l_cpu / l_wall:.2f} vs "
               f"{m_cpu / m_wall:.2f} ({m_cpu / m_wall / (l_cpu / l_wall):.2f}x)", flush=True)
+    for n in args.estimate_maps:
+        measure_estimate(n, args.base, args.mem_gb)
     rows = {}
     for i, n in enumerate(sizes):
         # A/B in turn, the order alternating with N, so that load drifts fall on both.
