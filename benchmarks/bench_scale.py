@@ -31,6 +31,7 @@ MultiProc on 2 free cores reads the maps about 2x as fast as Linear.
 import argparse
 import datetime
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -205,6 +206,10 @@ def read_child(plugin, n, work, base, n_procs):
     blocks.inputs.mask_file = str(base / "read_ab_mask.nii.gz")
     wf.connect([(blocks, stack, [("data_file", "row_files")])])
     run_workflow(wf, work, plugin=plugin, n_procs=n_procs, progress=False)
+    # CPU seconds of this process (with MultiProc: the scheduler) and of its workers
+    own, workers = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                         resource.RUSAGE_CHILDREN))
+    print(own.ru_utime + own.ru_stime, workers.ru_utime + workers.ru_stime)
 
 
 def read_ab(n, base, n_procs, repeats):
@@ -221,13 +226,14 @@ def read_ab(n, base, n_procs, repeats):
             work = base / f"read_ab_{plugin}"
             shutil.rmtree(work, ignore_errors=True)
             load = os.getloadavg()[0]
-            _, wall, _, _, cpu = measured_run([
+            out, wall, _, _, cpu = measured_run([
                 sys.executable, __file__, "--base", str(base), "--n-procs", str(n_procs),
                 "--read-child", plugin, str(n), str(work)])
             times[plugin].append((wall, cpu))
+            own, workers = map(float, out.split()[-2:])
             print(f"  reading {n} maps, {plugin:9s} (load {load:4.1f}): {wall:6.1f} s wall, "
-                  f"{cpu:6.1f} s CPU (the process and its workers): {cpu / wall:.2f} "
-                  "cores busy", flush=True)
+                  f"{cpu:6.1f} s CPU ({own:.1f} s in the command's process, {workers:.1f} s in "
+                  f"its workers): {cpu / wall:.2f} cores busy", flush=True)
             shutil.rmtree(work, ignore_errors=True)
     return times
 
