@@ -30,7 +30,9 @@ ATLASES = {
     "talairach_ba": ("Talairach Brodmann areas (Lancaster 2007, MNI152)", False),
     "talairach_gyrus": ("Talairach gyri (Lancaster 2007, MNI152)", False),
 }
-DEFAULT_ATLASES = ("aal", "harvard_oxford")
+#: The default: one deterministic atlas, read in a fraction of a second (a probabilistic
+#: one takes seconds per table).
+DEFAULT_ATLASES = ("aal",)
 NO_LABEL = "no_label"
 
 
