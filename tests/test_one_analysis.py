@@ -139,11 +139,11 @@ def test_exchangeability_blocks_are_checked_before_anything_runs(tmp_path, table
 
 
 def test_cli_choices_are_the_builders():
-    from nipype_secondlevel import cli
+    from nipype_secondlevel import cli_options
     from nipype_secondlevel.workflows import group_analysis
 
-    assert cli.CORRECTIONS == group_analysis.CORRECTIONS
-    assert cli.PERM_SCHEMES == group_analysis.PERM_SCHEMES
+    assert cli_options.CORRECTIONS == group_analysis.CORRECTIONS
+    assert cli_options.PERM_SCHEMES == group_analysis.PERM_SCHEMES
 
 
 @pytest.mark.parametrize(("options", "expected"), [

@@ -175,7 +175,8 @@ def contrast_section(result, index):
         "<h4>Glass brain</h4>", img_tag(glass, f"glass brain of {label}"),
         "<h4>Orthogonal slices (strongest peak)</h4>",
         img_tag(slices, f"orthogonal slices of {label}"),
-        "<h4>Interactive viewer of the unthresholded z map</h4>", viewer,
+        f'<h4 id="viewer-{esc(label)}">Interactive viewer of the unthresholded z map</h4>',
+        viewer,
         f"<h4>Clusters ({n_clusters})</h4>",
         f'<div class="scroll">{table_html(clusters)}</div>' if not clusters.empty
         else "<p>No voxel survives the threshold.</p>",
