@@ -98,6 +98,7 @@ def group_options(args):
     from .design.tables import read_inputs_table
     from .io.images import check_map_header
 
+    filters = bids_filters(args)
     for option, path in (("--inputs", args.inputs), ("--design-file", args.design_file),
                          ("--reference-map", args.reference_map)):
         if path is not None and not path.is_file():
@@ -105,7 +106,6 @@ def group_options(args):
     if args.design_file is not None and args.design != "file":
         raise bad_input("--design-file", f"is for --design file, not --design {args.design}")
     weighted = args.estimation != "ols"
-    filters = bids_filters(args)
     inputs = args.inputs if args.bids_dir is None else bids_table(args, filters)
     table = read_inputs_table(inputs, require_condition=args.design == "paired",
                               covariates=args.covariates, variances=weighted)
@@ -189,9 +189,10 @@ def build_workflow(args):
     out_dir = str(args.out_dir.absolute())
     # The command line, as typed, goes into the HTML report.
     command = shlex.join([PROG, *getattr(args, "argv", [])])
+    analysis = analysis_options(args)  # option conflicts first
     if args.command == "run":
         return init_group_pipeline_wf(out_dir, command=command, **group_options(args),
-                                      **analysis_options(args))
+                                      **analysis)
     if args.mask is not None:  # the demo's and the Localizer's maps are on one grid
         from .datasets.simulation import LOCALIZER_AFFINE, LOCALIZER_SHAPE
 
@@ -201,14 +202,14 @@ def build_workflow(args):
             raise bad_input("--n-subjects", f"a paired test needs at least 2, got {args.n_subjects}")
         check_simulation_fits(args.n_subjects)
         return init_demo_wf(out_dir, n_subjects=args.n_subjects, seed=args.seed,
-                            command=command, **analysis_options(args))
+                            command=command, **analysis)
     if not 2 <= args.n_subjects <= 94:
         raise bad_input("--n-subjects", f"the Localizer has 94 subjects, got {args.n_subjects}")
     if args.data_dir is not None and args.data_dir.exists() and not args.data_dir.is_dir():
         raise bad_input(f"--data-dir {args.data_dir}", "is not a folder")
     return init_localizer_wf(out_dir, n_subjects=args.n_subjects, data_dir=args.data_dir,
                              estimation=args.estimation, command=command,
-                             **analysis_options(args))
+                             **analysis)
 
 
 def check_simulation_fits(n_subjects):
