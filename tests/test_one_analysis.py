@@ -71,7 +71,9 @@ def test_localizer_ols_and_mixed_graphs_differ_only_in_the_estimator(tmp_path):
         if keys:
             differing[name] = keys
     assert differing == {"localizer_wf.fetch": {"variances"},
-                         "localizer_wf.group_analysis_wf.design": {"variances"}}
+                         "localizer_wf.group_analysis_wf.design": {"variances"},
+                         # the Python call, in GeneratedBy
+                         "localizer_wf.dataset_description": {"command"}}
     assert mixed_nodes["localizer_wf.fetch"][1]["variances"] is True
 
 

@@ -42,7 +42,8 @@ class AnatomicalLabels(SimpleInterface):
 
     def _run_interface(self, runtime):
         source = self.inputs.cluster_table
-        table = label_clusters(read_table(source, "cluster table"), self.inputs.atlases,
+        table = label_clusters(read_table(source, "cluster table", allow_no_rows=True),
+                               self.inputs.atlases,
                                self.inputs.min_probability)
         out = save_tsv(table, Path(runtime.cwd) / Path(source).name)
         # The table's own sidecar (e.g. the correction of a permutation test) is kept.
