@@ -110,6 +110,7 @@ def test_changing_the_threshold_reruns_only_what_depends_on_it(demo_run, tmp_pat
         "demo_wf.group_analysis_wf.threshold", "demo_wf.group_analysis_wf.labels",
         "demo_wf.group_analysis_wf.plot", "demo_wf.report", "demo_wf.collect_outputs",
         "demo_wf.sink",
+        "demo_wf.dataset_description",  # its GeneratedBy records the call, threshold=4.0
     }
     thresholded = load(tmp_path / "out", f"contrast-{LABEL}_stat-z_desc-thresholded_statmap.nii.gz")
     assert np.all((thresholded == 0) | (np.abs(thresholded) > 4.0))
