@@ -24,6 +24,7 @@ def bids_filters(args):
         filters.setdefault(entity, []).append(value)
     given = [f"--{o.replace('_', '-')}" for o in (*BIDS_FILTERS, "bids_filter", "raw_dir")
              if getattr(args, o)] + (["--group-column"] if args.group_column != "group" else [])
+    given += ["--condition-entity"] if args.condition_entity != "auto" else []
     if args.bids_dir is None and given:
         raise bad_input(given[0], "is a filter of --bids-dir, which is not given")
     return filters
@@ -46,7 +47,8 @@ def bids_table(args, filters):
             and (deriv.parent.parent / "participants.tsv").exists():
         raw = deriv.parent.parent  # DATASET/derivatives/NAME: the raw dataset's table
     table = bids_inputs_table(deriv, filters, variances=args.estimation != "ols",
-                              raw_dir=raw, group_column=args.group_column)
+                              raw_dir=raw, group_column=args.group_column,
+                              condition_entity=args.condition_entity)
     source = {"BIDSDir": str(deriv), "Filters": filters,
               "ParticipantsFrom": str((raw or deriv).absolute()),
               "GroupColumn": args.group_column}

@@ -216,6 +216,9 @@ def add_group_command(commands):
                       help="raw BIDS dataset whose participants.tsv to use (default: the "
                       "derivatives folder's, else that of DATASET when DERIV is "
                       "DATASET/derivatives/NAME)")
+    bids.add_argument("--condition-entity", default="auto", metavar="ENTITY",
+                      help="the entity giving the condition column (default: auto, the one "
+                      "that differs between a subject's maps, contrast first)")
     bids.add_argument("--group-column", default="group", metavar="COLUMN",
                       help="participants.tsv column giving the group (default: %(default)s)")
     design = group.add_argument_group("design")
