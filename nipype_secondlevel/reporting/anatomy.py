@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..io.errors import bad_input
 
@@ -52,6 +51,7 @@ def load_atlas(name):
     from importlib.metadata import PackageNotFoundError, distribution
 
     import nibabel as nib
+    import pandas as pd  # here, so that the command's --help does not load it
 
     if name not in ATLASES:
         raise bad_input(f"atlas {name!r}", f"unknown; choose among {', '.join(ATLASES)}")
