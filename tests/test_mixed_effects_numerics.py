@@ -7,6 +7,7 @@ scipy.optimize.minimize_scalar.
 """
 
 import warnings
+from itertools import pairwise
 
 import nibabel as nib
 import numpy as np
@@ -18,13 +19,15 @@ from scipy import linalg, optimize
 
 from nipype_secondlevel.stats import glm
 from nipype_secondlevel.stats.mixed_effects import (
+    MIXED_EFFECTS_BLOCK,
     fit_mixed_effects,
+    fit_mixed_effects_chunks,
     fixed_effects,
     mixed_effects_contrast,
     mixed_effects_contrast_kenward_roger,
     mixed_effects_f_contrast,
-    reml_log_likelihood,
 )
+from nipype_secondlevel.stats.reml import reml_log_likelihood
 
 N_MAPS = 16
 
@@ -294,13 +297,35 @@ def test_kenward_roger_terms_written_out():
 # ----------------------------------------------------------------------------
 
 
-def test_chunking_and_f_equals_t_squared():
+FIT_FIELDS = ("beta", "cov_beta", "sigma2_between", "converged", "n_iter", "sigma2_variance",
+              "cov_beta_derivative", "cov_beta_adjusted")
+
+
+def test_chunks_give_the_bits_of_one_fit():
+    """Chunks on block bounds: bit for bit; any other chunks: equal to 1e-12."""
+    rng = np.random.default_rng(9)
+    X, Y, V = _data(rng, n_vox=2 * MIXED_EFFECTS_BLOCK + 101)
+    whole = fit_mixed_effects(X, Y, V)
+
+    def chunked(edges):
+        pieces = [(slice(a, b), Y[:, a:b], V[:, a:b]) for a, b in pairwise(edges)]
+        return fit_mixed_effects_chunks(X, pieces[::-1], Y.shape[1])  # any order
+
+    n = Y.shape[1]
+    on_blocks = chunked([0, MIXED_EFFECTS_BLOCK, 2 * MIXED_EFFECTS_BLOCK, n])
+    anywhere = chunked([0, 17, 1500, 2100, n])
+    for name in FIT_FIELDS:
+        np.testing.assert_array_equal(getattr(on_blocks, name), getattr(whole, name), name)
+        np.testing.assert_allclose(getattr(anywhere, name), getattr(whole, name), rtol=1e-12,
+                                   atol=1e-15, err_msg=name)
+    with pytest.raises(ValueError, match="the chunks hold 17 voxels, not"):
+        fit_mixed_effects_chunks(X, [(slice(0, 17), Y[:, :17], V[:, :17])], n)
+
+
+def test_f_equals_t_squared():
     rng = np.random.default_rng(9)
     X, Y, V = _data(rng, n_vox=101)
     whole = fit_mixed_effects(X, Y, V)
-    chunked = fit_mixed_effects(X, Y, V, chunk_size=17)
-    np.testing.assert_allclose(chunked.sigma2_between, whole.sigma2_between, rtol=1e-12)
-    np.testing.assert_allclose(chunked.beta, whole.beta, rtol=1e-12, atol=1e-15)
     _, _, t = mixed_effects_contrast(whole, [0, 1])
     f, q = mixed_effects_f_contrast(whole, [[0, 1]])
     assert q == 1

@@ -15,10 +15,19 @@ from ..design.matrices import check_estimable
 from ..io.errors import bad_input
 from ..io.files import save_arrays, save_img
 from ..io.images import load_mask, unmask
-from ..io.masked_data import masked_data_shape, voxel_chunk_size
+from ..io.masked_data import VOXEL_BLOCK, iter_voxel_chunks, masked_data_shape, voxel_chunk_size
 from ..io.sidecars import generated_by, source_fields, write_sidecar
-from ..stats.mixed_effects import DOF_MAX, fit_mixed_effects
+from ..stats.mixed_effects import (
+    BLOCK_BYTES_PER_VALUE,
+    DOF_MAX,
+    MIXED_EFFECTS_BLOCK,
+    fit_mixed_effects_chunks,
+)
 from .estimation import read_design
+
+#: Bytes per (map, voxel) of a chunk (whole VOXEL_BLOCKs): the effects and
+#: variances as float64, and the temporaries of one fitting block.
+CHUNK_BYTES_PER_VALUE = 16 + BLOCK_BYTES_PER_VALUE * MIXED_EFFECTS_BLOCK // VOXEL_BLOCK
 
 
 class _EstimateMixedEffectsInputSpec(BaseInterfaceInputSpec):
@@ -90,19 +99,17 @@ class EstimateMixedEffects(SimpleInterface):
                             f"(maps, voxels) and the variance data file {variance_shape}")
         check_estimable(design, where)
         mask, mask_img = load_mask(self.inputs.mask_file)
-        Y = np.load(self.inputs.data_file).astype(np.float64)
-        V = np.load(self.inputs.variance_data_file).astype(np.float64)
-        bad = ~np.isfinite(V) | (V < 0)
-        if bad.any():
-            row = int(np.flatnonzero(bad.any(axis=1))[0])
-            raise bad_input(f"variance data file {self.inputs.variance_data_file}",
-                            f"row {row} (map {row + 1} in design order) has "
-                            f"{int(bad[row].sum())} negative or non-finite value(s) in the mask")
         fixed = self.inputs.method == "fixed"
-        fit = fit_mixed_effects(X, Y, V, sigma2_between=0.0 if fixed else None,
-                                chunk_size=voxel_chunk_size(shape[0], self.inputs.mem_gb,
-                                                            shape[1]))
-        del Y, V
+        chunk = voxel_chunk_size(shape[0], self.inputs.mem_gb, shape[1],
+                                 bytes_per_value=CHUNK_BYTES_PER_VALUE)
+        chunks = (
+            (cols, y, self._checked_variances(v, chunk))
+            for (cols, y), (_, v) in zip(iter_voxel_chunks(self.inputs.data_file, chunk),
+                                         iter_voxel_chunks(self.inputs.variance_data_file,
+                                                           chunk))
+        )
+        fit = fit_mixed_effects_chunks(X, chunks, shape[1],
+                                       sigma2_between=0.0 if fixed else None)
         dof = min(shape[0] * self.inputs.first_level_dof, DOF_MAX) if fixed else fit.dof
         out = Path(runtime.cwd)
         self._results["beta"] = save_img(
@@ -131,3 +138,16 @@ class EstimateMixedEffects(SimpleInterface):
             "GeneratedBy": generated_by("estimate"),
         })
         return runtime
+
+    def _checked_variances(self, V, chunk):
+        """A chunk of the variances; one-line error naming the first map with a negative or
+        non-finite value, counted over all its voxels."""
+        if np.isfinite(V).all() and (V >= 0).all():
+            return V
+        path = self.inputs.variance_data_file
+        counts = sum((~np.isfinite(v) | (v < 0)).sum(axis=1)
+                     for _, v in iter_voxel_chunks(path, chunk))
+        row = int(np.flatnonzero(counts)[0])
+        raise bad_input(f"variance data file {path}",
+                        f"row {row} (map {row + 1} in design order) has "
+                        f"{int(counts[row])} negative or non-finite value(s) in the mask")
