@@ -33,7 +33,8 @@ CHUNK_BYTES_PER_VALUE = 16 + BLOCK_BYTES_PER_VALUE * MIXED_EFFECTS_BLOCK // VOXE
 class _EstimateMixedEffectsInputSpec(BaseInterfaceInputSpec):
     data_file = File(
         exists=True, mandatory=True,
-        desc="masked first-level effect maps (MaskedData's data_file), one row per design row",
+        desc="masked first-level effect maps (MaskedData's data_file), one row per design "
+        "row; read in voxel chunks, so memory follows mem_gb",
     )
     variance_data_file = File(
         exists=True, mandatory=True,
@@ -52,8 +53,8 @@ class _EstimateMixedEffectsInputSpec(BaseInterfaceInputSpec):
     )
     mem_gb = traits.Float(
         1.0, usedefault=True, nohash=True,
-        desc="memory budget (GiB) setting the voxels fitted at a time; the results do "
-        "not depend on it",
+        desc="memory budget (GiB) setting the voxels read at a time; the results do not "
+        "depend on it (bit for bit), so changing it does not rerun the node",
     )
 
 
@@ -83,7 +84,9 @@ class EstimateMixedEffects(SimpleInterface):
     (weighted least squares); for a one-sample design it equals nilearn's
     ``compute_fixed_effects(precision_weighted=True)``, with the same dof
     (first_level_dof per map). Contrasts are computed later by
-    :class:`Contrast` from ``beta`` and ``cov_beta``.
+    :class:`Contrast` from ``beta`` and ``cov_beta``. The masked maps are read
+    in voxel chunks sized by ``mem_gb``: memory holds one chunk and the
+    results (whose size does not depend on the number of maps).
     """
 
     input_spec = _EstimateMixedEffectsInputSpec
