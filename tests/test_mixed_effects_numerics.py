@@ -19,7 +19,8 @@ from nilearn.glm.second_level import SecondLevelModel
 
 from nipype_secondlevel.stats import glm
 from nipype_secondlevel.stats.mixed_effects import (
-    MIXED_EFFECTS_BLOCK,
+    BLOCK_VALUES,
+    block_size,
     fit_mixed_effects,
     fit_mixed_effects_chunks,
     fixed_effects,
@@ -281,7 +282,8 @@ FIT_FIELDS = ("beta", "cov_beta", "sigma2_between", "converged", "n_iter", "sigm
 def test_chunks_give_the_bits_of_one_fit():
     """Chunks on block bounds: bit for bit; any other chunks: equal to 1e-12."""
     rng = np.random.default_rng(9)
-    X, Y, V = _data(rng, n_vox=2 * MIXED_EFFECTS_BLOCK + 101)
+    block = block_size(N_MAPS)
+    X, Y, V = _data(rng, n_vox=2 * block + 101)
     whole = fit_mixed_effects(X, Y, V)
 
     def chunked(edges):
@@ -289,7 +291,7 @@ def test_chunks_give_the_bits_of_one_fit():
         return fit_mixed_effects_chunks(X, pieces[::-1], Y.shape[1])  # any order
 
     n = Y.shape[1]
-    on_blocks = chunked([0, MIXED_EFFECTS_BLOCK, 2 * MIXED_EFFECTS_BLOCK, n])
+    on_blocks = chunked([0, block, 2 * block, n])
     anywhere = chunked([0, 17, 1500, 2100, n])
     for name in FIT_FIELDS:
         np.testing.assert_array_equal(getattr(on_blocks, name), getattr(whole, name), name)
@@ -297,6 +299,16 @@ def test_chunks_give_the_bits_of_one_fit():
                                    atol=1e-15, err_msg=name)
     with pytest.raises(ValueError, match="the chunks hold 17 voxels, not"):
         fit_mixed_effects_chunks(X, [(slice(0, 17), Y[:, :17], V[:, :17])], n)
+
+
+def test_blocks_hold_a_bounded_number_of_values():
+    """Powers of two from 64 to 1,024 voxels, at most BLOCK_VALUES values when above 64."""
+    for n_maps in (2, 16, 50, 200, 257, 800, 2000, 10**5):
+        block = block_size(n_maps)
+        assert block in (64, 128, 256, 512, 1024)
+        assert block * n_maps <= BLOCK_VALUES or block == 64
+        assert block == 1024 or 2 * block * n_maps > BLOCK_VALUES
+    assert block_size(800) == 256
 
 
 def test_f_equals_t_squared():

@@ -15,19 +15,10 @@ from ..design.matrices import check_estimable
 from ..io.errors import bad_input
 from ..io.files import save_arrays, save_img
 from ..io.images import load_mask, unmask
-from ..io.masked_data import VOXEL_BLOCK, iter_voxel_chunks, masked_data_shape, voxel_chunk_size
+from ..io.masked_data import iter_voxel_chunks, masked_data_shape, voxel_chunk_size
 from ..io.sidecars import generated_by, source_fields, write_sidecar
-from ..stats.mixed_effects import (
-    BLOCK_BYTES_PER_VALUE,
-    DOF_MAX,
-    MIXED_EFFECTS_BLOCK,
-    fit_mixed_effects_chunks,
-)
+from ..stats.mixed_effects import DOF_MAX, fit_mixed_effects_chunks
 from .estimation import read_design
-
-#: Bytes per (map, voxel) of a chunk (whole VOXEL_BLOCKs): the effects and
-#: variances as float64, and the temporaries of one fitting block.
-CHUNK_BYTES_PER_VALUE = 16 + BLOCK_BYTES_PER_VALUE * MIXED_EFFECTS_BLOCK // VOXEL_BLOCK
 
 
 class _EstimateMixedEffectsInputSpec(BaseInterfaceInputSpec):
@@ -103,8 +94,9 @@ class EstimateMixedEffects(SimpleInterface):
         check_estimable(design, where)
         mask, mask_img = load_mask(self.inputs.mask_file)
         fixed = self.inputs.method == "fixed"
-        chunk = voxel_chunk_size(shape[0], self.inputs.mem_gb, shape[1],
-                                 bytes_per_value=CHUNK_BYTES_PER_VALUE)
+        # A chunk holds the effects and variances as float64 (and the float32 read):
+        # 24 bytes per value; the fit's temporaries are one block's, some 30 MiB.
+        chunk = voxel_chunk_size(shape[0], self.inputs.mem_gb, shape[1])
         chunks = (
             (cols, y, self._checked_variances(v, chunk))
             for (cols, y), (_, v) in zip(iter_voxel_chunks(self.inputs.data_file, chunk),

@@ -18,8 +18,7 @@ Two estimators are provided:
   gives t with the Kenward-Roger small-sample correction.
 
 The voxels of a block are processed together (vectorised; no Python loop
-over voxels); blocks of :data:`MIXED_EFFECTS_BLOCK` voxels bound the
-temporaries, and :func:`fit_mixed_effects_chunks` reads the maps chunk by
+over voxels); blocks of :func:`block_size` voxels bound the temporaries, and :func:`fit_mixed_effects_chunks` reads the maps chunk by
 chunk, so that memory does not grow with the number of maps.
 """
 
@@ -51,13 +50,22 @@ DEFAULT_FIRST_LEVEL_DOF = 100
 DOF_MAX = 1e10
 
 
-#: Voxels per block of the mixed-effects fit. Blocks start at multiples of this
-#: voxel index, so the arithmetic (every bit of the estimate) does not depend on
-#: how the voxels are chunked; 1,024 is as fast as larger blocks (measured).
-MIXED_EFFECTS_BLOCK = 1024
+#: Values (maps x voxels) of a block of the mixed-effects fit, whose temporaries
+#: take some 80 to 120 bytes a value (measured): about 30 MiB, whatever the number
+#: of maps.
+BLOCK_VALUES = 2**18
 
-#: Bytes of temporaries per (map, voxel) of a block (80 to 120 measured).
-BLOCK_BYTES_PER_VALUE = 120
+
+def block_size(n_maps):
+    """Voxels per block of the mixed-effects fit of ``n_maps`` maps.
+
+    The largest power of two holding at most :data:`BLOCK_VALUES` values, from
+    64 to 1,024 voxels (larger blocks are no faster, measured). Blocks start at
+    multiples of it on the voxel index, so the arithmetic (every bit of the
+    estimate) does not depend on how the voxels are chunked; it divides 1,024.
+    """
+    voxels = max(BLOCK_VALUES // max(int(n_maps), 1), 1)
+    return min(max(1 << (voxels.bit_length() - 1), 64), 1024)
 
 
 # --------------------------------------------------------------------------
@@ -196,9 +204,9 @@ def fit_mixed_effects(X, Y, V, sigma2_between=None, max_iter=50, tol=1e-8, n_gri
     :func:`mixed_effects_contrast_kenward_roger` corrects for the former.
     With all ``V`` zero this is exactly OLS; with ``s`` = 0 it is weighted
     least squares (fixed effects). Voxels are fitted in blocks of
-    :data:`MIXED_EFFECTS_BLOCK`, so the temporaries do not grow with the
-    number of voxels; :func:`fit_mixed_effects_chunks` takes the maps in
-    voxel chunks and gives the same bits.
+    :func:`block_size` voxels, so the temporaries grow with neither the number
+    of voxels nor that of maps; :func:`fit_mixed_effects_chunks` takes the
+    maps in voxel chunks and gives the same bits.
 
     Parameters
     ----------
@@ -231,12 +239,12 @@ def fit_mixed_effects_chunks(X, chunks, n_voxels, sigma2_between=None, max_iter=
     """:func:`fit_mixed_effects` on maps given as voxel chunks, one chunk in memory at a time.
 
     Each voxel's estimate depends on that voxel's values only, and every chunk
-    is cut into blocks at multiples of :data:`MIXED_EFFECTS_BLOCK` of the voxel
-    index: whatever the chunks (as long as their bounds are such multiples, or
+    is cut into blocks at multiples of :func:`block_size` of the voxel index:
+    whatever the chunks (as long as their bounds are multiples of 1,024, or
     the last voxel), the arithmetic is that of :func:`fit_mixed_effects` on
     all voxels, bit for bit. Memory is one chunk, one block's temporaries
-    (about :data:`BLOCK_BYTES_PER_VALUE` bytes per map and voxel) and the
-    results, whose size does not depend on the number of maps.
+    (about 30 MiB, see :data:`BLOCK_VALUES`) and the results, whose size does
+    not depend on the number of maps.
 
     Parameters
     ----------
@@ -278,13 +286,14 @@ def fit_mixed_effects_chunks(X, chunks, n_voxels, sigma2_between=None, max_iter=
         cov_beta_adjusted=np.empty((p, p, n_voxels)),
     )
     basis = column_space_basis(X)
+    block_voxels = block_size(X.shape[0])
     options = {"n_grid": n_grid, "max_iter": max_iter, "tol": tol}
     filled = 0
     for cols, Y, V in chunks:
         _, Y, V = check_inputs(X, Y, V)
         first, stop = cols.start or 0, (cols.start or 0) + Y.shape[1]
-        edges = [first, *range((first // MIXED_EFFECTS_BLOCK + 1) * MIXED_EFFECTS_BLOCK, stop,
-                               MIXED_EFFECTS_BLOCK), stop]
+        edges = [first, *range((first // block_voxels + 1) * block_voxels, stop, block_voxels),
+                 stop]
         for a, b in pairwise(edges if stop > first else []):
             block = slice(a, b)
             _fit_block(X, basis, Y[:, a - first:b - first], V[:, a - first:b - first],
