@@ -18,8 +18,10 @@ Two estimators are provided:
   gives t with the Kenward-Roger small-sample correction.
 
 The voxels of a block are processed together (vectorised; no Python loop
-over voxels); blocks of :func:`block_size` voxels bound the temporaries, and :func:`fit_mixed_effects_chunks` reads the maps chunk by
-chunk, so that memory does not grow with the number of maps.
+over voxels); blocks of :func:`block_size` voxels bound the temporaries, and
+:func:`fit_mixed_effects_chunks` takes the maps chunk by chunk, so that memory
+does not grow with the number of maps. The REML estimate of the
+between-subject variance is in :mod:`.reml`.
 """
 
 from dataclasses import dataclass
@@ -48,7 +50,6 @@ DEFAULT_FIRST_LEVEL_DOF = 100
 #: Cap on the degrees of freedom used for p and z values (nilearn's
 #: ``Contrast.dofmax``).
 DOF_MAX = 1e10
-
 
 #: Values (maps x voxels) of a block of the mixed-effects fit, whose temporaries
 #: take some 80 to 120 bytes a value (measured): about 30 MiB, whatever the number
