@@ -38,6 +38,30 @@ def non_negative_int(text):
     return value
 
 
+def sbatch_options(text):
+    import shlex
+
+    try:
+        shlex.split(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"cannot be split into options: {err}") from None
+    return text
+
+
+#: Options whose value may start with '-' (``--sbatch-args --time=30``): argparse
+#: would take such a value for an option of its own.
+DASH_VALUE_OPTIONS = ("--sbatch-args",)
+
+
+def join_dash_values(argv):
+    """``--sbatch-args --time=30`` as ``--sbatch-args=--time=30``, which argparse reads."""
+    joined, rest = [], iter(argv)
+    for arg in rest:
+        value = next(rest, None) if arg in DASH_VALUE_OPTIONS else None
+        joined.append(arg if value is None else f"{arg}={value}")
+    return joined
+
+
 def folder(text):
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty (give a folder, e.g. '.')")
@@ -66,7 +90,7 @@ def add_run_options(parser, default_out):
     run.add_argument("--plugin", choices=list(PLUGINS), default="Linear",
                      help="Nipype execution plugin (default: %(default)s; the reference "
                      "analysis is one chain of nodes, so MultiProc only adds start-up time)")
-    run.add_argument("--sbatch-args", default="",
+    run.add_argument("--sbatch-args", type=sbatch_options, default="",
                      help="sbatch options for every SLURM job, e.g. "
                      "'--partition=short --account=lab --time=60'")
     run.add_argument("--poll-interval", type=positive_float, default=0.5,
@@ -323,7 +347,9 @@ def run(args):
         with WorkFolderLock(args.work_dir, wait=args.wait):
             remove_entries(args.out_dir, foreign)  # --replace-results, once all checks passed
             summary = run_workflow(workflow, args.work_dir, plugin=args.plugin,
-                                   n_procs=args.n_procs, progress=not args.quiet)
+                                   n_procs=args.n_procs, progress=not args.quiet,
+                                   sbatch_args=args.sbatch_args,
+                                   poll_interval=args.poll_interval)
     finally:
         if created and args.out_dir.is_dir() and not any(args.out_dir.iterdir()):
             args.out_dir.rmdir()
@@ -369,8 +395,9 @@ def format_warning(message, category, filename, lineno, line=None,
 def main(argv=None):
     """The command; exit status 0 done, 1 bad input or a failed node (one line), 2 a
     command line argparse refused (usage and one line), 130 interrupted."""
-    args = build_parser().parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(join_dash_values(argv))
+    args.argv = argv
     from .runtime.execution import WorkflowFailed
 
     formatted, warnings.formatwarning = warnings.formatwarning, format_warning

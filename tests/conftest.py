@@ -107,38 +107,48 @@ def _cluster_answers():
     return "UP" in out
 
 
+#: Every test session (and pytest-xdist worker) using the cluster holds a shared lock
+#: on this file while it runs; starts take it exclusively, so they never overlap.
+SLURM_USERS = Path(os.environ.get("NSL_SLURM_DIR", "/tmp/nsl-slurm") + ".users.lock")
+
+
 @pytest.fixture(scope="session")
-def slurm_cluster(tmp_path_factory):
-    """A running one-node cluster (started by scripts/slurm_cluster_start.sh)."""
+def slurm_cluster():
+    """A running one-node cluster (started by scripts/slurm_cluster_start.sh if it is not
+    up). The session that started it stops it at the end, unless another session (or
+    xdist worker) still uses it or NSL_SLURM_KEEP=1."""
 
     def unavailable(reason):
         if _in_ci():
             pytest.fail(f"CI=true and the SLURM cluster is not available: {reason}")
         pytest.skip(f"SLURM cluster not available: {reason}")
 
-    if _cluster_answers():  # already up (e.g. started by an earlier CI step): use it
-        yield "SLURM cluster already running"
-        return
+    with open(SLURM_USERS, "a") as users:
+        fcntl.flock(users, fcntl.LOCK_EX)  # one start at a time, across sessions
+        started = not _cluster_answers()
+        if started:
+            _start_cluster(unavailable)
+        fcntl.flock(users, fcntl.LOCK_SH)  # in use by this session
+        yield "SLURM cluster started" if started else "SLURM cluster already running"
+        try:  # exclusive now only if no other session or worker uses it
+            fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        if started and os.environ.get("NSL_SLURM_KEEP") != "1":
+            subprocess.run(["bash", str(STOP)], capture_output=True, text=True, timeout=120,
+                           check=False)
+
+
+def _start_cluster(unavailable):
     if os.geteuid() != 0:
         unavailable("not root (starting slurmctld/slurmd and apt-get need root)")
     if not shutil.which("slurmctld") and not os.path.exists("/usr/sbin/slurmctld") \
             and not shutil.which("apt-get"):
         unavailable("SLURM is not installed and there is no apt-get to install it")
-    # serialise starts between pytest-xdist workers
-    lock_path = tmp_path_factory.getbasetemp().parent / "nsl-slurm-start.lock"
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        was_up = _cluster_answers()
-        t0 = time.time()
-        proc = subprocess.run(["bash", str(START)], capture_output=True, text=True,
-                              timeout=900, check=False)
+    t0 = time.time()
+    proc = subprocess.run(["bash", str(START)], capture_output=True, text=True, timeout=900,
+                          check=False)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
         unavailable(f"{START.name} exited {proc.returncode}:\n{tail}")
     print(f"\n{proc.stdout.strip()} [{time.time() - t0:.1f} s]")
-    yield proc.stdout.strip()
-    keep = was_up or os.environ.get("NSL_SLURM_KEEP") == "1" \
-        or os.environ.get("PYTEST_XDIST_WORKER")  # other workers may still use it
-    if not keep:
-        subprocess.run(["bash", str(STOP)], capture_output=True, text=True, timeout=120,
-                       check=False)

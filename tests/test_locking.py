@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +73,79 @@ def test_waiting_run_takes_the_lock_when_the_holder_ends(tmp_path, holder):
     subprocess.Popen(["sh", "-c", f"sleep 0.5; kill -9 {holder.pid}"])
     with WorkFolderLock(work, wait=True, timeout=30, stream=False) as lock:
         assert lock.stale["pid"] == str(holder.pid)
+
+
+ORPHAN_MAKER = textwrap.dedent("""
+    import os, sys, time
+    from nipype_secondlevel.runtime.locking import WorkFolderLock
+    WorkFolderLock(sys.argv[1], stream=False).acquire()
+    child = os.fork()
+    if child == 0:  # shares the lock and outlives its parent, which exits at once
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        os.dup2(1, 2)
+        time.sleep(120)
+        os._exit(0)
+    print(child, flush=True)
+""")
+
+
+def test_wait_does_not_wait_forever_on_processes_of_an_ended_run(tmp_path):
+    work = tmp_path / "work"
+    maker = subprocess.run([sys.executable, "-c", ORPHAN_MAKER, str(work)],
+                           capture_output=True, text=True, timeout=60, check=True)
+    child = int(maker.stdout)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(WorkFolderBusy) as err:
+            WorkFolderLock(work, wait=True, orphan_grace=0.5, stream=False).acquire()
+        assert time.monotonic() - t0 < 10
+        message = str(err.value)
+        assert "\n" not in message
+        assert f"processes it started (PIDs {child}) still hold the lock after 0.5 s" in message
+        assert message.endswith(f"end them (kill {child}) and run again")
+        with pytest.raises(WorkFolderBusy, match=f"PIDs {child}"):  # without --wait: at once
+            WorkFolderLock(work, stream=False).acquire()
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
+def children(pid):
+    """PIDs of the live (not zombie) children of ``pid``."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return [c for c in found if alive(c)]
+
+
+def alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_killing_the_parent_of_a_multiproc_run_ends_its_workers(tmp_path):
+    command = [sys.executable, "-m", "nipype_secondlevel", "demo", "--n-subjects", "6",
+               "--plugin", "MultiProc", "--n-procs", "2", "--quiet",
+               "--work-dir", str(tmp_path / "work"), "--out-dir", str(tmp_path / "out")]
+    parent = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (workers := children(parent.pid)) and parent.poll() is None:
+        assert time.monotonic() < deadline, "no MultiProc worker started"
+        time.sleep(0.05)
+    assert workers, "the run ended before its workers were seen"
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 5
+    while any(alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [w for w in workers if alive(w)], "workers outlived their parent"
+    # Nothing holds the work folder: the next run takes it at once and resumes.
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "was interrupted; its lock is released, resuming from the cache" in rerun.stderr
+    assert (tmp_path / "out" / "contrast-verticalVsHorizontal_stat-z_statmap.nii.gz").exists()

@@ -24,10 +24,11 @@ os.environ.setdefault("NIPYPE_NO_ET", "1")
 import slurm_toy
 from slurm_toy import build_toy, executed, outputs, set_fail
 
-from nipype_secondlevel.runtime import slurm
+from nipype_secondlevel.runtime import nipype_seam, slurm
 from nipype_secondlevel.runtime.slurm import (
     SlurmRunError,
     prepare_slurm_run,
+    run_on_slurm,
     slurm_run_error,
     wait_for_slurmgraph,
 )
@@ -89,10 +90,11 @@ def test_prepare_respects_user_options(tmp_path):
 def test_prepare_slurmgraph_args(tmp_path):
     from nipype.pipeline.plugins import slurmgraph
 
+    nipypes_own = slurmgraph.node_completed_status
     wf = build_toy(tmp_path)
     args = prepare_slurm_run(wf, "SLURMGraph", check=False)
     assert args["dont_resubmit_completed_jobs"] is True
-    assert getattr(slurmgraph.node_completed_status, "_nsl_fixed", False)
+    assert slurmgraph.node_completed_status is nipypes_own  # preparing patches nothing
     assert prepare_slurm_run(wf, "SLURMGraph", plugin_args={
         "dont_resubmit_completed_jobs": False}, check=False)[
         "dont_resubmit_completed_jobs"] is False
@@ -118,6 +120,12 @@ def reference(tmp_path_factory):
     assert out["report/report.txt"] == "total=7 doubled=14\n"
     assert len(out) == 7
     return out
+
+
+def run_graph(wf, args):
+    """wf.run with SLURMGraph as the project runs it (nipype's up-to-date check fixed)."""
+    with nipype_seam.patched_for_run("SLURMGraph"):
+        wf.run(plugin="SLURMGraph", plugin_args=args)
 
 
 def _scontrol_job(job_id):
@@ -183,7 +191,7 @@ def test_slurmgraph_waits_and_runs_like_multiproc(slurm_cluster, reference, tmp_
     wf = build_toy(tmp_path)
     args = prepare_slurm_run(wf, "SLURMGraph")
     t0 = time.time()
-    wf.run(plugin="SLURMGraph", plugin_args=args)  # returns right after sbatch
+    run_graph(wf, args)  # returns right after sbatch
     outcomes = wait_for_slurmgraph(wf, timeout=RUN_TIMEOUT)
     print(f"SLURMGraph run + wait: {time.time() - t0:.1f} s")
     assert sorted(outcomes) == sorted(
@@ -254,7 +262,7 @@ def test_slurm_plugin_report_with_text_crash_files_and_stop_on_first_crash(slurm
 def test_slurmgraph_failure_report_no_hang_and_rerun(slurm_cluster, reference, tmp_path):
     wf = build_toy(tmp_path, fail=True)
     t0 = time.time()
-    wf.run(plugin="SLURMGraph", plugin_args=prepare_slurm_run(wf, "SLURMGraph"))
+    run_graph(wf, prepare_slurm_run(wf, "SLURMGraph"))
     with pytest.raises(SlurmRunError) as info:
         wait_for_slurmgraph(wf, timeout=RUN_TIMEOUT)
     elapsed = time.time() - t0
@@ -273,7 +281,7 @@ def test_slurmgraph_failure_report_no_hang_and_rerun(slurm_cluster, reference, t
 
     n_before = len(executed(tmp_path))
     set_fail(wf, False)
-    wf.run(plugin="SLURMGraph", plugin_args=prepare_slurm_run(wf, "SLURMGraph"))
+    run_graph(wf, prepare_slurm_run(wf, "SLURMGraph"))
     outcomes = wait_for_slurmgraph(wf, timeout=RUN_TIMEOUT)
     # only the failed node and its dependents were submitted, and ran
     assert sorted(outcomes) == ["toy.report", "toy.stats.combine", "toy.stats.heavy"]
@@ -283,14 +291,17 @@ def test_slurmgraph_failure_report_no_hang_and_rerun(slurm_cluster, reference, t
 
 @pytest.mark.slurm
 def test_slurmgraph_rerun_after_parameter_change(slurm_cluster, tmp_path):
-    """nipype's dont_resubmit_completed_jobs check counts an OUTDATED cache as done."""
+    """nipype's dont_resubmit_completed_jobs check counts an OUTDATED cache as done:
+    ours replaces it for the time of the run, and nipype's is back afterwards."""
+    from nipype.pipeline.plugins import multiproc, slurmgraph
+
+    nipypes_own = (slurmgraph.node_completed_status, multiproc.process_initializer)
     wf = build_toy(tmp_path)
-    wf.run(plugin="SLURMGraph", plugin_args=prepare_slurm_run(wf, "SLURMGraph"))
-    wait_for_slurmgraph(wf, timeout=RUN_TIMEOUT)
+    run_on_slurm(wf, "SLURMGraph", timeout=RUN_TIMEOUT)
     n_before = len(executed(tmp_path))
     _node(wf, "make_a").inputs.value = 30
-    wf.run(plugin="SLURMGraph", plugin_args=prepare_slurm_run(wf, "SLURMGraph"))
-    outcomes = wait_for_slurmgraph(wf, timeout=RUN_TIMEOUT)
+    outcomes = run_on_slurm(wf, "SLURMGraph", timeout=RUN_TIMEOUT)
+    assert (slurmgraph.node_completed_status, multiproc.process_initializer) == nipypes_own
     assert sorted(executed(tmp_path)[n_before:]) == ["combine", "heavy", "make_a", "report"]
     assert sorted(outcomes) == ["toy.make_a", "toy.report", "toy.stats.combine",
                                 "toy.stats.heavy"]
@@ -300,6 +311,6 @@ def test_slurmgraph_rerun_after_parameter_change(slurm_cluster, tmp_path):
 @pytest.mark.slurm
 def test_impossible_resource_hint_is_refused_up_front(slurm_cluster, tmp_path):
     wf = build_toy(tmp_path)
-    _node(wf, "stats.heavy")._mem_gb = 100_000  # more than the node has (no setter)
+    nipype_seam.set_mem_gb(_node(wf, "stats.heavy"), 100_000)  # more than the node has
     with pytest.raises(ValueError, match=r"--mem=102400000M.*toy\.stats\.heavy"):
         prepare_slurm_run(wf, "SLURMGraph")
