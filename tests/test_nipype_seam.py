@@ -61,3 +61,44 @@ def test_an_untested_nipype_is_refused_with_one_line(tmp_path, monkeypatch, caps
     assert not list((tmp_path / "work").glob("demo_wf/*/result_*.pklz"))  # no node ran
     monkeypatch.setenv(nipype_seam.ALLOW_UNTESTED, "1")
     nipype_seam.check_nipype_version()
+
+
+# The demo's shape: q = quick, h = heavy (resource hints); {index: predecessors}.
+DEMO = ["q", "q", "q", "q", "q", "h", "h", "q", "q", "q"]
+DEMO_DEPS = {1: [0], 2: [1], 3: [0], 4: [3], 5: [1, 3, 4], 6: [1, 5], 7: [2, 6], 8: [4, 7],
+             9: [0, 8]}
+
+
+def check_schedule(groups, waits, kinds, deps, done):
+    """Brute force: every node to submit is in one job; a heavy node is alone in its
+    job; each node's predecessors ran before it in its job or in a job it waits for."""
+    assert sorted(i for g in groups for i in g) == [i for i in range(len(kinds)) if not done[i]]
+    job = {i: g for g, members in enumerate(groups) for i in members}
+
+    def before(g):  # jobs that end before job g starts
+        seen, todo = set(), list(waits[g])
+        while todo:
+            w = todo.pop()
+            if w not in seen:
+                seen.add(w)
+                todo += waits[w]
+        return seen
+
+    for g, members in enumerate(groups):
+        assert len(members) == 1 or all(kinds[i] == "q" for i in members)
+        for k, i in enumerate(members):
+            for d in deps.get(i, []):
+                assert done[d] or d in members[:k] or job[d] in before(g)
+
+
+@pytest.mark.parametrize("done_nodes", [(), (0, 1)])
+def test_quick_nodes_share_jobs_and_heavy_ones_keep_their_own(done_nodes):
+    done = [i in done_nodes for i in range(len(DEMO))]
+    groups, waits = nipype_seam.job_groups(list(DEMO), DEMO_DEPS, done,
+                                           lambda kind: kind == "q")
+    check_schedule(groups, waits, DEMO, DEMO_DEPS, done)
+    if not done_nodes:  # worked out by hand
+        assert groups == [[0, 1, 2, 3, 4], [5], [6], [7, 8, 9]]
+        assert waits == {0: [], 1: [0], 2: [0, 1], 3: [0, 2]}
+    else:
+        assert groups == [[2], [3, 4], [5], [6], [7, 8, 9]]

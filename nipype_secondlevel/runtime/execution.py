@@ -191,13 +191,14 @@ def run_on_cluster(workflow, plugin, sbatch_args, poll_interval, plugin_args):
     try:
         args = slurm.prepare_slurm_run(
             workflow, plugin, sbatch_args=sbatch_args, poll_interval=poll_interval,
-            plugin_args=plugin_args,
+            plugin_args=plugin_args, gather_quick_nodes=True,
         )
     except (RuntimeError, ValueError) as err:
         raise WorkflowFailed(f"{plugin}: {err}") from err
     try:
+        runner = nipype_seam.grouped_slurmgraph(args) if plugin == "SLURMGraph" else plugin
         with nipype_seam.patched_for_run(plugin):  # SLURMGraph: a correct up-to-date check
-            graph = workflow.run(plugin=plugin, plugin_args=args)
+            graph = workflow.run(plugin=runner, plugin_args=args)
         if plugin == "SLURMGraph":
             slurm.wait_for_slurmgraph(workflow, poll_interval=poll_interval)
     except slurm.SlurmRunError as err:

@@ -21,7 +21,9 @@ a nipype the tests have not covered (see ``TESTED_NIPYPE``).
 import ctypes
 import os
 import re
+import shlex
 import signal
+import sys
 from contextlib import contextmanager, nullcontext
 from copy import deepcopy
 
@@ -35,6 +37,10 @@ ALLOW_UNTESTED = "NIPYPE_SECONDLEVEL_UNTESTED_NIPYPE"
 #: (nipype.pipeline.plugins.tools.create_pyscript).
 _STAMP = r"\d{8}_\d{6}_"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
+#: node.plugin_args key marking a quick node (nipype passes unknown keys through)
+QUICK = "nipype_secondlevel_quick"
+#: beside a grouped job's script: the node pickles it runs, one a line
+GROUP_SUFFIX = ".nodes"
 
 
 class UntestedNipype(InputError):
@@ -124,6 +130,15 @@ def node_pickle_of_script(script):
     return os.path.join(folder, f"node_{suffix}.pklz")
 
 
+def node_pickles_of_job(script):
+    """The node pickles a SLURMGraph job runs, in order (several for a grouped job)."""
+    group = script + GROUP_SUFFIX
+    if os.path.exists(group):
+        with open(group) as fp:
+            return [line.strip() for line in fp if line.strip()]
+    return [node_pickle_of_script(script)]
+
+
 def slurm_job_name(node, user):
     """The job name the SLURM plugin gives ``node``'s job: <id>.<hierarchy...>.<user>."""
     parts = [user, *filter(None, node_hierarchy(node).split(".")), node_id(node)]
@@ -186,6 +201,78 @@ def result_traceback(result_file):
     if isinstance(traceback, (list, tuple)):
         traceback = "".join(traceback)
     return traceback or None
+
+
+# ------------------------------------------------------- SLURMGraph with grouped jobs
+def job_groups(nodes, dependencies, done, quick):
+    """Jobs for a SLURMGraph run: lists of node indices, in submission order.
+
+    ``nodes`` in topological order, ``dependencies`` {index: predecessor indices},
+    ``done[i]`` True for nodes not to submit, ``quick(node)``. A quick node joins
+    the quick job of its latest predecessor when every other predecessor's job is
+    one that job already waits for; any other node gets a job of its own (so heavy
+    nodes keep their own requests). Returns (groups, {group: groups it waits for}).
+    """
+    group_of, groups, waits_for = {}, [], {}
+    for i, node in enumerate(nodes):
+        if done[i]:
+            continue
+        preds = {group_of[d] for d in dependencies.get(i, []) if not done[d]}
+        latest = max(preds) if preds else None
+        if (quick(node) and latest is not None and quick(nodes[groups[latest][0]])
+                and preds - {latest} <= waits_for[latest]):
+            group_of[i] = latest
+            groups[latest].append(i)
+        else:
+            group_of[i] = len(groups)
+            waits_for[len(groups)] = set().union(preds, *(waits_for[g] for g in preds))
+            groups.append([i])
+    direct = {g: sorted({group_of[d] for i in members for d in dependencies.get(i, [])
+                         if not done[d]} - {g}) for g, members in enumerate(groups)}
+    return groups, direct
+
+
+def grouped_slurmgraph(plugin_args):
+    """nipype's SLURMGraph plugin, but quick nodes (plugin_args[QUICK]) share jobs."""
+    from nipype.interfaces.base import CommandLine
+    from nipype.pipeline.plugins import slurmgraph
+
+    class SLURMGraphPlugin(slurmgraph.SLURMGraphPlugin):  # named so for nipype's logs
+        def _submit_graph(self, pyfiles, dependencies, nodes):
+            done = [bool(self._dont_resubmit_completed_jobs) and
+                    slurmgraph.node_completed_status(node) for node in nodes]
+            for i in range(len(nodes)):  # done only if what it needs is done too
+                done[i] = done[i] and all(done[d] for d in dependencies.get(i, []))
+            groups, waits = job_groups(nodes, dependencies, done,
+                                       lambda node: bool(node.plugin_args.get(QUICK)))
+            batch_dir = os.path.dirname(pyfiles[0])
+            names = [re.sub(r"[^\w]", "_", f"j{g[0]}_{node_id(nodes[g[0]])}") for g in groups]
+            lines = ["#!/usr/bin/env bash\n"]
+            for g, members in enumerate(groups):
+                template, sbatch_args = self._get_args(nodes[members[0]],
+                                                       ["template", "sbatch_args"])
+                first = os.path.basename(pyfiles[members[0]])[:-len(".py")]
+                script = os.path.join(batch_dir, f"batchscript_{first}.sh")
+                runner = "import runpy, sys; [runpy.run_path(p) for p in sys.argv[1:]]"
+                command = [sys.executable, "-c", runner, *(pyfiles[i] for i in members)]
+                with open(script, "w") as fp:
+                    fp.write("\n".join((template.rstrip("\n"), shlex.join(command))) + "\n")
+                if len(members) > 1:
+                    with open(script + GROUP_SUFFIX, "w") as fp:
+                        fp.writelines(node_pickle_of_script(os.path.join(
+                            batch_dir, f"batchscript_{os.path.basename(pyfiles[i])[:-3]}.sh"))
+                            + "\n" for i in members)
+                deps = ":".join(f"${{{names[w]}}}" for w in waits[g])
+                deps = f"--dependency=afterok:{deps}" if deps else ""
+                lines.append(f"{names[g]}=$(sbatch {sbatch_args} {deps} -J {names[g]} "
+                             f"{script} | awk '/^Submitted/ {{print $4}}')\n")
+            submit = os.path.join(batch_dir, "submit_jobs.sh")
+            with open(submit, "w") as fp:
+                fp.writelines(lines)
+            CommandLine("bash", args=submit, environ=dict(os.environ), resource_monitor=False,
+                        terminal_output="allatonce").run()
+
+    return SLURMGraphPlugin(plugin_args=plugin_args)
 
 
 # ------------------------------------------------------------- patches for one run

@@ -130,7 +130,7 @@ def _sbatch_test(args, nodes):
 
 
 def prepare_slurm_run(workflow, plugin, sbatch_args="", poll_interval=0.5, plugin_args=None,
-                      *, check=True):
+                      *, check=True, gather_quick_nodes=False):
     """Get ``workflow`` ready for ``workflow.run(plugin=plugin, plugin_args=<returned>)``.
 
     Parameters
@@ -151,6 +151,14 @@ def prepare_slurm_run(workflow, plugin, sbatch_args="", poll_interval=0.5, plugi
         is on PATH) and raise ValueError if SLURM refuses them, e.g. a node asking
         for more memory or CPUs than any node has. SLURMGraph would otherwise
         drop such a job silently.
+    gather_quick_nodes : bool
+        Quick nodes (left at nipype's default resource hints, without sbatch
+        options of their own) do not wait for a job each: with SLURM they run in
+        the submitting process (``run_without_submitting``), with SLURMGraph they
+        are marked (``plugin_args[nipype_seam.QUICK]``) so that
+        ``nipype_seam.grouped_slurmgraph`` runs chains of them in one job. Nodes
+        with hints (masked data, estimation, permutation chunks) keep their own
+        jobs and requests.
 
     Returns
     -------
@@ -191,6 +199,7 @@ def prepare_slurm_run(workflow, plugin, sbatch_args="", poll_interval=0.5, plugi
     to_check = {}  # tuple of args -> node names
     for node in sorted(nipype_seam.all_nodes(workflow), key=lambda n: n.fullname):
         pa = dict(node.plugin_args or {})
+        pa.pop(nipype_seam.QUICK, None)
         user = pa.pop(_PA_KEY, None)
         if user is None:  # first call: remember what the user had
             user = pa.get("sbatch_args", _NO_USER_ARGS)
@@ -208,7 +217,14 @@ def prepare_slurm_run(workflow, plugin, sbatch_args="", poll_interval=0.5, plugi
             pa.pop("sbatch_args", None)
         else:
             pa["sbatch_args"] = user_args
+        if gather_quick_nodes and not extra and user == _NO_USER_ARGS:
+            if plugin == "SLURM":
+                node.run_without_submitting = True
+            else:
+                pa[nipype_seam.QUICK] = True
         node.plugin_args = pa
+        if node.run_without_submitting and plugin == "SLURM":
+            continue  # no job: no options to check
         effective = (node_tokens + extra) if overwrite else (
             global_tokens + node_tokens + extra)
         shown = node.fullname  # top-level nodes know their workflow, nested ones not yet

@@ -37,6 +37,8 @@ class NodeOutcome:
     job_state: str | None = None
     error: str | None = None
     blocked_by: list = field(default_factory=list)
+    #: ran in the submitting process (``run_without_submitting``), not as a job
+    local: bool = False
 
     @property
     def ok(self):
@@ -191,7 +193,7 @@ def classify(items, since):
         result = os.path.join(outdir, f"result_{node.name}.pklz")
         res_m = _mtime(result)
         crash = _find_crash(node, outdir, since)
-        o = NodeOutcome(name=name, status="", output_dir=outdir,
+        o = NodeOutcome(name=name, status="", output_dir=outdir, local=it.get("local", False),
                         result_file=result if res_m is not None else None,
                         crash_file=crash, slurm_log=it.get("log"),
                         job_id=it.get("job_id") or _job_id_from_log(it.get("log")),
@@ -255,6 +257,7 @@ def _slurm_plugin_items(workflow, wf_dir, since):
             "node": node,
             "deps": [_fullname(p) for p in graph.predecessors(node)],
             "submitted": key in submitted,
+            "local": bool(node.run_without_submitting),
             "log": _log_for(batch_dir, nipype_seam.slurm_job_name(node, user), since),
         })
     states = job_states(_job_id_from_log(it["log"]) for it in items)
@@ -273,33 +276,32 @@ def _slurm_plugin_items(workflow, wf_dir, since):
 
 
 def graph_items(wf_dir, since, seen=None):
-    """Per-node facts of a SLURMGraph run, from submit_jobs.sh and the node pickles."""
+    """Per-node facts of a SLURMGraph run, from submit_jobs.sh and the node pickles.
+
+    A grouped job runs its nodes in order and stops at the first failure: each of
+    them depends on the one before it, and on every node of the jobs it waits for."""
     seen = seen or {}
     batch_dir = os.path.join(wf_dir, "batch")
-    jobs = nipype_seam.parse_submit_jobs(batch_dir)
     by_job = {}
     items = []
-    for job in jobs:
-        node = nipype_seam.node_of_pickle(nipype_seam.node_pickle_of_script(job["script"]))
+    for job in nipype_seam.parse_submit_jobs(batch_dir):
         st = seen.get(job["script"], {})
-        it = {
-            "node": node,
-            "deps": [by_job[d] for d in job["deps"] if d in by_job],
-            "submitted": True,
-            "jobname": job["jobname"],
-            "job_id": st.get("id"),
-            "job_state": st.get("state"),
-            "job_reason": st.get("reason"),
-            "log": _log_for(batch_dir, job["jobname"], since,
-                            (job["script"] + ".o", job["script"] + ".e")),
-        }
-        if not it["job_id"] and it["log"]:
-            states = job_states([_job_id_from_log(it["log"])])
-            st = states.get(_job_id_from_log(it["log"]) or "")
-            if st:
-                it["job_state"], it["job_reason"] = st
-        by_job[job["jobname"]] = _fullname(node)
-        items.append(it)
+        log = _log_for(batch_dir, job["jobname"], since,
+                       (job["script"] + ".o", job["script"] + ".e"))
+        if not st.get("id") and log:
+            known = job_states([_job_id_from_log(log)]).get(_job_id_from_log(log) or "")
+            if known:
+                st = {"state": known[0], "reason": known[1]}
+        deps = [name for d in job["deps"] for name in by_job.get(d, [])]
+        by_job[job["jobname"]] = []
+        for pickle in nipype_seam.node_pickles_of_job(job["script"]):
+            node = nipype_seam.node_of_pickle(pickle)
+            items.append({
+                "node": node, "deps": deps + by_job[job["jobname"]][-1:], "submitted": True,
+                "jobname": job["jobname"], "job_id": st.get("id"),
+                "job_state": st.get("state"), "job_reason": st.get("reason"), "log": log,
+            })
+            by_job[job["jobname"]].append(_fullname(node))
     return items
 
 
@@ -314,7 +316,8 @@ def format_report(outcomes, title):
         lines.append(f"FAILED  {o.name}")
         lines.append(f"    error:      {o.error or '(no error message found)'}")
         lines.append(f"    crash file: {o.crash_file or '(none)'}")
-        lines.append(f"    slurm log:  {o.slurm_log or '(not found)'}")
+        where = "(none: it ran in the submitting process)" if o.local else "(not found)"
+        lines.append(f"    slurm log:  {o.slurm_log or where}")
         if o.job_id or o.job_state:
             lines.append(f"    slurm job:  {o.job_id or '?'} {o.job_state or ''}".rstrip())
         lines.append(f"    node dir:   {o.output_dir}")

@@ -1,2 +1,0 @@
-#!/bin/bash
-/work/wt/slurm/.venv/bin/python /work/wt/slurm/tmp3vld72x8/SLURM/work/demo_wf/batch/pyscript_20261202_043829_demo_wf.group_analysis_wf_contrast_specs.py
