@@ -108,35 +108,43 @@ def _cluster_answers():
 
 
 #: Every test session (and pytest-xdist worker) using the cluster holds a shared lock
-#: on this file while it runs; starts take it exclusively, so they never overlap.
+#: on the first file while it runs; starting, joining and stopping hold the second.
 SLURM_USERS = Path(os.environ.get("NSL_SLURM_DIR", "/tmp/nsl-slurm") + ".users.lock")
+SLURM_START = SLURM_USERS.with_suffix(".start")
+#: Present while the cluster runs because a test session started it.
+SLURM_OURS = SLURM_USERS.with_suffix(".ours")
 
 
 @pytest.fixture(scope="session")
 def slurm_cluster():
     """A running one-node cluster (started by scripts/slurm_cluster_start.sh if it is not
-    up). The session that started it stops it at the end, unless another session (or
-    xdist worker) still uses it or NSL_SLURM_KEEP=1."""
+    up). The last session (or xdist worker) using a cluster that a session started stops
+    it, unless NSL_SLURM_KEEP=1; a cluster that was up before is left running."""
 
     def unavailable(reason):
         if _in_ci():
             pytest.fail(f"CI=true and the SLURM cluster is not available: {reason}")
         pytest.skip(f"SLURM cluster not available: {reason}")
 
-    with open(SLURM_USERS, "a") as users:
-        fcntl.flock(users, fcntl.LOCK_EX)  # one start at a time, across sessions
+    with open(SLURM_START, "a") as start, open(SLURM_USERS, "a") as users:
+        fcntl.flock(start, fcntl.LOCK_EX)  # one start (or stop) at a time
         started = not _cluster_answers()
         if started:
             _start_cluster(unavailable)
+            SLURM_OURS.touch()
         fcntl.flock(users, fcntl.LOCK_SH)  # in use by this session
+        fcntl.flock(start, fcntl.LOCK_UN)
         yield "SLURM cluster started" if started else "SLURM cluster already running"
-        try:  # exclusive now only if no other session or worker uses it
+        # the last user stops a cluster a session started
+        fcntl.flock(start, fcntl.LOCK_EX)
+        try:  # exclusive only if no other session or worker uses it
             fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return
-        if started and os.environ.get("NSL_SLURM_KEEP") != "1":
+        if SLURM_OURS.exists() and os.environ.get("NSL_SLURM_KEEP") != "1":
             subprocess.run(["bash", str(STOP)], capture_output=True, text=True, timeout=120,
                            check=False)
+            SLURM_OURS.unlink()
 
 
 def _start_cluster(unavailable):

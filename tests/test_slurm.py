@@ -311,6 +311,6 @@ def test_slurmgraph_rerun_after_parameter_change(slurm_cluster, tmp_path):
 @pytest.mark.slurm
 def test_impossible_resource_hint_is_refused_up_front(slurm_cluster, tmp_path):
     wf = build_toy(tmp_path)
-    nipype_seam.set_mem_gb(_node(wf, "stats.heavy"), 100_000)  # more than the node has
+    _node(wf, "stats.heavy")._mem_gb = 100_000  # more than the node has (no setter)
     with pytest.raises(ValueError, match=r"--mem=102400000M.*toy\.stats\.heavy"):
         prepare_slurm_run(wf, "SLURMGraph")

@@ -77,7 +77,7 @@ def test_demo_on_slurm_gives_the_local_numbers(slurm_cluster, demo_run, tmp_path
 def test_failed_node_is_named_and_rerun_resumes(slurm_cluster, tmp_path, plugin):
     work, out = tmp_path / "work", tmp_path / "out"
     with pytest.raises(WorkflowFailed) as failure:
-        run_workflow(init_demo_wf(str(out), contrasts=["diagonal"]), work, plugin=plugin,
+        run_workflow(init_demo_wf(str(out), n_subjects=6, contrasts=["diagonal"]), work, plugin=plugin,
                      progress=False, poll_interval=0.2)
     report = str(failure.value)
     # The contrasts are checked against the design before anything is estimated.
@@ -94,7 +94,7 @@ def test_failed_node_is_named_and_rerun_resumes(slurm_cluster, tmp_path, plugin)
     # stop_on_first_crash: nodes beside the failed one may or may not have finished.
     finished = finished_nodes(work)
     # After the fix only the failed node, what depends on it and what had not finished run.
-    summary = run_workflow(init_demo_wf(str(out), contrasts=["vertical_vs_horizontal"]), work,
+    summary = run_workflow(init_demo_wf(str(out), n_subjects=6, contrasts=["vertical_vs_horizontal"]), work,
                            plugin=plugin, progress=False, poll_interval=0.2)
     assert set(summary.executed) >= {
         f"{ANALYSIS}.contrast_specs", f"{ANALYSIS}.contrast", f"{ANALYSIS}.threshold", f"{ANALYSIS}.plot",

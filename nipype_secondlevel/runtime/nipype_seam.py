@@ -87,11 +87,6 @@ def node_hierarchy(node):
     return node._hierarchy or ""
 
 
-def set_mem_gb(node, mem_gb):
-    """Set a node's memory hint (nipype's ``mem_gb`` property has no setter)."""
-    node._mem_gb = mem_gb
-
-
 def exec_graph(workflow):
     """The expanded graph ``workflow.run`` executes, with base_dir and config set."""
     from nipype import config as nipype_config
