@@ -109,6 +109,25 @@ def test_prepare_rejects_bad_calls(tmp_path):
         prepare_slurm_run(wf, "SLURM", check=False)
 
 
+@pytest.mark.parametrize("written", [["--sbatch-args", "--time=30"],
+                                     ["--sbatch-args=--time=30"]])
+def test_one_sbatch_option_is_read_as_users_write_it(written):
+    from nipype_secondlevel.cli import build_parser, join_dash_values
+
+    args = build_parser().parse_args(join_dash_values(["demo", *written, "--plugin", "SLURM"]))
+    assert (args.sbatch_args, args.plugin) == ("--time=30", "SLURM")
+
+
+def test_sbatch_args_that_cannot_be_split_are_an_argparse_error(capsys):
+    from nipype_secondlevel.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--sbatch-args", "--comment='unbalanced"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert "argument --sbatch-args: cannot be split into options" in err.splitlines()[-1]
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """Outputs of the toy workflow run locally with MultiProc."""
