@@ -17,8 +17,8 @@ from ..io.files import save_arrays, save_img
 from ..io.images import load_mask, unmask
 from ..io.masked_data import masked_data_shape, voxel_chunk_size
 from ..io.sidecars import generated_by, source_fields, write_sidecar
+from ..io.tables import read_design
 from ..stats.mixed_effects import DOF_MAX, fit_mixed_effects
-from .estimation import read_design
 
 
 class _EstimateMixedEffectsInputSpec(BaseInterfaceInputSpec):
