@@ -101,4 +101,14 @@ def test_quick_nodes_share_jobs_and_heavy_ones_keep_their_own(done_nodes):
         assert groups == [[0, 1, 2, 3, 4], [5], [6], [7, 8, 9]]
         assert waits == {0: [], 1: [0], 2: [0, 1], 3: [0, 2]}
     else:
-        assert groups == [[2], [3, 4], [5], [6], [7, 8, 9]]
+        assert groups == [[2, 3, 4], [5], [6], [7, 8, 9]]
+
+
+def test_quick_siblings_waiting_for_the_same_jobs_share_one():
+    # a -> estimate (h) -> plan -> chunks (h); a, estimate -> contrast -> threshold
+    kinds = ["q", "h", "q", "q", "h", "q"]
+    deps = {1: [0], 2: [1], 3: [0, 1], 4: [1, 2], 5: [3]}
+    done = [False] * len(kinds)
+    groups, waits = nipype_seam.job_groups(kinds, deps, done, lambda kind: kind == "q")
+    check_schedule(groups, waits, kinds, deps, done)
+    assert groups == [[0], [1], [2, 3, 5], [4]]

@@ -203,24 +203,27 @@ def job_groups(nodes, dependencies, done, quick):
     """Jobs for a SLURMGraph run: lists of node indices, in submission order.
 
     ``nodes`` in topological order, ``dependencies`` {index: predecessor indices},
-    ``done[i]`` True for nodes not to submit, ``quick(node)``. A quick node joins
-    the quick job of its latest predecessor when every other predecessor's job is
-    one that job already waits for; any other node gets a job of its own (so heavy
-    nodes keep their own requests). Returns (groups, {group: groups it waits for}).
+    ``done[i]`` True for nodes not to submit, ``quick(node)``. A quick node joins a
+    quick job that delays it for nothing: the job of its latest predecessor when that
+    job already waits for the rest, or a sibling job waiting for exactly what the
+    node needs. Any other node gets a job of its own (so heavy nodes keep their own
+    requests). Returns (groups, {group: groups it waits for directly}).
     """
     group_of, groups, waits_for = {}, [], {}
     for i, node in enumerate(nodes):
         if done[i]:
             continue
         preds = {group_of[d] for d in dependencies.get(i, []) if not done[d]}
+        needs = set().union(preds, *(waits_for[g] for g in preds))
         latest = max(preds) if preds else None
-        if (quick(node) and latest is not None and quick(nodes[groups[latest][0]])
-                and preds - {latest} <= waits_for[latest]):
-            group_of[i] = latest
-            groups[latest].append(i)
+        joins = [g for g in reversed(range(len(groups))) if quick(nodes[groups[g][0]]) and (
+            (g == latest and preds - {g} <= waits_for[g]) or waits_for[g] == needs)]
+        if quick(node) and joins:
+            group_of[i] = joins[0]
+            groups[joins[0]].append(i)
         else:
             group_of[i] = len(groups)
-            waits_for[len(groups)] = set().union(preds, *(waits_for[g] for g in preds))
+            waits_for[len(groups)] = needs
             groups.append([i])
     direct = {g: sorted({group_of[d] for i in members for d in dependencies.get(i, [])
                          if not done[d]} - {g}) for g, members in enumerate(groups)}
