@@ -112,7 +112,7 @@ def test_prepare_rejects_bad_calls(tmp_path):
 @pytest.mark.parametrize("written", [["--sbatch-args", "--time=30"],
                                      ["--sbatch-args=--time=30"]])
 def test_one_sbatch_option_is_read_as_users_write_it(written):
-    from nipype_secondlevel.cli import build_parser, join_dash_values
+    from nipype_secondlevel.cli_options import build_parser, join_dash_values
 
     args = build_parser().parse_args(join_dash_values(["demo", *written, "--plugin", "SLURM"]))
     assert (args.sbatch_args, args.plugin) == ("--time=30", "SLURM")
