@@ -72,8 +72,8 @@ def check_mask(path, reference):
     import nibabel as nib
     import numpy as np
 
-    from .interfaces.masking import resample_mask
     from .io.images import check_map_header, load_img
+    from .io.masks import resample_mask
 
     if not path.is_file():
         raise bad_input(f"--mask {path}", "file not found")
