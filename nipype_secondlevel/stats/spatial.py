@@ -44,9 +44,9 @@ class VoxelGraph:
     mask : ndarray of bool, 3D
     structure : ndarray of bool (3, 3, 3)
         Connectivity structure, as for :func:`scipy.ndimage.label`.
-    neighbours : ndarray of int (n_voxels, n_neighbours)
+    neighbours : ndarray of int32 (n_voxels, n_neighbours)
         Masked index of every neighbour; ``n_voxels`` where there is none.
-    forward : ndarray of int (n_voxels, n_neighbours // 2)
+    forward : ndarray of int32 (n_voxels, n_neighbours // 2)
         The columns of ``neighbours`` whose offsets are lexicographically
         positive: they list every pair of neighbouring voxels once.
     """
@@ -94,13 +94,13 @@ def voxel_graph(mask, connectivity=1):
         raise ValueError(f"mask must be 3D, got shape {mask.shape}")
     structure = ndimage.generate_binary_structure(3, connectivity)
     n_vox = int(mask.sum())
-    index = np.full(mask.shape, n_vox, dtype=np.int64)
+    index = np.full(mask.shape, n_vox, dtype=np.int32)  # half the memory traffic of int64
     index[mask] = np.arange(n_vox)
     padded = np.pad(index, 1, constant_values=n_vox)
     offsets = np.argwhere(structure) - 1
     offsets = offsets[np.any(offsets != 0, axis=1)]
     coords = np.argwhere(mask) + 1
-    neighbours = np.empty((n_vox, len(offsets)), dtype=np.int64)
+    neighbours = np.empty((n_vox, len(offsets)), dtype=np.int32)
     for col, off in enumerate(offsets):
         c = coords + off
         neighbours[:, col] = padded[c[:, 0], c[:, 1], c[:, 2]]

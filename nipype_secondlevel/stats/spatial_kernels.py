@@ -87,7 +87,7 @@ def _levels(values, side, thresholds):
     """searchsorted(thresholds, |value|, "right") on the sides, 0 off them."""
     n_levels = thresholds.size
     scale = n_levels / thresholds[n_levels - 1]
-    level = np.zeros(values.size, np.int64)
+    level = np.zeros(values.size, np.int32)
     for v in range(values.size):
         if side[v] != 0:
             x = abs(values[v])
@@ -139,7 +139,7 @@ def _basins(values, neighbours, side):
     padded = np.empty(n + 1)
     padded[:n] = values
     padded[n] = np.nan
-    up = np.arange(n)
+    up = np.arange(n).astype(np.int32)
     for v in range(n):
         s = side[v]
         if s != 0:
@@ -160,7 +160,7 @@ def _basins(values, neighbours, side):
             top = up[above]
             up[v] = top
             changed |= top != above
-    basin = np.full(n + 1, -1, np.int64)
+    basin = np.full(n + 1, -1, np.int32)
     n_basins = 0
     for v in range(n):
         if side[v] != 0 and up[v] == v:
@@ -178,7 +178,7 @@ def _saddles(forward, side, level, basin, n_levels):
     the level starts (as :func:`_level_starts`) of the pairs sorted by
     decreasing saddle level, the smaller level of the two voxels."""
     n = side.size
-    first = np.empty(n * forward.shape[1] + 1, np.int64)
+    first = np.empty(n * forward.shape[1] + 1, np.int32)
     second = np.empty_like(first)
     saddle = np.empty_like(first)
     n_pairs = 0
@@ -216,7 +216,8 @@ def tfce_pass(values, neighbours, forward, thresholds, positive, negative, E, H,
     level = _levels(values, side, thresholds)
     basin, n_basins = _basins(values, neighbours, side)
     starts = _level_starts(level, n_levels)
-    joining = _scatter(level, n_levels, starts, np.arange(n) if voxel_map else basin[:n])
+    joining = _scatter(level, n_levels, starts,
+                       np.arange(n).astype(np.int32) if voxel_map else basin[:n])
     first, second, saddle_starts = _saddles(forward, side, level, basin, n_levels)
     prefix = np.zeros(n_levels + 1)
     for k in range(n_levels):
