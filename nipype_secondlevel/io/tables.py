@@ -2,14 +2,15 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import bad_input
 
 
-def read_table(path, what="table", text_columns=()):
+def read_table(path, what="table", text_columns=(), allow_no_rows=False):
     """Read a TSV (or CSV, by its extension) table, with a one-line error naming it if it
-    cannot be read, is empty or has a header but no rows.
+    cannot be read, is empty or has a header but no rows (unless ``allow_no_rows``).
 
     ``text_columns`` are read as text, as written (a subject ``01`` stays ``01``).
     """
@@ -23,10 +24,22 @@ def read_table(path, what="table", text_columns=()):
         raise bad_input(f"{what} {path}", "is empty (no header, no rows)") from err
     except Exception as err:
         raise bad_input(f"{what} {path}", f"cannot be read as a table ({err})") from err
-    if table.empty:
+    if table.empty and not (allow_no_rows and len(table.columns)):
         raise bad_input(f"{what} {path}", f"has no rows, only a header "
                         f"({', '.join(map(str, table.columns))})")
     return table
+
+
+def read_design(path):
+    """Design matrix TSV -> (DataFrame, float array), with a clear error if bad."""
+    design = read_table(path, "design matrix")
+    try:
+        X = design.to_numpy(dtype=float)
+    except ValueError as err:
+        raise bad_input(f"design matrix {path}", "has non-numeric values") from err
+    if not np.all(np.isfinite(X)):
+        raise bad_input(f"design matrix {path}", "has missing or infinite values")
+    return design, X
 
 
 def absolute_paths(values, folder):
