@@ -34,7 +34,7 @@ from pathlib import Path
 from timing import run_command
 
 N_PERM = 10_000
-SCALED_PERM = {"cluster-size": 400, "tfce": 4}  # nilearn's P for the scaled runs
+SCALED_PERM = {"cluster-size": 400, "tfce": 12}  # nilearn's P for the scaled runs
 
 NILEARN_SCRIPT = r'''
 import sys
