@@ -8,7 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .cli_options import PROG, build_parser
+from .cli_options import PROG, build_parser, join_dash_values
 from .io.errors import InputError, InputWarning, bad_input
 
 #: Entity filters of ``run --bids-dir``: option attribute -> pybids entity.
@@ -250,7 +250,9 @@ def run(args):
         with WorkFolderLock(args.work_dir, wait=args.wait):
             remove_entries(args.out_dir, foreign)  # --replace-results, once all checks passed
             summary = run_workflow(workflow, args.work_dir, plugin=args.plugin,
-                                   n_procs=args.n_procs, progress=not args.quiet)
+                                   n_procs=args.n_procs, progress=not args.quiet,
+                                   sbatch_args=args.sbatch_args,
+                                   poll_interval=args.poll_interval)
     finally:
         if created and args.out_dir.is_dir() and not any(args.out_dir.iterdir()):
             args.out_dir.rmdir()
@@ -300,8 +302,9 @@ def format_warning(message, category, filename, lineno, line=None,
 def main(argv=None):
     """The command; exit status 0 done, 1 bad input or a failed node (one line), 2 a
     command line argparse refused (usage and one line), 130 interrupted."""
-    args = build_parser().parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(join_dash_values(argv))
+    args.argv = argv
     from .runtime.execution import WorkflowFailed
 
     formatted, warnings.formatwarning = warnings.formatwarning, format_warning

@@ -31,8 +31,8 @@ ALL_NODES = {
     "demo_wf.simulate", "demo_wf.collect_outputs", "demo_wf.sink", "demo_wf.report",
     "demo_wf.dataset_description",
     *(f"demo_wf.group_analysis_wf.{n}"
-      for n in ("design", "contrast_specs", "resample", "mask", "masked_data", "estimate",
-                "contrast", "threshold", "labels", "plot")),
+      for n in ("design", "contrast_specs", "resample", "mask", "masked_data",
+                "stack_masked_data", "estimate", "contrast", "threshold", "labels", "plot")),
 }
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import matplotlib
 
+from . import nipype_seam
+
 LOCAL_PLUGINS = ("Linear", "MultiProc")
 CLUSTER_PLUGINS = ("SLURM", "SLURMGraph")
 PLUGINS = LOCAL_PLUGINS + CLUSTER_PLUGINS
@@ -93,7 +95,7 @@ def count_nodes(workflow):
     from nipype.interfaces.utility import IdentityInterface
 
     return sum(
-        not isinstance(n.interface, IdentityInterface) for n in workflow._get_all_nodes()
+        not isinstance(n.interface, IdentityInterface) for n in nipype_seam.all_nodes(workflow)
     )
 
 
@@ -174,7 +176,7 @@ def run_workflow(
         graph = run_on_cluster(workflow, plugin, sbatch_args, poll_interval, args)
     else:
         try:
-            with frozen_heap(plugin == "MultiProc"):
+            with nipype_seam.patched_for_run(plugin), frozen_heap(plugin == "MultiProc"):
                 graph = workflow.run(plugin=plugin, plugin_args=args)
         except Exception as err:
             raise WorkflowFailed.from_crash_dir(crash_dir, start, err) from err
@@ -222,12 +224,14 @@ def run_on_cluster(workflow, plugin, sbatch_args, poll_interval, plugin_args):
     try:
         args = slurm.prepare_slurm_run(
             workflow, plugin, sbatch_args=sbatch_args, poll_interval=poll_interval,
-            plugin_args=plugin_args,
+            plugin_args=plugin_args, gather_quick_nodes=True,
         )
     except (RuntimeError, ValueError) as err:
         raise WorkflowFailed(f"{plugin}: {err}") from err
     try:
-        graph = workflow.run(plugin=plugin, plugin_args=args)
+        runner = nipype_seam.grouped_slurmgraph(args) if plugin == "SLURMGraph" else plugin
+        with nipype_seam.patched_for_run(plugin):  # SLURMGraph: a correct up-to-date check
+            graph = workflow.run(plugin=runner, plugin_args=args)
         if plugin == "SLURMGraph":
             slurm.wait_for_slurmgraph(workflow, poll_interval=poll_interval)
     except slurm.SlurmRunError as err:
