@@ -43,9 +43,10 @@ def flat_graph(workflow):
 def test_localizer_ols_and_mixed_graphs_differ_only_in_the_estimator(tmp_path):
     ols_nodes, ols_edges = flat_graph(init_localizer_wf(str(tmp_path), estimation="ols"))
     mixed_nodes, mixed_edges = flat_graph(init_localizer_wf(str(tmp_path), estimation="mixed"))
-    estimator = {"localizer_wf.group_analysis_wf.estimate",
-                 "localizer_wf.group_analysis_wf.masked_variances"}
-    assert set(mixed_nodes) - set(ols_nodes) == {"localizer_wf.group_analysis_wf.masked_variances"}
+    variances = {"localizer_wf.group_analysis_wf.masked_variances",
+                 "localizer_wf.group_analysis_wf.stack_masked_variances"}
+    estimator = {"localizer_wf.group_analysis_wf.estimate", *variances}
+    assert set(mixed_nodes) - set(ols_nodes) == variances
     assert set(ols_nodes) - set(mixed_nodes) == set()
     assert ols_nodes["localizer_wf.group_analysis_wf.estimate"][0] == "EstimateOLS"
     assert mixed_nodes["localizer_wf.group_analysis_wf.estimate"][0] == "EstimateMixedEffects"
