@@ -311,6 +311,7 @@ def run(args):
         read_manifest,
         remove_entries,
     )
+    from .runtime.console import nipype_console_off
     from .runtime.execution import run_workflow
     from .runtime.locking import WorkFolderLock
 
@@ -320,7 +321,8 @@ def run(args):
     created = not args.out_dir.exists()
     try:
         # One run per work folder; a lock left by a killed run is released by the kernel.
-        with WorkFolderLock(args.work_dir, wait=args.wait):
+        # A failed node is one line: nipype's own log of it stays in the crash file.
+        with WorkFolderLock(args.work_dir, wait=args.wait), nipype_console_off():
             remove_entries(args.out_dir, foreign)  # --replace-results, once all checks passed
             summary = run_workflow(workflow, args.work_dir, plugin=args.plugin,
                                    n_procs=args.n_procs, progress=not args.quiet)
@@ -382,8 +384,7 @@ def main(argv=None):
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; rerun the same command to resume from the cache",
-              file=sys.stderr)
+        print(f"{PROG}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     finally:
         warnings.formatwarning = formatted

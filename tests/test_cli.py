@@ -52,8 +52,10 @@ def test_failing_node_leaves_no_output_folder(tmp_path):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert "node localizer_wf.fetch failed" in lines[0]
-    assert f"Localizer data folder {tmp_path / 'empty' / 'brainomics_localizer'}" in lines[0]
+    assert lines[0].startswith("nipype-secondlevel: error: Localizer data folder "
+                               f"{tmp_path / 'empty' / 'brainomics_localizer'}")
+    assert f"(details: {tmp_path / 'work' / 'crash'}" in lines[0]
+    assert "nipype.workflow" not in result.stdout + result.stderr
     assert not (tmp_path / "out").exists()
     # The failure is not cached: with the data in place the same command succeeds.
     make_localizer_folder(tmp_path / "empty", 3, ["vertical checkerboard",

@@ -1,10 +1,14 @@
 """Running workflows: plugins, progress lines, and which nodes ran or came from the cache."""
 
+import errno
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .interrupts import InterruptGuard
 
 LOCAL_PLUGINS = ("Linear", "MultiProc")
 CLUSTER_PLUGINS = ("SLURM", "SLURMGraph")
@@ -45,9 +49,10 @@ def quiet_nipype():
 class Progress:
     """Nipype status callback printing one line per node as it finishes."""
 
-    def __init__(self, total, start, stream=None):
+    def __init__(self, total, start, stream=None, guard=None):
         self.total = total
         self.start = start
+        self.guard = guard  # no lines once the run is interrupted
         self.stream = stream or sys.stderr
         self.started = {}
         self.done = 0
@@ -58,6 +63,7 @@ class Progress:
         state = dict(self.__dict__)
         if state.get("stream") is sys.stderr:
             state["stream"] = None
+        state["guard"] = None
         return state
 
     def __setstate__(self, state):
@@ -66,6 +72,8 @@ class Progress:
             self.stream = sys.stderr
 
     def __call__(self, node, status):
+        if self.guard is not None and self.guard.interrupted:
+            return
         name = node.fullname
         if status == "start":
             self.started[name] = time.time()
@@ -149,9 +157,13 @@ def run_workflow(
     Raises
     ------
     WorkflowFailed
-        With the failed node's name, its error line and crash file; on SLURM,
+        With the failed node's error line (and its name unless the error is an
+        :class:`~nipype_secondlevel.io.errors.InputError`) and crash file; on SLURM,
         one line per failed node with its log and crash file, and the nodes
         that did not run because of it.
+    KeyboardInterrupt
+        On Ctrl-C (Linear, MultiProc): the crash files nipype wrote for it are
+        removed (see :class:`~nipype_secondlevel.runtime.interrupts.InterruptGuard`).
     """
     if plugin not in PLUGINS:
         raise ValueError(f"plugin must be one of {', '.join(PLUGINS)}, got {plugin!r}")
@@ -162,16 +174,20 @@ def run_workflow(
     args = dict(plugin_args or {})
     if plugin == "MultiProc":
         args.setdefault("n_procs", n_procs or os.cpu_count())
-    if progress and plugin != "SLURMGraph":
-        args["status_callback"] = Progress(count_nodes(workflow), start)
     crash_dir = Path(workflow.config["execution"]["crashdump_dir"])
+    guard = InterruptGuard(crash_dir)
+    if progress and plugin != "SLURMGraph":
+        args["status_callback"] = Progress(count_nodes(workflow), start, guard=guard)
     if plugin in CLUSTER_PLUGINS:
         graph = run_on_cluster(workflow, plugin, sbatch_args, poll_interval, args)
     else:
-        try:
-            graph = workflow.run(plugin=plugin, plugin_args=args)
-        except Exception as err:
-            raise WorkflowFailed.from_crash_dir(crash_dir, start, err) from err
+        with guard:
+            try:
+                graph = workflow.run(plugin=plugin, plugin_args=args)
+            except Exception as err:
+                if guard.interrupted:  # nipype made a failed node of the interrupt
+                    raise KeyboardInterrupt from None
+                raise WorkflowFailed.from_crash_dir(crash_dir, start, err) from err
     summary = RunSummary(seconds=time.time() - start)
     for node in graph.nodes():
         (summary.executed if node_ran_since(node, start) else summary.cached).append(
@@ -204,23 +220,78 @@ def run_on_cluster(workflow, plugin, sbatch_args, poll_interval, plugin_args):
 
 
 class WorkflowFailed(RuntimeError):
-    """A node failed; the message names it and gives its error in one line."""
+    """A node failed; the message gives its error in one line and where the details are."""
 
     @classmethod
     def from_crash_dir(cls, crash_dir, since, err):
+        crash_dir = Path(crash_dir)
         crashes = sorted(
-            (p for p in Path(crash_dir).glob("crash-*") if p.stat().st_mtime >= since - 1),
+            (p for p in crash_dir.glob("crash-*") if p.stat().st_mtime >= since - 1),
             key=lambda p: p.stat().st_mtime,
-        )
-        if not crashes:
-            return cls(f"workflow failed: {str(err).strip().splitlines()[-1]}")
-        crash = crashes[0]
-        node, error = read_crash_file(crash)
-        return cls(f"node {node} failed: {error} (crash file: {crash})")
+        ) if crash_dir.is_dir() else []
+        node, error = read_crash_file(crashes[0]) if crashes else (None, None)
+        if error is None:  # no crash file, or an empty one (e.g. on a full disk)
+            error = innermost_error(f"{type(err).__name__}: {err}")
+            node = node_of_crash_name(crashes[0].name) if crashes else None
+        message = failure_message(node, *split_error_line(error), work_dir=crash_dir.parent)
+        if crashes and crashes[0].stat().st_size:
+            message += f" (details: {crashes[0]})"
+        return cls(message)
+
+
+#: The last line of a traceback: ``[module.]ExceptionClass: message``.
+_ERROR_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*(?P<cls>[A-Za-z_]\w*(?:Error|Exception|Exit|"
+                         r"Interrupt|Failed))(?::\s*(?P<msg>.*))?$")
+#: An OSError's message: ``[Errno N] strerror[: 'filename']``.
+_OS_ERROR = re.compile(r"^\[Errno (?P<errno>\d+)\] (?P<strerror>[^:]+)(?:: '(?P<path>.*)')?")
+#: errno values that mean "this folder cannot hold the run's files".
+_UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def split_error_line(line):
+    """(exception class name, message) of a traceback's error line."""
+    match = _ERROR_LINE.match(line.strip())
+    if not match:
+        return None, line.strip()
+    return match.group("cls"), (match.group("msg") or "").strip()
+
+
+def failure_message(node, cls, message, work_dir=None):
+    """The one line of a failed run: a user's problem (InputError) as it was raised;
+    a folder that cannot be written (full, read-only) named; anything else with the
+    failed node and the error's class."""
+    if cls is not None and cls.endswith("InputError"):
+        return message
+    os_error = _OS_ERROR.match(message) if cls is not None else None
+    if os_error and int(os_error["errno"]) in _UNWRITABLE:
+        path = os_error["path"]
+        where = (f"work folder {work_dir}" if work_dir and (
+            not path or Path(path).is_relative_to(work_dir)) else path)
+        if where:
+            during = f" (node {node})" if node else ""
+            return f"{where}: cannot be written: {os_error['strerror']}{during}"
+    what = f"{cls}: {message}" if cls else message
+    return f"node {node} failed: {what}" if node else f"workflow failed: {what}"
+
+
+def innermost_error(text):
+    """The error line of a (possibly nested) traceback, not nipype's wrapping
+    NodeExecutionError; None if there is none."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if _ERROR_LINE.match(ln)]
+    inner = [ln for ln in errors if not split_error_line(ln)[0].startswith("NodeExecution")]
+    return (inner or errors or lines or [None])[-1]
+
+
+def node_of_crash_name(name):
+    """The node's name in a crash file's name: crash-<time>-<user>-<node>-<uuid>.<ext>."""
+    match = re.match(r"crash-\d{8}-\d{6}-[^-]+-(?P<node>.+)-[0-9a-f]{8}(-[0-9a-f]{4}){3}-"
+                     r"[0-9a-f]{12}\.", name)
+    return match["node"] if match else None
 
 
 def read_crash_file(path):
-    """(node name, last error line) from a nipype crash file (txt or pklz)."""
+    """(node name, the innermost error line or None) from a nipype crash file (txt or pklz)."""
     path = Path(path)
     if path.suffix == ".pklz":
         from nipype.utils.filemanip import loadcrash
@@ -230,14 +301,9 @@ def read_crash_file(path):
         node = str(crash.get("node", path.name))
     else:
         text = path.read_text(errors="replace")
-        node = path.name
+        node = node_of_crash_name(path.name) or path.name
         for line in text.splitlines():
             if line.startswith("Node: "):
                 node = line[len("Node: "):].strip()
                 break
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    error = next(
-        (ln for ln in reversed(lines) if "Error" in ln.split(":")[0]),
-        lines[-1] if lines else "unknown error",
-    )
-    return node, error
+    return node, innermost_error(text)
