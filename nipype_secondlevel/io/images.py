@@ -1,5 +1,6 @@
 """Reading images and masks, one-line errors for unreadable ones; masked values back to volumes."""
 
+import gzip
 from pathlib import Path
 
 import nibabel as nib
@@ -28,10 +29,17 @@ def read_data(img, path, what="image"):
     """The image's data array, with a one-line error naming the file if it cannot be read.
 
     A truncated or corrupted ``.nii.gz`` passes :func:`load_img` (only its
-    header is read) and fails here.
+    header is read) and fails here: nibabel reads the voxels' bytes only, so the
+    gzip stream is also read to its end, where its checksum is verified (a
+    corrupted middle would otherwise give wrong values silently).
     """
     try:
-        return np.asanyarray(img.dataobj)
+        data = np.asanyarray(img.dataobj)
+        if str(path).endswith(".gz"):
+            with gzip.open(path, "rb") as stream:
+                while stream.read(1 << 22):
+                    pass
+        return data
     except Exception as err:  # gzip, zlib, EOF and nibabel errors
         raise bad_input(f"{what} {path}", "its data cannot be read (truncated or corrupted "
                         f"file?): {type(err).__name__}: {err}") from err

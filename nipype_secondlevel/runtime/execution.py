@@ -242,8 +242,9 @@ class WorkflowFailed(RuntimeError):
 #: The last line of a traceback: ``[module.]ExceptionClass: message``.
 _ERROR_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*(?P<cls>[A-Za-z_]\w*(?:Error|Exception|Exit|"
                          r"Interrupt|Failed))(?::\s*(?P<msg>.*))?$")
-#: An OSError's message: ``[Errno N] strerror[: 'filename']``.
-_OS_ERROR = re.compile(r"^\[Errno (?P<errno>\d+)\] (?P<strerror>[^:]+)(?:: '(?P<path>.*)')?")
+#: An OSError's message: ``[Errno N] strerror[: 'filename'[ -> 'filename2']]``.
+_OS_ERROR = re.compile(r"^\[Errno (?P<errno>\d+)\] (?P<strerror>[^:]+)"
+                       r"(?:: '(?P<path>[^']*)'(?: -> '(?P<path2>[^']*)')?)?")
 #: errno values that mean "this folder cannot hold the run's files".
 _UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
@@ -264,7 +265,7 @@ def failure_message(node, cls, message, work_dir=None):
         return message
     os_error = _OS_ERROR.match(message) if cls is not None else None
     if os_error and int(os_error["errno"]) in _UNWRITABLE:
-        path = os_error["path"]
+        path = os_error["path2"] or os_error["path"]  # a copy's destination
         where = (f"work folder {work_dir}" if work_dir and (
             not path or Path(path).is_relative_to(work_dir)) else path)
         if where:
