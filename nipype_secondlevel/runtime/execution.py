@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cache_repair import repair_cache
 from .interrupts import InterruptGuard
 
 LOCAL_PLUGINS = ("Linear", "MultiProc")
@@ -169,6 +170,13 @@ def run_workflow(
         raise ValueError(f"plugin must be one of {', '.join(PLUGINS)}, got {plugin!r}")
     configure(workflow, work_dir)
     quiet_nipype()
+    # Results whose files were deleted or changed since: nipype would trust them.
+    for node_dir, why in repair_cache(Path(workflow.base_dir) / workflow.name,
+                                      workflow.base_dir).items():
+        if progress:
+            name = ".".join(node_dir.relative_to(workflow.base_dir).parts)
+            print(f"        {name}: cached result not used ({why}); it runs again",
+                  file=sys.stderr, flush=True)
     os.environ.setdefault("NIPYPE_NO_ET", "1")
     start = time.time()
     args = dict(plugin_args or {})
