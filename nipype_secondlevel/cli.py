@@ -1,6 +1,7 @@
 """Layer 4: the ``nipype-secondlevel`` command (argument parsing and reporting only)."""
 
 import argparse
+import os
 import shutil
 import sys
 import warnings
@@ -376,6 +377,7 @@ def main(argv=None):
     from .runtime.execution import WorkflowFailed
 
     formatted, warnings.formatwarning = warnings.formatwarning, format_warning
+    pid = os.getpid()
     try:
         if args.command == "graph":
             return draw_graph(args)
@@ -384,6 +386,8 @@ def main(argv=None):
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        if os.getpid() != pid:  # a forked worker unwinding a copy of this stack: be silent
+            os._exit(130)
         print(f"{PROG}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     finally:

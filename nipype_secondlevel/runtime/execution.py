@@ -50,9 +50,10 @@ def quiet_nipype():
 class Progress:
     """Nipype status callback printing one line per node as it finishes."""
 
-    def __init__(self, total, start, stream=None, guard=None):
+    def __init__(self, total, start, stream=None, guard=None, base_dir=None):
         self.total = total
         self.start = start
+        self.base_dir = base_dir  # the work folder: names of MapNode items
         self.guard = guard  # no lines once the run is interrupted
         self.stream = stream or sys.stderr
         self.started = {}
@@ -75,21 +76,38 @@ class Progress:
     def __call__(self, node, status):
         if self.guard is not None and self.guard.interrupted:
             return
-        name = node.fullname
+        item = self.base_dir and map_item_name(node, self.base_dir)
+        name = item or node.fullname
         if status == "start":
             self.started[name] = time.time()
             # The Linear plugin also announces nodes it will take from the cache.
             if not node.is_cached()[0] or node.interface.always_run:
                 print(f"        {name}: running", file=self.stream, flush=True)
             return
-        self.done += 1
         if status == "exception":
             state = "FAILED"
         elif node_ran_since(node, self.start):
-            state = f"done in {time.time() - self.started.get(name, time.time()):.1f} s"
+            seconds = max(0.0, time.time() - self.started.get(name, time.time()))
+            state = f"done in {seconds:.1f} s"
         else:
             state = "cached"
+        if item:  # MultiProc reports a MapNode's items too: they are not counted
+            print(f"        {name}: {state}", file=self.stream, flush=True)
+            return
+        self.done += 1
         print(f"[{self.done}/{self.total}] {name}: {state}", file=self.stream, flush=True)
+
+
+def map_item_name(node, base_dir):
+    """``<MapNode's full name>[i]`` for an item of a MapNode (nipype names it
+    ``_<name><i>``, in ``<MapNode's folder>/mapflow/``), None for any other node."""
+    folder = Path(node.output_dir())
+    mapnode = folder.parent.parent
+    prefix = f"_{mapnode.name}"
+    if (folder.parent.name != "mapflow" or not folder.name.startswith(prefix)
+            or not mapnode.is_relative_to(base_dir)):
+        return None
+    return ".".join(mapnode.relative_to(base_dir).parts) + f"[{folder.name[len(prefix):]}]"
 
 
 def count_nodes(workflow):
@@ -185,7 +203,8 @@ def run_workflow(
     crash_dir = Path(workflow.config["execution"]["crashdump_dir"])
     guard = InterruptGuard(crash_dir)
     if progress and plugin != "SLURMGraph":
-        args["status_callback"] = Progress(count_nodes(workflow), start, guard=guard)
+        args["status_callback"] = Progress(count_nodes(workflow), start, guard=guard,
+                                           base_dir=Path(workflow.base_dir))
     if plugin in CLUSTER_PLUGINS:
         graph = run_on_cluster(workflow, plugin, sbatch_args, poll_interval, args)
     else:
