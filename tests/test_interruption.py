@@ -8,6 +8,7 @@ so the kill lands exactly where the test wants it.
 import gzip
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -197,6 +198,27 @@ def test_ctrl_c_exits_130_with_one_line_and_the_rerun_resumes(tmp_path, clean_de
         if (tmp_path / "out").exists():
             assert_complete(tmp_path / "out", clean_demo / "out")
     final = subprocess.run(cli(*args), cwd=tmp_path, env=ENV, capture_output=True,
+                           text=True, timeout=300, check=False)
+    assert final.returncode == 0, final.stderr
+    assert_same_outputs(tmp_path / "out", clean_demo / "out", tmp_path, clean_demo)
+
+
+def test_ctrl_c_at_random_moments_then_rerun(tmp_path, clean_demo):
+    """Ctrl-C at seeded random moments (start-up, scheduling, inside nodes), plugins in
+    turn: each time exit 130 and the one line (or a finished run), never a crash file."""
+    rng = random.Random(0)
+    for plugin in ("Linear", "MultiProc", "Linear", "MultiProc", "MultiProc"):
+        log = tmp_path / "run.log"
+        proc = start(cli(*DEMO, "--plugin", plugin, "--quiet"), tmp_path, log)
+        time.sleep(rng.uniform(0.3, 8.0))
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=60)
+        assert code in (0, 130), log.read_text()
+        if code == 130:
+            assert log.read_text().splitlines() == [INTERRUPTED]
+        assert not list((tmp_path / "work").rglob("crash-*"))
+        assert not list(tmp_path.rglob(".*.part*"))
+    final = subprocess.run(cli(*DEMO, "--quiet"), cwd=tmp_path, env=ENV, capture_output=True,
                            text=True, timeout=300, check=False)
     assert final.returncode == 0, final.stderr
     assert_same_outputs(tmp_path / "out", clean_demo / "out", tmp_path, clean_demo)

@@ -37,7 +37,8 @@ class InterruptGuard:
     break the clean-up) and, in forked workers, only inside a node.
 
     ``interrupted`` is the time of the first SIGINT (epoch seconds) or None.
-    Outside the main thread (no signal handler can be set) it does nothing.
+    Outside the main thread (no signal handler can be set), or where SIGINT is
+    ignored, it does nothing.
     """
 
     def __init__(self, crash_dir):
@@ -56,7 +57,9 @@ class InterruptGuard:
             raise KeyboardInterrupt
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        # (a run started in the background by a shell ignores SIGINT: it keeps ignoring it)
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN):
             self._previous = signal.signal(signal.SIGINT, self._handler)
         return self
 
