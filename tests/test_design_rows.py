@@ -3,14 +3,11 @@ report lists the inputs of relative-path and CSV tables."""
 
 import hashlib
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, run_in
+from conftest import run_in
 from group_data import make_group_table
 
 from nipype_secondlevel import interfaces as ifc
@@ -105,15 +102,3 @@ def test_report_lists_the_inputs_of_a_relative_path_csv_table(tmp_path, capsys):
     design = pd.read_csv(tmp_path / "out" / "design.tsv", sep="\t")
     assert list(design.columns) == ["subject", "condition", "group", "intercept"]
     assert re.search(r"rows labelled by subject, condition, group", report)
-
-
-def test_localizer_script_help_starts_nothing(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "HTTPS_PROXY": "http://127.0.0.1:9",
-           "HTTP_PROXY": "http://127.0.0.1:9"}
-    result = subprocess.run([sys.executable, str(ROOT / "workflows" / "localizer_two_sample.py"),
-                             "--help"], cwd=tmp_path, capture_output=True, text=True, env=env,
-                            timeout=120, check=False)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("usage: localizer_two_sample.py") and "--simulated" in \
-        result.stdout
-    assert list(Path(tmp_path).iterdir()) == []  # no work folder, no download

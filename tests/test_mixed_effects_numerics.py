@@ -2,29 +2,33 @@
 
 References: glm.fit_ols / glm.t_contrast, nilearn's SecondLevelModel and
 compute_fixed_effects, weighted least squares written out with numpy, and the
-REML log-likelihood written out here (error-contrast form) and maximised with
+REML log-likelihood written out in mixed_reference.py (error-contrast form) and maximised with
 scipy.optimize.minimize_scalar.
 """
 
 import warnings
+from itertools import pairwise
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from mixed_reference import reference_gls, reference_reml_loglik, reference_reml_sigma2
 from nilearn.glm import compute_fixed_effects
 from nilearn.glm.second_level import SecondLevelModel
-from scipy import linalg, optimize
 
 from nipype_secondlevel.stats import glm
 from nipype_secondlevel.stats.mixed_effects import (
+    BLOCK_VALUES,
+    block_size,
     fit_mixed_effects,
+    fit_mixed_effects_chunks,
     fixed_effects,
     mixed_effects_contrast,
     mixed_effects_contrast_kenward_roger,
     mixed_effects_f_contrast,
-    reml_log_likelihood,
 )
+from nipype_secondlevel.stats.reml import reml_log_likelihood
 
 N_MAPS = 16
 
@@ -40,19 +44,6 @@ def _data(rng, n=N_MAPS, n_vox=300, sigma2_between=1.0, v_range=(0.1, 3.0)):
     noise = rng.standard_normal((n, n_vox)) * np.sqrt(V + sigma2_between)
     Y = (X @ beta)[:, None] + noise
     return X, Y, V
-
-
-def _reference_reml_loglik(X, y, v, s):
-    """REML log-likelihood from the error contrasts K'y, K'X = 0 (one voxel).
-
-    l(s) = -1/2 [log|K'DK| + y'K (K'DK)^-1 K'y], D = diag(v + s)
-    """
-    K = linalg.null_space(X.T)
-    S = K.T @ np.diag(v + s) @ K
-    z = K.T @ y
-    chol = linalg.cho_factor(S)
-    logdet = 2.0 * np.log(np.diag(chol[0])).sum()
-    return -0.5 * (logdet + z @ linalg.cho_solve(chol, z))
 
 
 # ----------------------------------------------------------------------------
@@ -218,28 +209,19 @@ def test_reml_estimate_matches_scalar_optimisation():
     n_interior = 0
     for v in range(Y.shape[1]):
         y, var = Y[:, v], V[:, v]
-        upper = 20.0 * np.var(y)
-        res = optimize.minimize_scalar(
-            lambda s, y=y, var=var: -_reference_reml_loglik(X, y, var, s),
-            bounds=(0.0, upper),
-            method="bounded",
-            options={"xatol": 1e-10},
-        )
-        ref_s = res.x
-        if _reference_reml_loglik(X, y, var, 0.0) >= -res.fun:
-            ref_s = 0.0
+        ref_s, ref_ll, upper = reference_reml_sigma2(X, y, var)
         s_hat = fit.sigma2_between[v]
         # Our estimate is at least as likely as the reference one ...
-        assert _reference_reml_loglik(X, y, var, s_hat) >= -res.fun - 1e-8
+        assert reference_reml_loglik(X, y, var, s_hat) >= ref_ll - 1e-8
         # ... and equal to it.
         np.testing.assert_allclose(s_hat, ref_s, rtol=1e-5, atol=1e-7 * upper)
         n_interior += ref_s > 0
         # Our log-likelihood differs from the reference by a constant only.
         for s in (0.0, 0.3, 2.0):
             diff = reml_log_likelihood(X, Y[:, [v]], V[:, [v]], s)[0] - (
-                _reference_reml_loglik(X, y, var, s)
+                reference_reml_loglik(X, y, var, s)
             )
-            diff_hat = ours_ll[v] - _reference_reml_loglik(X, y, var, s_hat)
+            diff_hat = ours_ll[v] - reference_reml_loglik(X, y, var, s_hat)
             np.testing.assert_allclose(diff, diff_hat, atol=1e-8)
     assert n_interior >= 8
 
@@ -250,10 +232,9 @@ def test_gls_given_reml_estimate():
     X, Y, V = _data(rng, n_vox=5)
     fit = fit_mixed_effects(X, Y, V)
     for v in range(Y.shape[1]):
-        W = np.diag(1.0 / (V[:, v] + fit.sigma2_between[v]))
-        cov = np.linalg.inv(X.T @ W @ X)
+        beta, cov, _ = reference_gls(X, Y[:, v], V[:, v], fit.sigma2_between[v])
         np.testing.assert_allclose(fit.cov_beta[:, :, v], cov, rtol=1e-9)
-        np.testing.assert_allclose(fit.beta[:, v], cov @ X.T @ W @ Y[:, v], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(fit.beta[:, v], beta, rtol=1e-9, atol=1e-12)
 
 
 def test_kenward_roger_terms_written_out():
@@ -294,13 +275,46 @@ def test_kenward_roger_terms_written_out():
 # ----------------------------------------------------------------------------
 
 
-def test_chunking_and_f_equals_t_squared():
+FIT_FIELDS = ("beta", "cov_beta", "sigma2_between", "converged", "n_iter", "sigma2_variance",
+              "cov_beta_derivative", "cov_beta_adjusted")
+
+
+def test_chunks_give_the_bits_of_one_fit():
+    """Chunks on block bounds: bit for bit; any other chunks: equal to 1e-12."""
+    rng = np.random.default_rng(9)
+    block = block_size(N_MAPS)
+    X, Y, V = _data(rng, n_vox=2 * block + 101)
+    whole = fit_mixed_effects(X, Y, V)
+
+    def chunked(edges):
+        pieces = [(slice(a, b), Y[:, a:b], V[:, a:b]) for a, b in pairwise(edges)]
+        return fit_mixed_effects_chunks(X, pieces[::-1], Y.shape[1])  # any order
+
+    n = Y.shape[1]
+    on_blocks = chunked([0, block, 2 * block, n])
+    anywhere = chunked([0, 17, 1500, 2100, n])
+    for name in FIT_FIELDS:
+        np.testing.assert_array_equal(getattr(on_blocks, name), getattr(whole, name), name)
+        np.testing.assert_allclose(getattr(anywhere, name), getattr(whole, name), rtol=1e-12,
+                                   atol=1e-15, err_msg=name)
+    with pytest.raises(ValueError, match="the chunks hold 17 voxels, not"):
+        fit_mixed_effects_chunks(X, [(slice(0, 17), Y[:, :17], V[:, :17])], n)
+
+
+def test_blocks_hold_a_bounded_number_of_values():
+    """Powers of two from 64 to 1,024 voxels, at most BLOCK_VALUES values when above 64."""
+    for n_maps in (2, 16, 50, 200, 257, 800, 2000, 10**5):
+        block = block_size(n_maps)
+        assert block in (64, 128, 256, 512, 1024)
+        assert block * n_maps <= BLOCK_VALUES or block == 64
+        assert block == 1024 or 2 * block * n_maps > BLOCK_VALUES
+    assert block_size(800) == 256
+
+
+def test_f_equals_t_squared():
     rng = np.random.default_rng(9)
     X, Y, V = _data(rng, n_vox=101)
     whole = fit_mixed_effects(X, Y, V)
-    chunked = fit_mixed_effects(X, Y, V, chunk_size=17)
-    np.testing.assert_allclose(chunked.sigma2_between, whole.sigma2_between, rtol=1e-12)
-    np.testing.assert_allclose(chunked.beta, whole.beta, rtol=1e-12, atol=1e-15)
     _, _, t = mixed_effects_contrast(whole, [0, 1])
     f, q = mixed_effects_f_contrast(whole, [[0, 1]])
     assert q == 1

@@ -65,7 +65,7 @@ def one_sided_p(X, Y, V, contrast, one_sample):
     """p values (upper tail) of OLS, mixed effects and fixed effects."""
     ols = glm.fit_ols(X, Y, chunk_size=CHUNK)
     _, _, t_ols = glm.t_contrast(X, ols.beta, ols.residual_variance, contrast)
-    fit = mixed_effects.fit_mixed_effects(X, Y, V, chunk_size=CHUNK)
+    fit = mixed_effects.fit_mixed_effects(X, Y, V)
     _, _, t_me = mixed_effects.mixed_effects_contrast(fit, contrast)
     _, _, t_kr, dof_kr = mixed_effects.mixed_effects_contrast_kenward_roger(fit, contrast)
     out = {

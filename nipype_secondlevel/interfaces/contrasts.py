@@ -17,13 +17,13 @@ from ..design.contrasts import contrast_label, parse_contrast
 from ..io.files import save_img
 from ..io.images import load_img, load_mask, unmask
 from ..io.sidecars import generated_by, source_fields, write_sidecar
+from ..io.tables import read_design
 from ..stats.glm import f_contrast, f_to_z, t_contrast, t_to_p, t_to_z
 from ..stats.mixed_effects import (
     mixed_effects_contrast,
     mixed_effects_contrast_kenward_roger,
     mixed_effects_f_contrast,
 )
-from .estimation import read_design
 
 STATISTICS = ("z", "t", "p", "effect", "variance")
 STATISTIC_DESCRIPTIONS = {

@@ -17,20 +17,8 @@ from ..io.errors import bad_input
 from ..io.files import save_img
 from ..io.images import load_mask, load_masked_data, unmask
 from ..io.masked_data import VOXEL_BLOCK, iter_voxel_chunks, masked_data_shape, voxel_chunk_size
-from ..io.tables import read_table
+from ..io.tables import read_design
 from ..stats.glm import design_rank, fit_ols
-
-
-def read_design(path):
-    """Design matrix TSV -> (DataFrame, float array), with a clear error if bad."""
-    design = read_table(path, "design matrix")
-    try:
-        X = design.to_numpy(dtype=float)
-    except ValueError as err:
-        raise bad_input(f"design matrix {path}", "has non-numeric values") from err
-    if not np.all(np.isfinite(X)):
-        raise bad_input(f"design matrix {path}", "has missing or infinite values")
-    return design, X
 
 
 class _EstimateOLSInputSpec(BaseInterfaceInputSpec):

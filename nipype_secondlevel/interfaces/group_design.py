@@ -15,8 +15,8 @@ from ..design.contrasts import parse_contrasts
 from ..design.matrices import DESIGNS, group_design, labelled_design
 from ..design.tables import read_inputs_table
 from ..io.files import save_tsv
+from ..io.tables import read_design
 from ..reporting.figures import plot_design
-from .estimation import read_design
 
 
 class _GroupDesignInputSpec(BaseInterfaceInputSpec):

@@ -15,16 +15,17 @@ from ..design.matrices import check_estimable
 from ..io.errors import bad_input
 from ..io.files import save_arrays, save_img
 from ..io.images import load_mask, unmask
-from ..io.masked_data import masked_data_shape, voxel_chunk_size
+from ..io.masked_data import iter_voxel_chunks, masked_data_shape, voxel_chunk_size
 from ..io.sidecars import generated_by, source_fields, write_sidecar
-from ..stats.mixed_effects import DOF_MAX, fit_mixed_effects
-from .estimation import read_design
+from ..io.tables import read_design
+from ..stats.mixed_effects import DOF_MAX, fit_mixed_effects_chunks
 
 
 class _EstimateMixedEffectsInputSpec(BaseInterfaceInputSpec):
     data_file = File(
         exists=True, mandatory=True,
-        desc="masked first-level effect maps (MaskedData's data_file), one row per design row",
+        desc="masked first-level effect maps (MaskedData's data_file), one row per design "
+        "row; read in voxel chunks, so memory follows mem_gb",
     )
     variance_data_file = File(
         exists=True, mandatory=True,
@@ -43,8 +44,8 @@ class _EstimateMixedEffectsInputSpec(BaseInterfaceInputSpec):
     )
     mem_gb = traits.Float(
         1.0, usedefault=True, nohash=True,
-        desc="memory budget (GiB) setting the voxels fitted at a time; the results do "
-        "not depend on it",
+        desc="memory budget (GiB) setting the voxels read at a time; the results do not "
+        "depend on it (bit for bit), so changing it does not rerun the node",
     )
 
 
@@ -74,7 +75,9 @@ class EstimateMixedEffects(SimpleInterface):
     (weighted least squares); for a one-sample design it equals nilearn's
     ``compute_fixed_effects(precision_weighted=True)``, with the same dof
     (first_level_dof per map). Contrasts are computed later by
-    :class:`Contrast` from ``beta`` and ``cov_beta``.
+    :class:`Contrast` from ``beta`` and ``cov_beta``. The masked maps are read
+    in voxel chunks sized by ``mem_gb``: memory holds one chunk and the
+    results (whose size does not depend on the number of maps).
     """
 
     input_spec = _EstimateMixedEffectsInputSpec
@@ -90,19 +93,18 @@ class EstimateMixedEffects(SimpleInterface):
                             f"(maps, voxels) and the variance data file {variance_shape}")
         check_estimable(design, where)
         mask, mask_img = load_mask(self.inputs.mask_file)
-        Y = np.load(self.inputs.data_file).astype(np.float64)
-        V = np.load(self.inputs.variance_data_file).astype(np.float64)
-        bad = ~np.isfinite(V) | (V < 0)
-        if bad.any():
-            row = int(np.flatnonzero(bad.any(axis=1))[0])
-            raise bad_input(f"variance data file {self.inputs.variance_data_file}",
-                            f"row {row} (map {row + 1} in design order) has "
-                            f"{int(bad[row].sum())} negative or non-finite value(s) in the mask")
         fixed = self.inputs.method == "fixed"
-        fit = fit_mixed_effects(X, Y, V, sigma2_between=0.0 if fixed else None,
-                                chunk_size=voxel_chunk_size(shape[0], self.inputs.mem_gb,
-                                                            shape[1]))
-        del Y, V
+        # A chunk holds the effects and variances as float64 (and the float32 read):
+        # 24 bytes per value; the fit's temporaries are one block's, some 30 MiB.
+        chunk = voxel_chunk_size(shape[0], self.inputs.mem_gb, shape[1])
+        chunks = (
+            (cols, y, self._checked_variances(v, chunk))
+            for (cols, y), (_, v) in zip(iter_voxel_chunks(self.inputs.data_file, chunk),
+                                         iter_voxel_chunks(self.inputs.variance_data_file,
+                                                           chunk))
+        )
+        fit = fit_mixed_effects_chunks(X, chunks, shape[1],
+                                       sigma2_between=0.0 if fixed else None)
         dof = min(shape[0] * self.inputs.first_level_dof, DOF_MAX) if fixed else fit.dof
         out = Path(runtime.cwd)
         self._results["beta"] = save_img(
@@ -131,3 +133,16 @@ class EstimateMixedEffects(SimpleInterface):
             "GeneratedBy": generated_by("estimate"),
         })
         return runtime
+
+    def _checked_variances(self, V, chunk):
+        """A chunk of the variances; one-line error naming the first map with a negative or
+        non-finite value, counted over all its voxels."""
+        if np.isfinite(V).all() and (V >= 0).all():
+            return V
+        path = self.inputs.variance_data_file
+        counts = sum((~np.isfinite(v) | (v < 0)).sum(axis=1)
+                     for _, v in iter_voxel_chunks(path, chunk))
+        row = int(np.flatnonzero(counts)[0])
+        raise bad_input(f"variance data file {path}",
+                        f"row {row} (map {row + 1} in design order) has "
+                        f"{int(counts[row])} negative or non-finite value(s) in the mask")

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import bad_input
@@ -27,6 +28,18 @@ def read_table(path, what="table", text_columns=()):
         raise bad_input(f"{what} {path}", f"has no rows, only a header "
                         f"({', '.join(map(str, table.columns))})")
     return table
+
+
+def read_design(path):
+    """Design matrix TSV -> (DataFrame, float array), with a clear error if bad."""
+    design = read_table(path, "design matrix")
+    try:
+        X = design.to_numpy(dtype=float)
+    except ValueError as err:
+        raise bad_input(f"design matrix {path}", "has non-numeric values") from err
+    if not np.all(np.isfinite(X)):
+        raise bad_input(f"design matrix {path}", "has missing or infinite values")
+    return design, X
 
 
 def absolute_paths(values, folder):

@@ -17,15 +17,27 @@ Two estimators are provided:
   n - rank(X) dof (FLAME1); :func:`mixed_effects_contrast_kenward_roger`
   gives t with the Kenward-Roger small-sample correction.
 
-All voxels are processed together (vectorised; no Python loop over voxels),
-optionally in chunks of voxels to bound memory.
+The voxels of a block are processed together (vectorised; no Python loop
+over voxels); blocks of :func:`block_size` voxels bound the temporaries, and
+:func:`fit_mixed_effects_chunks` takes the maps chunk by chunk, so that memory
+does not grow with the number of maps. The REML estimate of the
+between-subject variance is in :mod:`.reml`.
 """
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
-from .glm import TINY, design_rank, fit_ols, residual_dof, t_to_z
+from .glm import TINY, design_rank, residual_dof, t_to_z
+from .reml import (
+    RELATIVE_VARIANCE_FLOOR,
+    check_inputs,
+    column_space_basis,
+    estimate_sigma2,
+    reml_terms,
+    variance_scale,
+)
 
 #: First-level variances are floored at this before weighting, as nilearn's
 #: ``_compute_fixed_effects_params`` does.
@@ -39,10 +51,22 @@ DEFAULT_FIRST_LEVEL_DOF = 100
 #: ``Contrast.dofmax``).
 DOF_MAX = 1e10
 
-#: Total variances ``V_i + sigma2_between`` are floored at this fraction of
-#: the voxel's variance scale, so that zero first-level variances with a zero
-#: between-subject variance do not give infinite weights.
-RELATIVE_VARIANCE_FLOOR = 1e-12
+#: Values (maps x voxels) of a block of the mixed-effects fit, whose temporaries
+#: take some 80 to 120 bytes a value (measured): about 30 MiB, whatever the number
+#: of maps.
+BLOCK_VALUES = 2**18
+
+
+def block_size(n_maps):
+    """Voxels per block of the mixed-effects fit of ``n_maps`` maps.
+
+    The largest power of two holding at most :data:`BLOCK_VALUES` values, from
+    64 to 1,024 voxels (larger blocks are no faster, measured). Blocks start at
+    multiples of it on the voxel index, so the arithmetic (every bit of the
+    estimate) does not depend on how the voxels are chunked; it divides 1,024.
+    """
+    voxels = max(BLOCK_VALUES // max(int(n_maps), 1), 1)
+    return min(max(1 << (voxels.bit_length() - 1), 64), 1024)
 
 
 # --------------------------------------------------------------------------
@@ -165,233 +189,25 @@ class MixedEffectsFit:
     cov_beta_adjusted: np.ndarray
 
 
-def column_space_basis(X):
-    """Orthonormal basis of the column space of ``X`` and the map back to ``beta``.
-
-    X = Q T with Q'Q = I_r, r = rank(X) ; beta = T^+ gamma
-
-    Parameters
-    ----------
-    X : array (n_maps, n_regressors)
-
-    Returns
-    -------
-    Q : ndarray (n_maps, r)
-    T_pinv : ndarray (n_regressors, r)
-        Pseudo-inverse of ``T``, mapping coefficients on ``Q`` to ``beta``.
-    """
-    X = np.asarray(X, dtype=float)
-    r = design_rank(X)
-    U, s, Vt = np.linalg.svd(X, full_matrices=False)
-    return U[:, :r], Vt[:r].T / s[:r]
-
-
-def _total_variance(V, sigma2, floor):
-    """Total variance per map and voxel, floored.
-
-    d_iv = max(V_iv + sigma2_v, floor_v)
-    """
-    return np.maximum(V + sigma2, floor)
-
-
-def _reml_terms(Q, Y, V, sigma2, floor, derivatives=False):
-    """REML log-likelihood in ``sigma2`` (and its derivatives) at every voxel.
-
-    l(s) = -1/2 [ sum_i log d_i + log|Q'WQ| + y'Py ],  P = W - WQ(Q'WQ)^-1 Q'W, W = D^-1
-
-    The constant -1/2 [(n - r) log 2 pi] is omitted. With ``derivatives`` the
-    score dl/ds = 1/2 (y'PPy - tr P), the expected information 1/2 tr(PP) and
-    the second derivative 1/2 tr(PP) - y'PPPy are added, using only
-    (r, r) matrices per voxel.
-
-    Parameters
-    ----------
-    Q : array (n_maps, r)
-        Orthonormal basis of the design's column space.
-    Y, V : arrays (n_maps, n_voxels)
-    sigma2, floor : arrays (n_voxels,)
-    derivatives : bool
-
-    Returns
-    -------
-    dict of ndarrays with keys ``loglik``, ``gamma`` (n_voxels, r),
-    ``a_inv`` (n_voxels, r, r) and, with ``derivatives``, ``score``,
-    ``information``, ``hessian``, ``a_inv_b`` = (Q'WQ)^-1 Q'W^2Q and
-    ``a_inv_c`` = (Q'WQ)^-1 Q'W^3Q.
-    """
-    d = _total_variance(V, sigma2, floor)
-    w = 1.0 / d
-    a = np.einsum("iv,ia,ib->vab", w, Q, Q)
-    a_inv = np.linalg.inv(a)
-    _, logdet_a = np.linalg.slogdet(a)
-    gamma = np.einsum("vab,vb->va", a_inv, np.einsum("iv,ia->va", w * Y, Q))
-    resid = Y - Q @ gamma.T
-    u = w * resid  # = P y
-    ypy = np.einsum("iv,iv->v", u, resid)
-    out = {
-        "loglik": -0.5 * (np.log(d).sum(axis=0) + logdet_a + ypy),
-        "gamma": gamma,
-        "a_inv": a_inv,
-    }
-    if derivatives:
-        a_inv_b = a_inv @ np.einsum("iv,ia,ib->vab", w**2, Q, Q)
-        a_inv_c = a_inv @ np.einsum("iv,ia,ib->vab", w**3, Q, Q)
-        tr_p = w.sum(axis=0) - np.einsum("vaa->v", a_inv_b)
-        tr_pp = (
-            (w**2).sum(axis=0)
-            - 2.0 * np.einsum("vaa->v", a_inv_c)
-            + np.einsum("vab,vba->v", a_inv_b, a_inv_b)
-        )
-        ypppy_head = np.einsum("iv,ia->va", w * u, Q)
-        yppy = np.einsum("iv,iv->v", u, u)
-        ypppy = np.einsum("iv,iv->v", w * u, u) - np.einsum(
-            "va,vab,vb->v", ypppy_head, a_inv, ypppy_head
-        )
-        out["a_inv_b"], out["a_inv_c"] = a_inv_b, a_inv_c
-        out["score"] = 0.5 * (yppy - tr_p)
-        out["information"] = 0.5 * tr_pp
-        out["hessian"] = 0.5 * tr_pp - ypppy
-    return out
-
-
-def _variance_scale(X, Y, V):
-    """Per-voxel variance scale used for the start grid, floors and tolerances.
-
-    scale = max(OLS residual variance, mean_i V_i), 1 where that is 0
-    """
-    scale = np.maximum(fit_ols(X, Y).residual_variance, V.mean(axis=0))
-    return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-
-
-def _check_inputs(X, Y, V):
-    X = np.asarray(X, dtype=float)
-    Y = np.asarray(Y, dtype=float)
-    V = np.asarray(V, dtype=float)
-    if Y.ndim != 2 or Y.shape != V.shape:
-        raise ValueError(f"Y and V must be 2-D of the same shape, got {Y.shape} and {V.shape}")
-    if X.ndim != 2 or X.shape[0] != Y.shape[0]:
-        raise ValueError(f"design has shape {X.shape} but there are {Y.shape[0]} maps")
-    if np.any(V < 0):
-        raise ValueError("first-level variances must be non-negative")
-    return X, Y, V
-
-
-def reml_log_likelihood(X, Y, V, sigma2_between):
-    """REML log-likelihood of ``sigma2_between`` at every voxel.
-
-    l(s) = -1/2 [ sum_i log(V_i + s) + log|Q'WQ| + y'Py ] + const, W = diag(1/(V + s))
-
-    Up to an additive constant that depends on neither the data nor ``s``
-    (``Q`` is an orthonormal basis of the columns of ``X``).
-
-    Parameters
-    ----------
-    X : array (n_maps, n_regressors)
-    Y, V : arrays (n_maps, n_voxels)
-    sigma2_between : float or array (n_voxels,)
-
-    Returns
-    -------
-    ndarray (n_voxels,)
-    """
-    X, Y, V = _check_inputs(X, Y, V)
-    Q, _ = column_space_basis(X)
-    sigma2 = np.broadcast_to(np.asarray(sigma2_between, dtype=float), Y.shape[1])
-    floor = RELATIVE_VARIANCE_FLOOR * _variance_scale(X, Y, V)
-    return _reml_terms(Q, Y, V, sigma2, floor)["loglik"]
-
-
-def _estimate_sigma2(Q, Y, V, scale, n_grid, max_iter, tol):
-    """REML estimate of the between-subject variance at every voxel.
-
-    s <- max(0, s + step), step = -score/hessian (or score/information)
-
-    A log-spaced grid of ``n_grid`` values in [1e-4, 10] * scale, plus 0,
-    gives the start (the grid maximum, which guards against local maxima);
-    then projected Newton steps on [0, inf) (Fisher scoring where the
-    log-likelihood is not locally concave) with step halving until the
-    log-likelihood does not decrease, for at most ``max_iter`` iterations.
-    A voxel has converged when |s_new - s| <= tol * (s_new + tol * scale).
-
-    Returns
-    -------
-    sigma2 : ndarray (n_voxels,)
-    converged : ndarray of bool (n_voxels,)
-    n_iter : ndarray of int (n_voxels,)
-    """
-    n_vox = Y.shape[1]
-    floor = RELATIVE_VARIANCE_FLOOR * scale
-    grid = np.concatenate([[0.0], np.logspace(-4, 1, n_grid)])
-    best_ll = np.full(n_vox, -np.inf)
-    sigma2 = np.zeros(n_vox)
-    for g in grid:  # loop over start values, all voxels at once
-        ll = _reml_terms(Q, Y, V, g * scale, floor)["loglik"]
-        better = ll > best_ll
-        best_ll[better] = ll[better]
-        sigma2[better] = g * scale[better]
-
-    converged = np.zeros(n_vox, dtype=bool)
-    n_iter = np.zeros(n_vox, dtype=int)
-    active = np.arange(n_vox)
-    for _ in range(max_iter):
-        if active.size == 0:
-            break
-        y, v, s, fl = Y[:, active], V[:, active], sigma2[active], floor[active]
-        terms = _reml_terms(Q, y, v, s, fl, derivatives=True)
-        ll = terms["loglik"]
-        newton = terms["hessian"] < 0
-        curvature = np.where(newton, -terms["hessian"], terms["information"])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = terms["score"] / curvature
-        step = np.where(np.isfinite(step), step, 0.0)
-        # Backtracking, all active voxels at once.
-        new = s.copy()
-        pending = np.ones(active.size, dtype=bool)
-        alpha = 1.0
-        for _ in range(40):
-            idx = np.flatnonzero(pending)
-            if idx.size == 0:
-                break
-            trial = np.maximum(s[idx] + alpha * step[idx], 0.0)
-            ll_trial = _reml_terms(Q, y[:, idx], v[:, idx], trial, fl[idx])["loglik"]
-            ok = ll_trial >= ll[idx] - 1e-12 * np.abs(ll[idx])
-            new[idx[ok]] = trial[ok]
-            pending[idx[ok]] = False
-            alpha *= 0.5
-        # Where no step raised the likelihood, ``new`` stays at ``s``: a
-        # numerical maximum along the step direction.
-        n_iter[active] += 1
-        done = np.abs(new - s) <= tol * (new + tol * scale[active])
-        sigma2[active] = new
-        converged[active[done]] = True
-        active = active[~done]
-    return sigma2, converged, n_iter
-
-
-def fit_mixed_effects(
-    X,
-    Y,
-    V,
-    sigma2_between=None,
-    chunk_size=None,
-    max_iter=50,
-    tol=1e-8,
-    n_grid=21,
-):
+def fit_mixed_effects(X, Y, V, sigma2_between=None, max_iter=50, tol=1e-8, n_grid=21):
     """Fit the FLAME1-like mixed-effects model at every voxel.
 
     Y_i = X_i beta + e_i, e_i ~ N(0, V_i + s), s >= 0 by REML; beta = (X'WX)^+ X'W y, W = diag(1/(V + s))
 
     The between-subject variance ``s`` is estimated by restricted maximum
     likelihood (vectorised projected Newton / Fisher scoring from the best
-    point of a start grid, see ``_estimate_sigma2``); ``beta`` and its
-    covariance ``(X'WX)^+`` are the GLS estimates given ``s``. Contrasts are
-    then tested with t (or F) on ``n_maps - rank(X)`` degrees of freedom, the
-    choice of FSL's FLAME1 (n - p); this ignores the uncertainty in ``s`` and
-    in ``V`` and is slightly liberal when ``s`` is comparable to ``V`` (see
-    validation/mixed_effects_null_simulation.py);
-    :func:`mixed_effects_contrast_kenward_roger` corrects for the former. With all ``V`` zero this is exactly OLS; with ``s`` = 0 it is
-    weighted least squares (fixed effects).
+    point of a start grid, see :func:`.reml.estimate_sigma2`); ``beta`` and
+    its covariance ``(X'WX)^+`` are the GLS estimates given ``s``. Contrasts
+    are then tested with t (or F) on ``n_maps - rank(X)`` degrees of freedom,
+    the choice of FSL's FLAME1 (n - p); this ignores the uncertainty in ``s``
+    and in ``V`` and is slightly liberal when ``s`` is comparable to ``V``
+    (see validation/mixed_effects_null_simulation.py);
+    :func:`mixed_effects_contrast_kenward_roger` corrects for the former.
+    With all ``V`` zero this is exactly OLS; with ``s`` = 0 it is weighted
+    least squares (fixed effects). Voxels are fitted in blocks of
+    :func:`block_size` voxels, so the temporaries grow with neither the number
+    of voxels nor that of maps; :func:`fit_mixed_effects_chunks` takes the
+    maps in voxel chunks and gives the same bits.
 
     Parameters
     ----------
@@ -403,8 +219,6 @@ def fit_mixed_effects(
         First-level variances of ``Y`` (non-negative).
     sigma2_between : None, float or array (n_voxels,)
         None estimates it by REML; a value fixes it (0 gives fixed effects).
-    chunk_size : int or None
-        Number of voxels processed at a time. None processes all at once.
     max_iter : int, default=50
         Maximum Newton iterations per voxel.
     tol : float, default=1e-8
@@ -416,68 +230,110 @@ def fit_mixed_effects(
     -------
     MixedEffectsFit
     """
-    X, Y, V = _check_inputs(X, Y, V)
+    X, Y, V = check_inputs(X, Y, V)
+    return fit_mixed_effects_chunks(X, [(slice(0, Y.shape[1]), Y, V)], Y.shape[1],
+                                    sigma2_between, max_iter=max_iter, tol=tol, n_grid=n_grid)
+
+
+def fit_mixed_effects_chunks(X, chunks, n_voxels, sigma2_between=None, max_iter=50, tol=1e-8,
+                             n_grid=21):
+    """:func:`fit_mixed_effects` on maps given as voxel chunks, one chunk in memory at a time.
+
+    Each voxel's estimate depends on that voxel's values only, and every chunk
+    is cut into blocks at multiples of :func:`block_size` of the voxel index:
+    whatever the chunks (as long as their bounds are multiples of 1,024, or
+    the last voxel), the arithmetic is that of :func:`fit_mixed_effects` on
+    all voxels, bit for bit. Memory is one chunk, one block's temporaries
+    (about 30 MiB, see :data:`BLOCK_VALUES`) and the results, whose size does
+    not depend on the number of maps.
+
+    Parameters
+    ----------
+    X : array (n_maps, n_regressors)
+    chunks : iterable of (slice, Y, V)
+        Voxel columns ``slice`` (step 1) of the effect and variance maps,
+        arrays (n_maps, width); together they cover every voxel once.
+    n_voxels : int
+    sigma2_between, max_iter, tol, n_grid
+        As in :func:`fit_mixed_effects` (an array ``sigma2_between`` has
+        ``n_voxels`` values).
+
+    Returns
+    -------
+    MixedEffectsFit
+    """
+    X = np.asarray(X, dtype=float)
     dof = residual_dof(X)
     if dof < 1:
         raise ValueError(
             "the mixed-effects model needs more maps than rank(X) "
-            f"({Y.shape[0]} maps, rank {design_rank(X)})"
+            f"({X.shape[0]} maps, rank {design_rank(X)})"
         )
-    Q, T_pinv = column_space_basis(X)
-    n_vox = Y.shape[1]
-    p = X.shape[1]
-    beta = np.empty((p, n_vox))
-    cov_beta = np.empty((p, p, n_vox))
-    cov_derivative = np.empty((p, p, n_vox))
-    cov_adjusted = np.empty((p, p, n_vox))
-    sigma2 = np.empty(n_vox)
-    sigma2_variance = np.zeros(n_vox)
-    converged = np.ones(n_vox, dtype=bool)
-    n_iter = np.zeros(n_vox, dtype=int)
     fixed = None
     if sigma2_between is not None:
-        fixed = np.broadcast_to(np.asarray(sigma2_between, dtype=float), n_vox)
+        fixed = np.broadcast_to(np.asarray(sigma2_between, dtype=float), n_voxels)
         if np.any(fixed < 0):
             raise ValueError("sigma2_between must be non-negative")
-    step = n_vox if not chunk_size else int(chunk_size)
-    for start in range(0, n_vox, max(step, 1)):
-        cols = slice(start, start + step)
-        y, v = Y[:, cols], V[:, cols]
-        scale = _variance_scale(X, y, v)
-        if fixed is None:
-            s, conv, nit = _estimate_sigma2(Q, y, v, scale, n_grid, max_iter, tol)
-            converged[cols], n_iter[cols] = conv, nit
-        else:
-            s = np.array(fixed[cols])
-        terms = _reml_terms(Q, y, v, s, RELATIVE_VARIANCE_FLOOR * scale, derivatives=True)
-        sigma2[cols] = s
-        beta[:, cols] = T_pinv @ terms["gamma"].T
-        if fixed is None:
-            info = terms["information"]
-            ok = np.isfinite(info) & (info > 0)
-            sigma2_variance[cols] = np.where(ok, 1.0 / np.where(ok, info, 1.0), 0.0)
-        a_inv, a_inv_b = terms["a_inv"], terms["a_inv_b"]
-        # In the basis Q: dA^-1/ds = A^-1 B A^-1 ; KR term A^-1 (C - B A^-1 B) A^-1
-        derivative = a_inv_b @ a_inv
-        kr_term = (terms["a_inv_c"] - a_inv_b @ a_inv_b) @ a_inv
-        adjusted = a_inv + 2.0 * sigma2_variance[cols, None, None] * kr_term
-        for out, m in (
-            (cov_beta, a_inv),
-            (cov_derivative, derivative),
-            (cov_adjusted, adjusted),
-        ):
-            out[:, :, cols] = np.einsum("pa,vab,qb->pqv", T_pinv, m, T_pinv)
-    return MixedEffectsFit(
-        beta=beta,
-        cov_beta=cov_beta,
-        sigma2_between=sigma2,
+    p = X.shape[1]
+    fit = MixedEffectsFit(
+        beta=np.empty((p, n_voxels)),
+        cov_beta=np.empty((p, p, n_voxels)),
+        sigma2_between=np.empty(n_voxels),
         dof=dof,
-        converged=converged,
-        n_iter=n_iter,
-        sigma2_variance=sigma2_variance,
-        cov_beta_derivative=cov_derivative,
-        cov_beta_adjusted=cov_adjusted,
+        converged=np.ones(n_voxels, dtype=bool),
+        n_iter=np.zeros(n_voxels, dtype=int),
+        sigma2_variance=np.zeros(n_voxels),
+        cov_beta_derivative=np.empty((p, p, n_voxels)),
+        cov_beta_adjusted=np.empty((p, p, n_voxels)),
     )
+    basis = column_space_basis(X)
+    block_voxels = block_size(X.shape[0])
+    options = {"n_grid": n_grid, "max_iter": max_iter, "tol": tol}
+    filled = 0
+    for cols, Y, V in chunks:
+        _, Y, V = check_inputs(X, Y, V)
+        first, stop = cols.start or 0, (cols.start or 0) + Y.shape[1]
+        edges = [first, *range((first // block_voxels + 1) * block_voxels, stop, block_voxels),
+                 stop]
+        for a, b in pairwise(edges if stop > first else []):
+            block = slice(a, b)
+            _fit_block(X, basis, Y[:, a - first:b - first], V[:, a - first:b - first],
+                       None if fixed is None else np.array(fixed[block]), fit, block, options)
+        filled += stop - first
+    if filled != n_voxels:
+        raise ValueError(f"the chunks hold {filled} voxels, not {n_voxels}")
+    return fit
+
+
+def _fit_block(X, basis, Y, V, fixed, fit, cols, options):
+    """Fit the voxels ``cols`` of ``fit`` from their maps ``Y``, ``V`` (one block).
+
+    In the basis Q (X = Q T): Phi = T^+ A^-1 T^+', A = Q'WQ ; dA^-1/ds = A^-1 B A^-1 ;
+    KR term A^-1 (C - B A^-1 B) A^-1, B = Q'W^2Q, C = Q'W^3Q
+    """
+    Q, T_pinv = basis
+    scale = variance_scale(X, Y, V)
+    if fixed is None:
+        s, fit.converged[cols], fit.n_iter[cols] = estimate_sigma2(Q, Y, V, scale, **options)
+    else:
+        s = fixed
+    terms = reml_terms(Q, Y, V, s, RELATIVE_VARIANCE_FLOOR * scale, derivatives=True)
+    fit.sigma2_between[cols] = s
+    fit.beta[:, cols] = T_pinv @ terms["gamma"].T
+    if fixed is None:
+        info = terms["information"]
+        ok = np.isfinite(info) & (info > 0)
+        fit.sigma2_variance[cols] = np.where(ok, 1.0 / np.where(ok, info, 1.0), 0.0)
+    a_inv, a_inv_b = terms["a_inv"], terms["a_inv_b"]
+    derivative = a_inv_b @ a_inv
+    kr_term = (terms["a_inv_c"] - a_inv_b @ a_inv_b) @ a_inv
+    adjusted = a_inv + 2.0 * fit.sigma2_variance[cols, None, None] * kr_term
+    for out, m in (
+        (fit.cov_beta, a_inv),
+        (fit.cov_beta_derivative, derivative),
+        (fit.cov_beta_adjusted, adjusted),
+    ):
+        out[:, :, cols] = np.einsum("pa,vab,qb->pqv", T_pinv, m, T_pinv)
 
 
 def mixed_effects_contrast(fit, weights):
