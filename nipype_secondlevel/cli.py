@@ -1,199 +1,97 @@
-"""Layer 4: the ``nipype-secondlevel`` command (argument parsing and reporting only)."""
+"""Layer 4: the ``nipype-secondlevel`` command: checks before the run, the run, its report.
 
-import argparse
+The command line itself is parsed by :mod:`nipype_secondlevel.cli_options`.
+"""
+
 import os
 import shutil
 import sys
 import warnings
 from pathlib import Path
 
-from . import __version__
+from .cli_options import PROG, build_parser
 from .io.errors import InputError, InputWarning, bad_input
-from .runtime.execution import PLUGINS
 
-PROG = "nipype-secondlevel"
-#: --correction and --perm-scheme values, as the analysis builder's CORRECTIONS and
-#: PERM_SCHEMES (kept here so that the command starts without importing nipype).
-CORRECTIONS = ("none", "fdr", "bonferroni", "maxT", "cluster-size", "cluster-mass", "tfce")
-PERM_SCHEMES = ("auto", "sign-flip", "permute")
+#: Entity filters of ``run --bids-dir``: option attribute -> pybids entity.
+BIDS_FILTERS = {"task": "task", "space": "space", "session": "session",
+                "bids_contrast": "contrast"}
 
 
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def bids_filters(args):
+    """The entity filters of the command line; refused without ``--bids-dir``."""
+    filters = {entity: getattr(args, option) for option, entity in BIDS_FILTERS.items()
+               if getattr(args, option)}
+    for entity, value in args.bids_filter:
+        filters.setdefault(entity, []).append(value)
+    given = [f"--{o.replace('_', '-')}" for o in (*BIDS_FILTERS, "bids_filter", "raw_dir")
+             if getattr(args, o)] + (["--group-column"] if args.group_column != "group" else [])
+    given += ["--condition-entity"] if args.condition_entity != "auto" else []
+    if args.bids_dir is None and given:
+        raise bad_input(given[0], "is a filter of --bids-dir, which is not given")
+    return filters
 
 
-def positive_float(text):
-    value = float(text)
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-    return value
+def bids_table(args, filters):
+    """Build the inputs table of ``--bids-dir`` (pybids) and write it into the work folder
+    (rewritten only when it changed, so that the cache holds); returns its path."""
+    import filecmp
+    import os
+    import tempfile
+
+    from .design.bids import bids_inputs_table
+    from .io.tables import write_inputs_table
+
+    deriv = args.bids_dir.absolute()
+    raw = args.raw_dir
+    if raw is None and not (deriv / "participants.tsv").exists() \
+            and deriv.parent.name == "derivatives" \
+            and (deriv.parent.parent / "participants.tsv").exists():
+        raw = deriv.parent.parent  # DATASET/derivatives/NAME: the raw dataset's table
+    table = bids_inputs_table(deriv, filters, variances=args.estimation != "ols",
+                              raw_dir=raw, group_column=args.group_column,
+                              condition_entity=args.condition_entity)
+    source = {"BIDSDir": str(deriv), "Filters": filters,
+              "ParticipantsFrom": str((raw or deriv).absolute()),
+              "GroupColumn": args.group_column}
+    folder = args.work_dir.absolute() / "bids_inputs"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "inputs.tsv"
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        written = Path(write_inputs_table(table, Path(scratch) / "inputs.tsv", source))
+        for new in (written, written.with_suffix(".json")):
+            old = folder / new.name
+            if not (old.exists() and filecmp.cmp(new, old, shallow=False)):
+                os.replace(new, old)
+    return target
 
 
-def non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
+def check_mask(path, reference):
+    """``--mask``: a 3D image with voxels, some on the maps' grid; warn if it is resampled.
 
+    ``reference``: (shape, affine) of the maps' grid.
+    """
+    import nibabel as nib
+    import numpy as np
 
-def folder(text):
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must not be empty (give a folder, e.g. '.')")
-    return Path(text)
+    from .interfaces.masking import resample_mask
+    from .io.images import check_map_header, load_img
 
-
-def probability(text):
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
-
-
-def add_run_options(parser, default_out):
-    run = parser.add_argument_group("run")
-    run.add_argument("--out-dir", type=folder, default=Path(default_out),
-                     help="folder for the results: it holds this run's results only "
-                     "(those of an earlier run it does not produce are removed) "
-                     "(default: %(default)s)")
-    run.add_argument("--replace-results", action="store_true",
-                     help="delete what the results folder holds that nipype-secondlevel "
-                     "did not write (default: refuse such a folder)")
-    run.add_argument("--work-dir", type=folder, default=Path("work"),
-                     help="cache folder, outside the results folder; a rerun reuses what "
-                     "did not change (default: %(default)s)")
-    run.add_argument("--plugin", choices=list(PLUGINS), default="Linear",
-                     help="Nipype execution plugin (default: %(default)s; the reference "
-                     "analysis is one chain of nodes, so MultiProc only adds start-up time)")
-    run.add_argument("--sbatch-args", default="",
-                     help="sbatch options for every SLURM job, e.g. "
-                     "'--partition=short --account=lab --time=60'")
-    run.add_argument("--poll-interval", type=positive_float, default=0.5,
-                     help="seconds between SLURM queue polls (default: %(default)s)")
-    run.add_argument("--n-procs", type=positive_int, default=None,
-                     help="processes for MultiProc (default: all cores)")
-    run.add_argument("--quiet", action="store_true", help="no per-node progress lines")
-    run.add_argument("--mem-gb", type=positive_float, default=1.0,
-                     help="memory budget in GiB: the voxels estimated at a time and the "
-                     "nodes' memory hints follow it; results do not (default: %(default)s)")
-    run.add_argument("--wait", action="store_true",
-                     help="if another run uses the work folder, wait for it to end "
-                     "(default: stop at once with a message)")
-    stats = parser.add_argument_group("analysis")
-    stats.add_argument("--threshold", type=positive_float, default=3.1,
-                       help="z threshold, both signs (default: %(default)s, p < .001 uncorrected)")
-    stats.add_argument("--height-control", choices=["none", "fpr", "fdr", "bonferroni"],
-                       default="none",
-                       help="none: use --threshold; fpr/fdr/bonferroni: use --alpha")
-    stats.add_argument("--alpha", type=probability, default=None,
-                       help="p level for --height-control fpr/fdr/bonferroni and for "
-                       "--correction (default: 0.001; 0.05 with --correction)")
-    stats.add_argument("--cluster-size", type=non_negative_int, default=0,
-                       help="minimum cluster size in voxels (default: %(default)s)")
-    stats.add_argument("--one-sided", action="store_true",
-                       help="threshold positive values only")
-    stats.add_argument("--mask-strategy", choices=["nilearn", "mni152", "coverage"],
-                       default="nilearn", help="group mask (default: %(default)s)")
-    inference = parser.add_argument_group("inference (corrections for multiple comparisons)")
-    inference.add_argument("--correction", choices=list(CORRECTIONS), default="none",
-                           help="fdr, bonferroni: parametric, at --alpha; maxT, cluster-size, "
-                           "cluster-mass, tfce: permutation tests (sign flips for one-sample "
-                           "and paired designs, Freedman-Lane permutations for the others), "
-                           "family-wise at --alpha; the glass brain shows the z map where "
-                           "corrected p < alpha (default: %(default)s)")
-    inference.add_argument("--n-perm", type=positive_int, default=10000,
-                           help="permutations, identity included; every pattern when there "
-                           "are no more (e.g. 2^n sign flips <= N) (default: %(default)s)")
-    inference.add_argument("--cluster-forming-p", type=probability, default=0.001,
-                           help="cluster-forming threshold (uncorrected p) for cluster-size "
-                           "and cluster-mass (default: %(default)s)")
-    inference.add_argument("--n-chunks", type=positive_int, default=1,
-                           help="permutation jobs (run in parallel by MultiProc or SLURM; "
-                           "results do not depend on it) (default: %(default)s)")
-    inference.add_argument("--perm-seed", type=non_negative_int, default=0,
-                           help="seed of the random patterns (default: %(default)s)")
-    inference.add_argument("--perm-scheme", choices=list(PERM_SCHEMES), default="auto",
-                           help="sign-flip: symmetric errors (PALM -ise); permute: "
-                           "exchangeable errors (PALM -ee); auto: sign flips for one-sample "
-                           "and paired designs, permutations otherwise (default: %(default)s)")
-    inference.add_argument("--exchangeability-blocks", default=None, metavar="COLUMN",
-                           help="inputs-table column (e.g. block, subject): rows are permuted "
-                           "only within their block (FSL randomise -e)")
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="Group-level fMRI statistics as a Nipype workflow."
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser(
-        "demo", help="the reference paired analysis on the built-in simulated sample"
-    )
-    add_run_options(demo, "results/demo")
-    demo.add_argument("--n-subjects", type=positive_int, default=16,
-                      help="number of simulated subjects (default: %(default)s)")
-    demo.add_argument("--seed", type=non_negative_int, default=0, help="simulation seed (default: 0)")
-    localizer = commands.add_parser(
-        "localizer", help="the reference analysis on Brainomics/Localizer (downloads)"
-    )
-    add_run_options(localizer, "results/localizer")
-    localizer.add_argument("--n-subjects", type=positive_int, default=16,
-                           help="Localizer subjects 1..N (default: %(default)s)")
-    localizer.add_argument("--data-dir", type=Path, default=None,
-                           help="data folder (default: nilearn's, e.g. ~/nilearn_data)")
-    localizer.add_argument("--seed", type=non_negative_int, default=0, help=argparse.SUPPRESS)
-    localizer.add_argument("--estimation", choices=["ols", "mixed", "fixed"], default="ols",
-                           help="ols; mixed: mixed effects with the first-level variances "
-                           "(contrast / t)^2 from the t maps; fixed: fixed effects "
-                           "(default: %(default)s)")
-    add_group_command(commands)
-    graph = commands.add_parser("graph", help="draw the workflow graph (PNG and SVG)")
-    graph.add_argument("--out-dir", type=folder, default=Path("results/graph"),
-                       help="folder for the pictures (default: %(default)s)")
-    return parser
-
-
-def add_group_command(commands):
-    """The ``run`` command: any group design on the user's own maps."""
-    group = commands.add_parser(
-        "run", help="any group design on your own maps (an inputs table)",
-        description="Group analysis of the maps listed in an inputs table (TSV: subject, "
-        "path, condition and/or group, optional variance_path and covariate columns).",
-    )
-    group.add_argument("--inputs", type=Path, required=True,
-                       help="inputs table (TSV or CSV); relative paths are read from its folder")
-    add_run_options(group, "results/run")
-    design = group.add_argument_group("design")
-    design.add_argument("--design", choices=["one-sample", "paired", "two-sample", "file"],
-                        default="one-sample", help="(default: %(default)s)")
-    design.add_argument("--conditions", nargs="+", default=None, metavar="CONDITION",
-                        help="paired: the two conditions, first minus second; one-sample, "
-                        "two-sample: the condition whose maps are used")
-    design.add_argument("--groups", nargs="+", default=None, metavar="GROUP",
-                        help="two-sample: the groups, in column order (default: sorted)")
-    design.add_argument("--covariates", nargs="+", default=[], metavar="COLUMN",
-                        help="table columns added as covariates (mean-centred)")
-    design.add_argument("--no-center-covariates", action="store_true",
-                        help="do not mean-centre the covariates")
-    design.add_argument("--design-file", type=Path, default=None,
-                        help="--design file: design TSV, one row per table row, table order")
-    design.add_argument("--contrast", action="append", default=None, dest="contrasts",
-                        metavar="CONTRAST",
-                        help='repeatable. A column, an expression ("patients - controls"), '
-                        'rows separated by ";" for an F test ("a - b; a - c"), or JSON '
-                        'weights ("[1, -1]", "[[1, 0], [0, 1]]"); "name=..." names it')
-    design.add_argument("--estimation", choices=["ols", "mixed", "fixed"], default="ols",
-                        help="ols; mixed: mixed effects (REML, FLAME1-like) with the "
-                        "variance_path maps; fixed: fixed effects (default: %(default)s)")
-    design.add_argument("--first-level-dof", type=positive_float, default=100.0,
-                        help="--estimation fixed: dof of each first-level map "
-                        "(default: %(default)s, as nilearn)")
-    design.add_argument("--reference-map", type=Path, default=None,
-                        help="grid of the analysis; maps on other grids are resampled "
-                        "(default: the first map)")
+    if not path.is_file():
+        raise bad_input(f"--mask {path}", "file not found")
+    check_map_header(path.absolute(), "--mask")
+    img = load_img(path, "--mask")
+    where = f"--mask {path}"
+    if not np.any(np.asanyarray(img.dataobj)):
+        raise bad_input(where, "is empty (no non-zero voxel)")
+    shape, affine = reference
+    if img.shape[:3] == tuple(shape) and np.allclose(img.affine, affine):
+        return
+    on_grid = resample_mask(img, nib.Nifti1Image(np.zeros(shape, np.uint8), affine))
+    if not np.any(np.asanyarray(on_grid.dataobj)):
+        raise bad_input(where, f"has no voxel on the maps' grid ({' x '.join(map(str, shape))}"
+                        "): is it in the maps' space?")
+    warnings.warn(f"{where} is not on the maps' grid: resampled to it (nearest neighbour)",
+                  InputWarning, stacklevel=2)
 
 
 def group_options(args):
@@ -203,6 +101,7 @@ def group_options(args):
     from .design.tables import read_inputs_table
     from .io.images import check_map_header
 
+    filters = bids_filters(args)
     for option, path in (("--inputs", args.inputs), ("--design-file", args.design_file),
                          ("--reference-map", args.reference_map)):
         if path is not None and not path.is_file():
@@ -210,13 +109,15 @@ def group_options(args):
     if args.design_file is not None and args.design != "file":
         raise bad_input("--design-file", f"is for --design file, not --design {args.design}")
     weighted = args.estimation != "ols"
-    table = read_inputs_table(args.inputs, require_condition=args.design == "paired",
+    inputs = args.inputs if args.bids_dir is None else bids_table(args, filters)
+    table = read_inputs_table(inputs, require_condition=args.design == "paired",
                               covariates=args.covariates, variances=weighted)
     design = group_design(
         table, design=args.design, conditions=args.conditions, groups=args.groups,
         covariates=args.covariates, center=not args.no_center_covariates,
         design_file=args.design_file, blocks=args.exchangeability_blocks,
-        where=f"inputs table {args.inputs.absolute()}",
+        where=(f"inputs table {inputs.absolute()}" if args.bids_dir is None else
+               f"inputs table built from --bids-dir {args.bids_dir}"),
     )
     parse_contrasts(args.contrasts or design.default_contrasts, design.matrix.columns)
     # Every map the design uses opens as a 3D image of the size its header gives
@@ -227,8 +128,14 @@ def group_options(args):
         check_map_header(path, "input map")
     for path in design.variance_paths or []:
         check_map_header(path, "variance map")
+    if args.mask is not None:
+        import nibabel as nib
+
+        grid = nib.load(str(args.reference_map or design.paths[0]))
+        check_mask(args.mask, (grid.shape[:3], grid.affine))
     return {
-        "inputs_table": str(args.inputs.absolute()),
+        "inputs_table": str(inputs.absolute()),
+        "export_files": [] if args.bids_dir is None else [str(inputs)],
         "design": args.design,
         "conditions": args.conditions,
         "groups": args.groups,
@@ -244,8 +151,23 @@ def group_options(args):
 
 def analysis_options(args):
     """Options of :func:`init_group_analysis_wf` shared by every command."""
+    from .reporting.anatomy import DEFAULT_ATLASES
+
+    if args.mask is not None and args.mask_strategy is not None:
+        raise bad_input(f"--mask {args.mask}", f"conflicts with --mask-strategy "
+                        f"{args.mask_strategy}: give one of them")
+    atlases = list(DEFAULT_ATLASES if args.atlas is None else args.atlas)
+    if "none" in atlases and len(atlases) > 1:
+        raise bad_input("--atlas none", "cannot go with other atlases")
+    if args.graph and shutil.which("dot") is None:
+        raise bad_input("--graph", "the 'dot' program of Graphviz is not installed "
+                        "(e.g. apt-get install graphviz)")
     return {
-        "mask_strategy": args.mask_strategy,
+        "mask_strategy": args.mask_strategy or "nilearn",
+        "mask_file": str(args.mask.absolute()) if args.mask is not None else None,
+        "smoothing_fwhm": args.smoothing_fwhm,
+        "atlases": [] if atlases == ["none"] else atlases,
+        "graph": args.graph,
         "height_control": args.height_control,
         "threshold": args.threshold,
         "alpha": args.alpha,
@@ -270,22 +192,27 @@ def build_workflow(args):
     out_dir = str(args.out_dir.absolute())
     # The command line, as typed, goes into the HTML report.
     command = shlex.join([PROG, *getattr(args, "argv", [])])
+    analysis = analysis_options(args)  # option conflicts first
     if args.command == "run":
         return init_group_pipeline_wf(out_dir, command=command, **group_options(args),
-                                      **analysis_options(args))
+                                      **analysis)
+    if args.mask is not None:  # the demo's and the Localizer's maps are on one grid
+        from .datasets.simulation import LOCALIZER_AFFINE, LOCALIZER_SHAPE
+
+        check_mask(args.mask, (LOCALIZER_SHAPE, LOCALIZER_AFFINE))
     if args.command == "demo":
         if args.n_subjects < 2:
             raise bad_input("--n-subjects", f"a paired test needs at least 2, got {args.n_subjects}")
         check_simulation_fits(args.n_subjects)
         return init_demo_wf(out_dir, n_subjects=args.n_subjects, seed=args.seed,
-                            command=command, **analysis_options(args))
+                            command=command, **analysis)
     if not 2 <= args.n_subjects <= 94:
         raise bad_input("--n-subjects", f"the Localizer has 94 subjects, got {args.n_subjects}")
     if args.data_dir is not None and args.data_dir.exists() and not args.data_dir.is_dir():
         raise bad_input(f"--data-dir {args.data_dir}", "is not a folder")
     return init_localizer_wf(out_dir, n_subjects=args.n_subjects, data_dir=args.data_dir,
                              estimation=args.estimation, command=command,
-                             **analysis_options(args))
+                             **analysis)
 
 
 def check_simulation_fits(n_subjects):
@@ -340,16 +267,20 @@ def run(args):
 
 
 def draw_graph(args):
+    """``graph [--out-dir DIR] [COMMAND ...]``: the pipeline of a command, not run."""
     from .runtime.execution import quiet_nipype
-    from .workflows import init_demo_wf
 
     quiet_nipype()
     if shutil.which("dot") is None:
         raise bad_input("graph", "the 'dot' program of Graphviz is not installed "
                         "(e.g. apt-get install graphviz)")
+    command = build_parser().parse_args(args.pipeline or ["demo"])
+    if command.command == "graph":
+        raise bad_input("graph graph", "draws the pipeline of demo, localizer or run")
+    command.argv = list(args.pipeline or ["demo"])
+    workflow = build_workflow(command)
     out = args.out_dir.absolute()
     out.mkdir(parents=True, exist_ok=True)
-    workflow = init_demo_wf(str(out))
     written = []
     for style in ("colored", "hierarchical"):
         for fmt in ("png", "svg"):

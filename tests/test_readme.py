@@ -34,3 +34,34 @@ def test_the_from_python_snippets_run(tmp_path, monkeypatch):
     assert z.shape == (10, 12, 10) and (out / "report.html").exists()
     assert len(pd.read_csv(out / "design.tsv", sep="\t")) == 12
     assert "group_wf.sink" in namespace["summary"].executed
+
+
+def test_the_from_a_bids_dataset_command_runs(tmp_path, monkeypatch, bids_derivatives):
+    """The command of "From a BIDS dataset", as written, on the generated BIDS tree; the
+    output layout shown there is what it writes."""
+    import shlex
+
+    from nipype_secondlevel.cli import main
+
+    text = README.read_text()
+    section = text[text.index("## From a BIDS dataset"):]
+    section = section[:section.index("\n## ", 1)]
+    block = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)[0]
+    command = shlex.split(block.replace("\\\n", " "))
+    assert command[:3] == ["nipype-secondlevel", "run", "--bids-dir"]
+    raw, _, _ = bids_derivatives
+    (tmp_path / "raw").symlink_to(raw)
+    monkeypatch.chdir(tmp_path)
+    assert main(command[1:]) == 0
+    layout = re.findall(r"```\n(results/faces/\n.*?)```", section, re.DOTALL)[0]
+    out = tmp_path / "results" / "faces"
+    for line in layout.splitlines()[1:]:
+        entry = line.split()[0].rstrip(",")
+        if "{" in entry or "with --graph" in line:
+            stem, _, rest = entry.partition("{")
+            names = [f"{stem}{v}{rest.split('}')[1]}" for v in rest.split("}")[0].split(",")]
+        else:
+            names = [entry]
+        if "with --graph" not in line:
+            for name in names:
+                assert (out / name).exists(), name

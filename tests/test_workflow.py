@@ -22,14 +22,17 @@ EXPECTED_OUTPUTS = {
     "report.html",
     "desc-group_mask.json",
     "desc-truth_mask.json",
+    f"contrast-{LABEL}_stat-z_clusters.json",  # the atlas of the region names
+    "dataset_description.json",  # the results folder is a BIDS derivatives dataset
 } | {  # JSON sidecars of the maps
     f"contrast-{LABEL}_stat-{s}_statmap.json" for s in ("z", "t", "p", "effect", "variance")
 } | {f"contrast-{LABEL}_stat-z_desc-thresholded_statmap.json"}
 ALL_NODES = {
     "demo_wf.simulate", "demo_wf.collect_outputs", "demo_wf.sink", "demo_wf.report",
+    "demo_wf.dataset_description",
     *(f"demo_wf.group_analysis_wf.{n}"
       for n in ("design", "contrast_specs", "resample", "mask", "masked_data", "estimate",
-                "contrast", "threshold", "plot")),
+                "contrast", "threshold", "labels", "plot")),
 }
 
 
@@ -104,8 +107,10 @@ def test_changing_the_threshold_reruns_only_what_depends_on_it(demo_run, tmp_pat
     summary = run_workflow(init_demo_wf(str(tmp_path / "out"), threshold=4.0), work_dir,
                            progress=False)
     assert set(summary.executed) == {
-        "demo_wf.group_analysis_wf.threshold", "demo_wf.group_analysis_wf.plot",
-        "demo_wf.report", "demo_wf.collect_outputs", "demo_wf.sink",
+        "demo_wf.group_analysis_wf.threshold", "demo_wf.group_analysis_wf.labels",
+        "demo_wf.group_analysis_wf.plot", "demo_wf.report", "demo_wf.collect_outputs",
+        "demo_wf.sink",
+        "demo_wf.dataset_description",  # its GeneratedBy records the call, threshold=4.0
     }
     thresholded = load(tmp_path / "out", f"contrast-{LABEL}_stat-z_desc-thresholded_statmap.nii.gz")
     assert np.all((thresholded == 0) | (np.abs(thresholded) > 4.0))

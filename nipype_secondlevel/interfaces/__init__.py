@@ -3,6 +3,7 @@
 from .anatomy import AnatomicalLabels
 from .contrasts import Contrast
 from .data import MaskedData
+from .derivatives import DatasetDescription, PipelineGraph
 from .estimation import EstimateOLS
 from .fetching import FetchLocalizer
 from .group_design import ContrastSpecs, GroupDesign
@@ -20,6 +21,7 @@ __all__ = [
     "AnatomicalLabels",
     "Contrast",
     "ContrastSpecs",
+    "DatasetDescription",
     "DerivativesSink",
     "EstimateMixedEffects",
     "EstimateOLS",
@@ -29,6 +31,7 @@ __all__ = [
     "GroupMask",
     "HTMLReport",
     "MaskedData",
+    "PipelineGraph",
     "ResampleMaps",
     "SimulatePaired",
     "Smooth",

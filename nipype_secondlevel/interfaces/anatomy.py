@@ -11,7 +11,7 @@ from nipype.interfaces.base import (
 )
 
 from ..io.files import save_tsv
-from ..io.sidecars import generated_by, write_sidecar
+from ..io.sidecars import generated_by, read_sidecar, write_sidecar
 from ..io.tables import read_table
 from ..reporting.anatomy import ATLASES, DEFAULT_ATLASES, label_clusters, load_atlas
 
@@ -42,11 +42,18 @@ class AnatomicalLabels(SimpleInterface):
 
     def _run_interface(self, runtime):
         source = self.inputs.cluster_table
-        table = label_clusters(read_table(source, "cluster table"), self.inputs.atlases,
+        table = label_clusters(read_table(source, "cluster table", allow_no_rows=True),
+                               self.inputs.atlases,
                                self.inputs.min_probability)
         out = save_tsv(table, Path(runtime.cwd) / Path(source).name)
+        # The table's own sidecar (e.g. the correction of a permutation test) is kept.
+        kept = read_sidecar(source)
+        description = kept.get("Description", "clusters, peaks and sub-peaks")
+        kept = {k: v for k, v in kept.items()
+                if k not in ("Description", "Sources", "SourceFiles", "GeneratedBy")}
         write_sidecar(out, {
-            "Description": "clusters, peaks and sub-peaks with anatomical labels",
+            **kept,
+            "Description": f"{description}, with anatomical labels",
             "Atlases": {name: {"Description": ATLASES[name][0],
                                "Source": load_atlas(name).source,
                                "Probabilistic": ATLASES[name][1]}

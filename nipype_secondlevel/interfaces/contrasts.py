@@ -106,6 +106,10 @@ class _ContrastInputSpec(BaseInterfaceInputSpec):
         traits.Float, xor=["contrast"], desc="contrast weights, one per column"
     )
     contrast_name = traits.Str(desc="label used in file names (default: from contrast)")
+    preparation = traits.Dict(
+        traits.Str, traits.Any,
+        desc="how the maps were prepared, added to every sidecar (e.g. SmoothingFWHM, "
+        "MaskFile)")
 
 
 class _ContrastOutputSpec(TraitedSpec):
@@ -183,6 +187,7 @@ class Contrast(SimpleInterface):
                     "DegreesOfFreedomMethod": "Kenward-Roger (median of the map given)"}
                    if "dof" in maps else {}),
                 "Threshold": None,
+                **(self.inputs.preparation if isdefined(self.inputs.preparation) else {}),
                 **source_fields(sources),
                 "GeneratedBy": generated_by("contrast"),
             })

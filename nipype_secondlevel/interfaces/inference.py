@@ -47,6 +47,7 @@ from ..io.sidecars import (
     permutation_fields,
     permutation_threshold_fields,
     permutation_title,
+    preparation_fields,
     write_sidecar,
 )
 from ..io.tables import read_table
@@ -344,6 +345,7 @@ class MergePermutations(SimpleInterface):
                 "DegreesOfFreedom": test.model.degrees_of_freedom,
                 "Description": description,
                 "Correction": correction(method),
+                **preparation_fields(inputs.z_map),
                 **(extra or {}),
                 "Sources": [Path(f).name for f in sources],
                 "SourceFiles": [str(Path(f).absolute()) for f in sources],

@@ -54,6 +54,17 @@ def read_sidecar(path):
     return json.loads(target.read_text())
 
 
+#: Sidecar fields saying how the input maps were prepared (--smoothing-fwhm, --mask),
+#: written by the contrast and carried over to every map made from it.
+PREPARATION_FIELDS = ("SmoothingFWHM", "MaskFile")
+
+
+def preparation_fields(path):
+    """The :data:`PREPARATION_FIELDS` of the sidecar of ``path`` (those it has)."""
+    meta = read_sidecar(path)
+    return {k: meta[k] for k in PREPARATION_FIELDS if k in meta}
+
+
 def generated_by(step):
     """BIDS-style ``GeneratedBy`` entry naming this package and the workflow step."""
     from .. import __version__

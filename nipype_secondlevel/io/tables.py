@@ -8,9 +8,9 @@ import pandas as pd
 from .errors import bad_input
 
 
-def read_table(path, what="table", text_columns=()):
+def read_table(path, what="table", text_columns=(), allow_no_rows=False):
     """Read a TSV (or CSV, by its extension) table, with a one-line error naming it if it
-    cannot be read, is empty or has a header but no rows.
+    cannot be read, is empty or has a header but no rows (unless ``allow_no_rows``).
 
     ``text_columns`` are read as text, as written (a subject ``01`` stays ``01``).
     """
@@ -24,7 +24,7 @@ def read_table(path, what="table", text_columns=()):
         raise bad_input(f"{what} {path}", "is empty (no header, no rows)") from err
     except Exception as err:
         raise bad_input(f"{what} {path}", f"cannot be read as a table ({err})") from err
-    if table.empty:
+    if table.empty and not (allow_no_rows and len(table.columns)):
         raise bad_input(f"{what} {path}", f"has no rows, only a header "
                         f"({', '.join(map(str, table.columns))})")
     return table

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..io.errors import bad_input
 
@@ -30,7 +29,9 @@ ATLASES = {
     "talairach_ba": ("Talairach Brodmann areas (Lancaster 2007, MNI152)", False),
     "talairach_gyrus": ("Talairach gyri (Lancaster 2007, MNI152)", False),
 }
-DEFAULT_ATLASES = ("aal", "harvard_oxford")
+#: The default: one deterministic atlas, read in a fraction of a second (a probabilistic
+#: one takes seconds per table).
+DEFAULT_ATLASES = ("aal",)
 NO_LABEL = "no_label"
 
 
@@ -50,6 +51,7 @@ def load_atlas(name):
     from importlib.metadata import PackageNotFoundError, distribution
 
     import nibabel as nib
+    import pandas as pd  # here, so that the command's --help does not load it
 
     if name not in ATLASES:
         raise bad_input(f"atlas {name!r}", f"unknown; choose among {', '.join(ATLASES)}")

@@ -201,17 +201,27 @@ def _on_grid(img, reference):
     return values.reshape(shape)
 
 
+def draw_graph(dot_source, fmt="svg", timeout=60):
+    """The picture (bytes) Graphviz's ``dot`` draws from ``dot_source`` in format ``fmt``.
+
+    Raises OSError when ``dot`` is missing, and subprocess errors when it fails.
+    """
+    dot = shutil.which("dot")
+    if dot is None:
+        raise FileNotFoundError("Graphviz's dot program is not installed")
+    return subprocess.run([dot, f"-T{fmt}"], input=dot_source.encode(), capture_output=True,
+                          check=True, timeout=timeout).stdout
+
+
 def render_graph(dot_source, timeout=60):
     """The workflow graph as an SVG ``data:`` URI, or (None, why not)."""
     if not dot_source:
         return None, "The workflow graph was not given to the report."
-    dot = shutil.which("dot")
-    if dot is None:
+    if shutil.which("dot") is None:
         return None, ("Graphviz's dot program is not installed, so the workflow graph is not "
                       "drawn (e.g. apt-get install graphviz); its DOT source is below.")
     try:
-        svg = subprocess.run([dot, "-Tsvg"], input=dot_source.encode(), capture_output=True,
-                             check=True, timeout=timeout).stdout
+        svg = draw_graph(dot_source, "svg", timeout)
     except (OSError, subprocess.SubprocessError) as err:
         return None, f"dot failed to draw the workflow graph ({type(err).__name__})."
     return data_uri(svg, "image/svg+xml"), None

@@ -2,12 +2,15 @@
 
 Sections: design (picture and table), contrast weights, for each contrast the
 thresholded glass brain and orthogonal slices with the threshold and correction
-stated and the cluster table, the analysis mask, and provenance (command line
+stated, an interactive viewer of the unthresholded z map with the threshold
+marked (:mod:`~nipype_secondlevel.reporting.viewer`) and the cluster table (with
+region names when atlases were used), the analysis mask, and provenance (command line
 or Python call, parameters, package versions, input files with SHA-256, the
 workflow graph, per-node run time and cache hits).
 
-Everything is embedded (pictures as base64 ``data:`` URIs, CSS inline, no
-JavaScript), so the page opens from disk with no network. Pictures are drawn
+Everything is embedded (pictures as base64 ``data:`` URIs, CSS inline; the only
+JavaScript is nilearn's viewer, inline in an ``<iframe srcdoc>``), so the page
+opens from disk with no network. Pictures are drawn
 with matplotlib's Agg backend only.
 
 This module builds the page from files; :class:`nipype_secondlevel.interfaces.HTMLReport`
@@ -35,6 +38,7 @@ from .figures import (
     slices_uri,
 )
 from .provenance import input_files, package_versions
+from .viewer import viewer_html
 
 SECTIONS = {
     "summary": "Summary",
@@ -140,6 +144,7 @@ def dof_text(meta):
 def contrast_section(result, index):
     """Glass brain, orthogonal slices, threshold statement and cluster table of a contrast."""
     import nibabel as nib
+    import numpy as np
 
     meta = read_sidecar(result.thresholded_map) or read_sidecar(result.stat_map)
     label = meta.get("Contrast", f"contrast {index + 1}")
@@ -154,6 +159,12 @@ def contrast_section(result, index):
     else:
         glass = glass_brain_uri(thresholded, z_threshold, title)
     slices = slices_uri(thresholded, z_threshold, peak_coordinates(clusters), label)
+    z_img = nib.load(result.stat_map)
+    # With no voxel passing, the threshold drawn is the largest |z|: every voxel faint.
+    marked = z_threshold if z_threshold is not None else float(
+        np.nanmax(np.abs(np.asanyarray(z_img.dataobj)))) + 1e-3
+    viewer = viewer_html(z_img, marked, two_sided=threshold.get("TwoSided", True),
+                         title=f"{label} (unthresholded z)")
     n_clusters = int(pd.to_numeric(clusters.get("Cluster ID", pd.Series(dtype=str)),
                                    errors="coerce").notna().sum())
     parts = [
@@ -164,6 +175,8 @@ def contrast_section(result, index):
         "<h4>Glass brain</h4>", img_tag(glass, f"glass brain of {label}"),
         "<h4>Orthogonal slices (strongest peak)</h4>",
         img_tag(slices, f"orthogonal slices of {label}"),
+        f'<h4 id="viewer-{esc(label)}">Interactive viewer of the unthresholded z map</h4>',
+        viewer,
         f"<h4>Clusters ({n_clusters})</h4>",
         f'<div class="scroll">{table_html(clusters)}</div>' if not clusters.empty
         else "<p>No voxel survives the threshold.</p>",

@@ -11,6 +11,7 @@ from nipype.pipeline import engine as pe
 
 from ..design.matrices import DESIGNS
 from ..interfaces import (
+    AnatomicalLabels,
     Contrast,
     ContrastSpecs,
     EstimateMixedEffects,
@@ -20,9 +21,11 @@ from ..interfaces import (
     GroupMask,
     MaskedData,
     ResampleMaps,
+    Smooth,
     Threshold,
 )
 from ..io.errors import bad_input
+from ..reporting.anatomy import DEFAULT_ATLASES
 from .inference import PERMUTATION_CORRECTIONS, init_permutation_wf
 
 ESTIMATIONS = ("ols", "mixed", "fixed")
@@ -116,6 +119,9 @@ def init_group_analysis_wf(
     first_level_dof: float = 100.0,
     reference_map=None,
     mask_strategy: str = "nilearn",
+    mask_file=None,
+    smoothing_fwhm: float | None = None,
+    atlases=DEFAULT_ATLASES,
     height_control: str = "none",
     threshold: float = 3.1,
     alpha: float | None = None,
@@ -173,7 +179,19 @@ def init_group_analysis_wf(
     reference_map : path or None
         Grid of the analysis (default: the first map).
     mask_strategy : {"nilearn", "mni152", "coverage"}
-        How the group mask is made (see :class:`GroupMask`).
+        How the group mask is made (see :class:`GroupMask`); ignored with ``mask_file``.
+    mask_file : path or None
+        A mask image (3D, resampled to the maps' grid, nearest neighbour): the
+        analysis mask, less the voxels NaN or infinite in some map.
+    smoothing_fwhm : float or None
+        Gaussian smoothing of the maps (and variance maps) before the estimate,
+        in mm FWHM, as nilearn's ``SecondLevelModel(smoothing_fwhm=...)``: node
+        ``smooth`` (:class:`Smooth`) between ``resample`` and ``masked_data``;
+        the mask is made from the unsmoothed maps, as nilearn does.
+    atlases : list of str
+        Atlases naming the regions of every peak and sub-peak of the cluster
+        tables (node ``labels``, :class:`AnatomicalLabels`; choices
+        :data:`~nipype_secondlevel.reporting.anatomy.ATLASES`); empty: no labels.
     height_control, threshold, alpha, cluster_size, two_sided
         Thresholds (see :class:`Threshold`); F contrasts are thresholded on the
         positive side only. ``alpha`` is also the level of ``correction``;
@@ -240,7 +258,17 @@ def init_group_analysis_wf(
     resample = pe.Node(ResampleMaps(), name="resample")
     if reference_map:
         resample.inputs.reference = str(reference_map)
-    mask = pe.Node(GroupMask(strategy=mask_strategy), name="mask")
+    if mask_file:
+        mask = pe.Node(GroupMask(strategy="file", mask_file=str(mask_file)), name="mask")
+    else:
+        mask = pe.Node(GroupMask(strategy=mask_strategy), name="mask")
+    # The maps the estimate reads: resampled, then smoothed if asked.
+    prepared = resample
+    if smoothing_fwhm:
+        prepared = pe.Node(Smooth(fwhm=float(smoothing_fwhm)), name="smooth")
+        workflow.connect(resample, "out_files", prepared, "in_files")
+        if weighted:
+            workflow.connect(resample, "variance_files", prepared, "variance_files")
     # The maps' masked values written once (n_maps x n_voxels .npy); the estimate
     # and the permutations read voxel chunks of it.
     data = pe.Node(MaskedData(), name="masked_data", mem_gb=0.5)
@@ -253,6 +281,12 @@ def init_group_analysis_wf(
     else:
         estimate = pe.Node(EstimateOLS(mem_gb=mem_gb), name="estimate", mem_gb=mem_gb)
     contrast = pe.MapNode(Contrast(), iterfield=["contrast"], name="contrast")
+    # How the maps were prepared goes into every contrast map's sidecar (and so the
+    # thresholded map's).
+    preparation = {**({"SmoothingFWHM": float(smoothing_fwhm)} if smoothing_fwhm else {}),
+                   **({"MaskFile": str(mask_file)} if mask_file else {})}
+    if preparation:
+        contrast.inputs.preparation = preparation
     threshold_node = pe.MapNode(
         Threshold(height_control=height_control, threshold=threshold, alpha=alpha,
                   cluster_size=cluster_size),
@@ -273,7 +307,7 @@ def init_group_analysis_wf(
         (design_node, resample, [("in_files", "in_files"),
                                  ("variance_files", "variance_files")]),
         (resample, mask, [("out_files", "in_files")]),
-        (resample, data, [("out_files", "in_files")]),
+        (prepared, data, [("out_files", "in_files")]),
         (mask, data, [("mask_file", "mask_file")]),
         (data, estimate, [("data_file", "data_file")]),
         (design_node, estimate, [("design_matrix", "design_matrix")]),
@@ -300,17 +334,20 @@ def init_group_analysis_wf(
                                 ("z_map", "z_maps"),
                                 ("out_files", "contrast_files")]),
         (threshold_node, outputnode, [("thresholded_map", "thresholded_maps"),
-                                      ("cluster_table", "cluster_tables"),
                                       ("z_threshold", "z_thresholds")]),
         (plot, outputnode, [("out_file", "glass_brains")]),
     ])
+    # fmt: on
+    clusters = _labelled(workflow, threshold_node, "cluster_table", atlases, "labels")
+    workflow.connect(*clusters, outputnode, "cluster_tables")
+    # fmt: off
     if weighted:
         # Refuses a variance of 0 or less in the mask (an infinite weight), before
         # the estimate, for mixed and fixed effects alike.
         variances = pe.Node(MaskedData(positive=True), name="masked_variances", mem_gb=0.5)
         workflow.connect([
             (resample, mask, [("variance_files", "variance_files")]),
-            (resample, variances, [("variance_files", "in_files")]),
+            (prepared, variances, [("variance_files", "in_files")]),
             (mask, variances, [("mask_file", "mask_file")]),
             (variances, estimate, [("data_file", "variance_data_file")]),
             (estimate, contrast, [("cov_beta", "cov_beta")]),
@@ -329,8 +366,8 @@ def init_group_analysis_wf(
             (threshold_node, plot, [("thresholded_map", "stat_map"),
                                     ("z_threshold", "threshold"),
                                     ("plot_title", "title")]),
-            (threshold_node, outputnode, [("thresholded_map", "significance_maps"),
-                                          ("cluster_table", "significance_cluster_tables")]),
+            (threshold_node, outputnode, [("thresholded_map", "significance_maps")]),
+            (clusters[0], outputnode, [(clusters[1], "significance_cluster_tables")]),
         ])
         # fmt: on
         return workflow
@@ -357,10 +394,23 @@ def init_group_analysis_wf(
             ("outputnode.corrected_logp", "corrected_logp"),
             ("outputnode.null_distributions", "null_distributions"),
             ("outputnode.significant_maps", "corrected_maps"),
-            ("outputnode.cluster_tables", "corrected_cluster_tables"),
             ("outputnode.significant_maps", "significance_maps"),
-            ("outputnode.cluster_tables", "significance_cluster_tables"),
         ]),
     ])
     # fmt: on
+    corrected = _labelled(workflow, permutation, "outputnode.cluster_tables", atlases,
+                          "corrected_labels")
+    workflow.connect([(corrected[0], outputnode, [(corrected[1], "corrected_cluster_tables"),
+                                                  (corrected[1], "significance_cluster_tables")])])
     return workflow
+
+
+def _labelled(workflow, node, field, atlases, name):
+    """(node, field) of the cluster tables ``node.field`` with region names added by a
+    ``name`` MapNode (:class:`AnatomicalLabels`), or as they are without ``atlases``."""
+    if not atlases:
+        return node, field
+    labels = pe.MapNode(AnatomicalLabels(atlases=[str(a) for a in atlases]),
+                        iterfield=["cluster_table"], name=name)
+    workflow.connect(node, field, labels, "cluster_table")
+    return labels, "cluster_table"

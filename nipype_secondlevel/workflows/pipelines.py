@@ -4,10 +4,16 @@ analysis, the HTML report and the export to a folder."""
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from ..interfaces import DerivativesSink, FetchLocalizer, SimulatePaired
+from ..interfaces import (
+    DatasetDescription,
+    DerivativesSink,
+    FetchLocalizer,
+    PipelineGraph,
+    SimulatePaired,
+)
 from .group_analysis import init_group_analysis_wf, resolved_alpha
 from .inference import PERMUTATION_CORRECTIONS
-from .reporting import add_report, all_parameters, call_text
+from .reporting import add_report, all_parameters, call_text, workflow_dot
 
 #: outputnode fields of the analysis exported to the output folder (lists are
 #: flattened; undefined fields, e.g. the between-subject variance of OLS, are skipped).
@@ -36,14 +42,15 @@ REFERENCE_DESIGN = {"design": "paired", "conditions": ["vertical", "horizontal"]
 
 
 def init_group_pipeline_wf(out_dir, *, inputs_table=None, source=None, extra_exports=(),
-                           report=True, command=None, python_call=None, name="group_wf",
-                           **analysis):
+                           export_files=(), report=True, graph=False, command=None,
+                           python_call=None, name="group_wf", **analysis):
     """The group analysis of an inputs table (or a data source), exported to ``out_dir``.
 
     Parameters
     ----------
     out_dir : str
-        Output folder of the sink.
+        Output folder of the sink: a BIDS derivatives dataset (its
+        ``dataset_description.json`` is written by the ``dataset_description`` node).
     inputs_table : path or None
         The user's inputs table (when there is no ``source``).
     source : nipype Node or None
@@ -51,17 +58,24 @@ def init_group_pipeline_wf(out_dir, *, inputs_table=None, source=None, extra_exp
         instead.
     extra_exports : list of str
         Outputs of ``source`` exported too (e.g. the simulation's truth mask).
+    export_files : list of paths
+        Files exported as they are (e.g. the inputs table built from a BIDS dataset).
     report : bool
         Add a ``report`` node writing ``report.html`` (exported by the sink).
+    graph : bool
+        Add a ``graph`` node drawing the pipeline's graph
+        (``desc-pipeline_graph.{dot,svg,png}``, exported; needs Graphviz's ``dot``).
     command, python_call : str or None
-        How the run was started, written in the report.
+        How the run was started, written in the report and in
+        ``dataset_description.json`` (the command, else the Python call).
     name : str
         Workflow name.
     analysis
         Keyword options of :func:`init_group_analysis_wf`.
 
-    Nodes: the source (if any), ``group_analysis_wf``, ``report``,
-    ``collect_outputs`` (a Merge of every exported file) and ``sink``.
+    Nodes: the source (if any), ``group_analysis_wf``, ``dataset_description``,
+    ``graph`` (with ``graph``), ``report``, ``collect_outputs`` (a Merge of every exported file) and
+    ``sink``.
     """
     workflow = pe.Workflow(name=name)
     analysis_wf = init_group_analysis_wf(**analysis)
@@ -69,9 +83,14 @@ def init_group_pipeline_wf(out_dir, *, inputs_table=None, source=None, extra_exp
     if analysis.get("correction", "none") in PERMUTATION_CORRECTIONS:
         exports += PERMUTATION_EXPORTS
     exports += [f"source_{f}" for f in extra_exports]
+    if python_call is None:
+        python_call = call_text("init_group_pipeline_wf", str(out_dir),
+                                inputs_table=inputs_table, name=name, **analysis)
     # Gathering and copying are quick: on a cluster they run in the submitting
     # process instead of waiting for a job each.
-    merge = pe.Node(niu.Merge(len(exports) + bool(report), ravel_inputs=True),
+    description = pe.Node(DatasetDescription(command=command or python_call),
+                          name="dataset_description", run_without_submitting=True)
+    merge = pe.Node(niu.Merge(len(exports) + 3 + bool(report), ravel_inputs=True),
                     name="collect_outputs", run_without_submitting=True)
     sink = pe.Node(DerivativesSink(out_dir=str(out_dir)), name="sink",
                    run_without_submitting=True)
@@ -84,19 +103,29 @@ def init_group_pipeline_wf(out_dir, *, inputs_table=None, source=None, extra_exp
             workflow.connect(source, field[len("source_"):], merge, f"in{i}")
         else:
             workflow.connect(analysis_wf, f"outputnode.{field}", merge, f"in{i}")
-    workflow.connect(merge, "out", sink, "in_files")
+    setattr(merge.inputs, f"in{len(exports) + 2}", [str(f) for f in export_files])
+    workflow.connect([
+        (description, merge, [("out_file", f"in{len(exports) + 1}")]),
+        (merge, sink, [("out", "in_files")]),
+    ])
+    if graph:
+        drawing = pe.Node(PipelineGraph(), name="graph", run_without_submitting=True)
+        workflow.connect(drawing, "out_files", merge, f"in{len(exports) + 3}")
+    else:
+        setattr(merge.inputs, f"in{len(exports) + 3}", [])
     if report:
         parameters = all_parameters(init_group_analysis_wf, analysis)
         parameters["alpha"] = resolved_alpha(parameters["alpha"], parameters["correction"])
         if source is not None:
             parameters.update({f"{source.name}.{k}": v
                                for k, v in source.inputs.get_traitsfree().items()})
-        if python_call is None:
-            python_call = call_text("init_group_pipeline_wf", str(out_dir),
-                                    inputs_table=inputs_table, name=name, **analysis)
-        add_report(workflow, source, analysis_wf, merge, f"in{len(exports) + 1}", parameters,
+        report_node = add_report(workflow, source, analysis_wf, merge, f"in{len(exports) + 4}", parameters,
                    command=command, python_call=python_call, after=[sink.name],
                    inputs_table=inputs_table)
+    if graph:
+        # The graph drawn once every node, this one included, is in the workflow.
+        drawing.inputs.graph_dot = (report_node.inputs.graph_dot if report
+                                    else workflow_dot(workflow))
     return workflow
 
 

@@ -1,0 +1,67 @@
+"""The results folder as a BIDS derivatives dataset: its description and the pipeline's graph."""
+
+from pathlib import Path
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+from ..io.derivatives import write_dataset_description
+from ..io.files import atomic_path
+from ..reporting.figures import draw_graph
+
+
+class _DatasetDescriptionInputSpec(BaseInterfaceInputSpec):
+    command = traits.Str(mandatory=True, desc="how the results were made (the command line "
+                         "or the Python call): GeneratedBy's Description")
+    name = traits.Str("nipype-secondlevel group analysis", usedefault=True,
+                      desc="the dataset's Name")
+
+
+class _DatasetDescriptionOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="dataset_description.json")
+
+
+class DatasetDescription(SimpleInterface):
+    """Write ``dataset_description.json`` (``DatasetType: derivative``, ``GeneratedBy``
+    naming this package, its version and ``command``), so that the results folder it is
+    exported to is a BIDS derivatives dataset."""
+
+    input_spec = _DatasetDescriptionInputSpec
+    output_spec = _DatasetDescriptionOutputSpec
+
+    def _run_interface(self, runtime):
+        self._results["out_file"] = write_dataset_description(
+            runtime.cwd, self.inputs.command, name=self.inputs.name)
+        return runtime
+
+
+class _PipelineGraphInputSpec(BaseInterfaceInputSpec):
+    graph_dot = traits.Str(mandatory=True, desc="the pipeline's graph in Graphviz DOT")
+    stem = traits.Str("desc-pipeline_graph", usedefault=True, desc="base name of the files")
+
+
+class _PipelineGraphOutputSpec(TraitedSpec):
+    out_files = traits.List(File(exists=True), desc="the graph as DOT, SVG and PNG")
+
+
+class PipelineGraph(SimpleInterface):
+    """Draw the pipeline's graph with Graphviz's ``dot``: ``<stem>.dot``, ``.svg``, ``.png``."""
+
+    input_spec = _PipelineGraphInputSpec
+    output_spec = _PipelineGraphOutputSpec
+
+    def _run_interface(self, runtime):
+        source = self.inputs.graph_dot
+        written = []
+        for fmt in ("dot", "svg", "png"):
+            target = Path(runtime.cwd) / f"{self.inputs.stem}.{fmt}"
+            with atomic_path(target) as tmp:
+                tmp.write_bytes(source.encode() if fmt == "dot" else draw_graph(source, fmt))
+            written.append(str(target.absolute()))
+        self._results["out_files"] = written
+        return runtime
