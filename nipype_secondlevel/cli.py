@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .cli_options import PROG, build_parser
 from .io.errors import InputError, InputWarning, bad_input
+from .runtime.execution import WorkflowFailed  # (imports no nipype)
 
 #: Entity filters of ``run --bids-dir``: option attribute -> pybids entity.
 BIDS_FILTERS = {"task": "task", "space": "space", "session": "session",
@@ -303,13 +304,11 @@ def format_warning(message, category, filename, lineno, line=None,
 def main(argv=None):
     """The command; exit status 0 done, 1 bad input or a failed node (one line), 2 a
     command line argparse refused (usage and one line), 130 interrupted."""
-    args = build_parser().parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    from .runtime.execution import WorkflowFailed
-
     formatted, warnings.formatwarning = warnings.formatwarning, format_warning
     pid = os.getpid()
     try:
+        args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         if args.command == "graph":
             return draw_graph(args)
         return run(args)
