@@ -211,10 +211,13 @@ def test_ctrl_c_at_random_moments_then_rerun(tmp_path, clean_demo):
     for plugin in ("Linear", "MultiProc", "Linear", "MultiProc", "MultiProc"):
         log = tmp_path / "run.log"
         proc = start(cli(*DEMO, "--plugin", plugin, "--quiet"), tmp_path, log)
-        time.sleep(rng.uniform(0.3, 8.0))
+        time.sleep(rng.uniform(1.0, 8.0))
         os.killpg(proc.pid, signal.SIGINT)
         code = proc.wait(timeout=60)
-        assert code in (0, 130), log.read_text()
+        # Before the interpreter has set up its handler (a slow start on a loaded machine)
+        # the kernel ends the process, silently, before anything is done.
+        assert code in (0, 130) or (code == -signal.SIGINT and not log.read_text()), (
+            code, log.read_text())
         if code == 130:
             assert log.read_text().splitlines() == [INTERRUPTED]
         assert not list((tmp_path / "work").rglob("crash-*"))
