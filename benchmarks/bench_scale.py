@@ -1,25 +1,37 @@
-"""Scaling: wall time and peak memory of a one-sample analysis of N subjects at 2 mm.
+"""Scaling: the whole ``nipype-secondlevel run`` command on N one-sample maps at 2 mm.
 
 Simulates N one-sample maps (one per subject) on the MNI152 2 mm grid inside
-nilearn's MNI152 brain mask, then, for each N, runs the package's workflow
-(mask -> masked data -> chunked OLS -> contrast) in a fresh process with
-``--mem-gb`` as the estimation's memory budget, and prints:
+nilearn's MNI152 brain mask (235,375 voxels), writes an inputs table, and for
+each N runs ``nipype-secondlevel run --design one-sample --mask-strategy mni152
+--mem-gb G`` cold (a fresh work folder) twice, ``--plugin Linear`` and ``--plugin
+MultiProc --n-procs P``, alternately in the same run, and prints:
 
-- wall time per N (and per 1,000 maps, to see that it grows linearly);
-- peak memory of the whole run: the largest resident set of the process tree
-  sampled every 50 ms (sum over all its processes), and the kernel's maximum
-  resident set of the run and its children (``wait4`` ru_maxrss);
+- wall time of the command per N and plugin, and the per-map cost and fixed cost
+  fitted over the sizes (time = fixed + per-map x N), extrapolated to 5,000 and
+  10,000 maps where they were not measured (disk or time; said so);
+- the reading of the maps into the masked data file (the ``masked_data``
+  MapNode over blocks of maps, from its jobs' start and end times): seconds,
+  seconds per map, and the ratio Linear / MultiProc (two cores read about twice
+  as fast when they are free); also the mask's own pass over the maps (one
+  process) and the stacking of the blocks;
+- peak memory of the whole process tree (the command and its MultiProc
+  workers): the largest sum of their resident sets, sampled every 50 ms from
+  /proc, and the kernel's maximum resident set of one process (ru_maxrss);
+- the load average before each run (the machine is shared: compare the ratios
+  of one run, not absolute times across runs);
 - at the smallest N, the largest |z difference| with nilearn's ``SecondLevelModel``.
 
-    python benchmarks/bench_scale.py [--sizes 250 500 1000 2000] [--mem-gb 2]
-                                     [--base /tmp/bench_scale] [--keep]
+    python benchmarks/bench_scale.py [--sizes 500 1000 2000] [--mem-gb 2] [--n-procs 2]
+                                     [--base /work/scale-data] [--keep]
 
-Targets: peak <= 4 GiB at N = 2000 with --mem-gb 2; time linear in N.
+Targets: time linear in N; peak memory of the process tree <= --mem-gb (2 GiB);
+MultiProc on 2 free cores reads the maps about 2x as fast as Linear.
 """
 
 import argparse
-import json
+import datetime
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -73,7 +85,6 @@ def simulate(folder, n_maps, seed=0, workers=2):
 
 def simulate_worker(folder, indices, seed):
     import nibabel as nib
-    from scipy import ndimage
 
     mask, affine = brain_mask()
     fields = smooth_fields(mask, 8, seed)
@@ -83,60 +94,48 @@ def simulate_worker(folder, indices, seed):
     effect = (np.sqrt(((grid - centre) ** 2).sum(0)) < 10)[mask].astype(np.float32) * 0.5
     del grid
     for i in indices:
+        # shared smooth patterns plus independent noise at every voxel (which gzip
+        # compresses no better than real maps' noise)
         rng = np.random.default_rng([seed, i])
         values = effect + rng.standard_normal(len(fields)).astype(np.float32) @ fields * 0.7
-        noise = np.zeros(mask.shape, np.float32)
-        noise[mask] = rng.standard_normal(int(mask.sum()))
-        noise = ndimage.gaussian_filter(noise, sigma=1.0)[mask] * 2.0
+        values += rng.standard_normal(len(values), dtype=np.float32)
         volume = np.zeros(mask.shape, np.float32)
-        volume[mask] = values + noise
+        volume[mask] = values
         path = folder / f"sub-{i + 1:05d}_effect.nii.gz"
         tmp = path.with_name(f".{path.name}.part.nii.gz")
         nib.save(nib.Nifti1Image(volume, affine), tmp)
         os.replace(tmp, path)
 
 
-# --- one run of the workflow (child process) --------------------------------------------
+# --- one run of the command ------------------------------------------------------------
 
-def build_workflow(paths, design, mem_gb):
-    from nipype.pipeline import engine as pe
-
-    from nipype_secondlevel.interfaces import Contrast, EstimateOLS, GroupMask, MaskedData
-
-    wf = pe.Workflow(name=f"one_sample_{len(paths)}_wf")
-    mask = pe.Node(GroupMask(in_files=paths, strategy="mni152"), name="mask")
-    data = pe.Node(MaskedData(in_files=paths), name="masked_data")
-    estimate = pe.Node(EstimateOLS(design_matrix=design, mem_gb=mem_gb), name="estimate",
-                       mem_gb=mem_gb)
-    contrast = pe.Node(Contrast(design_matrix=design, weights=[1.0], contrast_name="mean"),
-                       name="contrast")
-    wf.connect([
-        (mask, data, [("mask_file", "mask_file")]),
-        (mask, estimate, [("mask_file", "mask_file")]),
-        (data, estimate, [("data_file", "data_file")]),
-        (mask, contrast, [("mask_file", "mask_file")]),
-        (estimate, contrast, [("beta", "beta"), ("residual_variance", "residual_variance"),
-                              ("dof", "dof")]),
-    ])
-    return wf
-
-
-def child_run(paths_file, work_dir, mem_gb):
+def write_table(paths, path):
     import pandas as pd
 
-    from nipype_secondlevel.runtime.execution import run_workflow
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"subject": [f"s{i + 1:05d}" for i in range(len(paths))],
+                  "path": paths}).to_csv(path, sep="\t", index=False)
+    return path
 
-    paths = Path(paths_file).read_text().split()
-    design = Path(work_dir) / "design.tsv"
-    Path(work_dir).mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"intercept": np.ones(len(paths))}).to_csv(design, sep="\t", index=False)
-    wf = build_workflow(paths, str(design), mem_gb)
-    run_workflow(wf, work_dir, progress=False)
-    node_dir = Path(work_dir) / wf.name
-    print(json.dumps({
-        "z_map": str(node_dir / "contrast" / "contrast-mean_stat-z_statmap.nii.gz"),
-        "mask": str(node_dir / "mask" / "desc-group_mask.nii.gz"),
-    }))
+
+def command(table, work, out, plugin, mem_gb, n_procs):
+    cmd = [sys.executable, "-m", "nipype_secondlevel", "run", "--inputs", str(table),
+           "--design", "one-sample", "--mask-strategy", "mni152", "--mem-gb", str(mem_gb),
+           "--work-dir", str(work), "--out-dir", str(out), "--quiet", "--plugin", plugin]
+    return cmd + (["--n-procs", str(n_procs)] if plugin == "MultiProc" else [])
+
+
+def node_span(folder):
+    """Seconds from the first start to the last end of the jobs whose results are in
+    ``folder`` (a node, or a MapNode's jobs)."""
+    from nipype.utils.filemanip import loadpkl
+
+    starts, ends = [], []
+    for result in folder.rglob("result_*.pklz"):
+        runtime = loadpkl(str(result)).runtime
+        starts.append(datetime.datetime.fromisoformat(runtime.startTime))
+        ends.append(datetime.datetime.fromisoformat(runtime.endTime))
+    return (max(ends) - min(starts)).total_seconds()
 
 
 # --- measuring ----------------------------------------------------------------------------
@@ -167,7 +166,8 @@ def tree_rss(pid):
 
 
 def measured_run(cmd):
-    """Run ``cmd``; return (stdout, wall seconds, sampled tree peak, wait4 maxrss) in bytes."""
+    """Run ``cmd``; return (stdout, wall seconds, sampled tree peak and wait4 maxrss in
+    bytes, CPU seconds of the process and its waited-for children)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     peak = [0]
@@ -188,7 +188,100 @@ def measured_run(cmd):
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise SystemExit(f"run failed: {' '.join(cmd)}")
-    return out, seconds, peak[0], usage.ru_maxrss * 1024
+    return out, seconds, peak[0], usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
+
+
+def read_child(plugin, n, work, base, n_procs):
+    """(child process) Read the first n maps into the masked data file, as the workflow does."""
+    from nipype.pipeline import engine as pe
+
+    from nipype_secondlevel.io.masked_data import MAPS_PER_READ_BLOCK, split_into_blocks
+    from nipype_secondlevel.runtime.execution import run_workflow
+    from nipype_secondlevel.workflows.group_analysis import masked_data_nodes
+
+    paths = simulate(base / "maps", n)
+    wf = pe.Workflow(name="read_wf")
+    blocks, stack = masked_data_nodes("masked_data")
+    blocks.inputs.in_files = split_into_blocks(paths, MAPS_PER_READ_BLOCK)
+    blocks.inputs.mask_file = str(base / "read_ab_mask.nii.gz")
+    wf.connect([(blocks, stack, [("data_file", "row_files")])])
+    run_workflow(wf, work, plugin=plugin, n_procs=n_procs, progress=False)
+    # CPU seconds of this process (with MultiProc: the scheduler) and of its workers
+    own, workers = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                         resource.RUSAGE_CHILDREN))
+    print(own.ru_utime + own.ru_stime, workers.ru_utime + workers.ru_stime)
+
+
+def read_ab(n, base, n_procs, repeats):
+    """Reading n maps into the masked data file (blocks, then their stack), Linear and
+    MultiProc in turn (L M M L ...), each in a new process: {plugin: [(wall, cpu), ...]}."""
+    import nibabel as nib
+    from nilearn.datasets import load_mni152_brain_mask
+
+    nib.save(load_mni152_brain_mask(resolution=2), base / "read_ab_mask.nii.gz")
+    times = {"Linear": [], "MultiProc": []}
+    order = [("Linear", "MultiProc"), ("MultiProc", "Linear")]
+    for i in range(repeats):
+        for plugin in order[i % 2]:
+            work = base / f"read_ab_{plugin}"
+            shutil.rmtree(work, ignore_errors=True)
+            load = os.getloadavg()[0]
+            out, wall, _, _, cpu = measured_run([
+                sys.executable, __file__, "--base", str(base), "--n-procs", str(n_procs),
+                "--read-child", plugin, str(n), str(work)])
+            times[plugin].append((wall, cpu))
+            own, workers = map(float, out.split()[-2:])
+            print(f"  reading {n} maps, {plugin:9s} (load {load:4.1f}): {wall:6.1f} s wall, "
+                  f"{cpu:6.1f} s CPU ({own:.1f} s in the command's process, {workers:.1f} s in "
+                  f"its workers): {cpu / wall:.2f} cores busy", flush=True)
+            shutil.rmtree(work, ignore_errors=True)
+    return times
+
+
+def estimate_child(n, folder, mem_gb):
+    """(child process) The estimate node (EstimateOLS) on a masked data file of n maps."""
+    from nipype_secondlevel.interfaces import EstimateOLS
+
+    os.chdir(folder)
+    EstimateOLS(data_file=str(folder / "masked_data.npy"), mask_file=str(folder / "mask.nii.gz"),
+                design_matrix=str(folder / "design.tsv"), mem_gb=mem_gb).run()
+
+
+def measure_estimate(n, base, mem_gb):
+    """Peak memory and time of the estimate node on n maps, from a masked data file of
+    random rows written here (the largest node of the command; no maps needed)."""
+    import nibabel as nib
+    import pandas as pd
+    from nilearn.datasets import load_mni152_brain_mask
+
+    folder = base / f"estimate_{n}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    mask_img = load_mni152_brain_mask(resolution=2)
+    nib.save(mask_img, folder / "mask.nii.gz")
+    n_voxels = int((np.asarray(mask_img.dataobj) > 0).sum())
+    pd.DataFrame({"intercept": np.ones(n)}).to_csv(folder / "design.tsv", sep="\t",
+                                                     index=False)
+    # Written by plain writes of a few rows at a time: a memory map would raise this
+    # process's high-water mark, which a child started from it reports as its own
+    # ru_maxrss (Linux copies it at fork and keeps it across exec).
+    rng = np.random.default_rng(0)
+    with open(folder / "masked_data.npy", "wb") as out:
+        np.lib.format.write_array_header_1_0(out, {
+            "descr": "<f4", "fortran_order": False, "shape": (n, n_voxels)})
+        for start in range(0, n, 32):
+            rows = rng.standard_normal((min(32, n - start), n_voxels), dtype=np.float32)
+            out.write(rows.tobytes())
+    load = os.getloadavg()[0]
+    _, seconds, tree_peak, maxrss, cpu = measured_run([
+        sys.executable, __file__, "--mem-gb", str(mem_gb), "--base", str(base),
+        "--estimate-child", str(n)])
+    print(f"estimate node alone, N = {n:,} (a {n * n_voxels * 4 / GIB:.1f} GiB masked data "
+          f"file of random rows; load {load:4.1f}): {seconds:.0f} s, CPU {cpu:.0f} s, peak "
+          f"memory {tree_peak / GIB:.2f} GiB (sampled), {maxrss / GIB:.2f} GiB (ru_maxrss) "
+          f"with --mem-gb {mem_gb:g}",
+          flush=True)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def compare_with_nilearn(paths, z_map, mask):
@@ -204,61 +297,133 @@ def compare_with_nilearn(paths, z_map, mask):
     return float(np.abs(ours[inside] - expected[inside]).max()), int(inside.sum())
 
 
+def fit_line(sizes, seconds):
+    """(fixed seconds, seconds per map) of seconds = fixed + per_map * N, least squares."""
+    per_map, fixed = np.polyfit(np.asarray(sizes, float), np.asarray(seconds, float), 1)
+    return fixed, per_map
+
+
+def measure(n, paths, args, plugin):
+    """One cold run of the command on the first n maps; a dict of figures."""
+    folder = args.base / f"run_{n}_{plugin}"
+    shutil.rmtree(folder, ignore_errors=True)
+    table = write_table(paths[:n], folder / "inputs.tsv")
+    work, out = folder / "work", folder / "out"
+    load = os.getloadavg()[0]
+    _, seconds, tree_peak, maxrss, cpu = measured_run(
+        command(table, work, out, plugin, args.mem_gb, args.n_procs))
+    analysis = work / "group_wf" / "group_analysis_wf"
+    data_file = analysis / "stack_masked_data" / "masked_data.npy"
+    row = {
+        "n": n, "plugin": plugin, "load": load, "seconds": seconds, "cpu": cpu,
+        "tree_peak": tree_peak, "maxrss": maxrss, "data_bytes": data_file.stat().st_size,
+        "read": node_span(analysis / "masked_data" / "mapflow"), "mask": node_span(analysis / "mask"),
+        "stack": node_span(analysis / "stack_masked_data"),
+        "blocks": len(list((analysis / "masked_data" / "mapflow").iterdir())),
+        "z_map": out / "contrast-intercept_stat-z_statmap.nii.gz",
+        "mask_file": out / "desc-group_mask.nii.gz", "folder": folder,
+    }
+    print(f"N = {n:5d} {plugin:9s} (load {load:4.1f}): {seconds:7.1f} s whole command "
+          f"({1000 * seconds / n:5.1f} s per 1000 maps, CPU {cpu:6.1f} s); reading {row['read']:6.1f} s "
+          f"({1000 * row['read'] / n:5.1f} ms per map, {row['blocks']} blocks), mask pass "
+          f"{row['mask']:5.1f} s, stacking {row['stack']:4.1f} s; peak memory "
+          f"{tree_peak / GIB:.2f} GiB (process tree), {maxrss / GIB:.2f} GiB (largest "
+          f"process); masked data {row['data_bytes'] / GIB:.2f} GiB", flush=True)
+    return row
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[250, 500, 1000, 2000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[500, 1000, 2000])
     parser.add_argument("--mem-gb", type=float, default=2.0)
-    parser.add_argument("--base", type=Path, default=Path("/tmp/bench_scale"))
+    parser.add_argument("--n-procs", type=int, default=2)
+    parser.add_argument("--base", type=Path, default=Path("/work/scale-data"))
     parser.add_argument("--keep", action="store_true", help="keep the work folders")
+    parser.add_argument("--read-maps", type=int, default=512,
+                        help="maps of the paired reading A/B (0: skip it)")
+    parser.add_argument("--read-repeats", type=int, default=4)
+    parser.add_argument("--estimate-maps", type=int, nargs="*", default=[],
+                        help="also run the estimate node alone on this many maps (e.g. 10000)")
     parser.add_argument("--seed", type=int, default=0)
-    # internal: the simulation workers and the measured child runs
+    # internal: the simulation workers
     parser.add_argument("--simulate-into", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--indices", type=int, nargs="*", help=argparse.SUPPRESS)
-    parser.add_argument("--child", nargs=2, metavar=("PATHS", "WORK"), help=argparse.SUPPRESS)
+    parser.add_argument("--read-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--estimate-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("NIPYPE_NO_ET", "1")
     if args.simulate_into:
         return simulate_worker(args.simulate_into, args.indices, args.seed)
-    if args.child:
-        return child_run(args.child[0], args.child[1], args.mem_gb)
+    if args.estimate_child:
+        return estimate_child(args.estimate_child, args.base / f"estimate_{args.estimate_child}",
+                              args.mem_gb)
+    if args.read_child:
+        plugin, n, work = args.read_child
+        return read_child(plugin, int(n), Path(work), args.base, args.n_procs)
 
     sizes = sorted(args.sizes)
     t0 = time.perf_counter()
-    paths = simulate(args.base / "maps", max(sizes), seed=args.seed)
-    print(f"simulated {len(paths)} maps (MNI152 2 mm grid, float32 .nii.gz) in "
-          f"{time.perf_counter() - t0:.0f} s (reused if present)", flush=True)
-    rows = []
-    first = None
-    for n in sizes:
-        work = args.base / f"work_{n}"
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        list_file = work / "paths.txt"
-        list_file.write_text("\n".join(paths[:n]))
-        cmd = [sys.executable, __file__, "--mem-gb", str(args.mem_gb),
-               "--child", str(list_file), str(work)]
-        out, seconds, tree_peak, maxrss = measured_run(cmd)
-        result = json.loads(out.strip().splitlines()[-1])
-        data_file = next(work.rglob("masked_data.npy"))
-        rows.append((n, seconds, tree_peak, maxrss, data_file.stat().st_size))
-        print(f"N = {n:5d}: {seconds:7.1f} s ({1000 * seconds / n:5.1f} s per 1000 maps), "
-              f"peak memory {tree_peak / GIB:.2f} GiB (process tree, sampled), "
-              f"{maxrss / GIB:.2f} GiB (ru_maxrss); masked data file "
-              f"{data_file.stat().st_size / GIB:.2f} GiB", flush=True)
-        if first is None:
-            first = (n, result)
-        elif not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    n, result = first
-    diff, n_vox = compare_with_nilearn(paths[:n], result["z_map"], result["mask"])
-    print(f"N = {n}: max |z - nilearn SecondLevelModel z| = {diff:.2e} over {n_vox} voxels")
-    if len(rows) > 1:
-        (n0, s0, *_), (n1, s1, *_) = rows[0], rows[-1]
-        print(f"time ratio N={n1}/N={n0}: {s1 / s0:.2f} (linear: {n1 / n0:.2f}); "
-              f"peak at N={n1}: {max(rows[-1][2], rows[-1][3]) / GIB:.2f} GiB "
-              f"(target <= 4 GiB with --mem-gb {args.mem_gb:g})")
+    paths = simulate(args.base / "maps", max(*sizes, args.read_maps, 1), seed=args.seed)
+    print(f"simulated {len(paths)} maps (MNI152 2 mm grid, float32 .nii.gz, "
+          f"{os.path.getsize(paths[0]) / 2**20:.2f} MiB each) in "
+          f"{time.perf_counter() - t0:.0f} s (reused if present); {os.cpu_count()} cores, "
+          f"--mem-gb {args.mem_gb:g}, MultiProc --n-procs {args.n_procs}", flush=True)
+    if args.read_maps:
+        times = read_ab(args.read_maps, args.base, args.n_procs, args.read_repeats)
+        (l_wall, l_cpu), (m_wall, m_cpu) = (np.sum(times[p], axis=0)
+                                            for p in ("Linear", "MultiProc"))
+        runs = len(times["Linear"]) * args.read_maps / 1000
+        print(f"reading {args.read_maps} maps into the masked data file, "
+              f"{args.read_repeats} runs in turn: Linear {l_wall / runs:.1f} ms per map "
+              f"({l_cpu / runs:.1f} ms CPU), MultiProc --n-procs {args.n_procs} "
+              f"{m_wall / runs:.1f} ms per map ({m_cpu / runs:.1f} ms CPU): wall Linear / "
+              f"MultiProc = {l_wall / m_wall:.2f}x; cores busy {l_cpu / l_wall:.2f} vs "
+              f"{m_cpu / m_wall:.2f} ({m_cpu / m_wall / (l_cpu / l_wall):.2f}x)", flush=True)
+    for n in args.estimate_maps:
+        measure_estimate(n, args.base, args.mem_gb)
+    rows = {}
+    for i, n in enumerate(sizes):
+        # A/B in turn, the order alternating with N, so that load drifts fall on both.
+        plugins = ("Linear", "MultiProc") if i % 2 == 0 else ("MultiProc", "Linear")
+        for plugin in plugins:
+            rows[n, plugin] = measure(n, paths, args, plugin)
+            if not args.keep and (n != sizes[0] or plugin != "Linear"):
+                shutil.rmtree(rows[n, plugin]["folder"], ignore_errors=True)
+        linear, multi = rows[n, "Linear"], rows[n, "MultiProc"]
+        print(f"N = {n:5d}: reading Linear / MultiProc = {linear['read'] / multi['read']:.2f}x,"
+              f" whole command {linear['seconds'] / multi['seconds']:.2f}x", flush=True)
+
+    if not sizes:
+        return 0
+    first = rows[sizes[0], "Linear"]
+    diff, n_vox = compare_with_nilearn(paths[:sizes[0]], str(first["z_map"]),
+                                       str(first["mask_file"]))
+    print(f"N = {sizes[0]}: max |z - nilearn SecondLevelModel z| = {diff:.2e} over "
+          f"{n_vox} voxels")
     if not args.keep:
-        shutil.rmtree(args.base / f"work_{n}", ignore_errors=True)
+        shutil.rmtree(first["folder"], ignore_errors=True)
+    peak = max(max(r["tree_peak"], r["maxrss"]) for r in rows.values())
+    print(f"peak memory over every run: {peak / GIB:.2f} GiB (target <= {args.mem_gb:g} GiB "
+          f"with --mem-gb {args.mem_gb:g})")
+    if len(sizes) < 2:
+        return 0
+    for plugin in ("Linear", "MultiProc"):
+        fixed, per_map = fit_line(sizes, [rows[n, plugin]["seconds"] for n in sizes])
+        _, read_per_map = fit_line(sizes, [rows[n, plugin]["read"] for n in sizes])
+        (n0, n1) = sizes[0], sizes[-1]
+        ratio = rows[n1, plugin]["seconds"] / rows[n0, plugin]["seconds"]
+        extrapolated = ", ".join(
+            f"N = {n:,}: {fixed + per_map * n:,.0f} s" for n in (5000, 10000)
+            if n not in sizes)
+        print(f"{plugin}: whole command = {fixed:.1f} s + {1000 * per_map:.1f} ms per map "
+              f"(reading {1000 * read_per_map:.1f} ms per map); time ratio N={n1}/N={n0} "
+              f"{ratio:.2f} (linear: {n1 / n0:.2f})"
+              + (f"; extrapolated (not measured here) {extrapolated}" if extrapolated else ""))
+    data_per_map = rows[sizes[-1], "Linear"]["data_bytes"] / sizes[-1]
+    map_bytes = os.path.getsize(paths[0])
+    print(f"disk per map: {map_bytes / 2**20:.2f} MiB input + {data_per_map / 2**20:.2f} MiB "
+          f"masked data (twice while it is read in several blocks: the blocks and their "
+          f"stack); N = 10,000: {10000 * (map_bytes + 2 * data_per_map) / GIB:.0f} GiB")
     return 0
 
 

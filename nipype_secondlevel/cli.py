@@ -9,7 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .cli_options import PROG, build_parser
+from .cli_options import PROG, build_parser, join_dash_values
 from .io.errors import InputError, InputWarning, bad_input
 from .runtime.execution import WorkflowFailed  # (imports no nipype)
 
@@ -74,8 +74,8 @@ def check_mask(path, reference):
     import nibabel as nib
     import numpy as np
 
-    from .interfaces.masking import resample_mask
     from .io.images import check_map_header, load_img
+    from .io.masks import resample_mask
 
     if not path.is_file():
         raise bad_input(f"--mask {path}", "file not found")
@@ -254,7 +254,9 @@ def run(args):
         with WorkFolderLock(args.work_dir, wait=args.wait), nipype_console_off():
             remove_entries(args.out_dir, foreign)  # --replace-results, once all checks passed
             summary = run_workflow(workflow, args.work_dir, plugin=args.plugin,
-                                   n_procs=args.n_procs, progress=not args.quiet)
+                                   n_procs=args.n_procs, progress=not args.quiet,
+                                   sbatch_args=args.sbatch_args,
+                                   poll_interval=args.poll_interval)
     finally:
         if created and args.out_dir.is_dir() and not any(args.out_dir.iterdir()):
             args.out_dir.rmdir()
@@ -307,8 +309,9 @@ def main(argv=None):
     formatted, warnings.formatwarning = warnings.formatwarning, format_warning
     pid = os.getpid()
     try:
-        args = build_parser().parse_args(argv)
-        args.argv = list(sys.argv[1:] if argv is None else argv)
+        argv = list(sys.argv[1:] if argv is None else argv)
+        args = build_parser().parse_args(join_dash_values(argv))
+        args.argv = argv
         if args.command == "graph":
             return draw_graph(args)
         return run(args)

@@ -38,6 +38,30 @@ def non_negative_int(text):
     return value
 
 
+def sbatch_options(text):
+    import shlex
+
+    try:
+        shlex.split(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"cannot be split into options: {err}") from None
+    return text
+
+
+#: Options whose value may start with '-' (``--sbatch-args --time=30``): argparse
+#: would take such a value for an option of its own.
+DASH_VALUE_OPTIONS = ("--sbatch-args",)
+
+
+def join_dash_values(argv):
+    """``--sbatch-args --time=30`` as ``--sbatch-args=--time=30``, which argparse reads."""
+    joined, rest = [], iter(argv)
+    for arg in rest:
+        value = next(rest, None) if arg in DASH_VALUE_OPTIONS else None
+        joined.append(arg if value is None else f"{arg}={value}")
+    return joined
+
+
 def folder(text):
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty (give a folder, e.g. '.')")
@@ -73,7 +97,7 @@ def add_run_options(parser, default_out):
     run.add_argument("--plugin", choices=list(PLUGINS), default="Linear",
                      help="Nipype execution plugin (default: %(default)s; the reference "
                      "analysis is one chain of nodes, so MultiProc only adds start-up time)")
-    run.add_argument("--sbatch-args", default="",
+    run.add_argument("--sbatch-args", type=sbatch_options, default="",
                      help="sbatch options for every SLURM job, e.g. "
                      "'--partition=short --account=lab --time=60'")
     run.add_argument("--poll-interval", type=positive_float, default=0.5,

@@ -107,38 +107,56 @@ def _cluster_answers():
     return "UP" in out
 
 
+#: Every test session (and pytest-xdist worker) using the cluster holds a shared lock
+#: on the first file while it runs; starting, joining and stopping hold the second.
+SLURM_USERS = Path(os.environ.get("NSL_SLURM_DIR", "/tmp/nsl-slurm") + ".users.lock")
+SLURM_START = SLURM_USERS.with_suffix(".start")
+#: Present while the cluster runs because a test session started it.
+SLURM_OURS = SLURM_USERS.with_suffix(".ours")
+
+
 @pytest.fixture(scope="session")
-def slurm_cluster(tmp_path_factory):
-    """A running one-node cluster (started by scripts/slurm_cluster_start.sh)."""
+def slurm_cluster():
+    """A running one-node cluster (started by scripts/slurm_cluster_start.sh if it is not
+    up). The last session (or xdist worker) using a cluster that a session started stops
+    it, unless NSL_SLURM_KEEP=1; a cluster that was up before is left running."""
 
     def unavailable(reason):
         if _in_ci():
             pytest.fail(f"CI=true and the SLURM cluster is not available: {reason}")
         pytest.skip(f"SLURM cluster not available: {reason}")
 
-    if _cluster_answers():  # already up (e.g. started by an earlier CI step): use it
-        yield "SLURM cluster already running"
-        return
+    with open(SLURM_START, "a") as start, open(SLURM_USERS, "a") as users:
+        fcntl.flock(start, fcntl.LOCK_EX)  # one start (or stop) at a time
+        started = not _cluster_answers()
+        if started:
+            _start_cluster(unavailable)
+            SLURM_OURS.touch()
+        fcntl.flock(users, fcntl.LOCK_SH)  # in use by this session
+        fcntl.flock(start, fcntl.LOCK_UN)
+        yield "SLURM cluster started" if started else "SLURM cluster already running"
+        # the last user stops a cluster a session started
+        fcntl.flock(start, fcntl.LOCK_EX)
+        try:  # exclusive only if no other session or worker uses it
+            fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        if SLURM_OURS.exists() and os.environ.get("NSL_SLURM_KEEP") != "1":
+            subprocess.run(["bash", str(STOP)], capture_output=True, text=True, timeout=120,
+                           check=False)
+            SLURM_OURS.unlink()
+
+
+def _start_cluster(unavailable):
     if os.geteuid() != 0:
         unavailable("not root (starting slurmctld/slurmd and apt-get need root)")
     if not shutil.which("slurmctld") and not os.path.exists("/usr/sbin/slurmctld") \
             and not shutil.which("apt-get"):
         unavailable("SLURM is not installed and there is no apt-get to install it")
-    # serialise starts between pytest-xdist workers
-    lock_path = tmp_path_factory.getbasetemp().parent / "nsl-slurm-start.lock"
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        was_up = _cluster_answers()
-        t0 = time.time()
-        proc = subprocess.run(["bash", str(START)], capture_output=True, text=True,
-                              timeout=900, check=False)
+    t0 = time.time()
+    proc = subprocess.run(["bash", str(START)], capture_output=True, text=True, timeout=900,
+                          check=False)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
         unavailable(f"{START.name} exited {proc.returncode}:\n{tail}")
     print(f"\n{proc.stdout.strip()} [{time.time() - t0:.1f} s]")
-    yield proc.stdout.strip()
-    keep = was_up or os.environ.get("NSL_SLURM_KEEP") == "1" \
-        or os.environ.get("PYTEST_XDIST_WORKER")  # other workers may still use it
-    if not keep:
-        subprocess.run(["bash", str(STOP)], capture_output=True, text=True, timeout=120,
-                       check=False)

@@ -11,7 +11,7 @@ from test_cli import run_cli
 
 from nipype_secondlevel import interfaces as ifc
 from nipype_secondlevel.cli import main
-from nipype_secondlevel.interfaces.masking import NonFiniteWarning
+from nipype_secondlevel.io.masks import NonFiniteWarning
 
 #: Voxels made NaN (map 2) and +inf (map 5); the effect is strong there.
 NAN_VOXEL, INF_VOXEL = (4, 5, 4), (5, 6, 5)

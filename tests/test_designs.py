@@ -260,7 +260,7 @@ def test_contrast_specifications():
 
 
 def test_resampling_to_the_reference_grid_warns(tmp_path, data):
-    from nipype_secondlevel.interfaces.resampling import GridWarning
+    from nipype_secondlevel.io.grids import GridWarning
 
     _, table, _ = data
     paths = list(read_inputs_table(table)["path"])[:3]
@@ -294,7 +294,7 @@ def test_maps_of_other_dimensionality_or_unreadable_are_errors(tmp_path, data):
 
 
 def test_variance_from_t_maps(tmp_path):
-    from nipype_secondlevel.interfaces.fetching import write_variance_maps
+    from nipype_secondlevel.datasets.localizer import write_variance_maps
 
     rng = np.random.default_rng(0)
     effect = rng.normal(size=SHAPE)

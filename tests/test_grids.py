@@ -8,8 +8,7 @@ from group_data import make_group_table
 from scipy.ndimage import map_coordinates
 
 from nipype_secondlevel.cli import main
-from nipype_secondlevel.interfaces.resampling import GridWarning
-from nipype_secondlevel.io.grids import to_reference_grid
+from nipype_secondlevel.io.grids import GridWarning, to_reference_grid
 
 Z = "contrast-intercept_stat-z_statmap.nii.gz"
 THRESHOLDED = "contrast-intercept_stat-z_desc-thresholded_statmap.nii.gz"

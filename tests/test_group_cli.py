@@ -11,7 +11,7 @@ from localizer_folder import make_localizer_folder
 from scipy.stats import t as t_distribution
 
 from nipype_secondlevel.cli import main
-from nipype_secondlevel.interfaces.resampling import GridWarning
+from nipype_secondlevel.io.grids import GridWarning
 
 
 @pytest.fixture(scope="module")

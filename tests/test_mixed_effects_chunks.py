@@ -111,6 +111,18 @@ def test_chunked_estimate_equals_a_brute_force_fit_per_voxel(masked, small_and_l
     assert n_interior >= 6
 
 
+def test_a_bad_variance_is_counted_over_every_chunk(masked, tmp_path):
+    variances = np.load(masked.variance_file)
+    variances[3, [10, 2 * VOXEL_BLOCK + 5]] = [-1.0, np.nan]  # in the first and third chunks
+    bad = tmp_path / "variances.npy"
+    np.save(bad, variances)
+    with pytest.raises(ValueError, match=r"variance data file .*variances.npy: row 3 \(map 4 "
+                       r"in design order\) has 2 negative or non-finite value\(s\) in the mask"):
+        run_in(tmp_path / "estimate", ifc.EstimateMixedEffects(
+            data_file=masked.data_file, variance_data_file=str(bad), design_matrix=masked.design,
+            mask_file=masked.mask, mem_gb=1e-4))
+
+
 def test_run_mixed_gives_the_same_maps_with_a_small_mem_gb(tmp_path, table):
     options = ["--inputs", str(table), "--design", "two-sample", "--conditions", "a",
                "--covariates", "age", "--estimation", "mixed",

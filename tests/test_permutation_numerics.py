@@ -41,7 +41,8 @@ def test_tfce_equals_nilearn(tail, dh, connectivity):
     values = _smooth_maps(rng, 1, mask, sigma=1.0)[0] * 3
     graph = spatial.voxel_graph(mask, connectivity)
     ours = spatial.tfce_map(values, graph, tail, dh=dh)
-    volume = spatial.to_volume(values, mask)[..., None]
+    volume = np.zeros(mask.shape + (1,))
+    volume[mask, 0] = values
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reference = calculate_tfce(
@@ -55,6 +56,28 @@ def test_tfce_equals_nilearn(tail, dh, connectivity):
         np.abs(reference).max(), rel=1e-12)
     if tail == "two-sided":
         assert (ours < 0).any() and (ours > 0).any()
+
+
+@pytest.mark.parametrize("connectivity", [1, 3])
+def test_tfce_equals_nilearn_on_plateaus_and_white_noise(connectivity):
+    # unsmoothed noise (many small peaks) rounded to steps of 0.5: plateaus of
+    # equal values and values equal to thresholds, where ascents and saddles tie
+    from nilearn.mass_univariate._utils import calculate_tfce
+
+    rng = np.random.default_rng(17)
+    mask = _sphere_mask((16, 17, 15), 7.5)
+    values = np.round(rng.standard_normal(mask.sum()) * 4) / 2
+    volume = np.zeros(mask.shape + (1,))
+    volume[mask, 0] = values
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = calculate_tfce(volume, ndimage.generate_binary_structure(3, connectivity),
+                                   two_sided_test=True)[..., 0][mask]
+    graph = spatial.voxel_graph(mask, connectivity)
+    np.testing.assert_allclose(spatial.tfce_map(values, graph), reference, rtol=1e-9,
+                               atol=1e-9 * np.abs(reference).max())
+    assert spatial.max_tfce(values, graph) == pytest.approx(np.abs(reference).max(), rel=1e-12)
+    assert len(np.unique(values)) < 40 and (reference < 0).any()
 
 
 def test_tfce_negative_tail_is_positive_tail_of_minus_map():

@@ -24,10 +24,11 @@ os.environ.setdefault("NIPYPE_NO_ET", "1")
 import slurm_toy
 from slurm_toy import build_toy, executed, outputs, set_fail
 
-from nipype_secondlevel.runtime import slurm
+from nipype_secondlevel.runtime import nipype_seam, slurm
 from nipype_secondlevel.runtime.slurm import (
     SlurmRunError,
     prepare_slurm_run,
+    run_on_slurm,
     slurm_run_error,
     wait_for_slurmgraph,
 )
@@ -89,10 +90,11 @@ def test_prepare_respects_user_options(tmp_path):
 def test_prepare_slurmgraph_args(tmp_path):
     from nipype.pipeline.plugins import slurmgraph
 
+    nipypes_own = slurmgraph.node_completed_status
     wf = build_toy(tmp_path)
     args = prepare_slurm_run(wf, "SLURMGraph", check=False)
     assert args["dont_resubmit_completed_jobs"] is True
-    assert getattr(slurmgraph.node_completed_status, "_nsl_fixed", False)
+    assert slurmgraph.node_completed_status is nipypes_own  # preparing patches nothing
     assert prepare_slurm_run(wf, "SLURMGraph", plugin_args={
         "dont_resubmit_completed_jobs": False}, check=False)[
         "dont_resubmit_completed_jobs"] is False
@@ -107,6 +109,25 @@ def test_prepare_rejects_bad_calls(tmp_path):
         prepare_slurm_run(wf, "SLURM", check=False)
 
 
+@pytest.mark.parametrize("written", [["--sbatch-args", "--time=30"],
+                                     ["--sbatch-args=--time=30"]])
+def test_one_sbatch_option_is_read_as_users_write_it(written):
+    from nipype_secondlevel.cli_options import build_parser, join_dash_values
+
+    args = build_parser().parse_args(join_dash_values(["demo", *written, "--plugin", "SLURM"]))
+    assert (args.sbatch_args, args.plugin) == ("--time=30", "SLURM")
+
+
+def test_sbatch_args_that_cannot_be_split_are_an_argparse_error(capsys):
+    from nipype_secondlevel.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--sbatch-args", "--comment='unbalanced"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert "argument --sbatch-args: cannot be split into options" in err.splitlines()[-1]
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """Outputs of the toy workflow run locally with MultiProc."""
@@ -118,6 +139,12 @@ def reference(tmp_path_factory):
     assert out["report/report.txt"] == "total=7 doubled=14\n"
     assert len(out) == 7
     return out
+
+
+def run_graph(wf, args):
+    """wf.run with SLURMGraph as the project runs it (nipype's up-to-date check fixed)."""
+    with nipype_seam.patched_for_run("SLURMGraph"):
+        wf.run(plugin="SLURMGraph", plugin_args=args)
 
 
 def _scontrol_job(job_id):
@@ -183,7 +210,7 @@ def test_slurmgraph_waits_and_runs_like_multiproc(slurm_cluster, reference, tmp_
     wf = build_toy(tmp_path)
     args = prepare_slurm_run(wf, "SLURMGraph")
     t0 = time.time()
-    wf.run(plugin="SLURMGraph", plugin_args=args)  # returns right after sbatch
+    run_graph(wf, args)  # returns right after sbatch
     outcomes = wait_for_slurmgraph(wf, timeout=RUN_TIMEOUT)
     print(f"SLURMGraph run + wait: {time.time() - t0:.1f} s")
     assert sorted(outcomes) == sorted(
@@ -254,7 +281,7 @@ def test_slurm_plugin_report_with_text_crash_files_and_stop_on_first_crash(slurm
 def test_slurmgraph_failure_report_no_hang_and_rerun(slurm_cluster, reference, tmp_path):
     wf = build_toy(tmp_path, fail=True)
     t0 = time.time()
-    wf.run(plugin="SLURMGraph", plugin_args=prepare_slurm_run(wf, "SLURMGraph"))
+    run_graph(wf, prepare_slurm_run(wf, "SLURMGraph"))
     with pytest.raises(SlurmRunError) as info:
         wait_for_slurmgraph(wf, timeout=RUN_TIMEOUT)
     elapsed = time.time() - t0
@@ -273,7 +300,7 @@ def test_slurmgraph_failure_report_no_hang_and_rerun(slurm_cluster, reference, t
 
     n_before = len(executed(tmp_path))
     set_fail(wf, False)
-    wf.run(plugin="SLURMGraph", plugin_args=prepare_slurm_run(wf, "SLURMGraph"))
+    run_graph(wf, prepare_slurm_run(wf, "SLURMGraph"))
     outcomes = wait_for_slurmgraph(wf, timeout=RUN_TIMEOUT)
     # only the failed node and its dependents were submitted, and ran
     assert sorted(outcomes) == ["toy.report", "toy.stats.combine", "toy.stats.heavy"]
@@ -283,14 +310,17 @@ def test_slurmgraph_failure_report_no_hang_and_rerun(slurm_cluster, reference, t
 
 @pytest.mark.slurm
 def test_slurmgraph_rerun_after_parameter_change(slurm_cluster, tmp_path):
-    """nipype's dont_resubmit_completed_jobs check counts an OUTDATED cache as done."""
+    """nipype's dont_resubmit_completed_jobs check counts an OUTDATED cache as done:
+    ours replaces it for the time of the run, and nipype's is back afterwards."""
+    from nipype.pipeline.plugins import multiproc, slurmgraph
+
+    nipypes_own = (slurmgraph.node_completed_status, multiproc.process_initializer)
     wf = build_toy(tmp_path)
-    wf.run(plugin="SLURMGraph", plugin_args=prepare_slurm_run(wf, "SLURMGraph"))
-    wait_for_slurmgraph(wf, timeout=RUN_TIMEOUT)
+    run_on_slurm(wf, "SLURMGraph", timeout=RUN_TIMEOUT)
     n_before = len(executed(tmp_path))
     _node(wf, "make_a").inputs.value = 30
-    wf.run(plugin="SLURMGraph", plugin_args=prepare_slurm_run(wf, "SLURMGraph"))
-    outcomes = wait_for_slurmgraph(wf, timeout=RUN_TIMEOUT)
+    outcomes = run_on_slurm(wf, "SLURMGraph", timeout=RUN_TIMEOUT)
+    assert (slurmgraph.node_completed_status, multiproc.process_initializer) == nipypes_own
     assert sorted(executed(tmp_path)[n_before:]) == ["combine", "heavy", "make_a", "report"]
     assert sorted(outcomes) == ["toy.make_a", "toy.report", "toy.stats.combine",
                                 "toy.stats.heavy"]

@@ -31,8 +31,8 @@ ALL_NODES = {
     "demo_wf.simulate", "demo_wf.collect_outputs", "demo_wf.sink", "demo_wf.report",
     "demo_wf.dataset_description",
     *(f"demo_wf.group_analysis_wf.{n}"
-      for n in ("design", "contrast_specs", "resample", "mask", "masked_data", "estimate",
-                "contrast", "threshold", "labels", "plot")),
+      for n in ("design", "contrast_specs", "resample", "mask", "masked_data",
+                "stack_masked_data", "estimate", "contrast", "threshold", "labels", "plot")),
 }
 
 
@@ -135,3 +135,17 @@ def test_analysis_workflow_has_identity_boundaries(field):
     wf = init_group_analysis_wf(name="custom_wf")
     assert wf.name == "custom_wf"
     assert isinstance(wf.get_node(field).interface, IdentityInterface)
+
+
+def test_frozen_heap_imports_the_node_libraries_and_unfreezes():
+    import gc
+    import sys
+
+    from nipype_secondlevel.runtime.execution import FORKED_IMPORTS, frozen_heap
+
+    with frozen_heap():
+        assert gc.get_freeze_count() > 0  # MultiProc's gc.collect() at every poll skips these
+        assert all(name in sys.modules for name in FORKED_IMPORTS)
+    assert gc.get_freeze_count() == 0
+    with frozen_heap(freeze=False):
+        assert gc.get_freeze_count() == 0

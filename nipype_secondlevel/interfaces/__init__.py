@@ -2,7 +2,7 @@
 
 from .anatomy import AnatomicalLabels
 from .contrasts import Contrast
-from .data import MaskedData
+from .data import MaskedData, StackMaskedData
 from .derivatives import DatasetDescription, PipelineGraph
 from .estimation import EstimateOLS
 from .fetching import FetchLocalizer
@@ -35,5 +35,6 @@ __all__ = [
     "ResampleMaps",
     "SimulatePaired",
     "Smooth",
+    "StackMaskedData",
     "Threshold",
 ]

@@ -1,4 +1,5 @@
-"""MaskedData: the input maps' in-mask values, written once for every node that needs them."""
+"""MaskedData: the input maps' in-mask values, written once for every node that needs them;
+StackMaskedData: blocks of them (read in parallel) stacked into one file."""
 
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from nipype.interfaces.base import (
 )
 
 from ..io.images import load_mask
-from ..io.masked_data import write_masked_data
+from ..io.masked_data import masked_data_shape, stack_masked_data, write_masked_data
 
 DATA_FILE_NAME = "masked_data.npy"
 
@@ -40,12 +41,21 @@ class _MaskedDataOutputSpec(TraitedSpec):
     n_voxels = traits.Int(desc="number of columns (voxels in the mask)")
 
 
+class _StackMaskedDataInputSpec(BaseInterfaceInputSpec):
+    row_files = InputMultiObject(
+        File(exists=True), mandatory=True,
+        desc="MaskedData files of consecutive blocks of maps, in row order",
+    )
+
+
 class MaskedData(SimpleInterface):
     """Read the maps one at a time and write their masked values as one ``.npy``.
 
     This is the only copy of the input data in the work folder: estimation,
     contrasts and permutations read voxel chunks of it, so their memory is set by
-    the chunk size, not by the number of maps. Memory here is one map.
+    the chunk size, not by the number of maps. Memory here is one map. A
+    workflow reads large samples as a MapNode over blocks of maps and stacks the
+    blocks with :class:`StackMaskedData`.
     """
 
     input_spec = _MaskedDataInputSpec
@@ -60,4 +70,23 @@ class MaskedData(SimpleInterface):
         )
         self._results["n_maps"] = len(paths)
         self._results["n_voxels"] = int(mask.sum())
+        return runtime
+
+
+class StackMaskedData(SimpleInterface):
+    """Stack blocks of masked data (MaskedData files of consecutive maps) into one file.
+
+    The result is byte for byte the file MaskedData writes from all the maps
+    at once; the rows are copied in pieces (a single block is hard-linked), so
+    memory does not grow with the number of maps.
+    """
+
+    input_spec = _StackMaskedDataInputSpec
+    output_spec = _MaskedDataOutputSpec
+
+    def _run_interface(self, runtime):
+        path = stack_masked_data(list(self.inputs.row_files),
+                                 Path(runtime.cwd) / DATA_FILE_NAME)
+        self._results["data_file"] = path
+        self._results["n_maps"], self._results["n_voxels"] = masked_data_shape(path)
         return runtime

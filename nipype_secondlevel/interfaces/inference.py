@@ -22,7 +22,6 @@ one-sample, glm
     :func:`~nipype_secondlevel.stats.permutation.choose_scheme`.
 """
 
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +35,10 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..design.contrasts import parse_contrast
-from ..design.pairs import paired_rows
+from ..design.permutation_tests import TFCE_E, TFCE_H, PermutationTest
 from ..io.errors import bad_input
 from ..io.files import save_arrays, save_img, save_tsv
 from ..io.images import load_img, load_mask, unmask
-from ..io.masked_data import masked_data_shape, read_voxel_chunk
 from ..io.sidecars import (
     generated_by,
     permutation_fields,
@@ -50,7 +47,6 @@ from ..io.sidecars import (
     preparation_fields,
     write_sidecar,
 )
-from ..io.tables import read_table
 from ..reporting.clusters import cluster_table, values_at_peaks
 from ..stats import permutation as perm
 
@@ -82,64 +78,6 @@ NULL_COLUMNS = {
     "null_cluster_mass": "max_cluster_mass",
     "null_tfce": "max_tfce",
 }
-
-TFCE_E, TFCE_H = 0.5, 2.0
-
-
-class _Test:
-    """One contrast's test, read from the workflow's files: model, data, plan."""
-
-    def __init__(self, inputs, spec, scheme=None, n_perm=None):
-        design = read_table(inputs.design_matrix, "design matrix")
-        try:
-            X = design.to_numpy(dtype=float)
-        except ValueError as err:
-            raise bad_input(f"design matrix {inputs.design_matrix}", "has non-numeric "
-                            "values") from err
-        self.label, self.rows, self.kind = parse_contrast(spec, design.columns)
-        self.weights = [{str(c): float(w) for c, w in zip(design.columns, row)}
-                        for row in self.rows]
-        n_maps, n_voxels = masked_data_shape(inputs.data_file)
-        if n_maps != len(design):
-            raise bad_input(f"data file {inputs.data_file}",
-                            f"{n_maps} rows but the design has {len(design)}")
-        blocks = list(inputs.blocks) if inputs.blocks else None
-        if blocks is not None and len(blocks) != len(design):
-            raise bad_input("blocks", f"{len(blocks)} labels for {len(design)} design rows")
-        columns = perm.VoxelColumns(n_maps, n_voxels,
-                                    partial(read_voxel_chunk, inputs.data_file), 8 * n_maps)
-        if inputs.model == "paired":
-            first, second = paired_rows(design, self.rows,
-                                        f"design matrix {inputs.design_matrix}")
-            columns = columns.differences(first, second)
-            blocks = None if blocks is None else [blocks[i] for i in first]
-            self.model = perm.one_sample_model(first.size)
-        else:
-            try:
-                self.model = perm.linear_model(X, self.rows)
-            except ValueError as err:
-                raise bad_input(f"contrast {self.label}", str(err)) from err
-        self.columns = columns
-        try:
-            self.scheme = perm.choose_scheme(self.model, scheme or inputs.scheme, blocks)
-        except ValueError as err:
-            raise bad_input(f"--perm-scheme {inputs.scheme}", str(err)) from err
-        self.plan = perm.plan_permutations(self.model.n_subjects, n_perm or inputs.n_perm,
-                                           self.scheme, inputs.seed, blocks)
-        self.n_blocks = None if self.plan.blocks is None else max(self.plan.blocks) + 1
-
-    def options(self, inputs):
-        """PermutationOptions of the correction, and the cluster-forming (p, value)."""
-        tail = "two-sided" if inputs.two_sided and self.kind == "t" else "positive"
-        forming = None
-        if inputs.correction in ("cluster-size", "cluster-mass"):
-            forming = (inputs.cluster_forming_p, perm.cluster_forming_threshold(
-                self.model, inputs.cluster_forming_p, tail))
-        options = perm.PermutationOptions(
-            tail=tail, cluster_threshold=None if forming is None else forming[1],
-            tfce=inputs.correction == "tfce", tfce_E=TFCE_E, tfce_H=TFCE_H)
-        return options, forming
-
 
 class _TestInputSpec(BaseInterfaceInputSpec):
     design_matrix = File(exists=True, mandatory=True, desc="design matrix TSV")
@@ -176,7 +114,7 @@ class PlanPermutations(SimpleInterface):
     def _run_interface(self, runtime):
         items = []
         for spec in self.inputs.contrasts:
-            test = _Test(self.inputs, spec)
+            test = PermutationTest(self.inputs, spec)
             for start, stop in perm.chunk_bounds(test.plan.n_perm, self.inputs.n_chunks):
                 items.append({"contrast": spec, "scheme": test.scheme,
                               "n_perm": test.plan.n_perm, "start": start, "stop": stop})
@@ -219,7 +157,7 @@ class PermutationChunk(SimpleInterface):
 
     def _run_interface(self, runtime):
         item = self.inputs.item
-        test = _Test(self.inputs, item["contrast"], item["scheme"], item["n_perm"])
+        test = PermutationTest(self.inputs, item["contrast"], item["scheme"], item["n_perm"])
         mask, _ = _mask(self.inputs, test)
         start, stop = int(item["start"]), int(item["stop"])
         if test.plan.n_perm != item["n_perm"] or not 0 <= start < stop <= test.plan.n_perm:
@@ -312,7 +250,7 @@ class MergePermutations(SimpleInterface):
 
     def _run_interface(self, runtime):
         inputs = self.inputs
-        test = _Test(inputs, inputs.contrast)
+        test = PermutationTest(inputs, inputs.contrast)
         mask, mask_img = _mask(inputs, test)
         options, forming = test.options(inputs)
         chunks = [read_chunk(f)[1] for f in inputs.chunk_files]

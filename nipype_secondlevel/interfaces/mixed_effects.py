@@ -15,7 +15,12 @@ from ..design.matrices import check_estimable
 from ..io.errors import bad_input
 from ..io.files import save_arrays, save_img
 from ..io.images import load_mask, unmask
-from ..io.masked_data import iter_voxel_chunks, masked_data_shape, voxel_chunk_size
+from ..io.masked_data import (
+    iter_voxel_chunks,
+    masked_data_shape,
+    read_voxel_chunk,
+    voxel_chunk_size,
+)
 from ..io.sidecars import generated_by, source_fields, write_sidecar
 from ..io.tables import read_design
 from ..stats.mixed_effects import DOF_MAX, fit_mixed_effects_chunks
@@ -97,13 +102,7 @@ class EstimateMixedEffects(SimpleInterface):
         # A chunk holds the effects and variances as float64 (and the float32 read):
         # 24 bytes per value; the fit's temporaries are one block's, some 30 MiB.
         chunk = voxel_chunk_size(shape[0], self.inputs.mem_gb, shape[1])
-        chunks = (
-            (cols, y, self._checked_variances(v, chunk))
-            for (cols, y), (_, v) in zip(iter_voxel_chunks(self.inputs.data_file, chunk),
-                                         iter_voxel_chunks(self.inputs.variance_data_file,
-                                                           chunk))
-        )
-        fit = fit_mixed_effects_chunks(X, chunks, shape[1],
+        fit = fit_mixed_effects_chunks(X, self._chunks(shape[1], chunk), shape[1],
                                        sigma2_between=0.0 if fixed else None)
         dof = min(shape[0] * self.inputs.first_level_dof, DOF_MAX) if fixed else fit.dof
         out = Path(runtime.cwd)
@@ -133,6 +132,14 @@ class EstimateMixedEffects(SimpleInterface):
             "GeneratedBy": generated_by("estimate"),
         })
         return runtime
+
+    def _chunks(self, n_voxels, chunk):
+        """(slice, effects, variances) chunk by chunk, holding no chunk between two."""
+        for start in range(0, n_voxels, chunk):
+            stop = min(start + chunk, n_voxels)
+            yield (slice(start, stop), read_voxel_chunk(self.inputs.data_file, start, stop),
+                   self._checked_variances(
+                       read_voxel_chunk(self.inputs.variance_data_file, start, stop), chunk))
 
     def _checked_variances(self, V, chunk):
         """A chunk of the variances; one-line error naming the first map with a negative or

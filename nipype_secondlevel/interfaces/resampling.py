@@ -1,9 +1,7 @@
 """ResampleMaps: bring input maps onto one reference grid, with a warning."""
 
 import warnings
-from pathlib import Path
 
-import nibabel as nib
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -14,54 +12,9 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..io.errors import InputWarning, bad_input
-from ..io.files import save_img
-from ..io.grids import same_grid, to_reference_grid
-from ..io.images import load_img, read_data
-
-
-class GridWarning(InputWarning):
-    """Input maps were resampled to the reference grid."""
-
-
-def as_3d(img, path, what="input map"):
-    """A 3D image (a 4D image with one volume is squeezed); other shapes are an error."""
-    shape = tuple(img.shape)
-    if len(shape) == 4 and shape[3] == 1:
-        return nib.Nifti1Image(read_data(img, path, what)[..., 0], img.affine, img.header)
-    if len(shape) != 3:
-        raise bad_input(f"{what} {path}", f"expected a 3D map, got {len(shape)}D shape {shape}")
-    return img
-
-
-def resample_to_reference(paths, reference, out_dir, prefix, what="input map",
-                          variance=False):
-    """Maps on the reference grid: unchanged paths, or copies in ``out_dir``.
-
-    Maps with the reference's voxel centres in another order are reordered
-    exactly; maps on other grids are interpolated within their support
-    (:mod:`nipype_secondlevel.io.grids`; ``variance``: linearly, clipped at 0).
-
-    Returns (paths, original paths of the maps that were moved, of those the
-    ones that were interpolated).
-    """
-    out, moved, interpolated = [], [], []
-    for i, path in enumerate(paths):
-        img = as_3d(load_img(path, what), path, what)
-        if same_grid(img, reference):
-            out.append(str(path))
-            continue
-        values, exact = to_reference_grid(read_data(img, path, what), img.affine, reference,
-                                          variance=variance)
-        name = Path(path).name.replace(".nii.gz", "").replace(".nii", "")
-        out.append(save_img(
-            nib.Nifti1Image(values, reference.affine),
-            Path(out_dir) / f"{prefix}{i:04d}_{name}_space-reference.nii.gz",
-        ))
-        moved.append(str(path))
-        if not exact:
-            interpolated.append(str(path))
-    return out, moved, interpolated
+from ..io.errors import bad_input
+from ..io.grids import GridWarning, as_3d, resample_to_reference
+from ..io.images import load_img
 
 
 class _ResampleMapsInputSpec(BaseInterfaceInputSpec):

@@ -20,9 +20,14 @@ Two cases, decided from the affines alone:
 """
 
 import warnings
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+
+from .errors import InputWarning, bad_input
+from .files import save_img
+from .images import load_img, read_data
 
 #: Largest difference (mm) between two affines' entries taken as the same grid.
 AFFINE_TOLERANCE = 1e-3
@@ -123,3 +128,47 @@ def to_reference_grid(data, affine, reference, variance=False):
     if variance:
         values = np.maximum(values, 0.0)  # NaN stays NaN
     return values.astype(np.float32), False
+
+
+class GridWarning(InputWarning):
+    """Input maps were resampled to the reference grid."""
+
+
+def as_3d(img, path, what="input map"):
+    """A 3D image (a 4D image with one volume is squeezed); other shapes are an error."""
+    shape = tuple(img.shape)
+    if len(shape) == 4 and shape[3] == 1:
+        return nib.Nifti1Image(read_data(img, path, what)[..., 0], img.affine, img.header)
+    if len(shape) != 3:
+        raise bad_input(f"{what} {path}", f"expected a 3D map, got {len(shape)}D shape {shape}")
+    return img
+
+
+def resample_to_reference(paths, reference, out_dir, prefix, what="input map",
+                          variance=False):
+    """Maps on the reference grid: unchanged paths, or copies in ``out_dir``.
+
+    Maps with the reference's voxel centres in another order are reordered
+    exactly; maps on other grids are interpolated within their support
+    (:mod:`nipype_secondlevel.io.grids`; ``variance``: linearly, clipped at 0).
+
+    Returns (paths, original paths of the maps that were moved, of those the
+    ones that were interpolated).
+    """
+    out, moved, interpolated = [], [], []
+    for i, path in enumerate(paths):
+        img = as_3d(load_img(path, what), path, what)
+        if same_grid(img, reference):
+            out.append(str(path))
+            continue
+        values, exact = to_reference_grid(read_data(img, path, what), img.affine, reference,
+                                          variance=variance)
+        name = Path(path).name.replace(".nii.gz", "").replace(".nii", "")
+        out.append(save_img(
+            nib.Nifti1Image(values, reference.affine),
+            Path(out_dir) / f"{prefix}{i:04d}_{name}_space-reference.nii.gz",
+        ))
+        moved.append(str(path))
+        if not exact:
+            interpolated.append(str(path))
+    return out, moved, interpolated

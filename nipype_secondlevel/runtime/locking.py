@@ -8,8 +8,11 @@ the lock held names the holder; a run that takes the lock and finds a record
 left behind knows the previous run was interrupted and says it is resuming.
 
 Processes forked by the run (MultiProc workers) share the lock: it is released
-when the last of them ends, so a rerun cannot start while orphaned workers of
-a killed run still write into the work folder.
+when the last of them ends, so a rerun cannot start while workers of a killed
+run still write into the work folder. They end with the run's process (the
+kernel kills them, see ``nipype_seam.die_with_parent``); should processes of a
+run that has ended still hold the lock (started otherwise), ``--wait`` does not
+wait for them forever: after ``ORPHAN_GRACE`` seconds it stops and names them.
 """
 
 import errno
@@ -26,6 +29,8 @@ from ..io.errors import InputError
 LOCK_NAME = ".nipype-secondlevel.lock"
 #: flock errors meaning "this file system does not do locks" (some NFS/Lustre set-ups).
 _UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
+#: Seconds a waiting run gives processes left by a run that has ended to let go.
+ORPHAN_GRACE = 10.0
 
 
 class WorkFolderBusy(InputError):
@@ -46,6 +51,27 @@ def describe_holder(record, host=None, holding=True):
     if holding and record.get("host") == host and not pid_alive(record.get("pid")):
         text += ", which has ended; processes it started still hold the lock"
     return text
+
+
+def lock_holders(path):
+    """PIDs of the other processes on this host with ``path`` open (Linux /proc)."""
+    target = os.path.realpath(path)
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        if int(proc.name) == os.getpid():
+            continue
+        try:
+            if any(os.readlink(fd) == target for fd in (proc / "fd").iterdir()):
+                pids.append(int(proc.name))
+        except OSError:  # ended meanwhile, or not ours to look at
+            continue
+    return sorted(pids)
+
+
+def orphaned(record):
+    """True when the run that wrote ``record`` ran on this host and has ended."""
+    return bool(record) and record.get("host") == socket.gethostname() and not pid_alive(
+        record.get("pid"))
 
 
 def pid_alive(pid):
@@ -95,13 +121,15 @@ class WorkFolderLock:
         default stderr. None-like ``False`` silences them.
     """
 
-    def __init__(self, work_dir, wait=False, timeout=None, stream=None, poll=0.2):
+    def __init__(self, work_dir, wait=False, timeout=None, stream=None, poll=0.2,
+                 orphan_grace=ORPHAN_GRACE):
         self.work_dir = Path(work_dir).absolute()
         self.path = self.work_dir / LOCK_NAME
         self.wait = wait
         self.timeout = timeout
         self.stream = sys.stderr if stream is None else stream
         self.poll = poll
+        self.orphan_grace = orphan_grace
         self._fd = None
         #: Record left by an earlier run that did not release the lock (it was
         #: killed), or None.
@@ -119,6 +147,8 @@ class WorkFolderLock:
             return {}
 
     def _busy(self, record):
+        if orphaned(record):
+            return self._orphans(record)
         return WorkFolderBusy(
             f"work folder {self.work_dir} is in use by another run: "
             f"{describe_holder(record)}; wait for it to end or pass --wait"
@@ -166,14 +196,29 @@ class WorkFolderLock:
         self._note(f"work folder {self.work_dir} is in use by {describe_holder(record)}; "
                    "waiting for it to end")
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        orphans_since = None
         while True:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return
             except BlockingIOError:
-                if deadline is not None and time.monotonic() >= deadline:
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
                     raise self._busy(self._read_record()) from None
+                record = self._read_record()
+                orphans_since = (orphans_since or now) if orphaned(record) else None
+                if orphans_since is not None and now - orphans_since >= self.orphan_grace:
+                    raise self._orphans(record, waited=self.orphan_grace) from None
                 time.sleep(self.poll)
+
+    def _orphans(self, record, waited=None):
+        pids = " ".join(map(str, lock_holders(self.path))) or "unknown"
+        after = f" after {waited:g} s" if waited is not None else ""
+        return WorkFolderBusy(
+            f"work folder {self.work_dir}: the run of {describe_holder(record, holding=False)}"
+            f" has ended but processes it started (PIDs {pids}) still hold the lock{after}; "
+            f"end them (kill {pids}) and run again"
+        )
 
     def _fallback(self):
         """No flock on this file system: trust the record (same host, live PID)."""

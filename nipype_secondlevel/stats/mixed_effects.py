@@ -300,6 +300,7 @@ def fit_mixed_effects_chunks(X, chunks, n_voxels, sigma2_between=None, max_iter=
             _fit_block(X, basis, Y[:, a - first:b - first], V[:, a - first:b - first],
                        None if fixed is None else np.array(fixed[block]), fit, block, options)
         filled += stop - first
+        del Y, V  # before the next chunk is read
     if filled != n_voxels:
         raise ValueError(f"the chunks hold {filled} voxels, not {n_voxels}")
     return fit

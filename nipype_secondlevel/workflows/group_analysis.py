@@ -22,9 +22,11 @@ from ..interfaces import (
     MaskedData,
     ResampleMaps,
     Smooth,
+    StackMaskedData,
     Threshold,
 )
 from ..io.errors import bad_input
+from ..io.masked_data import MAPS_PER_READ_BLOCK, split_into_blocks
 from ..reporting.anatomy import DEFAULT_ATLASES
 from .inference import PERMUTATION_CORRECTIONS, init_permutation_wf
 
@@ -106,6 +108,16 @@ def _check_options(design, estimation, correction, height_control, perm_scheme,
     return height_control
 
 
+def masked_data_nodes(name, positive=False):
+    """The maps' masked values: a MapNode reading blocks of
+    :data:`~nipype_secondlevel.io.masked_data.MAPS_PER_READ_BLOCK` consecutive maps
+    (run in parallel by MultiProc and SLURM), and ``stack_<name>`` stacking the
+    blocks into the one masked data file (byte for byte a single-process read)."""
+    blocks = pe.MapNode(MaskedData(positive=positive), iterfield=["in_files"], name=name,
+                        mem_gb=0.5)
+    return blocks, pe.Node(StackMaskedData(), name=f"stack_{name}", mem_gb=0.25)
+
+
 def init_group_analysis_wf(
     *,
     design: str = "one-sample",
@@ -146,9 +158,10 @@ def init_group_analysis_wf(
     moved to it, with a warning: exactly when they have its voxels in another
     order, else interpolated within their non-zero voxels) -> ``mask`` (voxels
     NaN or infinite in any map are left out, with a warning) -> ``masked_data``
+    (a MapNode reading blocks of maps in parallel) -> ``stack_masked_data``
     (the maps' masked values, one ``.npy`` read in voxel chunks; with mixed or
-    fixed effects also ``masked_variances``, which refuses a variance of 0 or
-    less in the mask) -> ``estimate`` (:class:`EstimateOLS`, or
+    fixed effects also ``masked_variances`` -> ``stack_masked_variances``, which
+    refuses a variance of 0 or less in the mask) -> ``estimate`` (:class:`EstimateOLS`, or
     :class:`EstimateMixedEffects` with the first-level variances) ->
     ``contrast``, ``threshold`` and ``plot``, MapNodes over the contrasts: each
     contrast is computed from the one estimate and cached on its own, so adding
@@ -269,9 +282,9 @@ def init_group_analysis_wf(
         workflow.connect(resample, "out_files", prepared, "in_files")
         if weighted:
             workflow.connect(resample, "variance_files", prepared, "variance_files")
-    # The maps' masked values written once (n_maps x n_voxels .npy); the estimate
-    # and the permutations read voxel chunks of it.
-    data = pe.Node(MaskedData(), name="masked_data", mem_gb=0.5)
+    # The maps' masked values written once (n_maps x n_voxels .npy), read in blocks
+    # of maps; the estimate and the permutations read voxel chunks of it.
+    data_blocks, data = masked_data_nodes("masked_data")
     if weighted:
         estimate = pe.Node(
             EstimateMixedEffects(method=estimation, first_level_dof=first_level_dof,
@@ -307,8 +320,10 @@ def init_group_analysis_wf(
         (design_node, resample, [("in_files", "in_files"),
                                  ("variance_files", "variance_files")]),
         (resample, mask, [("out_files", "in_files")]),
-        (prepared, data, [("out_files", "in_files")]),
-        (mask, data, [("mask_file", "mask_file")]),
+        (prepared, data_blocks, [(("out_files", split_into_blocks, MAPS_PER_READ_BLOCK),
+                                   "in_files")]),
+        (mask, data_blocks, [("mask_file", "mask_file")]),
+        (data_blocks, data, [("data_file", "row_files")]),
         (data, estimate, [("data_file", "data_file")]),
         (design_node, estimate, [("design_matrix", "design_matrix")]),
         (mask, estimate, [("mask_file", "mask_file")]),
@@ -344,11 +359,13 @@ def init_group_analysis_wf(
     if weighted:
         # Refuses a variance of 0 or less in the mask (an infinite weight), before
         # the estimate, for mixed and fixed effects alike.
-        variances = pe.Node(MaskedData(positive=True), name="masked_variances", mem_gb=0.5)
+        variance_blocks, variances = masked_data_nodes("masked_variances", positive=True)
         workflow.connect([
             (resample, mask, [("variance_files", "variance_files")]),
-            (prepared, variances, [("variance_files", "in_files")]),
-            (mask, variances, [("mask_file", "mask_file")]),
+            (prepared, variance_blocks, [(("variance_files", split_into_blocks,
+                                           MAPS_PER_READ_BLOCK), "in_files")]),
+            (mask, variance_blocks, [("mask_file", "mask_file")]),
+            (variance_blocks, variances, [("data_file", "row_files")]),
             (variances, estimate, [("data_file", "variance_data_file")]),
             (estimate, contrast, [("cov_beta", "cov_beta")]),
             *([(estimate, contrast, [("kenward_roger", "kenward_roger")])]

@@ -286,7 +286,10 @@ def _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb):
             observed[cols] = statistic_map(model, data, plan)
         threshold = tie_threshold(tail_statistic(observed, options.tail))
     budget = float(mem_gb) * 2**30 * 0.25  # the maps of a batch of patterns
-    batch = int(max(1, min(n_chunk, budget // (8 * n_vox))))
+    # at most one matrix product's patterns: a larger buffer costs page faults
+    # and cache misses, and computes nothing more
+    batch = int(max(1, min(n_chunk, PATTERN_BATCH, budget // (8 * n_vox))))
+    buffer = np.empty((batch, n_vox))
     best = np.full(n_chunk, -np.inf)
     exceed = np.zeros(n_vox, dtype=np.int64) if options.uncorrected else None
     clusters = options.cluster_threshold is not None
@@ -295,7 +298,7 @@ def _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb):
     tfces = np.zeros(n_chunk) if options.tfce else None
     for lo in range(start, stop, batch):
         hi = min(lo + batch, stop)
-        maps = np.empty((hi - lo, n_vox))
+        maps = buffer[:hi - lo]
         for cols, data in chunks():
             for rows, weights in _pattern_batches(plan, lo, hi, model.basis):
                 at_rows = slice(rows.start + lo - start, rows.stop + lo - start)
@@ -315,7 +318,6 @@ def _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb):
             if options.tfce:
                 tfces[j] = spatial.max_tfce(shown, graph, options.tail, options.tfce_dh,
                                             options.tfce_E, options.tfce_H)
-        del maps
     return NullChunk(start, stop, best, exceed, sizes, masses, tfces)
 
 
