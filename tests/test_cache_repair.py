@@ -54,15 +54,15 @@ ROUNDS = [
       "estimate"),
      ("contrast map deleted", ANALYSIS / "contrast/mapflow/_contrast0/"
       "contrast-verticalVsHorizontal_stat-z_statmap.nii.gz", Path.unlink, "contrast"),
-     ("masked data rewritten", ANALYSIS / "masked_data/masked_data.npy", rewrite_values,
-      "masked_data")],
+     ("masked data rewritten", ANALYSIS / "stack_masked_data/masked_data.npy", rewrite_values,
+      "stack_masked_data")],
     [("result file deleted", ANALYSIS / "mask/result_mask.pklz", Path.unlink, "mask"),
-     ("masked data deleted", ANALYSIS / "masked_data/masked_data.npy", Path.unlink,
-      "masked_data")],
+     ("masked data deleted", ANALYSIS / "stack_masked_data/masked_data.npy", Path.unlink,
+      "stack_masked_data")],
     [("simulated map deleted", "work/demo_wf/simulate/*_effect.nii.gz", Path.unlink,
       "simulate"),
-     ("masked data cut short", ANALYSIS / "masked_data/masked_data.npy", cut_short,
-      "masked_data")],
+     ("masked data cut short", ANALYSIS / "stack_masked_data/masked_data.npy", cut_short,
+      "stack_masked_data")],
 ]
 
 
