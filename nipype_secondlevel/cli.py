@@ -3,6 +3,7 @@
 The command line itself is parsed by :mod:`nipype_secondlevel.cli_options`.
 """
 
+import os
 import shutil
 import sys
 import warnings
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from .cli_options import PROG, build_parser, join_dash_values
 from .io.errors import InputError, InputWarning, bad_input
+from .runtime.execution import WorkflowFailed  # (imports no nipype)
 
 #: Entity filters of ``run --bids-dir``: option attribute -> pybids entity.
 BIDS_FILTERS = {"task": "task", "space": "space", "session": "session",
@@ -238,6 +240,7 @@ def run(args):
         read_manifest,
         remove_entries,
     )
+    from .runtime.console import nipype_console_off
     from .runtime.execution import run_workflow
     from .runtime.locking import WorkFolderLock
 
@@ -247,7 +250,8 @@ def run(args):
     created = not args.out_dir.exists()
     try:
         # One run per work folder; a lock left by a killed run is released by the kernel.
-        with WorkFolderLock(args.work_dir, wait=args.wait):
+        # A failed node is one line: nipype's own log of it stays in the crash file.
+        with WorkFolderLock(args.work_dir, wait=args.wait), nipype_console_off():
             remove_entries(args.out_dir, foreign)  # --replace-results, once all checks passed
             summary = run_workflow(workflow, args.work_dir, plugin=args.plugin,
                                    n_procs=args.n_procs, progress=not args.quiet,
@@ -302,13 +306,12 @@ def format_warning(message, category, filename, lineno, line=None,
 def main(argv=None):
     """The command; exit status 0 done, 1 bad input or a failed node (one line), 2 a
     command line argparse refused (usage and one line), 130 interrupted."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(join_dash_values(argv))
-    args.argv = argv
-    from .runtime.execution import WorkflowFailed
-
     formatted, warnings.formatwarning = warnings.formatwarning, format_warning
+    pid = os.getpid()
     try:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        args = build_parser().parse_args(join_dash_values(argv))
+        args.argv = argv
         if args.command == "graph":
             return draw_graph(args)
         return run(args)
@@ -316,8 +319,9 @@ def main(argv=None):
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; rerun the same command to resume from the cache",
-              file=sys.stderr)
+        if os.getpid() != pid:  # a forked worker unwinding a copy of this stack: be silent
+            os._exit(130)
+        print(f"{PROG}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     finally:
         warnings.formatwarning = formatted

@@ -17,7 +17,7 @@ def test_demo_prints_progress_and_where_results_are(tmp_path, capsys):
                  "--work-dir", str(tmp_path / "work")])
     captured = capsys.readouterr()
     assert code == 0
-    assert "[15/15] demo_wf.sink: done" in captured.err
+    assert "[16/16] demo_wf.sink: done" in captured.err
     assert "demo_wf.group_analysis_wf.estimate: done in" in captured.err
     assert f"Results in {out}:" in captured.out
     assert "contrast-verticalVsHorizontal_stat-z_glassbrain.png" in captured.out
@@ -25,7 +25,7 @@ def test_demo_prints_progress_and_where_results_are(tmp_path, capsys):
     main(["demo", "--n-subjects", "6", "--out-dir", str(out),
           "--work-dir", str(tmp_path / "work")])
     captured = capsys.readouterr()
-    assert "1 node(s) executed, 14 from the cache" in captured.out
+    assert "1 node(s) executed, 15 from the cache" in captured.out
     assert "demo_wf.group_analysis_wf.estimate: cached" in captured.err
 
 
@@ -52,8 +52,10 @@ def test_failing_node_leaves_no_output_folder(tmp_path):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert "node localizer_wf.fetch failed" in lines[0]
-    assert f"Localizer data folder {tmp_path / 'empty' / 'brainomics_localizer'}" in lines[0]
+    assert lines[0].startswith("nipype-secondlevel: error: Localizer data folder "
+                               f"{tmp_path / 'empty' / 'brainomics_localizer'}")
+    assert f"(details: {tmp_path / 'work' / 'crash'}" in lines[0]
+    assert "nipype.workflow" not in result.stdout + result.stderr
     assert not (tmp_path / "out").exists()
     # The failure is not cached: with the data in place the same command succeeds.
     make_localizer_folder(tmp_path / "empty", 3, ["vertical checkerboard",

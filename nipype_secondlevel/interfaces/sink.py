@@ -69,7 +69,8 @@ class DerivativesSink(SimpleInterface):
             # What an earlier export wrote and this one did not is not this run's result.
             finish_export(out_dir, names)
         except OSError as err:
-            if not str(err.filename or out_dir).startswith(str(out_dir)):
+            # (a copy's error names the source, then the destination)
+            if not str(err.filename2 or err.filename or out_dir).startswith(str(out_dir)):
                 raise  # a source file in the work folder
             # A full, read-only or vanished results folder: one line naming it.
             raise bad_input(f"results folder {out_dir}", f"cannot be written: "

@@ -1,8 +1,10 @@
 """Running workflows: plugins, progress lines, and which nodes ran or came from the cache."""
 
+import errno
 import gc
 import importlib
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager
@@ -12,6 +14,8 @@ from pathlib import Path
 import matplotlib
 
 from . import nipype_seam
+from .cache_repair import repair_cache
+from .interrupts import InterruptGuard
 
 LOCAL_PLUGINS = ("Linear", "MultiProc")
 CLUSTER_PLUGINS = ("SLURM", "SLURMGraph")
@@ -52,9 +56,11 @@ def quiet_nipype():
 class Progress:
     """Nipype status callback printing one line per node as it finishes."""
 
-    def __init__(self, total, start, stream=None):
+    def __init__(self, total, start, stream=None, guard=None, base_dir=None):
         self.total = total
         self.start = start
+        self.base_dir = base_dir  # the work folder: names of MapNode items
+        self.guard = guard  # no lines once the run is interrupted
         self.stream = stream or sys.stderr
         self.started = {}
         self.done = 0
@@ -65,6 +71,7 @@ class Progress:
         state = dict(self.__dict__)
         if state.get("stream") is sys.stderr:
             state["stream"] = None
+        state["guard"] = None
         return state
 
     def __setstate__(self, state):
@@ -73,21 +80,40 @@ class Progress:
             self.stream = sys.stderr
 
     def __call__(self, node, status):
-        name = node.fullname
+        if self.guard is not None and self.guard.interrupted:
+            return
+        item = self.base_dir and map_item_name(node, self.base_dir)
+        name = item or node.fullname
         if status == "start":
             self.started[name] = time.time()
             # The Linear plugin also announces nodes it will take from the cache.
             if not node.is_cached()[0] or node.interface.always_run:
                 print(f"        {name}: running", file=self.stream, flush=True)
             return
-        self.done += 1
         if status == "exception":
             state = "FAILED"
         elif node_ran_since(node, self.start):
-            state = f"done in {time.time() - self.started.get(name, time.time()):.1f} s"
+            seconds = max(0.0, time.time() - self.started.get(name, time.time()))
+            state = f"done in {seconds:.1f} s"
         else:
             state = "cached"
+        if item:  # MultiProc reports a MapNode's items too: they are not counted
+            print(f"        {name}: {state}", file=self.stream, flush=True)
+            return
+        self.done += 1
         print(f"[{self.done}/{self.total}] {name}: {state}", file=self.stream, flush=True)
+
+
+def map_item_name(node, base_dir):
+    """``<MapNode's full name>[i]`` for an item of a MapNode (nipype names it
+    ``_<name><i>``, in ``<MapNode's folder>/mapflow/``), None for any other node."""
+    folder = Path(node.output_dir())
+    mapnode = folder.parent.parent
+    prefix = f"_{mapnode.name}"
+    if (folder.parent.name != "mapflow" or not folder.name.startswith(prefix)
+            or not mapnode.is_relative_to(base_dir)):
+        return None
+    return ".".join(mapnode.relative_to(base_dir).parts) + f"[{folder.name[len(prefix):]}]"
 
 
 def count_nodes(workflow):
@@ -156,30 +182,46 @@ def run_workflow(
     Raises
     ------
     WorkflowFailed
-        With the failed node's name, its error line and crash file; on SLURM,
+        With the failed node's error line (and its name unless the error is an
+        :class:`~nipype_secondlevel.io.errors.InputError`) and crash file; on SLURM,
         one line per failed node with its log and crash file, and the nodes
         that did not run because of it.
+    KeyboardInterrupt
+        On Ctrl-C (Linear, MultiProc): the crash files nipype wrote for it are
+        removed (see :class:`~nipype_secondlevel.runtime.interrupts.InterruptGuard`).
     """
     if plugin not in PLUGINS:
         raise ValueError(f"plugin must be one of {', '.join(PLUGINS)}, got {plugin!r}")
     configure(workflow, work_dir)
     quiet_nipype()
+    # Results whose files were deleted or changed since: nipype would trust them.
+    for node_dir, why in repair_cache(Path(workflow.base_dir) / workflow.name,
+                                      workflow.base_dir).items():
+        if progress:
+            name = ".".join(node_dir.relative_to(workflow.base_dir).parts)
+            print(f"        {name}: cached result not used ({why}); it runs again",
+                  file=sys.stderr, flush=True)
     os.environ.setdefault("NIPYPE_NO_ET", "1")
     start = time.time()
     args = dict(plugin_args or {})
     if plugin == "MultiProc":
         args.setdefault("n_procs", n_procs or os.cpu_count())
-    if progress and plugin != "SLURMGraph":
-        args["status_callback"] = Progress(count_nodes(workflow), start)
     crash_dir = Path(workflow.config["execution"]["crashdump_dir"])
+    guard = InterruptGuard(crash_dir)
+    if progress and plugin != "SLURMGraph":
+        args["status_callback"] = Progress(count_nodes(workflow), start, guard=guard,
+                                           base_dir=Path(workflow.base_dir))
     if plugin in CLUSTER_PLUGINS:
         graph = run_on_cluster(workflow, plugin, sbatch_args, poll_interval, args)
     else:
-        try:
-            with nipype_seam.patched_for_run(plugin), frozen_heap(plugin == "MultiProc"):
-                graph = workflow.run(plugin=plugin, plugin_args=args)
-        except Exception as err:
-            raise WorkflowFailed.from_crash_dir(crash_dir, start, err) from err
+        with guard:
+            try:
+                with nipype_seam.patched_for_run(plugin), frozen_heap(plugin == "MultiProc"):
+                    graph = workflow.run(plugin=plugin, plugin_args=args)
+            except Exception as err:
+                if guard.interrupted:  # nipype made a failed node of the interrupt
+                    raise KeyboardInterrupt from None
+                raise WorkflowFailed.from_crash_dir(crash_dir, start, err) from err
     summary = RunSummary(seconds=time.time() - start)
     for node in graph.nodes():
         (summary.executed if node_ran_since(node, start) else summary.cached).append(
@@ -242,23 +284,79 @@ def run_on_cluster(workflow, plugin, sbatch_args, poll_interval, plugin_args):
 
 
 class WorkflowFailed(RuntimeError):
-    """A node failed; the message names it and gives its error in one line."""
+    """A node failed; the message gives its error in one line and where the details are."""
 
     @classmethod
     def from_crash_dir(cls, crash_dir, since, err):
+        crash_dir = Path(crash_dir)
         crashes = sorted(
-            (p for p in Path(crash_dir).glob("crash-*") if p.stat().st_mtime >= since - 1),
+            (p for p in crash_dir.glob("crash-*") if p.stat().st_mtime >= since - 1),
             key=lambda p: p.stat().st_mtime,
-        )
-        if not crashes:
-            return cls(f"workflow failed: {str(err).strip().splitlines()[-1]}")
-        crash = crashes[0]
-        node, error = read_crash_file(crash)
-        return cls(f"node {node} failed: {error} (crash file: {crash})")
+        ) if crash_dir.is_dir() else []
+        node, error = read_crash_file(crashes[0]) if crashes else (None, None)
+        if error is None:  # no crash file, or an empty one (e.g. on a full disk)
+            error = innermost_error(f"{type(err).__name__}: {err}")
+            node = node_of_crash_name(crashes[0].name) if crashes else None
+        message = failure_message(node, *split_error_line(error), work_dir=crash_dir.parent)
+        if crashes and crashes[0].stat().st_size:
+            message += f" (details: {crashes[0]})"
+        return cls(message)
+
+
+#: The last line of a traceback: ``[module.]ExceptionClass: message``.
+_ERROR_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*(?P<cls>[A-Za-z_]\w*(?:Error|Exception|Exit|"
+                         r"Interrupt|Failed))(?::\s*(?P<msg>.*))?$")
+#: An OSError's message: ``[Errno N] strerror[: 'filename'[ -> 'filename2']]``.
+_OS_ERROR = re.compile(r"^\[Errno (?P<errno>\d+)\] (?P<strerror>[^:]+)"
+                       r"(?:: '(?P<path>[^']*)'(?: -> '(?P<path2>[^']*)')?)?")
+#: errno values that mean "this folder cannot hold the run's files".
+_UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def split_error_line(line):
+    """(exception class name, message) of a traceback's error line."""
+    match = _ERROR_LINE.match(line.strip())
+    if not match:
+        return None, line.strip()
+    return match.group("cls"), (match.group("msg") or "").strip()
+
+
+def failure_message(node, cls, message, work_dir=None):
+    """The one line of a failed run: a user's problem (InputError) as it was raised;
+    a folder that cannot be written (full, read-only) named; anything else with the
+    failed node and the error's class."""
+    if cls is not None and cls.endswith("InputError"):
+        return message
+    os_error = _OS_ERROR.match(message) if cls is not None else None
+    if os_error and int(os_error["errno"]) in _UNWRITABLE:
+        path = os_error["path2"] or os_error["path"]  # a copy's destination
+        where = (f"work folder {work_dir}" if work_dir and (
+            not path or Path(path).is_relative_to(work_dir)) else path)
+        if where:
+            during = f" (node {node})" if node else ""
+            return f"{where}: cannot be written: {os_error['strerror']}{during}"
+    what = f"{cls}: {message}" if cls else message
+    return f"node {node} failed: {what}" if node else f"workflow failed: {what}"
+
+
+def innermost_error(text):
+    """The error line of a (possibly nested) traceback, not nipype's wrapping
+    NodeExecutionError; None if there is none."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if _ERROR_LINE.match(ln)]
+    inner = [ln for ln in errors if not split_error_line(ln)[0].startswith("NodeExecution")]
+    return (inner or errors or lines or [None])[-1]
+
+
+def node_of_crash_name(name):
+    """The node's name in a crash file's name: crash-<time>-<user>-<node>-<uuid>.<ext>."""
+    match = re.match(r"crash-\d{8}-\d{6}-[^-]+-(?P<node>.+)-[0-9a-f]{8}(-[0-9a-f]{4}){3}-"
+                     r"[0-9a-f]{12}\.", name)
+    return match["node"] if match else None
 
 
 def read_crash_file(path):
-    """(node name, last error line) from a nipype crash file (txt or pklz)."""
+    """(node name, the innermost error line or None) from a nipype crash file (txt or pklz)."""
     path = Path(path)
     if path.suffix == ".pklz":
         from nipype.utils.filemanip import loadcrash
@@ -268,14 +366,9 @@ def read_crash_file(path):
         node = str(crash.get("node", path.name))
     else:
         text = path.read_text(errors="replace")
-        node = path.name
+        node = node_of_crash_name(path.name) or path.name
         for line in text.splitlines():
             if line.startswith("Node: "):
                 node = line[len("Node: "):].strip()
                 break
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    error = next(
-        (ln for ln in reversed(lines) if "Error" in ln.split(":")[0]),
-        lines[-1] if lines else "unknown error",
-    )
-    return node, error
+    return node, innermost_error(text)

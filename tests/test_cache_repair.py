@@ -1,0 +1,86 @@
+"""A damaged cache heals on the next run: the node whose result or files were damaged
+runs again, so do the nodes reading what it rewrites, and the outputs equal a clean run's.
+
+One demo run is damaged in turn in each way (a result file cut short or deleted, an
+intermediate file deleted as a scratch purge would, ``masked_data.npy`` cut short or
+rewritten, a simulated map deleted) and rerun through the command each time; the
+reference is an undamaged run in another folder.
+"""
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from nipype.pipeline.engine.utils import load_resultfile
+from test_interruption import ENV, assert_same_outputs, cli
+
+DEMO = ["demo", "--n-subjects", "4", "--out-dir", "out", "--work-dir", "work"]
+ANALYSIS = Path("work/demo_wf/group_analysis_wf")
+
+
+def run_demo(folder):
+    done = subprocess.run(cli(*DEMO), cwd=folder, env=ENV, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clean")
+    run_demo(folder)
+    return folder
+
+
+def cut_short(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def rewrite_values(path):
+    """Same size, same header, other values (e.g. a file restored from another run)."""
+    data = np.load(path)
+    np.save(path, data[::-1].copy())
+
+
+def first(folder, pattern):
+    return min(Path(folder).glob(pattern))
+
+
+#: Rounds of damages, each then one rerun (damages of one round hit different nodes):
+#: (what, file to damage (relative to the run's folder), damage, node seen to run again)
+ROUNDS = [
+    [("result file cut short", ANALYSIS / "estimate/result_estimate.pklz", cut_short,
+      "estimate"),
+     ("contrast map deleted", ANALYSIS / "contrast/mapflow/_contrast0/"
+      "contrast-verticalVsHorizontal_stat-z_statmap.nii.gz", Path.unlink, "contrast"),
+     ("masked data rewritten", ANALYSIS / "stack_masked_data/masked_data.npy", rewrite_values,
+      "stack_masked_data")],
+    [("result file deleted", ANALYSIS / "mask/result_mask.pklz", Path.unlink, "mask"),
+     ("masked data deleted", ANALYSIS / "stack_masked_data/masked_data.npy", Path.unlink,
+      "stack_masked_data")],
+    [("simulated map deleted", "work/demo_wf/simulate/*_effect.nii.gz", Path.unlink,
+      "simulate"),
+     ("masked data cut short", ANALYSIS / "stack_masked_data/masked_data.npy", cut_short,
+      "stack_masked_data")],
+]
+
+
+def test_each_damage_heals_on_the_next_run(tmp_path, clean):
+    run_demo(tmp_path)
+    for damages in ROUNDS:
+        before = {}
+        for what, target, damage, _ in damages:
+            path = first(tmp_path, str(target))
+            before[what] = path, path.read_bytes()
+            damage(path)
+        log = run_demo(tmp_path)
+        for what, _, _, node in damages:
+            assert f".{node}: cached result not used (" in log, (what, log)
+            assert f".{node}: done in" in log, what
+            path, content = before[what]
+            if path.suffix == ".pklz":  # a new result (its run time differs), whole
+                assert load_resultfile(str(path)).outputs is not None, what
+            else:  # the work folder holds the same file again
+                assert path.read_bytes() == content, what
+        assert_same_outputs(tmp_path / "out", clean / "out", tmp_path, clean)
