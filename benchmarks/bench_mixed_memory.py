@@ -98,7 +98,7 @@ def main():
                    "--estimation", estimation, "--mem-gb", str(args.mem_gb),
                    "--mask-strategy", "coverage", "--quiet", "--out-dir", str(work / "out"),
                    "--work-dir", str(work / "work")]
-            _, seconds, tree_peak, maxrss = measured_run(cmd)
+            _, seconds, tree_peak, maxrss, _ = measured_run(cmd)
             figures[estimation] = (seconds, max(tree_peak, maxrss))
             data = sum(p.stat().st_size for p in work.rglob("masked_data.npy"))
             if not args.keep:
