@@ -32,11 +32,17 @@ def bids_filters(args):
     return filters
 
 
+def require_dot(where):
+    """Refuse ``where`` (an option or command drawing a graph) without Graphviz's dot."""
+    if shutil.which("dot") is None:
+        raise bad_input(where, "the 'dot' program of Graphviz is not installed "
+                        "(e.g. apt-get install graphviz)")
+
+
 def bids_table(args, filters):
     """Build the inputs table of ``--bids-dir`` (pybids) and write it into the work folder
     (rewritten only when it changed, so that the cache holds); returns its path."""
     import filecmp
-    import os
     import tempfile
 
     from .design.bids import bids_inputs_table
@@ -160,9 +166,8 @@ def analysis_options(args):
     atlases = list(DEFAULT_ATLASES if args.atlas is None else args.atlas)
     if "none" in atlases and len(atlases) > 1:
         raise bad_input("--atlas none", "cannot go with other atlases")
-    if args.graph and shutil.which("dot") is None:
-        raise bad_input("--graph", "the 'dot' program of Graphviz is not installed "
-                        "(e.g. apt-get install graphviz)")
+    if args.graph:
+        require_dot("--graph")
     return {
         "mask_strategy": args.mask_strategy or "nilearn",
         "mask_file": str(args.mask.absolute()) if args.mask is not None else None,
@@ -218,8 +223,6 @@ def build_workflow(args):
 
 def check_simulation_fits(n_subjects):
     """Refuse a simulated sample larger than this machine's memory (it is made at once)."""
-    import os
-
     from .datasets.simulation import simulation_bytes
 
     needed = simulation_bytes(n_subjects)
@@ -274,9 +277,7 @@ def draw_graph(args):
     from .runtime.execution import quiet_nipype
 
     quiet_nipype()
-    if shutil.which("dot") is None:
-        raise bad_input("graph", "the 'dot' program of Graphviz is not installed "
-                        "(e.g. apt-get install graphviz)")
+    require_dot("graph")
     command = build_parser().parse_args(args.pipeline or ["demo"])
     if command.command == "graph":
         raise bad_input("graph graph", "draws the pipeline of demo, localizer or run")

@@ -18,7 +18,6 @@ from ..io.images import load_mask, unmask
 from ..io.masked_data import (
     iter_voxel_chunks,
     masked_data_shape,
-    read_voxel_chunk,
     voxel_chunk_size,
 )
 from ..io.sidecars import generated_by, source_fields, write_sidecar
@@ -102,7 +101,7 @@ class EstimateMixedEffects(SimpleInterface):
         # A chunk holds the effects and variances as float64 (and the float32 read):
         # 24 bytes per value; the fit's temporaries are one block's, some 30 MiB.
         chunk = voxel_chunk_size(shape[0], self.inputs.mem_gb, shape[1])
-        fit = fit_mixed_effects_chunks(X, self._chunks(shape[1], chunk), shape[1],
+        fit = fit_mixed_effects_chunks(X, self._chunks(chunk), shape[1],
                                        sigma2_between=0.0 if fixed else None)
         dof = min(shape[0] * self.inputs.first_level_dof, DOF_MAX) if fixed else fit.dof
         out = Path(runtime.cwd)
@@ -133,13 +132,11 @@ class EstimateMixedEffects(SimpleInterface):
         })
         return runtime
 
-    def _chunks(self, n_voxels, chunk):
+    def _chunks(self, chunk):
         """(slice, effects, variances) chunk by chunk, holding no chunk between two."""
-        for start in range(0, n_voxels, chunk):
-            stop = min(start + chunk, n_voxels)
-            yield (slice(start, stop), read_voxel_chunk(self.inputs.data_file, start, stop),
-                   self._checked_variances(
-                       read_voxel_chunk(self.inputs.variance_data_file, start, stop), chunk))
+        for (where, Y), (_, V) in zip(iter_voxel_chunks(self.inputs.data_file, chunk),
+                                      iter_voxel_chunks(self.inputs.variance_data_file, chunk)):
+            yield where, Y, self._checked_variances(V, chunk)
 
     def _checked_variances(self, V, chunk):
         """A chunk of the variances; one-line error naming the first map with a negative or

@@ -11,8 +11,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
-
 from . import nipype_seam
 from .cache_repair import repair_cache
 from .interrupts import InterruptGuard
@@ -248,6 +246,8 @@ def frozen_heap(freeze=True):
     if not freeze:
         yield
         return
+    import matplotlib
+
     matplotlib.use("Agg")  # pictures are written to files, never shown
     for name in FORKED_IMPORTS:
         importlib.import_module(name)
