@@ -120,3 +120,25 @@ def test_interpolation_is_zero_where_the_map_has_no_value():
     data[5, 5, 5] = np.nan
     values, _ = to_reference_grid(data, affine, reference)
     assert 0 < np.isnan(values).sum() <= 8
+
+
+def test_single_volume_4d_maps_are_moved_as_3d_maps(tmp_path):
+    """A (x, y, z, 1) map off the reference grid, flipped or shifted, is moved as its 3D
+    volume: reordered exactly (compared with numpy's flip) or interpolated, never 4D."""
+    from nipype_secondlevel.io.grids import resample_to_reference
+
+    rng = np.random.default_rng(0)
+    volume = rng.uniform(1, 2, (5, 6, 7)).astype(np.float32)
+    reference = nib.Nifti1Image(np.ones((5, 6, 7), np.float32), np.diag([3.0, 3, 3, 1]))
+    flipped = np.diag([-3.0, 3, 3, 1])
+    flipped[0, 3] = 12.0
+    shifted = np.diag([3.0, 3, 3, 1])
+    shifted[0, 3] = 1.0
+    paths = []
+    for name, data, affine in (("flipped", volume[::-1], flipped), ("shifted", volume, shifted)):
+        paths.append(tmp_path / f"{name}.nii.gz")
+        nib.save(nib.Nifti1Image(data[..., None], affine), paths[-1])
+    out, moved, interpolated = resample_to_reference(paths, reference, tmp_path, "r")
+    assert moved == [str(p) for p in paths] and interpolated == [str(paths[1])]
+    assert [nib.load(p).shape for p in out] == [(5, 6, 7), (5, 6, 7)]
+    np.testing.assert_array_equal(nib.load(out[0]).get_fdata(), volume)

@@ -35,7 +35,9 @@ def read_data(img, path, what="image"):
     and the image read from those bytes, as fast as nibabel's own read.
     """
     try:
-        if str(path).endswith(".gz") and hasattr(type(img), "from_bytes"):
+        # Only an image read from that file (not one made in memory, e.g. a squeezed 4D map).
+        if (img.get_filename() is not None and str(path).endswith(".gz")
+                and hasattr(type(img), "from_bytes")):
             with gzip.open(path, "rb") as stream:
                 img = type(img).from_bytes(stream.read())
         return np.asanyarray(img.dataobj)
