@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..io.errors import bad_input
 from ..io.files import save_img
-from ..io.images import load_img
+from ..io.images import load_img, read_data
 
 
 def variance_from_t(effect, t):
@@ -60,16 +60,14 @@ def unreadable_nifti(path):
     Catches what an interrupted or corrupted download leaves: a missing or
     truncated file, a gzip stream cut short, an error page saved under the name.
     """
-    import nibabel as nib
-    import numpy as np
-
     try:
         img = nib.load(str(path))
-        data = np.asanyarray(img.dataobj)
+        data = read_data(img, path, "Localizer map")  # the gzip checksum verified too
         if data.size != int(np.prod(img.shape)):
             return f"holds {data.size} values, its header says {img.shape}"
     except Exception as err:  # noqa: BLE001 (nibabel, gzip and zlib raise many types)
-        return f"{type(err).__name__}: {err}".strip().splitlines()[0]
+        cause = err.__cause__ or err  # read_data's one-line error wraps the reader's
+        return f"{type(cause).__name__}: {cause}".strip().splitlines()[0]
     return None
 
 
