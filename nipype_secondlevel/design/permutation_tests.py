@@ -7,11 +7,9 @@ from ..io.errors import bad_input
 from ..io.masked_data import masked_data_shape, read_voxel_chunk
 from ..io.tables import read_design
 from ..stats import permutation as perm
+from ..stats.spatial import TFCE_E, TFCE_H
 from .contrasts import parse_contrast
 from .pairs import paired_rows
-
-#: TFCE's extent and height exponents (Smith & Nichols 2009, as nilearn and FSL).
-TFCE_E, TFCE_H = 0.5, 2.0
 
 
 class PermutationTest:

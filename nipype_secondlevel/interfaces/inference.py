@@ -35,7 +35,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..design.permutation_tests import TFCE_E, TFCE_H, PermutationTest
+from ..design.permutation_tests import PermutationTest
 from ..io.errors import bad_input
 from ..io.files import save_arrays, save_img, save_tsv
 from ..io.images import load_img, load_mask, unmask
@@ -49,6 +49,7 @@ from ..io.sidecars import (
 )
 from ..reporting.clusters import cluster_table, values_at_peaks
 from ..stats import permutation as perm
+from ..stats.spatial import TFCE_E, TFCE_H
 
 MODELS = ("paired", "one-sample", "glm")
 SCHEMES = ("auto", *perm.SCHEMES)

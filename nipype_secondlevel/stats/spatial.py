@@ -33,6 +33,8 @@ from . import spatial_kernels
 
 #: Accepted values of ``tail``.
 TAILS = ("two-sided", "positive", "negative")
+#: TFCE's extent and height exponents (Smith & Nichols 2009, as nilearn and FSL).
+TFCE_E, TFCE_H = 0.5, 2.0
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ def _tfce(values, graph, tail, dh, E, H, voxel_map):
         1.0 in signs, -1.0 in signs, float(E), float(H), voxel_map)
 
 
-def tfce_map(values, graph, tail="two-sided", dh="auto", E=0.5, H=2.0):
+def tfce_map(values, graph, tail="two-sided", dh="auto", E=TFCE_E, H=TFCE_H):
     """Threshold-free cluster enhancement of a masked map.
 
     tfce(v) = sum_{h_k <= value(v)} size(cluster of v at h_k)^E * h_k^H
@@ -176,7 +178,7 @@ def tfce_map(values, graph, tail="two-sided", dh="auto", E=0.5, H=2.0):
     return _tfce(values, graph, tail, dh, E, H, voxel_map=True)[1]
 
 
-def max_tfce(values, graph, tail="two-sided", dh="auto", E=0.5, H=2.0):
+def max_tfce(values, graph, tail="two-sided", dh="auto", E=TFCE_E, H=TFCE_H):
     """Largest |TFCE| of the map, i.e. ``max(abs(tfce_map(...)))``, faster.
 
     Parameters and definitions as :func:`tfce_map`.

@@ -118,8 +118,8 @@ class PermutationOptions:
     cluster_threshold: float | None = None
     tfce: bool = False
     tfce_dh: object = "auto"
-    tfce_E: float = 0.5
-    tfce_H: float = 2.0
+    tfce_E: float = spatial.TFCE_E
+    tfce_H: float = spatial.TFCE_H
     connectivity: int = 1
     uncorrected: bool = True
 
