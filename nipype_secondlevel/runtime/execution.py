@@ -350,8 +350,8 @@ def innermost_error(text):
 
 def node_of_crash_name(name):
     """The node's name in a crash file's name: crash-<time>-<user>-<node>-<uuid>.<ext>."""
-    match = re.match(r"crash-\d{8}-\d{6}-[^-]+-(?P<node>.+)-[0-9a-f]{8}(-[0-9a-f]{4}){3}-"
-                     r"[0-9a-f]{12}\.", name)
+    match = re.match(r"crash-\d{8}-\d{6}-[^-]+-(?P<node>.+)-" + nipype_seam.CRASH_UUID + r"\.",
+                     name)
     return match["node"] if match else None
 
 
@@ -359,16 +359,11 @@ def read_crash_file(path):
     """(node name, the innermost error line or None) from a nipype crash file (txt or pklz)."""
     path = Path(path)
     if path.suffix == ".pklz":
-        from nipype.utils.filemanip import loadcrash
-
-        crash = loadcrash(str(path))
-        text = "".join(crash.get("traceback", []))
-        node = str(crash.get("node", path.name))
+        crash, text = nipype_seam.crash_of_pickle(str(path))
+        node = path.name if crash is None else str(crash)
     else:
         text = path.read_text(errors="replace")
-        node = node_of_crash_name(path.name) or path.name
-        for line in text.splitlines():
-            if line.startswith("Node: "):
-                node = line[len("Node: "):].strip()
-                break
+        node, _ = nipype_seam.text_crash_header(path)
+        if node == path.name:  # no "Node: " line
+            node = node_of_crash_name(path.name) or path.name
     return node, innermost_error(text)

@@ -173,6 +173,23 @@ def node_of_pickle(path):
     return loadpkl(path)["node"]
 
 
+#: The uuid that ends a crash file's name: crash-<time>-<user>-<node>-<uuid>.<pklz|txt>.
+CRASH_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+def text_crash_header(path):
+    """(node full name, working directory) from a text crash file."""
+    name, outdir = os.path.basename(path), ""
+    with open(path, errors="replace") as fp:
+        for line in fp:
+            if line.startswith("Node: "):
+                name = line[len("Node: "):].strip()
+            elif line.startswith("Working directory: "):
+                outdir = line[len("Working directory: "):].strip()
+                break
+    return name, outdir
+
+
 def crash_of_pickle(path):
     """(node or None, traceback text) of a .pklz crash file."""
     from nipype.utils.filemanip import loadcrash

@@ -15,8 +15,6 @@ from .. import nipype_seam
 from .options import MARKER, plugin_name
 from .squeue import TERMINAL_STATES, active_jobs, job_states
 
-_UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-
 
 @dataclass
 class NodeOutcome:
@@ -120,7 +118,7 @@ def _crash_is_for(path, node, outdir):
 
 
 def _find_crash(node, outdir, since):
-    pattern = re.compile(r"-" + re.escape(nipype_seam.node_id(node)) + "-" + _UUID_RE + r"\.(pklz|txt)$")
+    pattern = re.compile(r"-" + re.escape(nipype_seam.node_id(node)) + "-" + nipype_seam.CRASH_UUID + r"\.(pklz|txt)$")
     cands = []
     for d in _crash_dirs(node):
         for p in glob.glob(os.path.join(glob.escape(d), "crash-*")):
@@ -130,19 +128,6 @@ def _find_crash(node, outdir, since):
         if _crash_is_for(p, node, outdir):
             return p
     return None
-
-
-def _txt_crash_header(path):
-    """(node full name, working directory) from a text crash file."""
-    name, outdir = os.path.basename(path), ""
-    with open(path, errors="replace") as fp:
-        for line in fp:
-            if line.startswith("Node: "):
-                name = line[len("Node: "):].strip()
-            elif line.startswith("Working directory: "):
-                outdir = line[len("Working directory: "):].strip()
-                break
-    return name, outdir
 
 
 def _error_line(crash_file=None, result_file=None):
@@ -410,7 +395,7 @@ def _outcomes_from_crash_files(wf_dir, since):
                     node = nipype_seam.crash_of_pickle(p)[0]
                     nm, outdir = _fullname(node), node.output_dir()
                 else:
-                    nm, outdir = _txt_crash_header(p)
+                    nm, outdir = nipype_seam.text_crash_header(p)
             except Exception:  # noqa: BLE001 - unreadable crash file: report by name
                 nm, outdir = os.path.basename(p), ""
             if outdir and not outdir.startswith(wf_dir + os.sep):
