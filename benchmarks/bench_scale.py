@@ -12,8 +12,9 @@ MultiProc --n-procs P``, alternately in the same run, and prints:
 - the reading of the maps into the masked data file (the ``masked_data``
   MapNode over blocks of maps, from its jobs' start and end times): seconds,
   seconds per map, and the ratio Linear / MultiProc (two cores read about twice
-  as fast when they are free); also the mask's own pass over the maps (one
-  process) and the stacking of the blocks;
+  as fast when they are free); also the mask's own pass over the maps (the
+  ``summarize_maps`` MapNode over blocks of maps, then ``mask``) and the
+  stacking of the blocks;
 - peak memory of the whole process tree (the command and its MultiProc
   workers): the largest sum of their resident sets, sampled every 50 ms from
   /proc, and the kernel's maximum resident set of one process (ru_maxrss);
@@ -125,13 +126,13 @@ def command(table, work, out, plugin, mem_gb, n_procs):
     return cmd + (["--n-procs", str(n_procs)] if plugin == "MultiProc" else [])
 
 
-def node_span(folder):
+def node_span(*folders):
     """Seconds from the first start to the last end of the jobs whose results are in
-    ``folder`` (a node, or a MapNode's jobs)."""
+    ``folders`` (nodes, or a MapNode's jobs)."""
     from nipype.utils.filemanip import loadpkl
 
     starts, ends = [], []
-    for result in folder.rglob("result_*.pklz"):
+    for result in (r for folder in folders for r in folder.rglob("result_*.pklz")):
         runtime = loadpkl(str(result)).runtime
         starts.append(datetime.datetime.fromisoformat(runtime.startTime))
         ends.append(datetime.datetime.fromisoformat(runtime.endTime))
@@ -317,7 +318,8 @@ def measure(n, paths, args, plugin):
     row = {
         "n": n, "plugin": plugin, "load": load, "seconds": seconds, "cpu": cpu,
         "tree_peak": tree_peak, "maxrss": maxrss, "data_bytes": data_file.stat().st_size,
-        "read": node_span(analysis / "masked_data" / "mapflow"), "mask": node_span(analysis / "mask"),
+        "read": node_span(analysis / "masked_data" / "mapflow"),
+        "mask": node_span(analysis / "summarize_maps" / "mapflow", analysis / "mask"),
         "stack": node_span(analysis / "stack_masked_data"),
         "blocks": len(list((analysis / "masked_data" / "mapflow").iterdir())),
         "z_map": out / "contrast-intercept_stat-z_statmap.nii.gz",

@@ -1,4 +1,5 @@
-"""The maps read in blocks by parallel jobs give the masked data file of a single read."""
+"""The maps read in blocks by parallel jobs give the mask and the masked data file of a
+single read."""
 
 import io
 
@@ -8,6 +9,7 @@ import pandas as pd
 from group_data import make_group_table
 
 from nipype_secondlevel.cli import main
+from nipype_secondlevel.io.masks import merge_summaries, summarize_maps
 from nipype_secondlevel.workflows import group_analysis
 
 
@@ -23,8 +25,10 @@ def reference_file_bytes(table, mask_file):
 
 
 def test_blocks_read_by_multiproc_stack_to_the_single_read_file(tmp_path, monkeypatch):
-    # 10 maps in blocks of 3: four jobs, the last one a single map.
+    # 10 maps in blocks of 3: four jobs, the last one a single map; the mask's pass
+    # over them in blocks of 4.
     monkeypatch.setattr(group_analysis, "MAPS_PER_READ_BLOCK", 3)
+    monkeypatch.setattr(group_analysis, "MAPS_PER_SUMMARY_BLOCK", 4)
     table = make_group_table(tmp_path / "data", n_subjects=10, conditions=("a",))
     args = ["run", "--inputs", str(table), "--design", "one-sample", "--out-dir",
             str(tmp_path / "out"), "--work-dir", str(tmp_path / "work"), "--quiet",
@@ -33,6 +37,39 @@ def test_blocks_read_by_multiproc_stack_to_the_single_read_file(tmp_path, monkey
     analysis = tmp_path / "work" / "group_wf" / "group_analysis_wf"
     blocks = sorted((analysis / "masked_data" / "mapflow").glob("_masked_data*/masked_data.npy"))
     assert [np.load(b, mmap_mode="r").shape[0] for b in blocks] == [3, 3, 3, 1]
+    summaries = sorted((analysis / "summarize_maps" / "mapflow").glob("_summarize*/*.npz"))
+    assert len(summaries) == 3
+    # the mask nilearn's SecondLevelModel computes from all the maps at once
+    from nilearn.glm.second_level import SecondLevelModel
+
+    rows = pd.read_csv(table, sep="\t")
+    paths = [str(table.parent / p) for p in rows["path"]]
+    model = SecondLevelModel().fit(paths, design_matrix=pd.DataFrame({"i": np.ones(10)}))
+    ours = nib.load(tmp_path / "out" / "desc-group_mask.nii.gz").get_fdata() > 0
+    assert np.array_equal(ours, model.masker_.mask_img_.get_fdata() > 0)
     stacked = analysis / "stack_masked_data" / "masked_data.npy"
     expected = reference_file_bytes(table, tmp_path / "out" / "desc-group_mask.nii.gz")
     assert stacked.read_bytes() == expected
+
+
+def test_summaries_of_blocks_merge_to_the_counts_of_all_the_maps(tmp_path):
+    table = make_group_table(tmp_path / "data", n_subjects=7, conditions=("a",),
+                             variances=True)
+    rows = pd.read_csv(table, sep="\t")
+    maps = [str(table.parent / p) for p in rows["path"]]
+    variances = [str(table.parent / p) for p in rows["variance_path"]]
+    # a NaN voxel in the sixth variance map, a zero (invalid) voxel in the second map
+    for path, voxel, value in ((variances[5], (3, 4, 5), np.nan), (maps[1], (2, 2, 2), 0.0)):
+        img = nib.load(path)
+        data = img.get_fdata()
+        data[voxel] = value
+        nib.save(nib.Nifti1Image(data.astype(np.float32), img.affine), path)
+    merged = merge_summaries([summarize_maps(maps[a:b], variances[a:b])
+                              for a, b in ((0, 3), (3, 6), (6, 7))])
+    effects = np.stack([nib.load(p).get_fdata() for p in maps])
+    noise = np.stack([nib.load(p).get_fdata() for p in variances])
+    assert merged.n_maps == 7
+    np.testing.assert_allclose(merged.total, effects.sum(0), rtol=1e-12)
+    assert np.array_equal(merged.valid, ((effects != 0) & np.isfinite(effects)).sum(0))
+    assert np.array_equal(merged.non_finite, ~np.isfinite(noise).all(0))
+    assert merged.non_finite.sum() == 1 and merged.example == variances[5]

@@ -165,7 +165,8 @@ def test_the_error_line_ends_the_progress_lines(tmp_path):
                      cwd=tmp_path)
     assert result.returncode == 1
     lines = result.stderr.splitlines()
-    assert re.fullmatch(r"\[\d+/\d+\] group_wf.group_analysis_wf.mask: FAILED", lines[-2])
+    assert re.fullmatch(r"\[\d+/\d+\] group_wf.group_analysis_wf.summarize_maps: FAILED",
+                        lines[-2])
     assert lines[-1].startswith(f"nipype-secondlevel: error: input map {path}: is 0 in every "
                                 "voxel")
     assert [ln for ln in lines if "error" in ln] == lines[-1:]

@@ -31,7 +31,7 @@ ALL_NODES = {
     "demo_wf.simulate", "demo_wf.collect_outputs", "demo_wf.sink", "demo_wf.report",
     "demo_wf.dataset_description",
     *(f"demo_wf.group_analysis_wf.{n}"
-      for n in ("design", "contrast_specs", "resample", "mask", "masked_data",
+      for n in ("design", "contrast_specs", "resample", "summarize_maps", "mask", "masked_data",
                 "stack_masked_data", "estimate", "contrast", "threshold", "labels", "plot")),
 }
 

@@ -7,7 +7,7 @@ from .derivatives import DatasetDescription, PipelineGraph
 from .estimation import EstimateOLS
 from .fetching import FetchLocalizer
 from .group_design import ContrastSpecs, GroupDesign
-from .masking import GroupMask
+from .masking import GroupMask, SummarizeMaps
 from .mixed_effects import EstimateMixedEffects
 from .plotting import GlassBrain
 from .report import HTMLReport
@@ -36,5 +36,6 @@ __all__ = [
     "SimulatePaired",
     "Smooth",
     "StackMaskedData",
+    "SummarizeMaps",
     "Threshold",
 ]

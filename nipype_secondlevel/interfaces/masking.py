@@ -1,4 +1,5 @@
-"""Mask: the group analysis mask."""
+"""SummarizeMaps: one pass over a block of maps (run in parallel over blocks); GroupMask:
+the group analysis mask, from the maps or from their blocks' summaries."""
 
 import warnings
 from pathlib import Path
@@ -18,15 +19,60 @@ from nipype.interfaces.base import (
 from ..io.errors import bad_input
 from ..io.files import save_img
 from ..io.images import load_img
-from ..io.masks import NonFiniteWarning, nilearn_default_mask, resample_mask, summarize_maps
+from ..io.masks import (
+    NonFiniteWarning,
+    merge_summaries,
+    nilearn_default_mask,
+    read_summary,
+    resample_mask,
+    summarize_maps,
+    write_summary,
+)
 from ..io.sidecars import generated_by, write_sidecar
 
 STRATEGIES = ("nilearn", "mni152", "file", "coverage")
 
 
-class _GroupMaskInputSpec(BaseInterfaceInputSpec):
+class _SummarizeMapsInputSpec(BaseInterfaceInputSpec):
     in_files = InputMultiObject(
         File(exists=True), mandatory=True, desc="input maps (all on one grid)"
+    )
+    variance_files = traits.List(
+        File(exists=True), desc="first-level variance maps: their NaN or infinite voxels "
+        "leave the mask too")
+
+
+class _SummarizeMapsOutputSpec(TraitedSpec):
+    summary_file = File(exists=True, desc="the maps' sum, coverage and non-finite voxels "
+                        "(.npz, read by GroupMask)")
+
+
+class SummarizeMaps(SimpleInterface):
+    """Read a block of maps once: their sum, the number valid (finite and non-zero) at
+    each voxel and the voxels NaN or infinite in any of them (effect or variance). A
+    workflow runs it as a MapNode over blocks of maps and gives the summaries to
+    :class:`GroupMask`."""
+
+    input_spec = _SummarizeMapsInputSpec
+    output_spec = _SummarizeMapsOutputSpec
+
+    def _run_interface(self, runtime):
+        variances = (list(self.inputs.variance_files)
+                     if isdefined(self.inputs.variance_files) else [])
+        self._results["summary_file"] = write_summary(
+            summarize_maps(list(self.inputs.in_files), variances),
+            Path(runtime.cwd) / "map_summary.npz")
+        return runtime
+
+
+class _GroupMaskInputSpec(BaseInterfaceInputSpec):
+    in_files = InputMultiObject(
+        File(exists=True), mandatory=True, xor=["summary_files"],
+        desc="input maps (all on one grid); or summary_files",
+    )
+    summary_files = InputMultiObject(
+        File(exists=True), mandatory=True, xor=["in_files"],
+        desc="SummarizeMaps files of consecutive blocks of the maps (instead of in_files)",
     )
     strategy = traits.Enum(
         *STRATEGIES,
@@ -54,8 +100,9 @@ class _GroupMaskOutputSpec(TraitedSpec):
 class GroupMask(SimpleInterface):
     """Compute the group analysis mask on the grid of the input maps.
 
-    Whatever the strategy, voxels that are NaN or infinite in any map (effect
-    or variance) are left out, with a :class:`NonFiniteWarning` giving their
+    The maps are read once, from ``in_files`` here, or in blocks by
+    :class:`SummarizeMaps` (``summary_files``). Whatever the strategy, voxels that
+    are NaN or infinite in any map (effect or variance) are left out, with a :class:`NonFiniteWarning` giving their
     number (also in the mask's sidecar, ``NonFiniteVoxelsLeftOut``). A map that
     is 0 (or NaN) everywhere is a one-line error naming it.
     """
@@ -64,12 +111,14 @@ class GroupMask(SimpleInterface):
     output_spec = _GroupMaskOutputSpec
 
     def _run_interface(self, runtime):
-        paths = list(self.inputs.in_files)
-        variances = (list(self.inputs.variance_files)
-                     if isdefined(self.inputs.variance_files) else [])
         strategy = self.inputs.strategy
         # Every strategy reads every map once: non-finite voxels leave the mask.
-        summary = summarize_maps(paths, variances)
+        if isdefined(self.inputs.summary_files):
+            summary = merge_summaries([read_summary(f) for f in self.inputs.summary_files])
+        else:
+            variances = (list(self.inputs.variance_files)
+                         if isdefined(self.inputs.variance_files) else [])
+            summary = summarize_maps(list(self.inputs.in_files), variances)
         reference = summary.mean_img
         if strategy == "nilearn":
             mask = np.asarray(nilearn_default_mask(reference).dataobj) > 0
@@ -114,7 +163,7 @@ class GroupMask(SimpleInterface):
                if strategy == "file" else {}),
             "VoxelCount": int(mask.sum()),
             "NonFiniteVoxelsLeftOut": int(left_out.sum()),
-            "InputMapCount": len(paths),
+            "InputMapCount": summary.n_maps,
             "GeneratedBy": generated_by("mask"),
         })
         return runtime

@@ -1,14 +1,20 @@
-"""What the group mask is made from: one pass over the maps (mean, coverage, non-finite
-voxels), nilearn's default mask, and a mask moved to the maps' grid."""
+"""What the group mask is made from: one pass over the maps (sum, coverage, non-finite
+voxels; blocks of maps read apart and merged), nilearn's default mask, and a mask moved
+to the maps' grid."""
 
 import warnings
+from pathlib import Path
 from typing import NamedTuple
 
 import nibabel as nib
 import numpy as np
 
 from .errors import InputWarning, bad_input
+from .files import atomic_path
 from .images import check_same_grid, load_img, read_data
+
+#: Maps per block of the mask's pass over the maps (blocks are read in parallel).
+MAPS_PER_SUMMARY_BLOCK = 256
 
 
 class NonFiniteWarning(InputWarning):
@@ -16,17 +22,35 @@ class NonFiniteWarning(InputWarning):
 
 
 class MapSummary(NamedTuple):
-    """What :func:`summarize_maps` learns from one pass over the maps."""
+    """What :func:`summarize_maps` learns from one pass over a block of maps; blocks read
+    in parallel are joined by :func:`merge_summaries`."""
 
-    mean_img: object  # voxelwise mean of the effect maps (NaN where one is NaN)
-    coverage: np.ndarray  # fraction of the effect maps finite and non-zero at each voxel
+    total: np.ndarray  # voxelwise sum of the effect maps (float64; NaN where one is NaN)
+    valid: np.ndarray  # number of effect maps finite and non-zero at each voxel
     non_finite: np.ndarray  # NaN or infinite in at least one map (effect or variance)
-    with_data: np.ndarray  # finite and non-zero in at least one effect map
-    example: str  # the first map with a non-finite voxel (None if there is none)
+    n_maps: int  # number of effect maps
+    affine: np.ndarray
+    first: str  # the block's first map (named if blocks are on different grids)
+    example: str  # the first map with a non-finite voxel ("" if there is none)
+
+    @property
+    def mean_img(self):
+        """Voxelwise mean of the effect maps (NaN where one is NaN)."""
+        return nib.Nifti1Image(self.total / self.n_maps, self.affine)
+
+    @property
+    def coverage(self):
+        """Fraction of the effect maps finite and non-zero at each voxel."""
+        return self.valid / self.n_maps
+
+    @property
+    def with_data(self):
+        """Finite and non-zero in at least one effect map."""
+        return self.valid > 0
 
 
 def summarize_maps(paths, variance_paths=()):
-    """Mean, coverage and non-finite voxels of the maps, reading each map once.
+    """Sum, coverage and non-finite voxels of the maps, reading each map once.
 
     A voxel is valid in a map when it is finite and non-zero. An effect map
     with no valid voxel (all 0, or all NaN) and a variance map with no finite
@@ -35,29 +59,65 @@ def summarize_maps(paths, variance_paths=()):
     first = load_img(paths[0], "input map")
     shape, affine = first.shape[:3], first.affine
     total = np.zeros(shape)
-    valid = np.zeros(shape)
+    valid = np.zeros(shape, np.int32)
     non_finite = np.zeros(shape, bool)
-    example = None
+    example = ""
     maps = [(p, "input map") for p in paths] + [(p, "variance map") for p in variance_paths]
     for path, what in maps:
         img = load_img(path, what)
         check_same_grid(img, shape, affine, path)
-        data = read_data(img, path, what).reshape(shape).astype(float)
+        data = read_data(img, path, what).reshape(shape)  # added to float64 as it is
         finite = np.isfinite(data)
         if not finite.any():
             raise bad_input(f"{what} {path}", "has no finite value (every voxel is NaN or "
                             "infinite)")
-        if not finite.all():
+        all_finite = finite.all()
+        if not all_finite:
             non_finite |= ~finite
             example = example or str(path)
         if what == "input map":
-            if not np.any(data[finite]):
+            has_data = np.not_equal(data, 0, out=finite, where=finite)  # finite, non-zero
+            if not has_data.any():
                 raise bad_input(f"{what} {path}", "is 0 in every voxel (an empty map)"
-                                if finite.all() else "is 0 wherever it is not NaN")
+                                if all_finite else "is 0 wherever it is not NaN")
             total += data
-            valid += finite & (data != 0)
-    return MapSummary(nib.Nifti1Image(total / len(paths), affine), valid / len(paths),
-                      non_finite, valid > 0, example)
+            valid += has_data
+    return MapSummary(total, valid, non_finite, len(paths), affine, str(paths[0]), example)
+
+
+def merge_summaries(summaries):
+    """One :class:`MapSummary` of consecutive blocks of maps, as if read in one pass
+    (the sum is added block by block: one block gives the same bits)."""
+    first, *rest = summaries
+    total, valid, non_finite = first.total.copy(), first.valid.copy(), first.non_finite.copy()
+    for part in rest:
+        if part.total.shape != total.shape or not np.allclose(part.affine, first.affine,
+                                                               atol=1e-3):
+            raise bad_input(f"input map {part.first}", f"grid {part.total.shape} differs "
+                            f"from the analysis grid {total.shape}")
+        total += part.total
+        valid += part.valid
+        non_finite |= part.non_finite
+    example = next((part.example for part in summaries if part.example), "")
+    return MapSummary(total, valid, non_finite, sum(part.n_maps for part in summaries),
+                      first.affine, first.first, example)
+
+
+def write_summary(summary, path):
+    """Save a :class:`MapSummary` as an uncompressed ``.npz``, atomically; return the path."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        np.savez(out, total=summary.total, valid=summary.valid, non_finite=summary.non_finite,
+                 n_maps=summary.n_maps, affine=summary.affine, first=summary.first,
+                 example=summary.example)
+    return str(Path(path).absolute())
+
+
+def read_summary(path):
+    """The :class:`MapSummary` saved by :func:`write_summary`."""
+    with np.load(path) as saved:
+        return MapSummary(saved["total"], saved["valid"], saved["non_finite"],
+                          int(saved["n_maps"]), saved["affine"], str(saved["first"]),
+                          str(saved["example"]))
 
 
 def nilearn_default_mask(mean_img):

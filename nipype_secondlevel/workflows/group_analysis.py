@@ -23,10 +23,12 @@ from ..interfaces import (
     ResampleMaps,
     Smooth,
     StackMaskedData,
+    SummarizeMaps,
     Threshold,
 )
 from ..io.errors import bad_input
 from ..io.masked_data import MAPS_PER_READ_BLOCK, split_into_blocks
+from ..io.masks import MAPS_PER_SUMMARY_BLOCK
 from ..reporting.anatomy import DEFAULT_ATLASES
 from .inference import PERMUTATION_CORRECTIONS, init_permutation_wf
 
@@ -156,7 +158,8 @@ def init_group_analysis_wf(
     -> ``contrast_specs`` (checks the contrasts against the design before
     anything is estimated) -> ``resample`` (maps not on the reference grid are
     moved to it, with a warning: exactly when they have its voxels in another
-    order, else interpolated within their non-zero voxels) -> ``mask`` (voxels
+    order, else interpolated within their non-zero voxels) -> ``summarize_maps``
+    (a MapNode, one pass over blocks of maps in parallel) -> ``mask`` (voxels
     NaN or infinite in any map are left out, with a warning) -> ``masked_data``
     (a MapNode reading blocks of maps in parallel) -> ``stack_masked_data``
     (the maps' masked values, one ``.npy`` read in voxel chunks; with mixed or
@@ -271,6 +274,10 @@ def init_group_analysis_wf(
     resample = pe.Node(ResampleMaps(), name="resample")
     if reference_map:
         resample.inputs.reference = str(reference_map)
+    # The mask's pass over the maps (and variances): blocks read in parallel, merged.
+    summaries = pe.MapNode(
+        SummarizeMaps(), iterfield=["in_files", "variance_files"] if weighted else ["in_files"],
+        name="summarize_maps", mem_gb=0.25)
     if mask_file:
         mask = pe.Node(GroupMask(strategy="file", mask_file=str(mask_file)), name="mask")
     else:
@@ -319,7 +326,9 @@ def init_group_analysis_wf(
         # variance_files is undefined (and unused) without variances
         (design_node, resample, [("in_files", "in_files"),
                                  ("variance_files", "variance_files")]),
-        (resample, mask, [("out_files", "in_files")]),
+        (resample, summaries, [(("out_files", split_into_blocks, MAPS_PER_SUMMARY_BLOCK),
+                                "in_files")]),
+        (summaries, mask, [("summary_file", "summary_files")]),
         (prepared, data_blocks, [(("out_files", split_into_blocks, MAPS_PER_READ_BLOCK),
                                    "in_files")]),
         (mask, data_blocks, [("mask_file", "mask_file")]),
@@ -361,7 +370,8 @@ def init_group_analysis_wf(
         # the estimate, for mixed and fixed effects alike.
         variance_blocks, variances = masked_data_nodes("masked_variances", positive=True)
         workflow.connect([
-            (resample, mask, [("variance_files", "variance_files")]),
+            (resample, summaries, [(("variance_files", split_into_blocks,
+                                     MAPS_PER_SUMMARY_BLOCK), "variance_files")]),
             (prepared, variance_blocks, [(("variance_files", split_into_blocks,
                                            MAPS_PER_READ_BLOCK), "in_files")]),
             (mask, variance_blocks, [("mask_file", "mask_file")]),
