@@ -274,10 +274,12 @@ def init_group_analysis_wf(
     resample = pe.Node(ResampleMaps(), name="resample")
     if reference_map:
         resample.inputs.reference = str(reference_map)
-    # The mask's pass over the maps (and variances): blocks read in parallel, merged.
+    # The mask's pass over the maps (and variances): blocks read in parallel by MultiProc,
+    # merged. Left at nipype's default resource hints, it runs in the submitting process
+    # on SLURM (a job per block would cost the demo more than it reads).
     summaries = pe.MapNode(
         SummarizeMaps(), iterfield=["in_files", "variance_files"] if weighted else ["in_files"],
-        name="summarize_maps", mem_gb=0.25)
+        name="summarize_maps")
     if mask_file:
         mask = pe.Node(GroupMask(strategy="file", mask_file=str(mask_file)), name="mask")
     else:
