@@ -102,8 +102,9 @@ class GroupMask(SimpleInterface):
 
     The maps are read once, from ``in_files`` here, or in blocks by
     :class:`SummarizeMaps` (``summary_files``). Whatever the strategy, voxels that
-    are NaN or infinite in any map (effect or variance) are left out, with a :class:`NonFiniteWarning` giving their
-    number (also in the mask's sidecar, ``NonFiniteVoxelsLeftOut``). A map that
+    are NaN or infinite in any map (effect or variance) are left out, with a
+    :class:`NonFiniteWarning` giving their number (also in the mask's sidecar,
+    ``NonFiniteVoxelsLeftOut``). A map that
     is 0 (or NaN) everywhere is a one-line error naming it.
     """
 

@@ -91,10 +91,8 @@ def merge_summaries(summaries):
     first, *rest = summaries
     total, valid, non_finite = first.total.copy(), first.valid.copy(), first.non_finite.copy()
     for part in rest:
-        if part.total.shape != total.shape or not np.allclose(part.affine, first.affine,
-                                                               atol=1e-3):
-            raise bad_input(f"input map {part.first}", f"grid {part.total.shape} differs "
-                            f"from the analysis grid {total.shape}")
+        check_same_grid(nib.Nifti1Image(part.valid, part.affine), total.shape, first.affine,
+                        part.first)
         total += part.total
         valid += part.valid
         non_finite |= part.non_finite
