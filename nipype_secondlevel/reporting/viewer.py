@@ -4,8 +4,9 @@ nilearn's ``view_img`` (brainsprite) draws the map on nilearn's bundled MNI152
 template (at 2 mm, as the report's other figures); its JavaScript and images are
 embedded in the page it makes, so the viewer works offline. The threshold is
 marked by the colour map: voxels below it are drawn faint and greyed, voxels
-above it in full colour, and the colour bar shows the same step at the threshold. The viewer's page is embedded in an
-``<iframe srcdoc>``, so its scripts and ids cannot clash with the report's.
+above it in full colour, and the colour bar shows the same step at the threshold.
+The viewer's page is embedded in an ``<iframe srcdoc>``, so its scripts and ids
+cannot clash with the report's.
 """
 
 import html
