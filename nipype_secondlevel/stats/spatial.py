@@ -1,27 +1,34 @@
 """Spatial statistics on masked maps: cluster size/mass and TFCE.
 
-Arrays only. ``values`` is a (n_voxels,) map of the voxels inside a 3D boolean
-``mask`` (``volume = zeros(mask.shape); volume[mask] = values``). Neighbourhoods
-follow :func:`scipy.ndimage.generate_binary_structure` (``connectivity`` 1, 2
-or 3 for 6, 18 or 26 neighbours; 1 is nilearn's choice).
+Arrays only. ``values`` is a (n_elements,) map over the elements of a
+:class:`NeighbourGraph`: the voxels inside a 3D boolean ``mask``
+(:func:`voxel_graph`; ``volume = zeros(mask.shape); volume[mask] = values``),
+or the vertices of a mesh and the voxels of CIFTI grayordinates given as an
+edge list (:func:`graph_from_edges`). Voxel neighbourhoods follow
+:func:`scipy.ndimage.generate_binary_structure` (``connectivity`` 1, 2 or 3
+for 6, 18 or 26 neighbours; 1 is nilearn's choice); vertices are neighbours
+when they share an edge of the mesh.
 
 Conventions follow ``nilearn.mass_univariate`` so that the numbers agree (the
 tests assert it):
 
-* clusters are sets of connected voxels with ``value > threshold`` (strict);
+* clusters are sets of connected elements with ``value > threshold`` (strict);
   for a two-sided test positive and negative clusters are formed separately
   from ``|value| > threshold``; mass = sum(|value| - threshold);
 * TFCE uses the thresholds of nilearn's ``_return_score_threshs`` and, as
   fslmaths and nilearn, does not multiply by ``dh``; for a two-sided test the
-  negative side is enhanced separately and returned negative.
+  negative side is enhanced separately and returned negative. The extent of a
+  cluster is its number of elements, on a mesh too (PALM's ``-s surface 1``;
+  PALM's default weighs vertices by their area, which the kernels do not do).
 
 Algorithm (exact, not an approximation)
 ---------------------------------------
 nilearn labels the whole volume once per threshold (100 thresholds x 2 signs).
-Here one union-find adds the voxels in decreasing order of level, over the
+Here one union-find adds the elements in decreasing order of level, over the
 basins of the map's local peaks, and accumulates every cluster's contributions
 as it grows (:mod:`.spatial_kernels`); clusters at one threshold are one
-union-find over the voxels.
+union-find over the elements. The kernels read only the neighbour table, so
+they run unchanged on any graph.
 """
 
 from dataclasses import dataclass
@@ -35,33 +42,87 @@ from . import spatial_kernels
 TAILS = ("two-sided", "positive", "negative")
 #: TFCE's extent and height exponents (Smith & Nichols 2009, as nilearn and FSL).
 TFCE_E, TFCE_H = 0.5, 2.0
+#: TFCE's exponents on a surface: PALM's ``-tfce2D`` (E = 1, H = 2; palm_takeargs.m),
+#: the values of Smith & Nichols (2009) for 2D data, which FSL and PALM use on meshes.
+TFCE_SURFACE_E, TFCE_SURFACE_H = 1.0, 2.0
 
 
 @dataclass(frozen=True)
-class VoxelGraph:
-    """Neighbourhood of the voxels of a mask (built by :func:`voxel_graph`).
+class NeighbourGraph:
+    """Neighbourhood of the elements of a map (voxels, vertices, grayordinates).
 
     Attributes
     ----------
-    mask : ndarray of bool, 3D
-    structure : ndarray of bool (3, 3, 3)
-        Connectivity structure, as for :func:`scipy.ndimage.label`.
-    neighbours : ndarray of int32 (n_voxels, n_neighbours)
-        Masked index of every neighbour; ``n_voxels`` where there is none.
-    forward : ndarray of int32 (n_voxels, n_neighbours // 2)
-        The columns of ``neighbours`` whose offsets are lexicographically
-        positive: they list every pair of neighbouring voxels once.
+    neighbours : ndarray of int32 (n_elements, max_degree)
+        Index of every neighbour of each element, padded with the sentinel
+        ``n_elements`` ("no neighbour").
+    forward : ndarray of int32 (n_elements, max_forward)
+        Part of ``neighbours``, padded the same way, such that every pair of
+        neighbouring elements is listed once.
     """
 
-    mask: np.ndarray
-    structure: np.ndarray
     neighbours: np.ndarray
     forward: np.ndarray
 
     @property
-    def n_voxels(self):
-        """Number of voxels in the mask."""
+    def n_elements(self):
+        """Number of elements (voxels, vertices) of the graph."""
         return self.neighbours.shape[0]
+
+
+@dataclass(frozen=True)
+class VoxelGraph(NeighbourGraph):
+    """Neighbourhood of the voxels of a mask (built by :func:`voxel_graph`).
+
+    Attributes
+    ----------
+    neighbours, forward
+        As :class:`NeighbourGraph`; the columns of ``forward`` are those of
+        ``neighbours`` whose offsets are lexicographically positive.
+    mask : ndarray of bool, 3D
+    structure : ndarray of bool (3, 3, 3)
+        Connectivity structure, as for :func:`scipy.ndimage.label`.
+    """
+
+    mask: np.ndarray = None
+    structure: np.ndarray = None
+
+
+def graph_from_edges(edges, n_elements):
+    """Neighbour table of ``n_elements`` elements joined by ``edges``.
+
+    Parameters
+    ----------
+    edges : array of int (n_edges, 2)
+        Pairs of neighbouring elements (0 <= index < n_elements), in any
+        order; repeated pairs and either orientation are allowed, self-loops
+        are dropped.
+    n_elements : int
+
+    Returns
+    -------
+    NeighbourGraph
+        Row ``i`` of ``neighbours`` lists the neighbours of ``i`` in increasing
+        order; ``forward`` the neighbours ``j > i``.
+    """
+    edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    n = int(n_elements)
+    if edges.size and (edges.min() < 0 or edges.max() >= n):
+        raise ValueError(f"edges must join elements 0..{n - 1}")
+    edges = np.unique(np.sort(edges[edges[:, 0] != edges[:, 1]], axis=1), axis=0)
+    both = np.concatenate([edges, edges[:, ::-1]])
+    both = both[np.lexsort((both[:, 1], both[:, 0]))]
+    return NeighbourGraph(_padded(both, n), _padded(edges, n))
+
+
+def _padded(pairs, n):
+    """Rows ``pairs[:, 0]`` holding ``pairs[:, 1]`` (sorted by row), padded with n."""
+    degree = np.bincount(pairs[:, 0], minlength=n)
+    table = np.full((n, max(int(degree.max(initial=0)), 1)), n, dtype=np.int32)
+    starts = np.concatenate([[0], np.cumsum(degree)[:-1]])
+    column = np.arange(len(pairs)) - starts[pairs[:, 0]]
+    table[pairs[:, 0], column] = pairs[:, 1]
+    return table
 
 
 def check_tail(tail):
@@ -107,7 +168,7 @@ def voxel_graph(mask, connectivity=1):
         c = coords + off
         neighbours[:, col] = padded[c[:, 0], c[:, 1], c[:, 2]]
     forward = [col for col, off in enumerate(offsets) if tuple(off) > (0, 0, 0)]
-    return VoxelGraph(mask, structure, neighbours, np.ascontiguousarray(neighbours[:, forward]))
+    return VoxelGraph(neighbours, np.ascontiguousarray(neighbours[:, forward]), mask, structure)
 
 
 def tfce_thresholds(max_value, dh="auto"):
@@ -159,9 +220,9 @@ def tfce_map(values, graph, tail="two-sided", dh="auto", E=TFCE_E, H=TFCE_H):
 
     Parameters
     ----------
-    values : array (n_voxels,)
-        Statistic map of the voxels of ``graph.mask``.
-    graph : VoxelGraph
+    values : array (n_elements,)
+        Statistic map of the elements of ``graph``.
+    graph : NeighbourGraph
     tail : {"two-sided", "positive", "negative"}
         "two-sided" enhances positive and negative values separately (the
         negative part comes back negative), with thresholds up to max |value|;
@@ -173,7 +234,7 @@ def tfce_map(values, graph, tail="two-sided", dh="auto", E=TFCE_E, H=TFCE_H):
 
     Returns
     -------
-    ndarray (n_voxels,)
+    ndarray (n_elements,)
     """
     return _tfce(values, graph, tail, dh, E, H, voxel_map=True)[1]
 
@@ -201,22 +262,22 @@ def _clusters(values, graph, threshold, tail, voxel_map):
 
 
 def cluster_maps(values, graph, threshold, tail="two-sided"):
-    """Size and mass of the cluster of every voxel (0 outside clusters).
+    """Size and mass of the cluster of every element (0 outside clusters).
 
-    cluster = connected voxels with s * value > threshold (s = +1 or -1) ;
+    cluster = connected elements with s * value > threshold (s = +1 or -1) ;
     mass = sum over the cluster of (|value| - threshold)
 
     Parameters
     ----------
-    values : array (n_voxels,)
-    graph : VoxelGraph
+    values : array (n_elements,)
+    graph : NeighbourGraph
     threshold : float
         Cluster-forming threshold on the statistic (>= 0).
     tail : {"two-sided", "positive", "negative"}
 
     Returns
     -------
-    size, mass : ndarrays (n_voxels,)
+    size, mass : ndarrays (n_elements,)
     """
     return _clusters(values, graph, threshold, tail, voxel_map=True)[2:]
 
@@ -224,7 +285,7 @@ def cluster_maps(values, graph, threshold, tail="two-sided"):
 def max_cluster_measures(values, graph, threshold, tail="two-sided"):
     """Largest cluster size and largest cluster mass of the map.
 
-    Definitions as :func:`cluster_maps`; both are 0 when no voxel passes.
+    Definitions as :func:`cluster_maps`; both are 0 when no element passes.
 
     Returns
     -------
