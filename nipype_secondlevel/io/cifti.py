@@ -70,6 +70,9 @@ class CiftiDomain:
         The file the layout was taken from, for messages.
     """
 
+    #: Template name: a CIFTI layout carries none.
+    space = None
+
     def __init__(self, brain_models, meshes=None, source="the first map"):
         self.brain_models = brain_models
         self.meshes = meshes or {}
@@ -149,6 +152,17 @@ class CiftiDomain:
                             f"{hemi} cortex need the {hemi} surface of its mesh: give "
                             f"--surface-{hemi} (GIFTI .surf.gii, e.g. midthickness)")
         return self.meshes[hemi]
+
+    def surface_maps(self, values):
+        """The cortex of a (n_elements,) map as ``{hemisphere: (mesh, values at its
+        vertices)}`` (0 at vertices the layout leaves out); voxels are not on a surface."""
+        out = {}
+        for hemi, where, vertices in self._cortex():
+            mesh = self._mesh(hemi)
+            on_mesh = np.zeros(mesh.n_vertices)
+            on_mesh[vertices] = np.asarray(values)[where]
+            out[hemi] = (mesh, on_mesh)
+        return out
 
     def edges(self):
         """Neighbouring elements, (n_edges, 2) int64: cortical vertices joined by an edge of

@@ -217,6 +217,12 @@ class SurfaceDomain:
             paths.append(str(path.absolute()))
         return paths
 
+    def surface_maps(self, values):
+        """A (n_elements,) map as ``{hemisphere: (picture mesh, values at its vertices)}``."""
+        offsets = self._offsets()
+        return {h: (self.pictures[h], np.asarray(values)[offsets[h]:offsets[h] + self.sizes[h]])
+                for h in HEMISPHERES}
+
     def edges(self):
         """Neighbouring elements: the edges of both meshes, (n_edges, 2) int64, i < j."""
         offsets = self._offsets()
@@ -291,7 +297,9 @@ def surface_domain(pairs, meshes=None):
                                 f"{meshes[hemi].n_vertices} vertices, the {hemi} maps "
                                 f"{sizes[hemi]} ({first[HEMISPHERES.index(hemi)]}): give the "
                                 "surfaces of the maps' space")
-        domain = SurfaceDomain(meshes, space)
+        wall = (None if space != FSAVERAGE5 or set(sizes.values()) != {FSAVERAGE5_VERTICES}
+                else {hemi: fsaverage5_medial_wall(hemi) for hemi in HEMISPHERES})
+        domain = SurfaceDomain(meshes, space, wall)
     for pair in pairs[1:]:
         domain.read(pair)
     return domain
