@@ -135,6 +135,37 @@ def _with_variances(effects, variances, where):
     return merged.drop(columns="_merge")
 
 
+def _effect_maps(layout, filters, where):
+    """The subjects' stat-effect statmaps matching ``filters`` (one entity frame; refused
+    when none does), and the filters as text values."""
+    filters = {k: ([str(x) for x in v] if isinstance(v, (list, tuple)) else str(v))
+               for k, v in (filters or {}).items() if v not in (None, [], ())}
+    effects = _statmaps(layout, filters, "effect", where)
+    if effects.empty:
+        raise bad_input(where, f"no stat-effect statmap matches {_filters_text(filters)}; "
+                        f"found: {_available(layout)}")
+    return effects, filters
+
+
+def find_statmaps(bids_dir, filters=None, *, variances=False):
+    """Every subject's ``stat-effect`` statmap of a BIDS derivatives dataset matching
+    ``filters``, with all its entities: the inputs of a BIDS Stats Model's node.
+
+    Returns a DataFrame, one row per map: its entities (``subject`` as ``sub-<label>``,
+    ``contrast``, ``session``, FitLins' ``node``...; ``""`` where a map has none),
+    ``path`` and, with ``variances``, ``variance_path`` (the ``stat-variance`` map with
+    the same entities); absolute paths. The one-line errors are those of
+    :func:`bids_inputs_table` (no match, naming what the folder holds; a missing
+    variance map).
+    """
+    where = f"BIDS derivatives folder {bids_dir}"
+    layout = bids_layout(bids_dir)
+    effects, filters = _effect_maps(layout, filters, where)
+    if variances:
+        return _with_variances(effects, _statmaps(layout, filters, "variance", where), where)
+    return effects.fillna("")
+
+
 def _participants(layout, raw_dir, group_column, where):
     """participants.tsv (the raw dataset's when ``raw_dir`` is given) indexed by subject."""
     from ..io.tables import read_table
@@ -211,12 +242,7 @@ def bids_inputs_table(bids_dir, filters=None, *, variances=False, raw_dir=None,
     """
     where = f"BIDS derivatives folder {bids_dir}"
     layout = bids_layout(bids_dir)
-    filters = {k: ([str(x) for x in v] if isinstance(v, (list, tuple)) else str(v))
-               for k, v in (filters or {}).items() if v not in (None, [], ())}
-    effects = _statmaps(layout, filters, "effect", where)
-    if effects.empty:
-        raise bad_input(where, f"no stat-effect statmap matches {_filters_text(filters)}; "
-                        f"found: {_available(layout)}")
+    effects, filters = _effect_maps(layout, filters, where)
     entity = _condition_entity(effects, condition_entity, where)
     if entity is not None:
         effects["condition"] = _condition_labels(effects[entity].fillna(""), entity)

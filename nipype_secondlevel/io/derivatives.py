@@ -2,9 +2,10 @@
 
 First-level tools (FitLins, nilearn's ``save_glm_to_bids``) and this package name
 statistical maps with the ``contrast`` and ``stat`` entities of BIDS Stats Models
-(``sub-01_task-loc_contrast-faces_stat-effect_statmap.nii.gz``). pybids' own
-configurations do not know these two entities, so every layout here is built with
-:data:`STATMAP_CONFIG` added, as FitLins does with its own configuration.
+(``sub-01_task-loc_contrast-faces_stat-effect_statmap.nii.gz``); FitLins puts each
+model node's maps in a folder ``node-<name>/``. pybids' own configurations do not know
+these entities, so every layout here is built with :data:`STATMAP_CONFIG` added, as
+FitLins does with its own configuration.
 """
 
 import json
@@ -20,6 +21,7 @@ STATMAP_CONFIG = {
     "entities": [
         {"name": "contrast", "pattern": "[_/\\\\]+contrast-([a-zA-Z0-9]+)"},
         {"name": "stat", "pattern": "[_/\\\\]+stat-([a-zA-Z0-9]+)"},
+        {"name": "node", "pattern": "[_/\\\\]+node-([a-zA-Z0-9]+)"},
     ],
 }
 
