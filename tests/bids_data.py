@@ -70,3 +70,39 @@ def make_bids_derivatives(folder, n_subjects=10, contrasts=("faces", "houses"), 
               np.zeros(SHAPE))
     expected = pd.DataFrame(rows).sort_values(["subject", "condition"]).reset_index(drop=True)
     return raw, deriv, expected
+
+
+def make_fitlins_derivatives(deriv, target, subject_node="subjectLevel"):
+    """The subject-level maps of ``deriv`` (from :func:`make_bids_derivatives`, no
+    sessions) laid out as FitLins writes a model's outputs: one folder per node,
+    ``node-<name>/[sub-<label>/]<entities>_contrast-<c>_stat-<s>_statmap.nii.gz`` (no
+    datatype folder; FitLins' ``contrast_pattern``). Beside them, decoys a run of the
+    node must not take: run-level maps (``node-runLevel``, the t maps under an effect
+    name) and a dataset-level map (``node-datasetLevel``, no subject). Files are hard
+    links. Returns {(subject, contrast, stat): path} of the subject-level maps."""
+    import os
+
+    (target / "dataset_description.json").parent.mkdir(parents=True, exist_ok=True)
+    (target / "dataset_description.json").write_text(json.dumps(
+        {"Name": "FitLins output", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
+         "GeneratedBy": [{"Name": "FitLins", "Version": "0.11.0"}]}))
+    found = {}
+    for path in sorted(deriv.glob("sub-*/func/*_statmap.nii.gz")):
+        subject = path.name.split("_")[0]
+        contrast = path.name.split("_contrast-")[1].split("_")[0]
+        stat = path.name.split("_stat-")[1].split("_")[0]
+        folder = target / f"node-{subject_node}" / subject
+        folder.mkdir(parents=True, exist_ok=True)
+        os.link(path, folder / path.name)
+        found[subject, contrast, stat] = folder / path.name
+        if stat == "t":
+            runs = target / "node-runLevel" / subject
+            runs.mkdir(parents=True, exist_ok=True)
+            decoy = path.name.replace(f"_task-{TASK}_", f"_task-{TASK}_run-1_")
+            os.link(path, runs / decoy.replace("_stat-t_", "_stat-effect_"))
+            os.link(path, runs / decoy.replace("_stat-t_", "_stat-variance_"))
+    group = target / "node-datasetLevel"
+    group.mkdir()
+    write_map(group / f"task-{TASK}_space-{SPACE}_contrast-faces_stat-t_statmap.nii.gz",
+              np.zeros(SHAPE))
+    return found

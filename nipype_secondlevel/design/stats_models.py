@@ -35,7 +35,8 @@ def json_path(loc):
 
 def _schema_error(err, data):
     """The first pydantic error as (JSON path, problem). Union types add the names of
-    their branches to the error's location; only the parts found in ``data`` are kept."""
+    their branches to the error's location; only the parts found in ``data`` are kept,
+    and the name of a missing key."""
     first = err.errors()[0]
     loc, value = [], data
     for part in first["loc"]:
@@ -43,6 +44,8 @@ def _schema_error(err, data):
                 and isinstance(part, int) and 0 <= part < len(value):
             loc.append(part)
             value = value[part]
+    if first["type"] == "missing":
+        loc.append(first["loc"][-1])
     return json_path(loc), first["msg"]
 
 
