@@ -395,7 +395,7 @@ def test_participants_values_and_rows_are_checked(bids_derivatives, tmp_path):
                        r"no value \(n/a in participants.tsv"):
         model_analyses(path, deriv, raw_dir=other)
     table.drop(index=2).to_csv(other / "participants.tsv", sep="\t", index=False)
-    with pytest.raises(InputError, match=r"Nodes\[2\] \(contrast faces\): participants.tsv "
+    with pytest.raises(InputError, match=r"Nodes\[2\]: participants.tsv "
                        "has no row for sub-03, whose maps are the node's inputs"):
         model_analyses(path, deriv, raw_dir=other)
     # Both contrasts in one analysis with the same design row: one subject, two maps.
@@ -404,3 +404,34 @@ def test_participants_values_and_rows_are_checked(bids_derivatives, tmp_path):
     with pytest.raises(InputError, match=r"sub-01 has 2 maps with the same design row; they "
                        r"differ in contrast \(faces, houses\): add it to GroupBy"):
         model_analyses(path, deriv, raw_dir=raw)
+
+
+def test_group_by_a_participants_column(bids_derivatives, tmp_path):
+    raw, deriv, _ = bids_derivatives
+    node = dataset_node([1], DummyContrasts={"Test": "t"}, GroupBy=["contrast", "group"])
+    analyses = model_analyses(model_file(tmp_path, node), deriv, raw_dir=raw)
+    participants = pd.read_csv(raw / "participants.tsv", sep="\t")
+    members = participants.groupby("group")["participant_id"].apply(list)
+    assert sorted(a.name for a in analyses) == [
+        f"contrast-{c}_group-{g}" for c in ("faces", "houses") for g in ("controls", "patients")]
+    for analysis in analyses:
+        assert list(analysis.rows["subject"]) == members[analysis.entities["group"]]
+        assert set(analysis.rows["contrast"]) == {analysis.entities["contrast"]}
+
+
+def test_the_documented_model_runs(bids_derivatives, tmp_path):
+    from conftest import ROOT
+
+    raw, deriv, expected = bids_derivatives
+    text = (ROOT / "docs" / "bids_stats_models.md").read_text()
+    path = tmp_path / "model-faces_smdl.json"
+    path.write_text(text.split("```json\n")[1].split("```")[0])
+    analyses = model_analyses(path, deriv, raw_dir=raw, options=OPTIONS)
+    assert [a.name for a in analyses] == ["contrast-faces", "contrast-houses"]
+    for analysis in analyses:
+        assert (analysis.estimation, analysis.options) == ("mixed", {"correction": "fdr"})
+        contrast = analysis.entities["contrast"]
+        assert [(c.label, c.test) for c in analysis.contrasts] == [
+            (f"{contrast}PatientsVsControls", "t"), (f"{contrast}Groups", "F")]
+        variances = expected.set_index("path")["variance_path"]
+        assert list(analysis.rows["variance_path"]) == list(variances[analysis.rows["path"]])

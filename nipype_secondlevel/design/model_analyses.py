@@ -12,6 +12,7 @@ weights that do not fit their conditions) and turns each group into an
 :class:`Analysis`: the rows, the design, the contrast weights and the estimation.
 """
 
+import fnmatch
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -138,8 +139,8 @@ def _inputs(maps):
 
 
 def _run_node(layout, model, name, inputs, index, where):
-    """pybids' outputs of the node (one per GroupBy group) and the columns of
-    participants.tsv it read. Its silent fill-ins are off: missing X columns and
+    """pybids' outputs of the node (one per GroupBy group), the columns and the subjects
+    of the participants.tsv it read. Its silent fill-ins are off: missing X columns and
     contrasts naming no column are kept for the checks here, missing values left NaN."""
     from bids.modeling import BIDSStatsModelsGraph
 
@@ -154,26 +155,23 @@ def _run_node(layout, model, name, inputs, index, where):
         except (ValueError, KeyError, TypeError, NotImplementedError) as err:
             raise bad_input(where, f"Nodes[{index}]: pybids cannot build the design: "
                             f"{err}") from err
-    columns = sorted({v for c in node.get_collections() for v in c.variables})
-    return outputs, columns
+    collections = node.get_collections()
+    columns = sorted({v for c in collections for v in c.variables})
+    subjects = {str(s) for c in collections for s in c.to_df().get("subject", [])}
+    return outputs, columns, subjects
 
 
 def _check_columns(spec, output, participant_columns, contrasts, index, where):
-    """Every name of Model.X is a column pybids made."""
-    made = set(output.data.columns)
+    """Every name of Model.X is a column pybids made (or, with wildcards, matches one)."""
+    made = [str(c) for c in output.data.columns]
     for k, name in enumerate(spec["Model"]["X"]):
         name = "intercept" if name == 1 else name
-        if name in made or (re.search(r"[*?\[\]]", name) and any(
-                re.fullmatch(_glob(name), c) for c in made)):
+        if name in made or fnmatch.filter(made, name):
             continue
         raise bad_input(where, f"Nodes[{index}].Model.X[{k}]: {name!r} is no column of "
                         f"participants.tsv ({', '.join(participant_columns) or 'none'}), "
                         "none that the node's Transformations make, and no first-level "
                         f"contrast ({', '.join(contrasts)})")
-
-
-def _glob(pattern):
-    return re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".")
 
 
 def _check_values(design, rows, index, where):
@@ -192,18 +190,27 @@ def _check_values(design, rows, index, where):
                             f"{rows['subject'].iloc[i]} {why}")
 
 
-def _check_rows(analysis_rows, design, expected, group, index, where):
-    """Every map of the group has its row; no two maps of a subject share a design row."""
-    missing = sorted(set(expected["subject"]) - set(analysis_rows["subject"]))
-    if missing:
-        raise bad_input(where, f"Nodes[{index}] ({group}): participants.tsv has no row for "
-                        f"{', '.join(missing)}, whose maps are the node's inputs")
-    keys = pd.concat([analysis_rows[["subject"]].reset_index(drop=True),
-                      design.reset_index(drop=True).astype(float)], axis=1)
+def _check_every_map_used(maps, outputs, participants, index, where):
+    """pybids drops the maps of a subject participants.tsv lacks (and those without a
+    value of a GroupBy column): refused rather than left out."""
+    used = {int(i) for output in outputs for i in output.metadata[_MAP]}
+    subjects = sorted(set(maps.drop(index=sorted(used))["subject"]))
+    if not subjects:
+        return
+    lacking = [s for s in subjects if s.removeprefix("sub-") not in participants]
+    if participants and lacking:
+        raise bad_input(where, f"Nodes[{index}]: participants.tsv has no row for "
+                        f"{', '.join(lacking)}, whose maps are the node's inputs")
+    raise bad_input(where, f"Nodes[{index}]: the maps of {', '.join(subjects)} fall in no "
+                    "GroupBy group (a value missing from participants.tsv?)")
+
+
+def _check_rows(rows, design, group, index, where):
+    """No two maps of a subject share a design row: the model could not tell them apart."""
+    keys = pd.concat([rows[["subject"]], design.astype(float)], axis=1)
     twice = keys.duplicated(keep=False).to_numpy()
     if twice.any():
-        same = analysis_rows[twice & (analysis_rows["subject"]
-                                      == analysis_rows["subject"][twice].iloc[0]).to_numpy()]
+        same = rows[twice & (rows["subject"] == rows["subject"][twice].iloc[0]).to_numpy()]
         differ = [c for c in same.columns if c not in ("path", "variance_path")
                   and same[c].nunique() > 1]
         raise bad_input(where, f"Nodes[{index}] ({group}): {same['subject'].iloc[0]} has "
@@ -317,23 +324,20 @@ def model_analyses(model_path, bids_dir, *, node=None, raw_dir=None, options=Non
     estimation = _estimation(model_type, chosen, index, where)
     maps = _node_maps(bids_dir, model, index, source, edge_filter, estimation != "ols")
     layout = bids_layout(raw_dir, derivative=False) if raw_dir else bids_layout(bids_dir)
-    outputs, participant_columns = _run_node(layout, model, spec["Name"], _inputs(maps),
-                                             index, where)
+    outputs, participant_columns, participants = _run_node(
+        layout, model, spec["Name"], _inputs(maps), index, where)
+    _check_every_map_used(maps, outputs, participants, index, where)
     analyses = []
     for output in outputs:
         group = ", ".join(f"{k} {v}" for k, v in output.entities.items()) or "all maps"
         _check_columns(spec, output, participant_columns, sorted(set(maps["contrast"])),
                        index, where)
         design = output.X.reset_index(drop=True)
-        ids = output.metadata[_MAP].astype(int).to_numpy()
-        rows = maps.iloc[ids].reset_index(drop=True)
+        rows = maps.iloc[output.metadata[_MAP].astype(int).to_numpy()].reset_index(drop=True)
         rows = rows[[c for c in rows.columns if c not in _FILE_ENTITIES
                      and (rows[c] != "").any()]]
-        expected = maps[np.logical_and.reduce(
-            [(maps[k] == str(v)) | (maps[k] == "") for k, v in output.entities.items()
-             if k in maps.columns] or [np.ones(len(maps), bool)])]
         _check_values(design, rows, index, where)
-        _check_rows(rows, design, expected, group, index, where)
+        _check_rows(rows, design, group, index, where)
         columns = [str(c) for c in design.columns]
         _check_contrasts(spec, columns, index, where)
         analyses.append(Analysis(
