@@ -334,8 +334,9 @@ def model_analyses(model_path, bids_dir, *, node=None, raw_dir=None, options=Non
                        index, where)
         design = output.X.reset_index(drop=True)
         rows = maps.iloc[output.metadata[_MAP].astype(int).to_numpy()].reset_index(drop=True)
-        rows = rows[[c for c in rows.columns if c not in _FILE_ENTITIES
-                     and (rows[c] != "").any()]]
+        entities = [c for c in rows.columns if c not in (*_NOT_INPUT_ENTITIES, "subject")
+                    and (rows[c] != "").any()]
+        rows = rows[["subject", *entities, *rows.columns.intersection(["path", "variance_path"])]]
         _check_values(design, rows, index, where)
         _check_rows(rows, design, group, index, where)
         columns = [str(c) for c in design.columns]
