@@ -15,7 +15,7 @@ weights that do not fit their conditions) and turns each group into an
 import fnmatch
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
@@ -73,7 +73,7 @@ class Analysis:
     contrasts: tuple
     model_type: str
     estimation: str
-    options: dict = field(default_factory=dict)
+    options: dict
 
 
 def fitlins_label(text):
