@@ -18,6 +18,11 @@ from ..io.errors import bad_input
 
 #: Entities that never tell two maps of one subject apart as conditions.
 _NOT_CONDITIONS = ("subject", "stat", "suffix", "extension", "datatype")
+#: Entities that give the condition by themselves, the first that differs between a
+#: subject's maps: the filters left several contrasts, or one contrast of several
+#: sessions. Any other difference (space, desc, res, run, task...) is two maps for one
+#: condition, an error naming the entity to filter on (or --condition-entity).
+_CONDITION_ENTITIES = ("contrast", "session")
 #: Column names of the inputs table that participants.tsv may not use.
 _TABLE_COLUMNS = ("subject", "condition", "path", "variance_path")
 _MAP_EXTENSIONS = [".nii.gz", ".nii"]
@@ -88,12 +93,10 @@ def _condition_entity(effects, condition_entity, where):
                             f"maps' names (entities: {', '.join(entities)})")
         return condition_entity
     counts = effects.fillna("").groupby("subject")[entities].nunique()
-    varying = [e for e in entities if counts[e].max() > 1]
-    if "contrast" in varying or (not varying and "contrast" in entities):
-        return "contrast"
-    if len(varying) == 1:
-        return varying[0]
-    return None  # none, or several entities vary: the latter reported as duplicates
+    for entity in _CONDITION_ENTITIES:
+        if entity in entities and counts[entity].max() > 1:
+            return entity
+    return "contrast" if "contrast" in entities else None  # other differences: duplicates
 
 
 def _check_one_map_each(effects, where):
@@ -220,11 +223,11 @@ def bids_inputs_table(bids_dir, filters=None, *, variances=False, raw_dir=None,
         The raw BIDS dataset whose ``participants.tsv`` to use; by default the
         derivatives dataset's own ``participants.tsv``, if it has one.
     condition_entity : str
-        Entity giving the ``condition`` column. ``"auto"``: the one entity that
-        differs between maps of a subject (``contrast`` when several contrasts
-        are selected, ``session`` when one contrast of several sessions is), or
-        ``contrast`` when every subject has one map. Contrast wins when it
-        differs: two maps of one subject and contrast are then an error.
+        Entity giving the ``condition`` column. ``"auto"``: ``contrast`` when
+        the filters leave several contrasts, else ``session`` when they leave
+        one contrast of several sessions, else ``contrast``. Two maps of one
+        subject and condition (differing in space, desc, res, run...) are then
+        an error naming the entity to filter on.
     group_column : str
         Column of ``participants.tsv`` to use as ``group``.
 

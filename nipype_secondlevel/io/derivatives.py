@@ -5,7 +5,9 @@ statistical maps with the ``contrast`` and ``stat`` entities of BIDS Stats Model
 (``sub-01_task-loc_contrast-faces_stat-effect_statmap.nii.gz``); FitLins puts each
 model node's maps in a folder ``node-<name>/``. pybids' own configurations do not know
 these entities, so every layout here is built with :data:`STATMAP_CONFIG` added, as
-FitLins does with its own configuration.
+FitLins does with its own configuration; the package ships it
+(``nipype_secondlevel/data/pybids_statmaps.json``) for users' own layouts:
+``BIDSLayout(folder, config=["bids", "derivatives", STATMAP_CONFIG], is_derivative=True)``.
 """
 
 import json
@@ -15,15 +17,9 @@ from pathlib import Path
 from .errors import bad_input
 from .files import atomic_path
 
-#: pybids configuration of the statistical-map entities (patterns as in FitLins).
-STATMAP_CONFIG = {
-    "name": "statmaps",
-    "entities": [
-        {"name": "contrast", "pattern": "[_/\\\\]+contrast-([a-zA-Z0-9]+)"},
-        {"name": "stat", "pattern": "[_/\\\\]+stat-([a-zA-Z0-9]+)"},
-        {"name": "node", "pattern": "[_/\\\\]+node-([a-zA-Z0-9]+)"},
-    ],
-}
+#: pybids configuration of the statistical-map entities ``contrast``, ``stat`` and
+#: ``node`` (patterns as in FitLins), a JSON file shipped with the package.
+STATMAP_CONFIG = str(Path(__file__).resolve().parents[1] / "data" / "pybids_statmaps.json")
 
 #: BIDS version our dataset_description.json declares.
 BIDS_VERSION = "1.10.0"
