@@ -22,6 +22,7 @@ from nipype_secondlevel.stats.missing import (
     mark_missing,
     missing_patterns,
     missing_values,
+    unusable_variances,
 )
 
 
@@ -53,6 +54,15 @@ def test_missing_value_rule_value_by_value():
     np.testing.assert_array_equal(np.isnan(marked_v), missing_values(E, V))
     kept = ~missing_values(E, V)
     np.testing.assert_array_equal(marked[kept], E.astype(np.float32)[kept])
+
+
+def test_unusable_variances_are_those_inside_the_coverage():
+    E = np.array([[0.0, 0.0, 1.0, 1.0, 1.0, np.nan, 2.0, 0.0]])
+    V = np.array([[0.0, np.nan, 0.0, -1.0, np.inf, 0.0, 0.5, 0.3]])
+    expected = [[rule_written_out(e, v) is False and not 0 < v < np.inf
+                 for e, v in zip(E[0], V[0])]]
+    assert expected == [[False, False, True, True, True, False, False, False]]
+    np.testing.assert_array_equal(unusable_variances(E, V), expected)
 
 
 def test_complete_maps_have_nothing_missing():

@@ -9,11 +9,14 @@ if the others did not exist:
 
     beta_v = fit(X[r_v], Y[r_v, v]) ;  dof_v = |r_v| - rank(X[r_v])
 
-The voxels sharing a set of present rows (a :class:`.missing.Pattern`) are
-fitted together by the existing estimators, within blocks of
-:data:`BLOCK_VOXELS` aligned on the voxel index (so a voxel's bits do not
-depend on how the voxels are chunked, as long as chunks start at multiples of
-it). Data with no missing value take today's code path, whole: same bits, same
+OLS is vectorised over voxels (the normal equations of each voxel's present
+rows, X' diag(present) X, all at once); mixed and fixed effects fit the voxels
+sharing a set of present rows (a :class:`.missing.Pattern`) together, with the
+existing REML code. Both work in blocks of :data:`BLOCK_VOXELS` aligned on the
+voxel index (so a voxel's bits do not depend on how the voxels are chunked, as
+long as chunks start at multiples of it). Every estimator gives the covariance
+of its estimates per voxel, from which every contrast is computed at once.
+Data with no missing value take today's code path, whole: same bits, same
 speed. Voxels not analysed are NaN in every output.
 """
 
@@ -59,7 +62,8 @@ class CoverageFit:
     residual_variance : ndarray (n_voxels,) or None
         OLS.
     cov_beta : ndarray (n_regressors, n_regressors, n_voxels) or None
-        Mixed and fixed.
+        Covariance of ``beta`` (OLS: sigma2_v (X_r' X_r)^+; None for complete
+        data under OLS, whose contrasts are today's).
     sigma2_between : ndarray (n_voxels,) or None
     kenward_roger : dict of ndarrays or None
         Mixed: ``cov_beta_adjusted``, ``cov_beta_derivative``, ``sigma2_variance``.
@@ -96,10 +100,10 @@ def _empty_fit(method, X, n_voxels, cover):
     fit = CoverageFit(method=method, X=X, patterns=[], beta=_nans(p, n_voxels),
                       dof=_nans(n_voxels), n_present=cover.n_present, analysed=cover.analysed,
                       n_too_few=cover.n_too_few, n_not_estimable=cover.n_not_estimable)
+    fit.cov_beta = _nans(p, p, n_voxels)
     if method == "ols":
         fit.residual_variance = _nans(n_voxels)
     else:
-        fit.cov_beta = _nans(p, p, n_voxels)
         fit.sigma2_between = _nans(n_voxels)
         fit.converged = np.zeros(n_voxels, dtype=bool)
     if method == "mixed":
@@ -131,27 +135,36 @@ def _complete_fit(method, X, Y, V, first_level_dof, n_present):
     return fit
 
 
-def _fit_columns(fit, X, Y, V, rows, cols, first_level_dof):
-    """Fit the voxels ``cols`` (indices) from the rows ``rows`` into ``fit``."""
-    Xr = X[rows]
+def _fit_ols_columns(fit, X, Y, present, cols):
+    """OLS of the voxels ``cols`` on their present rows, all voxels at once.
+
+    A_v = X' diag(w_v) X, beta_v = A_v^+ X' (w_v y_v), sigma2_v = ||w_v (y_v - X beta_v)||^2
+    / dof_v, cov_v = sigma2_v A_v^+ (w_v: 1 where present, 0 where missing)
+    """
+    w = present[:, cols].astype(float)
+    y = np.where(present[:, cols], np.asarray(Y[:, cols], dtype=float), 0.0)
+    a_pinv = np.linalg.pinv(np.einsum("iv,ia,ib->vab", w, X, X), hermitian=True)
+    beta = np.einsum("vab,vb->va", a_pinv, y.T @ X)
+    resid = (y - X @ beta.T) * w
+    sigma2 = np.einsum("iv,iv->v", resid, resid) / fit.dof[cols]
+    fit.beta[:, cols] = beta.T
+    fit.residual_variance[cols] = sigma2
+    fit.cov_beta[:, :, cols] = (a_pinv * sigma2[:, None, None]).transpose(1, 2, 0)
+
+
+def _fit_weighted_columns(fit, X, Y, V, rows, cols, first_level_dof):
+    """Mixed or fixed effects of the voxels ``cols`` (indices) from the rows ``rows``."""
     y = np.asarray(Y[np.ix_(rows, cols)], dtype=float)
-    if fit.method == "ols":
-        ols = fit_ols(Xr, y)
-        fit.beta[:, cols], fit.residual_variance[cols], dof = (
-            ols.beta, ols.residual_variance, ols.dof)
+    v = np.asarray(V[np.ix_(rows, cols)], dtype=float)
+    mixed = fit_mixed_effects(X[rows], y, v, sigma2_between=0.0 if fit.method == "fixed"
+                              else None)
+    fit.beta[:, cols], fit.cov_beta[:, :, cols] = mixed.beta, mixed.cov_beta
+    fit.sigma2_between[cols], fit.converged[cols] = mixed.sigma2_between, mixed.converged
+    if fit.method == "mixed":
+        for name in _KR_FIELDS:
+            fit.kenward_roger[name][..., cols] = getattr(mixed, name)
     else:
-        v = np.asarray(V[np.ix_(rows, cols)], dtype=float)
-        mixed = fit_mixed_effects(Xr, y, v, sigma2_between=0.0 if fit.method == "fixed"
-                                  else None)
-        fit.beta[:, cols], fit.cov_beta[:, :, cols] = mixed.beta, mixed.cov_beta
-        fit.sigma2_between[cols], fit.converged[cols] = mixed.sigma2_between, mixed.converged
-        dof = mixed.dof
-        if fit.method == "mixed":
-            for name in _KR_FIELDS:
-                fit.kenward_roger[name][..., cols] = getattr(mixed, name)
-        else:
-            dof = min(rows.size * first_level_dof, DOF_MAX)
-    fit.dof[cols] = dof
+        fit.dof[cols] = min(rows.size * first_level_dof, DOF_MAX)
 
 
 def fit_with_missing(X, Y, V=None, method="ols", min_subjects=1, contrasts=None,
@@ -202,19 +215,23 @@ def fit_with_missing(X, Y, V=None, method="ols", min_subjects=1, contrasts=None,
         whole = coverage(present[:, :1], X, contrasts, min_subjects, labels=labels)
         if whole.analysed[0]:
             return _complete_fit(method, X, Y, V, first_level_dof, whole.n_present[0])
-    cover = coverage(present, X, contrasts, min_subjects, labels=labels)
+    patterns = missing_patterns(present)
+    cover = coverage(present, X, contrasts, min_subjects, labels=labels, patterns=patterns)
     fit = _empty_fit(method, X, Y.shape[1], cover)
-    keys = {}
+    fit.patterns = [p for p in patterns if cover.analysed[p.voxels[0]]]
+    for pattern in fit.patterns:  # dof_v = n_v - rank(X[r_v])
+        fit.dof[pattern.voxels] = pattern.rows.size - np.linalg.matrix_rank(X[pattern.rows])
     for start in range(0, Y.shape[1], BLOCK_VOXELS):
         block = np.arange(start, min(start + BLOCK_VOXELS, Y.shape[1]))
         block = block[cover.analysed[block]]
         if block.size == 0:
             continue
+        if method == "ols":
+            _fit_ols_columns(fit, X, Y, present, block)
+            continue
         for pattern in missing_patterns(present[:, block]):
-            cols = block[pattern.voxels]
-            _fit_columns(fit, X, Y, V, pattern.rows, cols, first_level_dof)
-            keys.setdefault(pattern.rows.tobytes(), (pattern.rows, []))[1].append(cols)
-    fit.patterns = [Pattern(rows, np.sort(np.concatenate(cols))) for rows, cols in keys.values()]
+            _fit_weighted_columns(fit, X, Y, V, pattern.rows, block[pattern.voxels],
+                                  first_level_dof)
     return fit
 
 
@@ -223,8 +240,9 @@ def coverage_contrast_maps(fit, weights):
 
     One row of ``weights``: z, t, p, effect, variance; several: z, F, p (as
     :func:`.contrasts.contrast_maps`, on each voxel's own degrees of freedom;
-    mixed t contrasts with Kenward-Roger). Voxels not analysed, or where the
-    contrast is not estimable, are NaN.
+    mixed t contrasts with Kenward-Roger), all voxels at once from the
+    estimates' covariance. Voxels not analysed, or whose rows cannot estimate
+    the contrast, are NaN.
 
     Returns
     -------
@@ -232,33 +250,29 @@ def coverage_contrast_maps(fit, weights):
     dof : ndarray (n_voxels,)
         The degrees of freedom of t (per voxel), or the denominator's of F.
     """
-    if fit.complete:
-        maps, dof = _pattern_maps(fit, weights, fit.X, slice(None), fit.dof[0])
-        return maps, np.broadcast_to(np.asarray(dof, dtype=float), fit.dof.shape).copy()
     rows = np.atleast_2d(np.asarray(weights, dtype=float))
-    n_voxels = fit.dof.size
+    if fit.complete:
+        if fit.method == "ols":
+            maps, dof = contrast_maps(fit.X, fit.beta, rows, fit.dof[0],
+                                      residual_variance=fit.residual_variance)
+        else:
+            maps, dof = contrast_maps(fit.X, fit.beta, rows, fit.dof[0], cov_beta=fit.cov_beta,
+                                      kenward_roger=fit.kenward_roger)
+        return maps, np.broadcast_to(np.asarray(dof, dtype=float), fit.dof.shape).copy()
     names = ("z", "t", "p", "effect", "variance") if len(rows) == 1 else ("z", "F", "p")
-    maps = {name: np.full(n_voxels, np.nan) for name in names}
-    dof_out = np.full(n_voxels, np.nan)
-    for pattern in fit.patterns:
-        Xr = fit.X[pattern.rows]
-        if not estimable(Xr, rows, residual_dof=False):
-            continue
-        cols = pattern.voxels
-        values, dof = _pattern_maps(fit, rows, Xr, cols, fit.dof[cols[0]])
+    maps = {name: _nans(fit.dof.size) for name in names}
+    dof_out = _nans(fit.dof.size)
+    cols = np.concatenate([p.voxels for p in fit.patterns
+                           if estimable(fit.X[p.rows], rows, residual_dof=False)] or [[]])
+    cols = np.sort(cols.astype(int))
+    if cols.size:
+        kenward_roger = None
+        if fit.kenward_roger is not None:
+            kenward_roger = {k: v[..., cols] for k, v in fit.kenward_roger.items()}
+        values, dof = contrast_maps(fit.X, fit.beta[:, cols], rows, fit.dof[cols],
+                                    cov_beta=fit.cov_beta[:, :, cols],
+                                    kenward_roger=kenward_roger)
         for name in names:
             maps[name][cols] = values[name]
         dof_out[cols] = dof
     return maps, dof_out
-
-
-def _pattern_maps(fit, rows, Xr, cols, dof):
-    """contrast_maps on the voxels ``cols`` of one pattern (design rows ``Xr``)."""
-    if fit.method == "ols":
-        return contrast_maps(Xr, fit.beta[:, cols], rows, dof,
-                             residual_variance=fit.residual_variance[cols])
-    kenward_roger = None
-    if fit.kenward_roger is not None:
-        kenward_roger = {k: v[..., cols] for k, v in fit.kenward_roger.items()}
-    return contrast_maps(Xr, fit.beta[:, cols], rows, dof, cov_beta=fit.cov_beta[:, :, cols],
-                         kenward_roger=kenward_roger)

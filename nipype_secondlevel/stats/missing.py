@@ -65,6 +65,23 @@ def missing_values(effects, variances=None, zeros_without_variance=False):
     return missing
 
 
+def unusable_variances(effects, variances, zeros_without_variance=False):
+    """Present values (not missing) whose variance a weighted estimate cannot use.
+
+    unusable = ~missing & ~(0 < V < inf): a variance of 0 or less, or infinite,
+    inside the map's own coverage. Mixed and fixed effects refuse them (the
+    caller names the map, the first voxel and what helps: a smaller coverage
+    or mask).
+
+    Returns
+    -------
+    ndarray of bool (n_maps, n_voxels)
+    """
+    variances = np.asarray(variances)
+    usable = (variances > 0) & np.isfinite(variances)
+    return ~missing_values(effects, variances, zeros_without_variance) & ~usable
+
+
 def mark_missing(effects, variances=None, zeros_without_variance=False):
     """Copies of the maps with NaN wherever :func:`missing_values` says missing.
 
@@ -170,7 +187,8 @@ class Coverage:
     n_not_estimable: int
 
 
-def coverage(present, X, contrasts=None, min_subjects=1, residual_dof=True, labels=None):
+def coverage(present, X, contrasts=None, min_subjects=1, residual_dof=True, labels=None,
+             patterns=None):
     """The voxels analysed with the maps present there.
 
     A voxel is analysed when at least ``min_subjects`` are present and every
@@ -189,6 +207,8 @@ def coverage(present, X, contrasts=None, min_subjects=1, residual_dof=True, labe
     labels : sequence (n_maps,) or None
         Subject of every map: counts are then distinct subjects with a map present
         (a paired design's two maps are one subject); None counts maps.
+    patterns : list of Pattern or None
+        ``missing_patterns(present)``, if the caller has it.
 
     Returns
     -------
@@ -205,7 +225,7 @@ def coverage(present, X, contrasts=None, min_subjects=1, residual_dof=True, labe
         counts = per_subject.sum(axis=0)
     analysed = np.zeros(present.shape[1], dtype=bool)
     not_estimable = 0
-    for pattern in missing_patterns(present):
+    for pattern in missing_patterns(present) if patterns is None else patterns:
         first = pattern.voxels[0]
         if counts[first] < min_subjects or pattern.rows.size == 0:
             continue
