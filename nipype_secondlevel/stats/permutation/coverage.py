@@ -50,7 +50,7 @@ from .chunks import (
     tie_threshold,
 )
 from .merge import merge_null_chunks
-from .model import VOXEL_BLOCK, linear_model, prepare_data
+from .model import VOXEL_BLOCK, LinearModel, linear_model, prepare_data
 from .plans import check_range, chunk_bounds, pattern_weights, plan_patterns, plan_permutations
 from .projections import projection_pass
 
@@ -95,12 +95,13 @@ class _Group:
     cols: np.ndarray  # voxel indices
     model: object  # LinearModel on X[rows], or None when not estimable there
     data: object  # PreparedData of the voxels, or None
+    key: object  # what the model depends on (its rows, or the count of present rows)
 
 
 class _Setup:
     """The voxel groups of the data, their observed statistics and thresholds."""
 
-    def __init__(self, X, contrast, Y, min_subjects, tail):
+    def __init__(self, X, contrast, Y, min_subjects, tail, scheme):
         self.X = np.asarray(X, dtype=float)
         self.C = np.atleast_2d(np.asarray(contrast, dtype=float))
         self.q = self.C.shape[0]
@@ -109,21 +110,22 @@ class _Setup:
         present = ~np.isnan(Y)
         self.n_present = present.sum(axis=0)
         self.tested = self.n_present >= max(int(min_subjects), 1)
-        models, self.groups = {}, []  # one model per set of present rows
+        # sign flips of a constant design (one-sample, paired differences): the model
+        # depends only on how many rows are present, missing ones weigh 0
+        by_count = scheme == "sign-flip" and self.X.shape[1] == 1 and np.ptp(self.X) == 0
+        models, self.groups = {}, []
         for lo in range(0, n_voxels, VOXEL_BLOCK):
             block = np.arange(lo, min(lo + VOXEL_BLOCK, n_voxels))
             block = block[self.tested[block]]
             if block.size == 0:
                 continue
-            for pattern in missing_patterns(present[:, block]):
-                rows, cols = pattern.rows, block[pattern.voxels]
-                key = rows.tobytes()
+            for rows, cols, key in self._grouped(present, block, by_count):
                 if key not in models:
-                    models[key] = self.model(rows)
+                    models[key] = self.count_model(key[1]) if by_count else self.model(rows)
                 model = models[key]
-                data = None if model is None else prepare_data(
-                    model, np.asarray(Y[np.ix_(rows, cols)], dtype=float))
-                self.groups.append(_Group(rows, cols, model, data))
+                values = np.asarray(Y[np.ix_(rows, cols)], dtype=float)
+                data = None if model is None else prepare_data(model, np.nan_to_num(values))
+                self.groups.append(_Group(rows, cols, model, data, key))
         self.values = np.zeros(n_voxels)
         self.dof = np.full(n_voxels, np.nan)
         self.analysed = np.zeros(n_voxels, dtype=bool)
@@ -140,6 +142,28 @@ class _Setup:
         self.z[self.analysed] = to_z(self.values[self.analysed], self.q, self.dof[self.analysed])
         self.threshold = tie_threshold(tail_statistic(self.values, tail))  # on t (or F)
         self.z_threshold = tie_threshold(tail_statistic(self.z, tail))
+
+    @staticmethod
+    def _grouped(present, block, by_count):
+        """(rows, voxel columns, model key) of the voxel groups of ``block``."""
+        if by_count:
+            every = np.arange(present.shape[0])
+            counts = present[:, block].sum(axis=0)
+            for m in np.unique(counts):
+                yield every, block[counts == m], ("count", int(m))
+            return
+        for pattern in missing_patterns(present[:, block]):
+            yield pattern.rows, block[pattern.voxels], pattern.rows.tobytes()
+
+    def count_model(self, m):
+        """The constant design's model on all rows, the missing ones' data 0: u = +-1 /
+        sqrt(m) (the sign of c beta), dof m - 1; None when m < 2."""
+        if m < 2:
+            return None
+        sign = np.sign(self.X[0, 0] * self.C[0, 0])
+        return LinearModel(X=self.X, contrast=self.C,
+                           interest=np.full((self.X.shape[0], 1), sign / np.sqrt(m)),
+                           nuisance=np.zeros((self.X.shape[0], 0)), dof=float(m - 1))
 
     def model(self, rows):
         """The model on the design rows ``rows`` (in their order), None if not estimable."""
@@ -233,10 +257,12 @@ def permuted_bases(X, C, targets):
     return entries, lost
 
 
-def _group_null(setup, group, plan, patterns, options, best, counts, maps, cache):
-    """Null z of one voxel group for a batch of patterns: maxima into ``best``, counts
-    into ``counts``, maps into ``maps`` (when given, (batch, n_voxels)); ``cache``
-    holds the batch's weights of every set of present rows."""
+def _group_null(setup, group, plan, patterns, options, best, counts, maps, cache, by_dof):
+    """Null statistics of one voxel group for a batch of patterns: z maxima into
+    ``best``, or tail t (F) maxima into ``by_dof[dof]`` (z is increasing in them: put
+    on z once per dof by :func:`_maxima_to_z`); counts into ``counts``, maps into
+    ``maps`` (when given, (batch, n_voxels)); ``cache`` holds the batch's weights of
+    every model."""
     cols = group.cols
     tail = options.tail
     if group.model is None:  # statistic 0 for every pattern
@@ -244,10 +270,9 @@ def _group_null(setup, group, plan, patterns, options, best, counts, maps, cache
         if counts is not None:
             counts[cols] += len(patterns) * (0.0 >= setup.z_threshold[cols])
         return
-    key = group.rows.tobytes()
-    if key not in cache:
-        cache[key] = setup.weights(plan, patterns, group)
-    entries, lost = cache[key]
+    if group.key not in cache:
+        cache[group.key] = setup.weights(plan, patterns, group)
+    entries, lost = cache[group.key]
     if lost.size:
         np.maximum.at(best, lost, 0.0)
         if counts is not None:
@@ -259,7 +284,8 @@ def _group_null(setup, group, plan, patterns, options, best, counts, maps, cache
             model, weights, group.data.residuals, group.data.scale, tail,
             setup.threshold[cols] if same and counts is not None else None, store=not same)
         if same:
-            np.maximum.at(best, indices, to_z(maxima, setup.q, model.dof))
+            running = by_dof.setdefault(model.dof, np.full(len(best), -np.inf))
+            np.maximum.at(running, indices, maxima)
             if counts is not None:
                 counts[cols] += above
             continue
@@ -270,6 +296,13 @@ def _group_null(setup, group, plan, patterns, options, best, counts, maps, cache
             counts[cols] += (z >= setup.z_threshold[cols]).sum(axis=0)
         if maps is not None:
             maps[np.ix_(indices, cols)] = signed
+
+
+def _maxima_to_z(by_dof, q, best):
+    """Fold the tail t (F) maxima of every dof into the z maxima ``best``."""
+    for dof, maxima in by_dof.items():
+        some = maxima > -np.inf
+        best[some] = np.maximum(best[some], to_z(maxima[some], q, dof))
 
 
 def coverage_null_chunk(X, contrast, Y, plan, start, stop, mask=None, options=None,
@@ -288,7 +321,7 @@ def coverage_null_chunk(X, contrast, Y, plan, start, stop, mask=None, options=No
     if not np.isnan(Y).any():
         return null_chunk(linear_model(X, contrast), Y, plan, start, stop, mask, options)
     _check(X, contrast, Y, plan, options)
-    setup = _Setup(X, contrast, Y, min_subjects, options.tail)
+    setup = _Setup(X, contrast, Y, min_subjects, options.tail, plan.scheme)
     graph = spatial.voxel_graph(mask, options.connectivity) if options.spatial else None
     n_chunk = stop - start
     best = np.full(n_chunk, -np.inf)
@@ -303,10 +336,11 @@ def coverage_null_chunk(X, contrast, Y, plan, start, stop, mask=None, options=No
             patterns = plan_patterns(plan, lo, hi)
             batch_best = best[lo - start:hi - start]
             maps = np.zeros((hi - lo, Y.shape[1])) if options.spatial else None
-            cache = {}
+            cache, by_dof = {}, {}
             for group in setup.groups:
                 _group_null(setup, group, plan, patterns, options, batch_best, counts, maps,
-                            cache)
+                            cache, by_dof)
+            _maxima_to_z(by_dof, setup.q, batch_best)
             for j, values in enumerate(maps if maps is not None else [], start=lo - start):
                 shown = _shown(setup, values)
                 if clusters:
@@ -340,7 +374,7 @@ def coverage_observed_maps(X, contrast, Y, plan, mask=None, options=None, min_su
         return observed_maps(linear_model(X, contrast), Y, plan, mask, options)
     _check(X, contrast, Y, plan, options)
     with threadpool_limits(BLAS_THREADS, user_api="blas"):
-        setup = _Setup(X, contrast, Y, min_subjects, options.tail)
+        setup = _Setup(X, contrast, Y, min_subjects, options.tail, plan.scheme)
     out = CoverageObserved(statistic=setup.z, values=setup.values, dof=setup.dof,
                            n_present=setup.n_present, analysed=setup.analysed)
     if options.spatial:
