@@ -54,6 +54,15 @@ def subject_labels(folders, suffix=""):
             for label in labels]
 
 
+def find_image(folder, stem, extensions):
+    """``folder/<stem><extension>`` for the first extension that exists, else None."""
+    for extension in extensions:
+        path = Path(folder) / f"{stem}{extension}"
+        if path.is_file():
+            return path
+    return None
+
+
 def check_one_folder_each(folders, labels, what, hint):
     """One-line error when two folders give one subject (``hint`` says what to do)."""
     seen = {}

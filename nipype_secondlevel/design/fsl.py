@@ -18,19 +18,19 @@ import pandas as pd
 
 from ..io.errors import bad_input
 from ..io.images import load_img
-from .first_level_folders import check_one_folder_each, expand_folders, subject_labels
+from .first_level_folders import (
+    check_one_folder_each,
+    expand_folders,
+    find_image,
+    subject_labels,
+)
 
 #: Extensions FEAT writes, by FSLOUTPUTTYPE.
 _EXTENSIONS = (".nii.gz", ".nii")
 
 
 def _image(folder, stem):
-    """``folder/stem.nii.gz`` (or ``.nii``) if it exists, else None."""
-    for extension in _EXTENSIONS:
-        path = Path(folder) / f"{stem}{extension}"
-        if path.is_file():
-            return path
-    return None
+    return find_image(folder, stem, _EXTENSIONS)
 
 
 def _same_grid(path, reference):

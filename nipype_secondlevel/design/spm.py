@@ -15,7 +15,12 @@ from pathlib import Path
 import pandas as pd
 
 from ..io.errors import bad_input
-from .first_level_folders import check_one_folder_each, expand_folders, subject_labels
+from .first_level_folders import (
+    check_one_folder_each,
+    expand_folders,
+    find_image,
+    subject_labels,
+)
 
 #: Image extensions of SPM's contrast images (SPM12 NIfTI, SPM5/8 Analyze pairs).
 _EXTENSIONS = (".nii", ".img", ".nii.gz")
@@ -26,11 +31,7 @@ NO_VARIANCE = ("SPM writes no variance of its contrasts (con images only), so mi
 
 
 def _image(folder, stem):
-    for extension in _EXTENSIONS:
-        path = Path(folder) / f"{stem}{extension}"
-        if path.is_file():
-            return path
-    return None
+    return find_image(folder, stem, _EXTENSIONS)
 
 
 def contrast_image(spm_dir, con):
