@@ -26,8 +26,11 @@ statistic 0, and are not analysed (:attr:`CoverageObserved.analysed`).
 
 Voxels sharing a set of present rows within a block of
 :data:`~.model.VOXEL_BLOCK` voxels are computed together, by the projections
-of :mod:`.projections`; complete data (no NaN) take today's kernels
-(:func:`~.chunks.null_chunk`, :func:`~.chunks.observed_maps`) unchanged.
+of :mod:`.projections` (sign flips of a constant design, one-sample or paired
+differences: the voxels with the same number of present rows, the missing
+rows' data 0); complete data (no NaN) take today's kernels
+(:func:`~.chunks.null_chunk`, :func:`~.chunks.observed_maps`) unchanged, and
+their ``statistic`` stays t (F).
 """
 
 from dataclasses import dataclass
@@ -173,7 +176,8 @@ class _Setup:
         return linear_model(Xr, self.C)
 
     def weights(self, plan, patterns, group):
-        """[(pattern indices, dof, weights (rank, k, |r|))] and the indices not estimable.
+        """[(pattern indices, model (q, dof), weights (rank, k, |r|))], and the indices of
+        the patterns whose rows cannot estimate the contrast.
 
         Sign flips keep the rows and the observed model; a permutation moves subject
         rows[a] to row inverse[rows[a]], where the design is refitted.
