@@ -143,6 +143,7 @@ def group_options(args):
     return {
         "inputs_table": str(inputs.absolute()),
         "export_files": [] if args.bids_dir is None else [str(inputs)],
+        "input_files": [*design.paths, *(design.variance_paths or [])],
         "design": args.design,
         "conditions": args.conditions,
         "groups": args.groups,
@@ -237,25 +238,21 @@ def check_simulation_fits(n_subjects):
 
 
 def run(args):
-    from .io.results_folder import (
-        check_results_folder,
-        check_writable_folder,
-        read_manifest,
-        remove_entries,
-    )
+    from .io.results_folder import check_results_folder, check_writable_folder, read_manifest
     from .runtime.console import nipype_console_off
     from .runtime.execution import run_workflow
     from .runtime.locking import WorkFolderLock
 
     check_writable_folder(args.work_dir, "--work-dir")
-    foreign = check_results_folder(args.out_dir, args.work_dir, replace=args.replace_results)
+    given = [getattr(args, o, None) for o in ("inputs", "design_file", "mask", "reference_map")]
+    check_results_folder(args.out_dir, args.work_dir, replace=args.replace_results,
+                         inputs=[path for path in given if path is not None])
     workflow = build_workflow(args)
     created = not args.out_dir.exists()
     try:
         # One run per work folder; a lock left by a killed run is released by the kernel.
         # A failed node is one line: nipype's own log of it stays in the crash file.
         with WorkFolderLock(args.work_dir, wait=args.wait), nipype_console_off():
-            remove_entries(args.out_dir, foreign)  # --replace-results, once all checks passed
             summary = run_workflow(workflow, args.work_dir, plugin=args.plugin,
                                    n_procs=args.n_procs, progress=not args.quiet,
                                    sbatch_args=args.sbatch_args,
@@ -273,26 +270,33 @@ def run(args):
 
 
 def draw_graph(args):
-    """``graph [--out-dir DIR] [COMMAND ...]``: the pipeline of a command, not run."""
+    """``graph [--out-dir DIR] [COMMAND ...]``: the pipeline of a command, not run.
+
+    The pictures are drawn in a temporary folder and exported with the results
+    folder's rules (:mod:`nipype_secondlevel.io.results_folder`)."""
+    import tempfile
+
+    from .io.results_folder import check_results_folder, export_results
     from .runtime.execution import quiet_nipype
 
     quiet_nipype()
     require_dot("graph")
+    check_results_folder(args.out_dir, keep_option=None)
     command = build_parser().parse_args(args.pipeline or ["demo"])
     if command.command == "graph":
         raise bad_input("graph graph", "draws the pipeline of demo, localizer or run")
     command.argv = list(args.pipeline or ["demo"])
     workflow = build_workflow(command)
-    out = args.out_dir.absolute()
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for style in ("colored", "hierarchical"):
-        for fmt in ("png", "svg"):
-            workflow.write_graph(dotfilename=str(out / f"workflow_{style}.dot"),
-                                 graph2use=style, format=fmt, simple_form=True)
-            written.append(out / f"workflow_{style}.{fmt}")
+    with tempfile.TemporaryDirectory() as scratch:
+        for style in ("colored", "hierarchical"):
+            for fmt in ("png", "svg"):
+                workflow.write_graph(dotfilename=str(Path(scratch) / f"workflow_{style}.dot"),
+                                     graph2use=style, format=fmt, simple_form=True)
+        pairs = [(str(path), path.name) for path in sorted(Path(scratch).iterdir())]
+        written = export_results(args.out_dir.absolute(), pairs)
     for path in written:
-        print(path)
+        if not path.endswith(".dot"):
+            print(path)
     return 0
 
 

@@ -47,3 +47,13 @@ def make_group_table(folder, n_subjects=12, conditions=("a", "b"), seed=0, varia
     table = folder / "inputs.tsv"
     pd.DataFrame(rows).to_csv(table, sep="\t", index=False)
     return table
+
+
+def file_checksums(folder):
+    """sha256 of every file under ``folder`` (relative path -> hex; links not followed)."""
+    import hashlib
+    from pathlib import Path
+
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}

@@ -60,7 +60,7 @@ def main():
             simulated = path.name.endswith("_effect.nii.gz")
             if point == "simulate" and simulated and nth("simulate", 5):
                 pause()
-            if point == "sink" and path.absolute().parent == out_dir and nth("sink", 3):
+            if point == "sink" and out_dir in path.absolute().parents and nth("sink", 3):
                 pause()
 
     patch("atomic_path", atomic_path)

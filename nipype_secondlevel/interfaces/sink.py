@@ -13,8 +13,7 @@ from nipype.interfaces.base import (
 )
 
 from ..io.errors import bad_input
-from ..io.files import copy_file, remove_stale_parts
-from ..io.results_folder import finish_export, start_export
+from ..io.results_folder import export_results
 from ..io.sidecars import sidecar_path
 
 
@@ -24,6 +23,9 @@ class _DerivativesSinkInputSpec(BaseInterfaceInputSpec):
         File(exists=True), mandatory=True,
         desc="files to export; each keeps its (BIDS-style) base name",
     )
+    input_files = traits.List(traits.Str(), usedefault=True,
+                              desc="the run's input files (table, maps, mask, design file): "
+                              "never removed nor replaced")
 
 
 class _DerivativesSinkOutputSpec(TraitedSpec):
@@ -33,14 +35,12 @@ class _DerivativesSinkOutputSpec(TraitedSpec):
 class DerivativesSink(SimpleInterface):
     """Export files into ``out_dir`` under their own names.
 
-    Each file is written to a temporary name in ``out_dir`` and renamed, so no
-    file there is ever half-written. A file's JSON sidecar (same base name,
-    ``.json``, see :mod:`nipype_secondlevel.io.sidecars`) is exported with it.
-    The sink always runs, so results come back even if the output folder was
-    emptied while the cache was kept. The folder's manifest
-    (:mod:`nipype_secondlevel.io.results_folder`) lists the exported files; files
-    an earlier export listed that this one does not write are removed, so the
-    folder holds this run's results only.
+    A file's JSON sidecar (same base name, ``.json``, see
+    :mod:`nipype_secondlevel.io.sidecars`) is exported with it. The export is
+    :func:`~nipype_secondlevel.io.results_folder.export_results`: staged, then renamed
+    in; the earlier export's files this one does not write are removed if still as it
+    wrote them, and nothing else (never an input). The sink always runs, so results
+    come back even if the output folder was emptied while the cache was kept.
     """
 
     input_spec = _DerivativesSinkInputSpec
@@ -53,21 +53,10 @@ class DerivativesSink(SimpleInterface):
         sources = list(dict.fromkeys(str(f) for f in self.inputs.in_files))
         sources += [s for s in dict.fromkeys(str(sidecar_path(f)) for f in sources)
                     if s not in sources and Path(s).exists()]
-        names = [Path(f).name for f in sources]
-        duplicates = {n for n in names if names.count(n) > 1}
-        if duplicates:
-            raise ValueError(f"two results share the name {min(duplicates)}")
+        pairs = [(f, Path(f).name) for f in sources]
         try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            # Temporary files of an export that was killed before its rename.
-            remove_stale_parts(out_dir, names)
-            start_export(out_dir, names)
-            self._results["out_files"] = [
-                copy_file(src, out_dir / name)
-                for src, name in zip(sources, names)
-            ]
-            # What an earlier export wrote and this one did not is not this run's result.
-            finish_export(out_dir, names)
+            self._results["out_files"] = export_results(out_dir, pairs,
+                                                        inputs=self.inputs.input_files)
         except OSError as err:
             # (a copy's error names the source, then the destination)
             if not str(err.filename2 or err.filename or out_dir).startswith(str(out_dir)):

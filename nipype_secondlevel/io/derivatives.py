@@ -10,12 +10,11 @@ FitLins does with its own configuration; the package ships it
 ``BIDSLayout(folder, config=["bids", "derivatives", STATMAP_CONFIG], is_derivative=True)``.
 """
 
-import json
 import warnings
 from pathlib import Path
 
 from .errors import bad_input
-from .files import atomic_path
+from .files import write_json
 
 #: pybids configuration of the statistical-map entities ``contrast``, ``stat`` and
 #: ``node`` (patterns as in FitLins), a JSON file shipped with the package.
@@ -70,7 +69,4 @@ def write_dataset_description(out_dir, command, name="nipype-secondlevel group a
         "DatasetType": "derivative",
         "GeneratedBy": [generated_by],
     }
-    target = Path(out_dir) / "dataset_description.json"
-    with atomic_path(target) as tmp:
-        tmp.write_text(json.dumps(description, indent=2) + "\n")
-    return str(target.absolute())
+    return write_json(Path(out_dir) / "dataset_description.json", description)

@@ -1,11 +1,17 @@
 """Reading inputs and writing outputs safely.
 
-Outputs are written to a temporary name in their destination folder and then
-renamed, so a reader never sees a half-written file.
+Outputs are written in a private temporary folder beside their destination and then
+renamed, so a reader never sees a half-written file, and no write ever follows a
+symbolic link: the temporary folder is new and ours alone (mode 0700), and a rename
+replaces a link at the destination instead of writing through it.
 """
 
+import hashlib
+import json
+import math
 import os
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,28 +30,53 @@ def _current_umask():
 #: (mkstemp alone gives 0600, unreadable by the rest of a lab).
 FILE_MODE = 0o666 & ~_current_umask()
 
+#: Suffix of the private folders :func:`atomic_path` writes in (``.<name>.<random>.part``).
+PART_SUFFIX = ".part"
+
 
 @contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside ``path``; rename it to ``path`` on success.
+    """Yield a temporary path for ``path``; rename it to ``path`` on success.
 
-    The temporary name keeps the file's suffixes so that writers choosing a
-    format by extension (``.nii.gz``, ``.png``) behave as for ``path``.
+    The temporary file has the name of ``path`` (so writers choosing a format by
+    extension, ``.nii.gz`` or ``.png``, behave as for ``path``) inside a new private
+    folder ``.<name>.<random>.part`` beside it, which is removed in every case. A
+    symbolic link at ``path`` is replaced, never written through.
     """
     path = Path(path)
-    suffix = "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent
-    )
-    os.close(fd)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=PART_SUFFIX,
+                                    dir=path.parent))
+    tmp = scratch / path.name
     try:
-        yield Path(tmp)
-        os.chmod(tmp, FILE_MODE)
+        yield tmp
+        os.chmod(tmp, FILE_MODE, follow_symlinks=False)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # our own new folder: never a link
+
+
+def _strict(value, where="JSON"):
+    """``value`` with every float checked finite (ValueError naming the key if not)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} is {value}: not a number JSON can hold")
+    if isinstance(value, dict):
+        return {k: _strict(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def write_json(path, data, indent=2):
+    """Write ``data`` as strict JSON (no NaN or Infinity: a non-finite number is a
+    ValueError naming its key), atomically; return the absolute path as str.
+
+    Every JSON file of the package (sidecars, ``dataset_description.json``, the
+    results folder's manifest) is written here.
+    """
+    text = json.dumps(_strict(data, Path(path).name), indent=indent, allow_nan=False)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text + "\n")
+    return str(Path(path).absolute())
 
 
 def save_img(img, path):
@@ -79,27 +110,37 @@ def save_arrays(path, array=None, **arrays):
     return str(Path(path).absolute())
 
 
+def open_no_follow(path, flags=os.O_RDONLY, mode=0o666):
+    """``os.open`` that refuses a symbolic link as the last component (``O_NOFOLLOW``)."""
+    return os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), mode)
+
+
 def copy_file(src, dst):
-    """Copy ``src`` to ``dst`` atomically."""
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
+    """Copy ``src`` to ``dst`` atomically; return the absolute destination as str."""
+    with atomic_path(dst) as tmp, open(src, "rb") as source, \
+            os.fdopen(open_no_follow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as out:
+        shutil.copyfileobj(source, out, 1 << 20)
     return str(Path(dst).absolute())
 
 
-def remove_stale_parts(folder, names):
-    """Delete temporary files that :func:`atomic_path` left for ``names`` in ``folder``.
+def regular_file_sha256(path):
+    """sha256 (hex) of ``path`` if it is a regular file, not a link; None otherwise.
 
-    A writer killed between creating its temporary file and renaming it (SIGKILL,
-    power off) leaves ``.<name>.<random>.part<suffix>``; the next writer of the
-    same names calls this. Only call it where no other process writes these names
-    at the same time (a run holds its work folder's lock).
+    Opened without following a final link, and checked to be the regular file
+    ``lstat`` saw (a FIFO or a device is never read).
     """
-    folder = Path(folder)
-    removed = []
-    for name in names:
-        name = Path(name).name
-        suffix = "".join(Path(name).suffixes)
-        for stale in folder.glob(f".{name}.*.part{suffix}"):
-            stale.unlink(missing_ok=True)
-            removed.append(stale)
-    return removed
+    try:
+        before = os.lstat(path)
+        if not stat.S_ISREG(before.st_mode):
+            return None
+        fd = open_no_follow(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino):
+            return None
+        digest = hashlib.sha256()
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -104,13 +104,11 @@ def stack_masked_data(row_files, path):
 
 
 def _hard_link(source, tmp):
-    """Replace the empty temporary file ``tmp`` by a hard link to ``source``; False if
-    the filesystem refuses (``tmp`` is then left as it was)."""
-    os.unlink(tmp)
+    """Make the temporary path ``tmp`` (not yet a file) a hard link to ``source``; False
+    if the filesystem refuses."""
     try:
         os.link(source, tmp)
     except OSError:
-        open(tmp, "wb").close()
         return False
     return True
 

@@ -12,7 +12,7 @@ import json
 import math
 from pathlib import Path
 
-from .files import atomic_path
+from .files import write_json
 
 #: File name endings replaced by ``.json`` (longest first).
 _MAP_SUFFIXES = (".nii.gz", ".nii", ".tsv", ".png", ".svg")
@@ -36,14 +36,12 @@ def sidecar_path(path):
 
 
 def write_sidecar(path, fields):
-    """Write ``fields`` (JSON-serializable dict) as the sidecar of ``path``, atomically.
+    """Write ``fields`` (JSON-serializable dict) as the sidecar of ``path``, atomically
+    (strict JSON: :func:`~nipype_secondlevel.io.files.write_json`).
 
     Returns the sidecar path as str.
     """
-    target = sidecar_path(path)
-    with atomic_path(target) as tmp:
-        tmp.write_text(json.dumps(fields, indent=2, sort_keys=False) + "\n")
-    return str(target.absolute())
+    return write_json(sidecar_path(path), fields)
 
 
 def read_sidecar(path):

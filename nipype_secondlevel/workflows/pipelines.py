@@ -42,8 +42,8 @@ REFERENCE_DESIGN = {"design": "paired", "conditions": ["vertical", "horizontal"]
 
 
 def init_group_pipeline_wf(out_dir, *, inputs_table=None, source=None, extra_exports=(),
-                           export_files=(), report=True, graph=False, command=None,
-                           python_call=None, name="group_wf", **analysis):
+                           export_files=(), input_files=(), report=True, graph=False,
+                           command=None, python_call=None, name="group_wf", **analysis):
     """The group analysis of an inputs table (or a data source), exported to ``out_dir``.
 
     Parameters
@@ -60,6 +60,9 @@ def init_group_pipeline_wf(out_dir, *, inputs_table=None, source=None, extra_exp
         Outputs of ``source`` exported too (e.g. the simulation's truth mask).
     export_files : list of paths
         Files exported as they are (e.g. the inputs table built from a BIDS dataset).
+    input_files : list of paths
+        The maps and other inputs, which the export never removes nor replaces (the
+        inputs table, design file, mask and reference map are added here).
     report : bool
         Add a ``report`` node writing ``report.html`` (exported by the sink).
     graph : bool
@@ -92,8 +95,11 @@ def init_group_pipeline_wf(out_dir, *, inputs_table=None, source=None, extra_exp
                           name="dataset_description", run_without_submitting=True)
     merge = pe.Node(niu.Merge(len(exports) + 3 + bool(report), ravel_inputs=True),
                     name="collect_outputs", run_without_submitting=True)
-    sink = pe.Node(DerivativesSink(out_dir=str(out_dir)), name="sink",
-                   run_without_submitting=True)
+    given = [inputs_table, *(analysis.get(k) for k in ("design_file", "mask_file",
+                                                         "reference_map"))]
+    sink = pe.Node(DerivativesSink(out_dir=str(out_dir), input_files=[
+        str(f) for f in (*given, *input_files) if f is not None]), name="sink",
+        run_without_submitting=True)
     if source is not None:
         workflow.connect(source, "inputs_table", analysis_wf, "inputnode.inputs_table")
     else:
