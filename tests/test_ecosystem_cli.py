@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from bids_data import SPACE, TASK
 from conftest import run_chromium
-from group_data import make_group_table, write_map
+from group_data import file_checksums, make_group_table, write_map
 from scipy import ndimage
 
 from nipype_secondlevel import __version__
@@ -78,6 +78,28 @@ def test_bids_dir_gives_the_maps_of_the_equivalent_inputs_table(bids_runs):
     assert source["Filters"] == {"task": [TASK], "space": [SPACE], "contrast": ["faces"],
                                  "datatype": ["func"]}
     assert {"inputs.tsv", "inputs.json"} <= set(read_manifest(from_bids))
+
+
+def test_the_inputs_table_a_run_wrote_reruns_into_its_own_folder(bids_runs, bids_derivatives,
+                                                               tmp_path):
+    """The README's recipe, ``run --inputs res/inputs.tsv --out-dir res``, twice: the
+    table and its sidecar are the run's inputs, kept as they were; the maps are the
+    BIDS run's; the BIDS folder is untouched."""
+    from_bids = bids_runs[0]
+    res = tmp_path / "res"
+    shutil.copytree(from_bids, res)
+    data = file_checksums(bids_derivatives[1])
+    kept = {k: v for k, v in file_checksums(res).items() if k.startswith("inputs.")}
+    for _ in range(2):
+        code, _, _ = run(tmp_path, "res", "--inputs", str(res / "inputs.tsv"), *DESIGN)
+        assert code == 0
+        now = file_checksums(res)
+        assert {k: now[k] for k in kept} == kept and len(kept) == 2
+        assert {"inputs.tsv", "inputs.json"} <= set(read_manifest(res))
+    ours = maps_of(res)
+    for name, values in maps_of(from_bids).items():
+        np.testing.assert_array_equal(ours[name], values, err_msg=name)
+    assert file_checksums(bids_derivatives[1]) == data
 
 
 def test_results_folder_is_indexed_by_pybids_as_a_derivatives_dataset(bids_runs):
