@@ -89,8 +89,8 @@ def add_run_options(parser, default_out):
                      "(those of an earlier run it does not produce are removed) "
                      "(default: %(default)s)")
     run.add_argument("--replace-results", action="store_true",
-                     help="delete what the results folder holds that nipype-secondlevel "
-                     "did not write (default: refuse such a folder)")
+                     help="accept a results folder holding files nipype-secondlevel did "
+                     "not write: they are kept untouched (default: refuse such a folder)")
     run.add_argument("--work-dir", type=folder, default=Path("work"),
                      help="cache folder, outside the results folder; a rerun reuses what "
                      "did not change (default: %(default)s)")
