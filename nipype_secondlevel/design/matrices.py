@@ -52,18 +52,39 @@ def paired_design(table, conditions, where="inputs"):
             f"{len(subjects_b)} ({detail})",
         )
     rows = table[table["condition"].isin([first, second])].reset_index(drop=True)
-    subjects = list(dict.fromkeys(rows["subject"]))
+    codes, subjects = pd.factorize(rows["subject"])  # in order of first appearance
     if len(subjects) < 2:
         raise bad_input(where, "a paired design needs at least 2 subjects")
-    design = pd.DataFrame(
-        {f"{first}_vs_{second}": (rows["condition"] == first).astype(float),
-         **{s: (rows["subject"] == s).astype(float) for s in subjects}},
-    )
+    check_design_size(len(rows), 1 + len(subjects), where, "paired")
+    indicators = np.zeros((len(subjects), len(rows)))
+    indicators[codes, np.arange(len(rows))] = 1.0
+    condition = _column_name(f"{first}_vs_{second}", "condition")
+    design = design_frame(
+        [(condition, f"the condition column ({first!r} vs {second!r})",
+          (rows["condition"] == first).to_numpy(float))]
+        + [(str(s), f"subject {s!r}", column) for s, column in zip(subjects, indicators)],
+        where)
     return design, rows
 
 
 #: Design types of :func:`group_design`.
 DESIGNS = ("one-sample", "paired", "two-sample", "file")
+
+
+#: Largest design matrix (float64 bytes): a paired design of 50,000 subjects would be
+#: 37 GiB; an analysis that large is refused in one line before anything is allocated.
+MAX_DESIGN_BYTES = 2**30
+
+
+def check_design_size(n_rows, n_columns, where, design):
+    """Refuse a design matrix larger than :data:`MAX_DESIGN_BYTES`."""
+    size = 8 * int(n_rows) * int(n_columns)
+    if size > MAX_DESIGN_BYTES:
+        hint = (": test each subject's difference map (first condition minus second) with a "
+                "one-sample design, the same test" if design == "paired" else "")
+        raise bad_input(where, f"a {design} design of {n_rows:,} maps and {n_columns:,} "
+                        f"columns is too large ({size / 2**30:.1f} GiB, at most "
+                        f"{MAX_DESIGN_BYTES / 2**30:g}){hint}")
 
 
 def _column_name(label, prefix):
@@ -72,14 +93,32 @@ def _column_name(label, prefix):
     return text if text.isidentifier() else f"{prefix}_{text}"
 
 
-def _with_covariates(design, rows, covariates, center, where):
-    if covariates:
-        values = covariate_values(rows, covariates, center=center, where=where)
-        clash = [c for c in values.columns if c in design.columns]
-        if clash:
-            raise bad_input(where, f"covariate {clash[0]!r} has the name of a design column")
-        design = pd.concat([design, values.reset_index(drop=True)], axis=1)
-    return design
+def design_frame(columns, where):
+    """The design matrix of ``columns``, (name, origin, values) in order: names unique by
+    construction.
+
+    Two columns of one name (a subject named like the paired design's condition
+    column, two group labels equal once made names, a covariate named like a group)
+    are a one-line error naming both origins; so is a name of the row labels of
+    design.tsv (:data:`~.tables.LABEL_COLUMNS`), which would be read back as one.
+    """
+    origin_of = {}
+    for name, origin, _ in columns:
+        if name in origin_of:
+            raise bad_input(where, f"{origin_of[name]} and {origin} both give the design "
+                            f"column {name!r}: rename one of them")
+        if name in LABEL_COLUMNS:
+            raise bad_input(where, f"{origin} gives the design column {name!r}, the name of a "
+                            f"row label of design.tsv ({', '.join(LABEL_COLUMNS)}): rename it")
+        origin_of[name] = origin
+    return pd.DataFrame({name: np.asarray(values, dtype=float) for name, _, values in columns})
+
+
+def _covariate_columns(rows, covariates, center, where):
+    """(name, origin, values) of the covariates, mean-centred if ``center``."""
+    values = covariate_values(rows, covariates, center=center, where=where)
+    return [(str(name), f"covariate {name!r}", values[str(name)].to_numpy())
+            for name in covariates]
 
 
 def one_sample_design(table, covariates=(), center=True, where="inputs"):
@@ -96,8 +135,9 @@ def one_sample_design(table, covariates=(), center=True, where="inputs"):
     rows = table.reset_index(drop=True)
     if len(rows) < 2:
         raise bad_input(where, f"a one-sample design needs at least 2 maps, got {len(rows)}")
-    design = pd.DataFrame({"intercept": np.ones(len(rows))})
-    return _with_covariates(design, rows, covariates, center, where), rows
+    columns = [("intercept", "the intercept", np.ones(len(rows)))]
+    return design_frame(columns + _covariate_columns(rows, covariates, center, where),
+                        where), rows
 
 
 def two_sample_design(table, groups=None, covariates=(), center=True, where="inputs"):
@@ -127,13 +167,10 @@ def two_sample_design(table, groups=None, covariates=(), center=True, where="inp
         raise bad_input(where, f"subject {subject} is in groups "
                         f"{', '.join(sorted(twice[twice.subject == subject].group))}; "
                         "an unpaired design needs each subject in one group")
-    names = [_column_name(label, "group") for label in labels]
-    if len(set(names)) != len(names):
-        raise bad_input(where, f"group labels {', '.join(labels)} give the same column names")
-    design = pd.DataFrame(
-        {name: (rows["group"] == label).astype(float) for name, label in zip(names, labels)}
-    )
-    return _with_covariates(design, rows, covariates, center, where), rows
+    columns = [(_column_name(label, "group"), f"group {label!r}",
+                (rows["group"] == label).to_numpy(float)) for label in labels]
+    return design_frame(columns + _covariate_columns(rows, covariates, center, where),
+                        where), rows
 
 
 def design_from_file(table, design_file, where="inputs"):
@@ -169,8 +206,9 @@ def design_from_file(table, design_file, where="inputs"):
            if not np.all(np.isfinite(pd.to_numeric(design[c], errors="coerce")))]
     if bad:
         raise bad_input(what, f"column(s) {', '.join(bad)} have missing or non-numeric values")
-    design = design.apply(pd.to_numeric).astype(float)
-    design.columns = [str(c) for c in design.columns]
+    design = design_frame([(str(c), f"design file column {str(c)!r}",
+                            pd.to_numeric(design[c]).to_numpy(float)) for c in design.columns],
+                          what)
     return design, rows
 
 
@@ -277,10 +315,6 @@ def group_design(table, design="one-sample", conditions=None, groups=None, covar
         defaults = [f"{names[0]} - {names[1]}" if len(names) == 2
                     else "; ".join(f"{names[0]} - {other}" for other in names[1:])]
     check_estimable(matrix, where=f"{design} design")
-    clash = [c for c in matrix.columns if c in LABEL_COLUMNS]
-    if clash:
-        raise bad_input(where, f"design column {clash[0]!r} has the name of a row label of "
-                        f"design.tsv ({', '.join(LABEL_COLUMNS)}); rename it")
     paths = [str(p) for p in rows["path"]]
     variances = [str(p) for p in rows["variance_path"]] if "variance_path" in rows else None
     labels = block_labels(rows, blocks, where) if blocks else []

@@ -27,7 +27,22 @@ def read_table(path, what="table", text_columns=(), allow_no_rows=False):
     if table.empty and not (allow_no_rows and len(table.columns)):
         raise bad_input(f"{what} {path}", f"has no rows, only a header "
                         f"({', '.join(map(str, table.columns))})")
+    twice = _duplicated_columns(path, sep)
+    if twice:
+        raise bad_input(f"{what} {path}", f"has {len(twice)} column name(s) given twice "
+                        f"({', '.join(twice)}): which one is meant is unknown; keep one of each")
     return table
+
+
+def _duplicated_columns(path, sep):
+    """Column names the header line of the table gives more than once (pandas would
+    rename the second ``name.1`` and read on)."""
+    import csv
+    from collections import Counter
+
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
+        header = next(csv.reader(handle, delimiter=sep), [])
+    return sorted(name for name, count in Counter(header).items() if count > 1)
 
 
 def read_design(path):

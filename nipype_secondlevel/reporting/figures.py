@@ -25,6 +25,12 @@ def _pyplot():
 MAX_ROW_LABELS = 60
 
 
+def plain_text(label):
+    """``label`` as matplotlib draws it literally: ``$`` escaped, so that a label such as
+    ``$\\alpha$`` is not parsed as mathematics (which fails on unknown symbols)."""
+    return str(label).replace("$", r"\$")
+
+
 def plot_design(design, path, title=None, row_labels=None):
     """Save nilearn's picture of a design matrix (DataFrame) as PNG.
 
@@ -36,16 +42,17 @@ def plot_design(design, path, title=None, row_labels=None):
 
     n_cols = design.shape[1]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * n_cols + 2.0), 6.0))
-    plot_design_matrix(design, axes=ax)
+    shown = design.set_axis([plain_text(c) for c in design.columns], axis=1)
+    plot_design_matrix(shown, axes=ax)
     if row_labels is not None:
         step = max(1, -(-len(row_labels) // MAX_ROW_LABELS))
         rows = list(range(0, len(row_labels), step))
         ax.set_yticks(rows)
-        ax.set_yticklabels([row_labels[i] for i in rows],
+        ax.set_yticklabels([plain_text(row_labels[i]) for i in rows],
                            fontsize=max(4.0, min(8.0, 360.0 / max(len(rows), 1))))
         ax.set_ylabel("map")
     if title:
-        ax.set_title(title)
+        ax.set_title(plain_text(title))
     fig.tight_layout()
     try:
         return save_figure(fig, path)
@@ -61,7 +68,7 @@ def plot_glass_brain(stat_img, path, threshold, title):
     fig = plt.figure(figsize=(10.0, 4.0))
     display = nilearn_glass_brain(
         stat_img, threshold=threshold, colorbar=True, plot_abs=False,
-        title=title, figure=fig,
+        title=plain_text(title), figure=fig,
     )
     try:
         return save_figure(fig, path)
@@ -124,7 +131,7 @@ def slices_uri(stat_img, threshold, cut_coords, title):
     fig = plt.figure(figsize=(9.0, 3.0))
     display = plot_stat_map(
         stat_img, bg_img=background_img(), threshold=threshold, display_mode="ortho",
-        cut_coords=cut_coords, colorbar=True, title=title, figure=fig,
+        cut_coords=cut_coords, colorbar=True, title=plain_text(title), figure=fig,
     )
     try:
         return figure_uri(fig)
@@ -139,7 +146,7 @@ def glass_brain_uri(stat_img, threshold, title):
 
     fig = plt.figure(figsize=(9.0, 3.5))
     display = plot_glass_brain(stat_img, threshold=threshold, colorbar=True, plot_abs=False,
-                               title=title, figure=fig)
+                               title=plain_text(title), figure=fig)
     try:
         return figure_uri(fig)
     finally:
