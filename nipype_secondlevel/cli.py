@@ -101,8 +101,20 @@ def check_mask(path, reference):
                   InputWarning, stacklevel=2)
 
 
+def check_cluster_forming_p(args, dof, kinds):
+    """``--cluster-forming-p``: its threshold finite for every contrast (``kinds``)."""
+    from .design.contrasts import cluster_forming_value
+
+    if args.correction in ("cluster-size", "cluster-mass"):
+        for kind in kinds:
+            cluster_forming_value(args.cluster_forming_p, dof, kind,
+                                  "positive" if args.one_sided or kind != "t" else "two-sided")
+
+
 def group_options(args):
     """Check the table, the design and the contrasts now; return the workflow options."""
+    import numpy as np
+
     from .design.contrasts import parse_contrasts
     from .design.matrices import group_design
     from .design.tables import read_inputs_table
@@ -126,7 +138,9 @@ def group_options(args):
         where=(f"inputs table {inputs.absolute()}" if args.bids_dir is None else
                f"inputs table built from --bids-dir {args.bids_dir}"),
     )
-    parse_contrasts(args.contrasts or design.default_contrasts, design.matrix.columns)
+    parsed = parse_contrasts(args.contrasts or design.default_contrasts, design.matrix.columns)
+    check_cluster_forming_p(args, design.matrix.shape[0] - np.linalg.matrix_rank(design.matrix),
+                            [kind for _, _, kind in parsed])
     # Every map the design uses opens as a 3D image of the size its header gives
     # (headers and gzip trailers only: the data are read by the nodes).
     if args.reference_map is not None:
@@ -211,10 +225,12 @@ def build_workflow(args):
         if args.n_subjects < 2:
             raise bad_input("--n-subjects", f"a paired test needs at least 2, got {args.n_subjects}")
         check_simulation_fits(args.n_subjects)
+        check_cluster_forming_p(args, args.n_subjects - 1, ["t"])
         return init_demo_wf(out_dir, n_subjects=args.n_subjects, seed=args.seed,
                             command=command, **analysis)
     if not 2 <= args.n_subjects <= 94:
         raise bad_input("--n-subjects", f"the Localizer has 94 subjects, got {args.n_subjects}")
+    check_cluster_forming_p(args, args.n_subjects - 1, ["t"])
     if args.data_dir is not None and args.data_dir.exists() and not args.data_dir.is_dir():
         raise bad_input(f"--data-dir {args.data_dir}", "is not a folder")
     return init_localizer_wf(out_dir, n_subjects=args.n_subjects, data_dir=args.data_dir,

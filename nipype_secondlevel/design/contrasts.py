@@ -25,7 +25,7 @@ def contrast_weights(contrast, columns):
                 f"{weights.size} weights given but the design has "
                 f"{len(columns)} columns ({', '.join(columns)})",
             )
-        return weights
+        return check_weights(weights, contrast)
     try:
         weights = expression_to_contrast_vector(contrast, columns)
     except Exception as err:
@@ -40,7 +40,39 @@ def contrast_weights(contrast, columns):
             f"contrast {contrast!r}",
             f"gives no weights on the design's columns ({', '.join(columns)})",
         )
+    return check_weights(weights, contrast)
+
+
+#: Largest contrast weight: beyond, effects and variances overflow; t, z and p do not
+#: depend on the contrast's scale, so a smaller one loses nothing.
+MAX_WEIGHT = 1e12
+
+
+def check_weights(weights, contrast):
+    """Refuse weights that are not finite numbers, or larger than :data:`MAX_WEIGHT`."""
+    weights = np.asarray(weights, dtype=float)
+    if not np.all(np.isfinite(weights)):
+        raise bad_input(f"contrast {contrast!r}", "gives a weight that is not a finite number "
+                        f"({', '.join(f'{w:g}' for w in weights.ravel())})")
+    if np.abs(weights).max(initial=0.0) > MAX_WEIGHT:
+        raise bad_input(f"contrast {contrast!r}", f"has a weight beyond +/-{MAX_WEIGHT:g}, "
+                        "which would overflow the effect and its variance; scale it down (t, "
+                        "z and p do not depend on the contrast's scale)")
     return weights
+
+
+def cluster_forming_value(p, dof, statistic="t", tail="two-sided"):
+    """The cluster-forming threshold of uncorrected ``p`` (t with ``dof``, or the z of F:
+    :func:`~nipype_secondlevel.stats.spatial.cluster_forming_threshold`), refused in one
+    line when ``p`` is so small that it is infinite (every voxel would be "significant")."""
+    from ..stats.spatial import cluster_forming_threshold
+
+    value = cluster_forming_threshold(p, dof, tail, statistic)
+    if not np.isfinite(value) or value <= 0:
+        raise bad_input(f"--cluster-forming-p {p:g}", f"is so small that the cluster-forming "
+                        f"threshold is infinite ({'t' if statistic == 't' else 'z'} with "
+                        f"{dof:g} degrees of freedom); choose a larger p")
+    return value
 
 
 def contrast_label(contrast):

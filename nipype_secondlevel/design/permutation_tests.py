@@ -8,7 +8,7 @@ from ..io.masked_data import masked_data_shape, read_voxel_chunk
 from ..io.tables import read_design
 from ..stats import permutation as perm
 from ..stats.spatial import TFCE_E, TFCE_H
-from .contrasts import parse_contrast
+from .contrasts import cluster_forming_value, parse_contrast
 from .pairs import paired_rows
 
 
@@ -62,8 +62,8 @@ class PermutationTest:
         tail = "two-sided" if inputs.two_sided and self.kind == "t" else "positive"
         forming = None
         if inputs.correction in ("cluster-size", "cluster-mass"):
-            forming = (inputs.cluster_forming_p, perm.cluster_forming_threshold(
-                self.model, inputs.cluster_forming_p, tail))
+            forming = (inputs.cluster_forming_p, cluster_forming_value(
+                inputs.cluster_forming_p, self.model.dof, self.model.statistic, tail))
         options = perm.PermutationOptions(
             tail=tail, cluster_threshold=None if forming is None else forming[1],
             tfce=inputs.correction == "tfce", tfce_E=TFCE_E, tfce_H=TFCE_H)

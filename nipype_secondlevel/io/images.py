@@ -1,12 +1,16 @@
 """Reading images and masks, one-line errors for unreadable ones; masked values back to volumes."""
 
 import gzip
+import warnings
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from .errors import bad_input
+from .errors import InputWarning, bad_input
+
+#: Largest magnitude the maps are analysed with: they are read into float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def load_img(path, what="image"):
@@ -55,6 +59,8 @@ def check_map_header(path, what="input map"):
     decided by reading the data. Returns the 3D shape.
     """
     img = load_img(path, what)
+    check_affine(img, path, what)
+    check_scaling(img, path, what)
     shape = tuple(int(d) for d in img.shape)
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
@@ -74,6 +80,44 @@ def check_map_header(path, what="input map"):
         raise bad_input(f"{what} {path}", f"is truncated: {path.stat().st_size} bytes, its "
                         f"header says {expected}")
     return shape
+
+
+def check_affine(img, path, what="input map"):
+    """Refuse an image whose affine (voxel to world, from its header) is not finite or is
+    singular: its voxels have no place in space, so it cannot be resampled or compared."""
+    affine = np.asarray(img.affine, dtype=float)
+    if not np.all(np.isfinite(affine)):
+        raise bad_input(f"{what} {path}", "its affine (the header's voxel-to-world transform, "
+                        "sform or qform) is not finite: fix the header")
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise bad_input(f"{what} {path}", "its affine (the header's voxel-to-world transform, "
+                        "sform or qform) is singular (a voxel size of 0?): fix the header")
+
+
+def check_scaling(img, path, what="input map"):
+    """Warn (one line) when the header's scale slope is one nibabel ignores: an infinite
+    one, or NaN or 0 on integer data, which are then read unscaled."""
+    if "scl_slope" not in img.header:
+        return
+    with nib.openers.ImageOpener(str(path)) as stream:  # as written (nibabel resets it)
+        raw = type(img.header).from_fileobj(stream)
+    slope = float(raw["scl_slope"])
+    integer = raw.get_data_dtype().kind in "iu"
+    if np.isinf(slope) or (integer and (np.isnan(slope) or slope == 0)):
+        warnings.warn(f"{what} {path}: its header's scale slope (scl_slope) is {slope:g}, "
+                      f"which nibabel ignores: its {'integer ' if integer else ''}values are "
+                      "read unscaled; if they were scaled, fix the header", InputWarning,
+                      stacklevel=2)
+
+
+def fits_float32(data):
+    """True where a value is finite and within float32's range (the maps are analysed in
+    float32: a larger value would be infinite there, so it counts as non-finite)."""
+    finite = np.isfinite(data)
+    if data.dtype.kind == "f" and data.dtype.itemsize > 4:
+        with np.errstate(invalid="ignore"):
+            finite &= np.abs(data) <= FLOAT32_MAX
+    return finite
 
 
 def load_mask(path):

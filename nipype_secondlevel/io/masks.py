@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import InputWarning, bad_input
 from .files import atomic_path
-from .images import check_same_grid, load_img, read_data
+from .images import check_same_grid, fits_float32, load_img, read_data
 
 #: Maps per block of the mask's pass over the maps (blocks are read in parallel).
 MAPS_PER_SUMMARY_BLOCK = 256
@@ -67,7 +67,7 @@ def summarize_maps(paths, variance_paths=()):
         img = load_img(path, what)
         check_same_grid(img, shape, affine, path)
         data = read_data(img, path, what).reshape(shape)  # added to float64 as it is
-        finite = np.isfinite(data)
+        finite = fits_float32(data)
         if not finite.any():
             raise bad_input(f"{what} {path}", "has no finite value (every voxel is NaN or "
                             "infinite)")

@@ -296,10 +296,14 @@ def max_cluster_measures(values, graph, threshold, tail="two-sided"):
     return int(max_size), float(max_mass)
 
 
-def cluster_forming_threshold(p, dof, tail="two-sided"):
-    """t threshold of an uncorrected cluster-forming p value, as nilearn.
+def cluster_forming_threshold(p, dof, tail="two-sided", statistic="t"):
+    """Threshold of an uncorrected cluster-forming p value, as nilearn; inf when p is
+    too small for a float (see :func:`~nipype_secondlevel.design.contrasts.cluster_forming_value`).
 
-    t = isf(p / 2, dof) for a two-sided test, isf(p, dof) otherwise
+    t = isf(p / 2, dof) for a two-sided test, isf(p, dof) otherwise ;
+    F (clusters of its z, positive side): z = isf_normal(p)
     """
+    if statistic != "t":
+        return float(stats.norm.isf(p))
     p = float(p) / (2.0 if check_tail(tail) == "two-sided" else 1.0)
     return float(stats.t.isf(p, dof))

@@ -311,6 +311,4 @@ def cluster_forming_threshold(model, p, tail="two-sided"):
     t: isf(p / 2, dof) two-sided, isf(p, dof) one-sided (as nilearn) ;
     F: z > isf_normal(p) (positive side)
     """
-    if model.statistic == "t":
-        return spatial.cluster_forming_threshold(p, model.dof, tail)
-    return float(stats.norm.isf(p))
+    return spatial.cluster_forming_threshold(p, model.dof, tail, model.statistic)
