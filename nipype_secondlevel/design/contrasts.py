@@ -51,11 +51,12 @@ MAX_WEIGHT = 1e12
 def check_weights(weights, contrast):
     """Refuse weights that are not finite numbers, or larger than :data:`MAX_WEIGHT`."""
     weights = np.asarray(weights, dtype=float)
+    listed = ", ".join(f"{w:g}" for w in weights.ravel())
+    what = f"contrast {contrast!r}" if isinstance(contrast, str) else f"contrast [{listed}]"
     if not np.all(np.isfinite(weights)):
-        raise bad_input(f"contrast {contrast!r}", "gives a weight that is not a finite number "
-                        f"({', '.join(f'{w:g}' for w in weights.ravel())})")
+        raise bad_input(what, f"gives a weight that is not a finite number ({listed})")
     if np.abs(weights).max(initial=0.0) > MAX_WEIGHT:
-        raise bad_input(f"contrast {contrast!r}", f"has a weight beyond +/-{MAX_WEIGHT:g}, "
+        raise bad_input(what, f"has a weight beyond +/-{MAX_WEIGHT:g}, "
                         "which would overflow the effect and its variance; scale it down (t, "
                         "z and p do not depend on the contrast's scale)")
     return weights
