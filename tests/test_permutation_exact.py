@@ -9,7 +9,7 @@ the memory budget may change any p value.
 
 import itertools
 import warnings
-from math import factorial
+from math import comb, factorial
 
 import numpy as np
 import pandas as pd
@@ -141,7 +141,7 @@ def test_two_sample_permutations_equal_brute_force():
     assert perm.choose_scheme(model) == "permute"
     result = perm.permutation_test(Y, X, [1.0, -1.0], n_perm=10_000, scheme="permute",
                                    n_chunks=2, options=perm.PermutationOptions("positive"))
-    assert result.n_perm == 5040
+    assert result.n_perm == comb(7, 3)  # the distinct relabellings; below, all 7! of them
     # reference: the pooled-variance t of every relabelling of the groups
     labels = group[np.array(list(itertools.permutations(range(7))))].astype(float)
     n1, n0 = labels.sum(axis=1, keepdims=True), (1 - labels).sum(axis=1, keepdims=True)
@@ -183,7 +183,7 @@ def test_f_contrast_equals_brute_force():
         perm.permutation_test(Y, X, C, n_perm=10, scheme="permute")
     result = perm.permutation_test(Y, X, C, n_perm=10_000, scheme="permute", n_chunks=3,
                                    options=perm.PermutationOptions("positive"))
-    assert result.n_perm == 5040
+    assert result.n_perm == factorial(7) // (factorial(2) * factorial(3) * factorial(2))
     np.testing.assert_allclose(result.statistic, _ols_statistic(X, Y, C), rtol=1e-10)
     patterns = [np.array(o) for o in itertools.permutations(range(7))]
     _assert_equal_p(result, *_brute_force(X, Y, C, patterns, "positive"))
@@ -212,6 +212,33 @@ def test_blocked_repeated_measures_equals_brute_force():
         assert result.n_perm == factorial(n_conditions) ** n_subjects
         _assert_equal_p(result, *_brute_force(X, Y, C, patterns, tail))
     assert result.logp_uncorrected.max() > 1.0
+
+
+def test_exhaustive_plans_enumerate_each_distinct_rearrangement_once():
+    """Two groups in two exchangeability blocks: the plan's patterns rearrange the
+    design's rows in every distinct way within blocks, each once, the identity first;
+    the p values equal those of all prod n_b! within-block permutations."""
+    rng = np.random.default_rng(11)
+    group = np.array([1, 0, 1, 0, 0, 1, 1, 0, 0])
+    block = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1])
+    X = np.column_stack([group, 1 - group, block]).astype(float)
+    Y = rng.standard_normal((9, 12)) + 1.5 * group[:, None]
+    labels = [f"b{b}" for b in block]
+    plan = perm.plan_permutations(9, 10**6, "permute", blocks=labels, design=X)
+    assert plan.exhaustive and plan.n_perm == comb(5, 2) * comb(4, 2)
+    orders = perm.row_permutations(plan, 0, plan.n_perm)
+    np.testing.assert_array_equal(orders[0], np.arange(9))
+    rearranged = {X[np.argsort(order)].tobytes() for order in orders}
+    within = [np.concatenate([np.flatnonzero(block == 0)[list(a)],
+                              np.flatnonzero(block == 1)[list(b)]])
+              for a in itertools.permutations(range(5)) for b in itertools.permutations(range(4))]
+    assert rearranged == {X[np.argsort(order)].tobytes() for order in within}
+    assert len(rearranged) == plan.n_perm
+    C = [[1.0, -1.0, 0.0]]
+    result = perm.permutation_test(Y, X, C, n_perm=10**6, scheme="permute", blocks=labels,
+                                   n_chunks=3, options=perm.PermutationOptions("two-sided"))
+    assert result.n_perm == 60
+    _assert_equal_p(result, *_brute_force(X, Y, C, within, "two-sided"))
 
 
 def test_permutations_cannot_test_an_intercept():

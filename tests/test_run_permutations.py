@@ -206,18 +206,21 @@ def test_paired_sign_flips_of_the_differences_equal_enumeration(tmp_path):
 
 
 def test_two_sample_t_and_f_permutations_equal_enumeration(tmp_path):
+    """--n-perm 20 = C(6, 3), the distinct relabellings of two groups of 3: the test is
+    exhaustive, and its p values are those of all 6! = 720 permutations."""
     table = write_table(tmp_path / "data", 6)
     out = run(tmp_path, table, "--design", "two-sample", "--correction", "maxT",
-              "--n-perm", "720", "--contrast", "patients - controls",
+              "--n-perm", "20", "--contrast", "patients - controls",
               "--contrast", "means=patients; controls")
     rows = pd.read_csv(table, sep="\t")
     order = list(rows.index[rows.group == "controls"]) + list(rows.index[rows.group == "patients"])
     Y = maps(table, order)
     X = np.repeat(np.eye(2), 3, axis=0)  # controls, patients
     t_null = null_statistics(Y, X, [[-1.0, 1.0]], permutations(6), flips=False)
-    assert assert_exhaustive(out, "patientsMinusControls", t_null)["Scheme"] == "permute"
+    assert assert_exhaustive(out, "patientsMinusControls", t_null,
+                             n_patterns=20)["Scheme"] == "permute"
     f_null = null_statistics(Y, X, [[0.0, 1.0], [1.0, 0.0]], permutations(6), flips=False)
-    assert_exhaustive(out, "means", f_null, kind="F")
+    assert_exhaustive(out, "means", f_null, kind="F", n_patterns=20)
     assert sidecar(out, "means", "F", "maxF")["DegreesOfFreedom"] == [2, 4]
 
 
@@ -277,13 +280,15 @@ def assert_agrees_with_nilearn(out, label, tested, Y, n_perm):
 
 
 def test_random_two_sample_agrees_with_nilearn_and_chunks_change_nothing(tmp_path):
-    table = write_table(tmp_path / "data", 10, group_effect=3.0)
+    """14 maps in two groups of 7: C(14, 7) = 3432 distinct relabellings, more than the
+    2000 asked, so the patterns are random."""
+    table = write_table(tmp_path / "data", 14, group_effect=3.0)
     options = ["--design", "two-sample", "--correction", "maxT", "--n-perm", "2000",
                "--perm-seed", "3"]
     one = run(tmp_path, table, *options, "--n-chunks", "1")
     rows = pd.read_csv(table, sep="\t")
     order = list(rows.index[rows.group == "controls"]) + list(rows.index[rows.group == "patients"])
-    tested = np.repeat([0.0, 1.0], 5)
+    tested = np.repeat([0.0, 1.0], 7)
     assert_agrees_with_nilearn(one, "controlsMinusPatients", -tested, maps(table, order), 2000)
     three = run(tmp_path, table, *options, "--n-chunks", "3")
     for path in one.glob("*_logp.nii.gz"):

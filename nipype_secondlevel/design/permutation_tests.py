@@ -54,7 +54,7 @@ class PermutationTest:
         except ValueError as err:
             raise bad_input(f"--perm-scheme {inputs.scheme}", str(err)) from err
         self.plan = perm.plan_permutations(self.model.n_subjects, n_perm or inputs.n_perm,
-                                           self.scheme, inputs.seed, blocks)
+                                           self.scheme, inputs.seed, blocks, self.model.X)
         self.n_blocks = None if self.plan.blocks is None else max(self.plan.blocks) + 1
 
     def options(self, inputs):

@@ -168,7 +168,7 @@ def permutation_test(Y, X=None, contrast=None, mask=None, n_perm=10000, seed=0,
     options = options or PermutationOptions()
     columns = Y if isinstance(Y, VoxelColumns) else VoxelColumns.from_array(Y)
     model = linear_model(X, contrast, n_subjects=columns.n_rows)
-    plan = plan_permutations(columns.n_rows, n_perm, scheme, seed, blocks)
+    plan = plan_permutations(columns.n_rows, n_perm, scheme, seed, blocks, model.X)
     chunks = [null_chunk(model, columns, plan, a, b, mask, options, mem_gb)
               for a, b in chunk_bounds(plan.n_perm, n_chunks)]
     observed = observed_maps(model, columns, plan, mask, options, mem_gb)

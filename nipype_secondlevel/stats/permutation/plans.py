@@ -9,6 +9,11 @@ computed in any process and the merged p values do not depend on the split:
 * exhaustive permutations: the mixed-radix digits of i (radix n_b! for block b,
   the first block most significant) are the Lehmer codes of each block's
   permutation, in lexicographic order within the block;
+* exhaustive permutations of a design with repeated rows (two groups, no
+  covariate): only the distinct rearrangements of the design's rows, C(n, n1) for
+  two groups (radix: the multinomial of each block's row counts); digit d of a
+  block is the (d + r)-th arrangement of its rows' keys in lexicographic order, r
+  the rank of the design's own arrangement (so that digit 0 is the identity);
 * random patterns: drawn (with replacement, as nilearn and PALM) from a
   generator seeded by ``SeedSequence(seed, spawn_key=(i // RANDOM_BLOCK,))``.
 
@@ -16,6 +21,13 @@ Index 0 is always the identity (the observed data).
 
 Exchangeability blocks (FSL randomise ``-e``): row permutations move rows only
 within their block; sign flips ignore blocks (each row is flipped on its own).
+
+Why distinct rearrangements suffice: a Freedman-Lane statistic depends on a
+permutation G only through G'X (the refit of G R_Z Y uses G'U for bases U of
+span(X), see :mod:`.model`), so permutations giving the same rearrangement of the
+design's rows give the same statistic, each rearrangement as often as any other
+(prod of c_k! per block, c_k the count of row k's value): the p values over the
+distinct ones equal those over all n! (checked against brute force in the tests).
 """
 
 from dataclasses import dataclass
@@ -51,6 +63,10 @@ class PermutationPlan:
     blocks : tuple of int or None
         Exchangeability block (0, 1, ...) of every row for ``"permute"``; None
         means one block (all rows exchangeable), always None for sign flips.
+    keys : tuple of int or None
+        For ``"permute"``: the design row of every row (equal keys: equal rows),
+        when some rows are equal; exhaustive plans then enumerate the distinct
+        rearrangements only. None: every row differs (or sign flips).
     """
 
     scheme: str
@@ -59,6 +75,7 @@ class PermutationPlan:
     exhaustive: bool
     seed: int
     blocks: tuple | None = None
+    keys: tuple | None = None
 
     def block_rows(self):
         """Rows of every exchangeability block, in block order (one block if none)."""
@@ -78,18 +95,38 @@ def block_codes(labels):
     return tuple(first.setdefault(label, len(first)) for label in labels)
 
 
-def n_possible_patterns(n_subjects, scheme="sign-flip", blocks=None):
-    """Distinct patterns: 2**n sign flips, or prod over blocks of n_b! permutations."""
+def multinomial(keys):
+    """Distinct arrangements of the multiset ``keys``: n! / prod_k c_k!."""
+    counts = np.unique(np.asarray(keys), return_counts=True)[1].tolist()
+    return factorial(int(sum(counts))) // prod(factorial(c) for c in counts)
+
+
+def n_possible_patterns(n_subjects, scheme="sign-flip", blocks=None, keys=None):
+    """Distinct patterns: 2**n sign flips, or the product over blocks of the distinct
+    rearrangements of the block's rows (n_b! when they all differ)."""
     if scheme == "sign-flip":
         return 2 ** int(n_subjects)
     if scheme == "permute":
-        if blocks is None:
-            return factorial(int(n_subjects))
-        return prod(factorial(count) for count in np.bincount(blocks).tolist())
+        rows = np.arange(int(n_subjects)) if keys is None else np.asarray(keys)
+        codes = np.zeros(int(n_subjects), int) if blocks is None else np.asarray(blocks)
+        return prod(multinomial(rows[codes == b]) for b in np.unique(codes))
     raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
 
 
-def plan_permutations(n_subjects, n_perm=10000, scheme="sign-flip", seed=0, blocks=None):
+def design_keys(design):
+    """Row keys of a design matrix (equal rows, equal keys, by first appearance), or None
+    when every row differs."""
+    if design is None:
+        return None
+    _, first, inverse = np.unique(np.asarray(design, dtype=float), axis=0, return_index=True,
+                                  return_inverse=True)
+    if len(first) == len(inverse):
+        return None
+    return block_codes(first[inverse.ravel()].tolist())
+
+
+def plan_permutations(n_subjects, n_perm=10000, scheme="sign-flip", seed=0, blocks=None,
+                      design=None):
     """Choose exhaustive enumeration or ``n_perm`` random patterns.
 
     exhaustive iff n_possible <= n_perm ; then n_perm = n_possible
@@ -107,6 +144,10 @@ def plan_permutations(n_subjects, n_perm=10000, scheme="sign-flip", seed=0, bloc
     blocks : sequence or None
         Exchangeability-block label of every row (permutations stay within
         blocks); ignored by sign flips.
+    design : array (n_subjects, p) or None
+        The design matrix the permuted data are refitted to: permutations that
+        rearrange its rows alike give one statistic, so an exhaustive plan
+        enumerates distinct rearrangements only (ignored by sign flips).
 
     Returns
     -------
@@ -115,20 +156,24 @@ def plan_permutations(n_subjects, n_perm=10000, scheme="sign-flip", seed=0, bloc
     n_subjects, n_perm = int(n_subjects), int(n_perm)
     if n_subjects < 1 or n_perm < 1:
         raise ValueError("n_subjects and n_perm must be at least 1")
-    codes = None
+    codes = keys = None
     if scheme == "permute" and blocks is not None and len(blocks):
         if len(blocks) != n_subjects:
             raise ValueError(f"{len(blocks)} block labels for {n_subjects} rows")
         codes = block_codes(blocks)
         if max(codes) == 0:
             codes = None  # one block: all rows exchangeable
-    possible = n_possible_patterns(n_subjects, scheme, codes)
-    exhaustive = possible <= n_perm
+    if scheme == "permute":
+        keys = design_keys(design)
+    possible = n_possible_patterns(n_subjects, scheme, codes, keys)
+    # Pattern indices are int64: an enumeration never needs more (nor could be run).
+    exhaustive = possible <= n_perm and possible * n_subjects < 2**62
     if scheme == "sign-flip" and n_subjects > _MAX_EXHAUSTIVE_BITS:
         exhaustive = False
     return PermutationPlan(scheme=scheme, n_subjects=n_subjects,
                            n_perm=possible if exhaustive else n_perm,
-                           exhaustive=exhaustive, seed=int(seed), blocks=codes)
+                           exhaustive=exhaustive, seed=int(seed), blocks=codes,
+                           keys=keys if exhaustive else None)
 
 
 def chunk_bounds(n_perm, n_chunks):
@@ -214,6 +259,70 @@ def lehmer_permutations(index, n):
     return orders
 
 
+def multiset_arrangements(index, keys):
+    """The ``index``-th distinct arrangements of the multiset ``keys`` in lexicographic
+    order (index < :func:`multinomial`).
+
+    At each position the smallest value v is taken whose arrangements (those starting
+    with v: M c_v / r, M the arrangements of the r values left, c_v the count of v)
+    exceed what is left of the index, which is then reduced by those skipped.
+
+    Returns
+    -------
+    ndarray (len(index), len(keys)) of the values of ``keys``
+    """
+    index = np.array(index, dtype=np.int64, ndmin=1)
+    values, counts = np.unique(np.asarray(keys), return_counts=True)
+    left = np.tile(counts.astype(np.int64), (index.size, 1))
+    total = np.full(index.size, multinomial(keys), dtype=np.int64)
+    chosen = np.empty((index.size, int(counts.sum())), dtype=np.int64)
+    rows = np.arange(index.size)
+    for position in range(chosen.shape[1]):
+        size = chosen.shape[1] - position
+        pick = np.full(index.size, -1)
+        for value in range(values.size):
+            starting = total * left[:, value] // size
+            take = (pick < 0) & (index < starting)
+            pick[take] = value
+            total[take] = starting[take]
+            skip = pick < 0
+            index[skip] -= starting[skip]
+        chosen[:, position] = pick
+        left[rows, pick] -= 1
+    return values[chosen]
+
+
+def arrangement_rank(keys):
+    """Rank of the arrangement ``keys`` among its multiset's (inverse of
+    :func:`multiset_arrangements`)."""
+    keys = list(np.asarray(keys).tolist())
+    rank = 0
+    for position, key in enumerate(keys):
+        rest = keys[position:]
+        total = multinomial(rest)
+        for value in sorted(set(rest)):
+            if value == key:
+                break
+            rank += total * rest.count(value) // len(rest)
+    return rank
+
+
+def arrangement_orders(arrangements, keys):
+    """Row orders (``Y[order]``) giving each arrangement of the design's rows.
+
+    Row k of the data is refitted with a design row of key ``arrangement[k]``: the
+    j-th design row of a key takes the j-th data row given that key, so the design's
+    own arrangement gives the identity.
+    """
+    keys = np.asarray(keys)
+    orders = np.empty(arrangements.shape, dtype=np.int64)
+    for key in np.unique(keys):
+        design_rows = np.flatnonzero(keys == key)
+        given = np.argsort(arrangements != key, axis=1, kind="stable")[:, :design_rows.size]
+        orders[:, design_rows] = given
+    return orders
+
+
 def row_permutations(plan, start, stop):
     """Row orders of permutation indices ``start..stop-1`` (permuted data: ``Y[order]``).
 
@@ -235,8 +344,15 @@ def row_permutations(plan, start, stop):
         remaining = np.arange(start, stop, dtype=np.int64)
         orders = np.empty((remaining.size, n), dtype=np.int64)
         for rows in reversed(blocks):  # the last block is the least significant digit
-            radix = factorial(rows.size)
-            orders[:, rows] = rows[lehmer_permutations(remaining % radix, rows.size)]
+            if plan.keys is None:
+                radix = factorial(rows.size)
+                orders[:, rows] = rows[lehmer_permutations(remaining % radix, rows.size)]
+            else:
+                keys = np.asarray(plan.keys)[rows]
+                radix = multinomial(keys)
+                digits = (remaining % radix + arrangement_rank(keys)) % radix
+                orders[:, rows] = rows[arrangement_orders(
+                    multiset_arrangements(digits, keys), keys)]
             remaining //= radix
         return orders
 
