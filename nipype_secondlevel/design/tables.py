@@ -5,6 +5,7 @@ An *inputs table* has one row per map: ``subject``, ``path`` and a
 covariate columns. Relative paths are read relative to the table's folder.
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -66,12 +67,15 @@ def read_inputs_table(path, require_condition=True, covariates=(), variances=Fal
             first = table[table[column].isna()].iloc[0]
             raise bad_input(where, f"{column} of subject {first['subject']} is empty")
         table[column] = absolute_paths(table[column], path.parent)
-    for row in table.to_dict("records"):
-        of = f"subject {row['subject']}" + (
-            f", condition {row['condition']}" if "condition" in row else "")
-        for column, what in (("path", "map"), ("variance_path", "variance map")):
-            if column in row and not Path(row[column]).exists():
-                raise bad_input(where, f"{what} of {of} not found: {row[column]}")
+    for column, what in (("path", "map"), ("variance_path", "variance map")):
+        if column not in table.columns:
+            continue
+        found = [os.path.exists(p) for p in table[column]]
+        if not all(found):
+            row = table.iloc[found.index(False)]
+            of = f"subject {row['subject']}" + (
+                f", condition {row['condition']}" if "condition" in row else "")
+            raise bad_input(where, f"{what} of {of} not found: {row[column]}")
     covariate_values(table, covariates, center=False, where=where)
     return table
 
