@@ -3,6 +3,7 @@
 The command line itself is parsed by :mod:`nipype_secondlevel.cli_options`.
 """
 
+import errno
 import os
 import shutil
 import sys
@@ -149,10 +150,13 @@ def group_options(args):
         check_map_header(path, "input map")
     for path in design.variance_paths or []:
         check_map_header(path, "variance map")
-    if args.mask is not None:
-        import nibabel as nib
+    import nibabel as nib
 
-        grid = nib.load(str(args.reference_map or design.paths[0]))
+    from .io.grids import check_smoothing
+
+    grid = nib.load(str(args.reference_map or design.paths[0]))
+    check_smoothing(args.smoothing_fwhm, grid.shape, grid.affine)
+    if args.mask is not None:
         check_mask(args.mask, (grid.shape[:3], grid.affine))
     return {
         "inputs_table": str(inputs.absolute()),
@@ -217,9 +221,12 @@ def build_workflow(args):
     if args.command == "run":
         return init_group_pipeline_wf(out_dir, command=command, **group_options(args),
                                       **analysis)
-    if args.mask is not None:  # the demo's and the Localizer's maps are on one grid
-        from .datasets.simulation import LOCALIZER_AFFINE, LOCALIZER_SHAPE
+    from .datasets.simulation import LOCALIZER_AFFINE, LOCALIZER_SHAPE
+    from .io.grids import check_smoothing
 
+    # The demo's and the Localizer's maps are on one grid.
+    check_smoothing(args.smoothing_fwhm, LOCALIZER_SHAPE, LOCALIZER_AFFINE)
+    if args.mask is not None:
         check_mask(args.mask, (LOCALIZER_SHAPE, LOCALIZER_AFFINE))
     if args.command == "demo":
         if args.n_subjects < 2:
@@ -338,6 +345,14 @@ def main(argv=None):
         return run(args)
     except (InputError, WorkflowFailed) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        if err.errno != errno.ENAMETOOLONG:
+            raise
+        # A path the user gave (an option, a table's entry) with a name too long: one line.
+        line = bad_input(err.filename, "a name in this path is longer than the file system "
+                         "allows (File name too long)")
+        print(f"{PROG}: error: {line}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         if os.getpid() != pid:  # a forked worker unwinding a copy of this stack: be silent

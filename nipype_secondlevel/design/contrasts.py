@@ -1,5 +1,6 @@
 """Contrast specifications: column names, expressions, JSON weights, F rows, labels."""
 
+import hashlib
 import json
 import re
 
@@ -76,15 +77,35 @@ def cluster_forming_value(p, dof, statistic="t", tail="two-sided"):
     return value
 
 
+#: Longest contrast label: it is part of every file name of the contrast, and a file
+#: name has at most 255 bytes (``contrast-<label>_stat-z_desc-thresholded_statmap.nii.gz``
+#: and the temporary folder it is written in add about 60).
+MAX_LABEL = 64
+
+
 def contrast_label(contrast):
-    """A BIDS-safe camelCase label: ``"vertical_vs_horizontal"`` -> ``verticalVsHorizontal``."""
+    """A BIDS-safe camelCase label: ``"vertical_vs_horizontal"`` -> ``verticalVsHorizontal``.
+
+    A label longer than :data:`MAX_LABEL` keeps its start and ends with 8 hexadecimal
+    digits of its sha256, so that it stays the same from run to run and two long labels
+    sharing their start still differ.
+    """
     text = str(contrast).replace("-", " minus ").replace("+", " plus ")
     words = [w for w in re.split(r"[^0-9A-Za-z]+", text) if w]
     if not words:
         raise bad_input(f"contrast name {contrast!r}", "has no letters or digits")
-    return words[0][0].lower() + words[0][1:] + "".join(
+    label = words[0][0].lower() + words[0][1:] + "".join(
         w[0].upper() + w[1:] for w in words[1:]
     )
+    return short_label(label)
+
+
+def short_label(label):
+    """``label``, or its first characters and a hash of it when longer than MAX_LABEL."""
+    if len(label) <= MAX_LABEL:
+        return label
+    digest = hashlib.sha256(label.encode()).hexdigest()[:8]
+    return f"{label[:MAX_LABEL - 9]}H{digest}"
 
 
 _NAMED = re.compile(r"^\s*([A-Za-z][A-Za-z0-9]*)\s*=(?!=)\s*(.+)$", re.DOTALL)
@@ -93,7 +114,7 @@ _NAMED = re.compile(r"^\s*([A-Za-z][A-Za-z0-9]*)\s*=(?!=)\s*(.+)$", re.DOTALL)
 def _weights_label(rows):
     parts = ["".join(f"{w:g}" for w in row) for row in rows]
     text = ("c" if len(rows) == 1 else "f") + "x".join(parts)
-    return text.replace("-", "m").replace(".", "p").replace("+", "")
+    return short_label(text.replace("-", "m").replace(".", "p").replace("+", ""))
 
 
 def parse_contrast(spec, columns):

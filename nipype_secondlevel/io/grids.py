@@ -33,6 +33,22 @@ from .images import load_img, read_data
 AFFINE_TOLERANCE = 1e-3
 
 
+def check_smoothing(fwhm, shape, affine, option="--smoothing-fwhm"):
+    """Refuse a smoothing kernel wider than the grid's field of view: it would flatten
+    every map (and a huge one takes minutes) for nothing a smaller kernel does not do.
+
+    field of view = the largest extent of the grid, max over axes of n_i |A[:3, i]|
+    """
+    if fwhm is None:
+        return
+    extent = float(np.max(np.asarray(shape[:3]) * np.linalg.norm(np.asarray(affine)[:3, :3],
+                                                                  axis=0)))
+    if fwhm > extent:
+        raise bad_input(f"{option} {fwhm:g}", f"is wider than the maps' field of view "
+                        f"({extent:g} mm): every map would be flattened; choose a kernel "
+                        "smaller than the brain")
+
+
 def same_grid(img, reference):
     """True when ``img`` and ``reference`` have the same shape and affine."""
     return tuple(img.shape[:3]) == tuple(reference.shape[:3]) and np.allclose(
