@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 from .cli_options import PROG, build_parser, join_dash_values
-from .io.errors import InputError, InputWarning, bad_input
+from .io.errors import InputError, InputWarning, bad_input, escaped
 from .runtime.execution import WorkflowFailed  # (imports no nipype)
 
 #: Entity filters of ``run --bids-dir``: option attribute -> pybids entity.
@@ -327,7 +327,7 @@ def format_warning(message, category, filename, lineno, line=None,
                    formatted=warnings.formatwarning):
     """Warnings about the user's input as one line ``nipype-secondlevel: warning: ...``."""
     if issubclass(category, InputWarning):
-        return f"{PROG}: warning: {message}\n"
+        return f"{PROG}: warning: {escaped(message)}\n"
     return formatted(message, category, filename, lineno, line)
 
 
