@@ -198,15 +198,13 @@ def tfce_thresholds(max_value, dh="auto"):
 # ------------------------------------------------------------ TFCE
 
 
-def _tfce(values, graph, tail, dh, E, H, voxel_map):
-    values = np.ascontiguousarray(values, dtype=float)
+def _tops(maps, tail):
+    """Largest value enhanced in every row: max(s * row) over the signs of the tail."""
     signs = tail_signs(tail)
-    max_value = max(float(np.max(s * values)) for s in signs) if values.size else 0.0
-    if not max_value > 0:
-        return 0.0, np.zeros(values.shape)
-    return spatial_kernels.tfce_pass(
-        values, graph.neighbours, graph.forward, tfce_thresholds(max_value, dh),
-        1.0 in signs, -1.0 in signs, float(E), float(H), voxel_map)
+    if maps.shape[1] == 0:
+        return np.zeros(maps.shape[0])
+    tops = [maps.max(axis=1) if s > 0 else -maps.min(axis=1) for s in signs]
+    return np.maximum.reduce(tops)
 
 
 def tfce_map(values, graph, tail="two-sided", dh="auto", E=TFCE_E, H=TFCE_H):
@@ -236,7 +234,14 @@ def tfce_map(values, graph, tail="two-sided", dh="auto", E=TFCE_E, H=TFCE_H):
     -------
     ndarray (n_elements,)
     """
-    return _tfce(values, graph, tail, dh, E, H, voxel_map=True)[1]
+    values = np.ascontiguousarray(values, dtype=float)
+    top = float(_tops(values[None], tail)[0])
+    if not top > 0:
+        return np.zeros(values.shape)
+    signs = tail_signs(tail)
+    return spatial_kernels.tfce_pass(
+        values, graph.neighbours, graph.forward, tfce_thresholds(top, dh), 1.0 in signs,
+        -1.0 in signs, float(E), float(H), True)[1]
 
 
 def max_tfce(values, graph, tail="two-sided", dh="auto", E=TFCE_E, H=TFCE_H):
@@ -248,17 +253,38 @@ def max_tfce(values, graph, tail="two-sided", dh="auto", E=TFCE_E, H=TFCE_H):
     -------
     float
     """
-    return float(_tfce(values, graph, tail, dh, E, H, voxel_map=False)[0])
+    return float(tfce_maxima(np.asarray(values, dtype=float)[None], graph, tail, dh, E, H)[0])
+
+
+def tfce_maxima(maps, graph, tail="two-sided", dh="auto", E=TFCE_E, H=TFCE_H):
+    """Largest |TFCE| of every row of ``maps``, ``[max_tfce(row, ...) for row in maps]``.
+
+    One kernel call for all the rows, which shares its work arrays.
+
+    Parameters
+    ----------
+    maps : array (n_maps, n_voxels)
+    graph, tail, dh, E, H
+        As :func:`tfce_map`.
+
+    Returns
+    -------
+    ndarray (n_maps,)
+    """
+    maps = np.ascontiguousarray(maps, dtype=float)
+    tops = _tops(maps, tail)
+    steps = [tfce_thresholds(top, dh) if top > 0 else np.zeros(0) for top in tops]
+    thresholds = np.zeros((len(steps), max((t.size for t in steps), default=0)))
+    for row, t in zip(thresholds, steps):
+        row[:t.size] = t
+    signs = tail_signs(tail)
+    return spatial_kernels.tfce_max_batch(
+        maps, graph.neighbours, graph.forward, thresholds,
+        np.array([t.size for t in steps], dtype=np.int64), 1.0 in signs, -1.0 in signs,
+        float(E), float(H))
 
 
 # ------------------------------------------------------------ clusters
-
-
-def _clusters(values, graph, threshold, tail, voxel_map):
-    signs = tail_signs(tail)
-    return spatial_kernels.cluster_pass(
-        np.ascontiguousarray(values, dtype=float), graph.neighbours, float(threshold),
-        1.0 in signs, -1.0 in signs, voxel_map)
 
 
 def cluster_maps(values, graph, threshold, tail="two-sided"):
@@ -279,7 +305,10 @@ def cluster_maps(values, graph, threshold, tail="two-sided"):
     -------
     size, mass : ndarrays (n_elements,)
     """
-    return _clusters(values, graph, threshold, tail, voxel_map=True)[2:]
+    signs = tail_signs(tail)
+    return spatial_kernels.cluster_pass(np.ascontiguousarray(values, dtype=float),
+                                        graph.forward, float(threshold), 1.0 in signs,
+                                        -1.0 in signs)
 
 
 def max_cluster_measures(values, graph, threshold, tail="two-sided"):
@@ -292,8 +321,24 @@ def max_cluster_measures(values, graph, threshold, tail="two-sided"):
     max_size : int
     max_mass : float
     """
-    max_size, max_mass = _clusters(values, graph, threshold, tail, voxel_map=False)[:2]
-    return int(max_size), float(max_mass)
+    sizes, masses = cluster_maxima(np.asarray(values, dtype=float)[None], graph, threshold,
+                                   tail)
+    return int(sizes[0]), float(masses[0])
+
+
+def cluster_maxima(maps, graph, threshold, tail="two-sided"):
+    """Largest cluster size and mass of every row of ``maps`` (n_maps, n_voxels),
+    as :func:`max_cluster_measures`, in one kernel call.
+
+    Returns
+    -------
+    sizes : ndarray of int (n_maps,)
+    masses : ndarray (n_maps,)
+    """
+    signs = tail_signs(tail)
+    return spatial_kernels.cluster_max_batch(np.ascontiguousarray(maps, dtype=float),
+                                             graph.forward, float(threshold), 1.0 in signs,
+                                             -1.0 in signs)
 
 
 def cluster_forming_threshold(p, dof, tail="two-sided", statistic="t"):

@@ -10,12 +10,14 @@ TFCE
 tfce(v) = sum_{k <= level(v)} size(cluster of v at h_k)^E h_k^H, with level(v)
 the number of thresholds h_1 < ... < h_K that |value(v)| reaches.
 
-1. Basins: every voxel points to its steepest-ascent neighbour of its side
-   (itself at a local peak); following the pointers partitions the voxels into
-   basins, one per peak. Every voxel of a basin at level >= k is joined to the
-   peak through voxels at level >= k, so a cluster at h_k is a union of basins,
-   joined where a neighbour pair across two basins has both voxels at level
-   >= k (a *saddle* at the smaller of the two levels).
+1. Levels and basins: a voxel's level is signed by its side, 0 below h_1 (it
+   takes part in no event). Every voxel of a level > 0 points to its
+   steepest-ascent neighbour of its side (itself at a local peak); following
+   the pointers partitions these voxels into basins, one per peak. Every voxel
+   of a basin at level >= k is joined to the peak through voxels at level >= k,
+   so a cluster at h_k is a union of basins, joined where a neighbour pair
+   across two basins has both voxels at level >= k (a *saddle* at the smaller
+   of the two levels).
 2. Events by decreasing level (two counting sorts): at level k the voxels of
    level k join their basin's set, then the saddles of level k merge sets; a
    union-find over the few thousand basins (union by size, path compression).
@@ -29,10 +31,20 @@ the number of thresholds h_1 < ... < h_K that |value(v)| reaches.
    union-find) and a voxel records the sum of its basin when it joins:
    tfce(v) = final sum of v's basin - sum of v's basin before level(v).
 
-Clusters at one threshold are a union-find over the voxels, in voxel order.
+The largest TFCE does not depend on how the clusters are cut into basins nor
+on the order of the events within a level (every set's contributions use its
+size at the level above, maxima and sizes combine exactly), so its bits are
+those of a labelling per threshold.
 
-Loops whose branches would depend on the data (steepest ascent, saddles) are
-written with selects and counted stores, which the compiler keeps branch-free.
+Clusters at one threshold are a union-find over the voxels, in voxel order,
+joining every neighbour pair once (the ``forward`` table).
+
+Nothing here assumes a grid: ``neighbours`` and ``forward`` may describe any
+graph (a mesh's vertices), padded with the sentinel. The ``*_batch`` kernels
+take many maps in one call and reuse their work arrays: fresh arrays of a
+map's size cost page faults worth a third of a map's time. Loops whose
+branches would depend on the data (steepest ascent, saddles) are written with
+selects and counted stores, which the compiler keeps branch-free.
 """
 
 import numpy as np
@@ -70,88 +82,73 @@ def _find_weighted(parent, offset, v):
 
 
 @njit(cache=True, nogil=True)
-def sides(values, positive, negative, threshold):
-    """+1 where ``positive`` and value > threshold, -1 where ``negative`` and
-    -value > threshold, else 0 (threshold >= 0: the two sets are disjoint)."""
-    side = np.zeros(values.size, np.int8)
-    for v in range(values.size):
-        if positive and values[v] > threshold:
-            side[v] = 1
-        elif negative and -values[v] > threshold:
-            side[v] = -1
-    return side
+def _signed_levels(values, positive, negative, thresholds, level):
+    """Level of every voxel, signed by its side, into ``level`` (size n + 1, 0 at
+    the sentinel); returns the starts of the levels' slots once the voxels are
+    sorted by decreasing |level| (slot s = K - |level| holds [starts[s],
+    starts[s + 1]); level 0 is left out).
 
-
-@njit(cache=True, nogil=True)
-def _levels(values, side, thresholds):
-    """searchsorted(thresholds, |value|, "right") on the sides, 0 off them."""
+    level = searchsorted(thresholds, |value|, "right"), +level on the positive
+    side (value > 0 and ``positive``), -level on the negative side, 0 off the
+    sides. A voxel of level 0 takes part in no event (it is below the first
+    threshold), so it is treated as off its side.
+    """
+    n = values.size
     n_levels = thresholds.size
+    bounds = np.empty(n_levels + 2)  # thresholds between -inf and +inf
+    bounds[0], bounds[n_levels + 1] = -np.inf, np.inf
+    bounds[1:n_levels + 1] = thresholds
     scale = n_levels / thresholds[n_levels - 1]
-    level = np.zeros(values.size, np.int32)
-    for v in range(values.size):
-        if side[v] != 0:
-            x = abs(values[v])
-            k = min(max(int(np.floor(x * scale)), 0), n_levels)
-            while k < n_levels and x >= thresholds[k]:
-                k += 1
-            while k > 0 and x < thresholds[k - 1]:
-                k -= 1
-            level[v] = k
-    return level
-
-
-@njit(cache=True, nogil=True)
-def _level_starts(level, n_levels):
-    """Where each level's items start once sorted by decreasing level, ignoring
-    level 0: slot s = n_levels - level holds [starts[s], starts[s + 1])."""
+    counts = np.zeros(n_levels + 2, np.int64)  # by slot + 1; level 0 counted last
+    for v in range(n):
+        x = values[v]
+        a = abs(x)
+        k = min(int(a * scale), n_levels)  # the level, or one off it by rounding
+        k += np.int32(a >= bounds[k + 1]) - np.int32(a < bounds[k])
+        k = k if (positive and x > 0) or (negative and x < 0) else 0
+        level[v] = k if x > 0 else -k
+        counts[n_levels + 1 - k] += 1
+    level[n] = 0
     starts = np.zeros(n_levels + 1, np.int64)
-    for i in range(level.size):
-        if level[i] > 0:
-            starts[n_levels - level[i] + 1] += 1
     for s in range(1, n_levels + 1):
-        starts[s] += starts[s - 1]
+        starts[s] = starts[s - 1] + counts[s]
     return starts
 
 
 @njit(cache=True, nogil=True)
-def _scatter(level, n_levels, starts, payload):
-    """payload[i] of the items of level > 0, stably sorted by decreasing level."""
-    out = np.empty(starts[n_levels], payload.dtype)
-    at = starts[:n_levels].copy()
-    for i in range(level.size):
-        if level[i] > 0:
-            slot = n_levels - level[i]
-            out[at[slot]] = payload[i]
-            at[slot] += 1
-    return out
-
-
-@njit(cache=True, nogil=True)
-def _basins(values, neighbours, side):
-    """Basin (0..n_basins-1) of every voxel, -1 off the sides and for the
-    sentinel (index n).
+def _basins(values, neighbours, level, starts, voxel_map, padded, up, basin, joining):
+    """Basin (0..n_basins-1) of every voxel into ``basin`` (-1 off the sides and
+    at the sentinel, index n), and the voxels of level > 0 sorted by decreasing
+    level into ``joining`` (their index if ``voxel_map``, else their basin).
+    Returns n_basins.
 
     Ascent from a voxel of side s goes to the neighbour of largest s * value
     above its own: never to the other side, where s * value < 0, nor to the
-    sentinel, whose value is NaN. Pointers are resolved by pointer jumping.
+    sentinel, whose value is NaN, nor to a voxel of level 0, whose |value| is
+    below its own. Peaks are numbered in voxel order; pointers are resolved by
+    pointer jumping.
     """
     n = values.size
-    padded = np.empty(n + 1)
+    n_levels = starts.size - 1
     padded[:n] = values
     padded[n] = np.nan
-    up = np.arange(n).astype(np.int32)
+    n_basins = 0
     for v in range(n):
-        s = side[v]
-        if s != 0:
+        best = v
+        if level[v] != 0:
+            s = 1.0 if level[v] > 0 else -1.0
             highest = s * values[v]
-            best = v
             for c in range(neighbours.shape[1]):
                 u = neighbours[v, c]
                 x = s * padded[u]
                 higher = x > highest
                 best = u if higher else best
                 highest = x if higher else highest
-            up[v] = best
+        up[v] = best
+        peak = (best == v) & (level[v] != 0)
+        basin[v] = n_basins if peak else -1
+        n_basins += peak
+    basin[n] = -1
     changed = True
     while changed:
         changed = False
@@ -160,41 +157,47 @@ def _basins(values, neighbours, side):
             top = up[above]
             up[v] = top
             changed |= top != above
-    basin = np.full(n + 1, -1, np.int32)
-    n_basins = 0
+    at = starts[:n_levels].copy()
     for v in range(n):
-        if side[v] != 0 and up[v] == v:
-            basin[v] = n_basins
-            n_basins += 1
-    for v in range(n):
-        if side[v] != 0:
-            basin[v] = basin[up[v]]
-    return basin, n_basins
+        k = abs(level[v])
+        if k != 0:
+            b = basin[up[v]]  # a peak's own number (up[peak] = peak)
+            basin[v] = b
+            joining[at[n_levels - k]] = v if voxel_map else b
+            at[n_levels - k] += 1
+    return n_basins
 
 
 @njit(cache=True, nogil=True)
-def _saddles(forward, side, level, basin, n_levels):
-    """Neighbour pairs across two basins of a side: (basin, basin) arrays and
-    the level starts (as :func:`_level_starts`) of the pairs sorted by
-    decreasing saddle level, the smaller level of the two voxels."""
-    n = side.size
-    first = np.empty(n * forward.shape[1] + 1, np.int32)
-    second = np.empty_like(first)
-    saddle = np.empty_like(first)
+def _saddles(forward, level, basin, n_levels, pair, saddle):
+    """Neighbour pairs across two basins of a side, as basin_u * 2**32 + basin_v,
+    sorted by decreasing saddle level (the smaller level of the two voxels), and
+    the starts of the levels' slots (as :func:`_signed_levels`). ``pair`` and
+    ``saddle`` are work arrays of n * forward.shape[1] + 1 items."""
+    n = basin.size - 1
     n_pairs = 0
+    counts = np.zeros(n_levels + 1, np.int64)
     for v in range(n):
-        own_side, own_basin, own_level = side[v], basin[v], level[v]
-        if own_side != 0:
+        own_basin = basin[v]
+        if own_basin >= 0:
+            own_level = level[v]
             for c in range(forward.shape[1]):
                 u = forward[v, c]
-                w = min(u, n - 1)  # a voxel for the sentinel: the pair is not counted
-                first[n_pairs], second[n_pairs] = basin[u], own_basin
-                saddle[n_pairs] = min(level[w], own_level)
-                n_pairs += (u < n) & (side[w] == own_side) & (basin[u] != own_basin)
-    saddle = saddle[:n_pairs]
-    starts = _level_starts(saddle, n_levels)
-    return (_scatter(saddle, n_levels, starts, first), _scatter(saddle, n_levels, starts, second),
-            starts)
+                other = level[u]  # 0 for the sentinel and off the sides
+                pair[n_pairs] = (np.int64(basin[u]) << 32) | own_basin
+                saddle[n_pairs] = n_levels - min(abs(other), abs(own_level))
+                n_pairs += (other * own_level > 0) & (basin[u] != own_basin)
+    for j in range(n_pairs):
+        counts[saddle[j] + 1] += 1
+    starts = np.zeros(n_levels + 1, np.int64)
+    for s in range(1, n_levels + 1):
+        starts[s] = starts[s - 1] + counts[s]
+    at = starts[:n_levels].copy()
+    out = np.empty(n_pairs, np.int64)
+    for j in range(n_pairs):
+        out[at[saddle[j]]] = pair[j]
+        at[saddle[j]] += 1
+    return out, starts
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -204,21 +207,11 @@ def _extent(size, E):
 
 
 @njit(cache=True, nogil=True)
-def tfce_pass(values, neighbours, forward, thresholds, positive, negative, E, H, voxel_map):
-    """Largest TFCE of the sides, and the voxel map if ``voxel_map`` (else empty).
-
-    The voxel map is negative on the negative side when both sides are
-    enhanced (see the module notes for the algorithm).
-    """
-    n = values.size
+def _events(n, level, basin, n_basins, starts, joining, pairs, saddle_starts, thresholds,
+            positive, E, H, voxel_map):
+    """The union-find by decreasing level (see the module notes): the largest TFCE,
+    and the voxel map if ``voxel_map``."""
     n_levels = thresholds.size
-    side = sides(values, positive, negative, 0.0)
-    level = _levels(values, side, thresholds)
-    basin, n_basins = _basins(values, neighbours, side)
-    starts = _level_starts(level, n_levels)
-    joining = _scatter(level, n_levels, starts,
-                       np.arange(n).astype(np.int32) if voxel_map else basin[:n])
-    first, second, saddle_starts = _saddles(forward, side, level, basin, n_levels)
     prefix = np.zeros(n_levels + 1)
     for k in range(n_levels):
         prefix[k + 1] = prefix[k] + thresholds[k] ** H
@@ -230,23 +223,26 @@ def tfce_pass(values, neighbours, forward, thresholds, positive, negative, E, H,
     out = np.zeros(n if voxel_map else 0)
     for slot in range(n_levels):
         k = n_levels - slot
+        last, r, before = -1, -1, 0.0
         for i in range(starts[slot], starts[slot + 1]):  # voxels of level k join
             b = basin[joining[i]] if voxel_map else joining[i]
-            if parent[b] < 0:
-                parent[b], since[b] = b, k
-            r = _find_weighted(parent, offset, b) if voxel_map else find(parent, b)
-            if since[r] != k:
-                total[r] += _extent(size[r], E) * (prefix[since[r]] - prefix[k])
-                since[r] = k
+            if b != last:  # (no set changes between the joins of a level)
+                if parent[b] < 0:
+                    parent[b], since[b] = b, k
+                r = _find_weighted(parent, offset, b) if voxel_map else find(parent, b)
+                if since[r] != k:
+                    total[r] += _extent(size[r], E) * (prefix[since[r]] - prefix[k])
+                    since[r] = k
+                last, before = b, -(total[r] + (offset[b] if b != r else 0.0))
             size[r] += 1
             if voxel_map:
-                out[joining[i]] = -(total[r] + (offset[b] if b != r else 0.0))
+                out[joining[i]] = before
         for j in range(saddle_starts[slot], saddle_starts[slot + 1]):  # basins meet at k
+            a, b = pairs[j] >> 32, pairs[j] & 0xFFFFFFFF
             if voxel_map:
-                a = _find_weighted(parent, offset, first[j])
-                b = _find_weighted(parent, offset, second[j])
+                a, b = _find_weighted(parent, offset, a), _find_weighted(parent, offset, b)
             else:
-                a, b = find(parent, first[j]), find(parent, second[j])
+                a, b = find(parent, a), find(parent, b)
             if a == b:
                 continue
             for r in (a, b):
@@ -272,40 +268,115 @@ def tfce_pass(values, neighbours, forward, thresholds, positive, negative, E, H,
             r = _find_weighted(parent, offset, b)
             final[b] = total[r] + (offset[b] if b != r else 0.0)
         for v in range(n):
-            if level[v] > 0:
+            if level[v] != 0:
                 out[v] += final[basin[v]]
-                if side[v] < 0 and positive:
+                if level[v] < 0 and positive:
                     out[v] = -out[v]
     return best, out
 
 
 @njit(cache=True, nogil=True)
-def cluster_pass(values, neighbours, threshold, positive, negative, voxel_map):
-    """Largest cluster size and mass, and the size and mass maps if
-    ``voxel_map`` (else empty); masses summed in voxel order, as np.bincount."""
+def tfce_pass(values, neighbours, forward, thresholds, positive, negative, E, H, voxel_map):
+    """Largest TFCE of the sides, and the voxel map if ``voxel_map`` (else empty).
+
+    The voxel map is negative on the negative side when both sides are
+    enhanced (see the module notes for the algorithm).
+    """
     n = values.size
-    side = sides(values, positive, negative, threshold)
-    parent = np.arange(n)
+    level = np.empty(n + 1, np.int32)
+    up, basin, joining = np.empty(n, np.int32), np.empty(n + 1, np.int32), np.empty(n, np.int32)
+    pair = np.empty(n * forward.shape[1] + 1, np.int64)
+    return _tfce_work(values, neighbours, forward, thresholds, positive, negative, E, H,
+                      voxel_map, level, np.empty(n + 1), up, basin, joining, pair,
+                      np.empty(pair.size, np.int32))
+
+
+@njit(cache=True, nogil=True)
+def _tfce_work(values, neighbours, forward, thresholds, positive, negative, E, H, voxel_map,
+               level, padded, up, basin, joining, pair, saddle):
+    """:func:`tfce_pass` with its work arrays given."""
+    starts = _signed_levels(values, positive, negative, thresholds, level)
+    n_basins = _basins(values, neighbours, level, starts, voxel_map, padded, up, basin,
+                       joining)
+    pairs, saddle_starts = _saddles(forward, level, basin, thresholds.size, pair, saddle)
+    return _events(values.size, level, basin, n_basins, starts, joining, pairs,
+                   saddle_starts, thresholds, positive, E, H, voxel_map)
+
+
+@njit(cache=True, nogil=True)
+def tfce_max_batch(maps, neighbours, forward, thresholds, n_levels, positive, negative, E, H):
+    """Largest TFCE of every row of ``maps`` (n_maps, n), as :func:`tfce_pass`;
+    row m has the thresholds ``thresholds[m, :n_levels[m]]`` (0 levels: TFCE 0)."""
+    n_maps, n = maps.shape
+    level = np.empty(n + 1, np.int32)
+    padded = np.empty(n + 1)
+    up, basin, joining = np.empty(n, np.int32), np.empty(n + 1, np.int32), np.empty(n, np.int32)
+    pair = np.empty(n * forward.shape[1] + 1, np.int64)
+    saddle = np.empty(pair.size, np.int32)
+    out = np.zeros(n_maps)
+    for m in range(n_maps):
+        if n_levels[m] > 0:
+            out[m] = _tfce_work(maps[m], neighbours, forward, thresholds[m, :n_levels[m]],
+                                positive, negative, E, H, False, level, padded, up, basin,
+                                joining, pair, saddle)[0]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _clusters(values, forward, threshold, positive, negative, side, parent, size, mass):
+    """Clusters of the sides into work arrays of n items: ``side`` is +1 where
+    ``positive`` and value > threshold, -1 where ``negative`` and -value >
+    threshold, else 0 (threshold >= 0); every voxel of a side points in
+    ``parent`` to its cluster's root (its first voxel), whose ``size`` and
+    ``mass`` are the cluster's (masses summed in voxel order, as np.bincount);
+    0 elsewhere."""
+    n = values.size
+    for v in range(n):
+        x = values[v]
+        side[v] = 1 if positive and x > threshold else (
+            -1 if negative and -x > threshold else 0)
+        parent[v] = v
+    size[:] = 0
+    mass[:] = 0.0
     for v in range(n):
         if side[v] != 0:
-            for c in range(neighbours.shape[1]):
-                u = neighbours[v, c]
+            for c in range(forward.shape[1]):
+                u = forward[v, c]
                 if u < n and side[u] == side[v]:
                     a, b = find(parent, u), find(parent, v)
                     if a != b:
                         parent[max(a, b)] = min(a, b)
-    size = np.zeros(n, np.int64)
-    mass = np.zeros(n)
     for v in range(n):
         if side[v] != 0:
             r = find(parent, v)
             size[r] += 1
             mass[r] += side[v] * values[v] - threshold
-    if voxel_map:
-        size_map, mass_map = np.zeros(n, np.int64), np.zeros(n)
-        for v in range(n):
-            if side[v] != 0:
-                size_map[v], mass_map[v] = size[parent[v]], mass[parent[v]]
-        return 0, 0.0, size_map, mass_map
-    return (size.max() if n else 0, mass.max() if n else 0.0, np.zeros(0, np.int64),
-            np.zeros(0))
+
+
+@njit(cache=True, nogil=True)
+def cluster_pass(values, forward, threshold, positive, negative):
+    """Size and mass of the cluster of every voxel (0 outside clusters)."""
+    n = values.size
+    side, parent = np.empty(n, np.int8), np.empty(n, np.int64)
+    size, mass = np.empty(n, np.int64), np.empty(n)
+    _clusters(values, forward, threshold, positive, negative, side, parent, size, mass)
+    size_map, mass_map = np.zeros(n, np.int64), np.zeros(n)
+    for v in range(n):
+        if side[v] != 0:
+            size_map[v], mass_map[v] = size[parent[v]], mass[parent[v]]
+    return size_map, mass_map
+
+
+@njit(cache=True, nogil=True)
+def cluster_max_batch(maps, forward, threshold, positive, negative):
+    """Largest cluster size and mass of every row of ``maps`` (0 without clusters)."""
+    n_maps, n = maps.shape
+    side, parent = np.empty(n, np.int8), np.empty(n, np.int64)
+    size, mass = np.empty(n, np.int64), np.empty(n)
+    sizes, masses = np.zeros(n_maps, np.int64), np.zeros(n_maps)
+    for m in range(n_maps):
+        if n:
+            _clusters(maps[m], forward, threshold, positive, negative, side, parent, size,
+                      mass)
+            sizes[m], masses[m] = size.max(), mass.max()
+    return sizes, masses

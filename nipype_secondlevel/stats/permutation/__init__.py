@@ -17,9 +17,11 @@ indices that a workflow can run as separate jobs::
 Modules: :mod:`.plans` (patterns, exchangeability blocks), :mod:`.model`
 (Freedman-Lane t and F), :mod:`.sign_tables` (numba kernels and their numpy
 reference), :mod:`.chunks` (null chunks and observed maps by voxel chunks),
-:mod:`.merge` (p values).
+:mod:`.merge` (p values), :mod:`.accel` (PALM's tail and gamma approximations of
+FWER p values: ``merge_null_chunks(..., accel="tail")``).
 """
 
+from .accel import ACCELERATIONS, accelerated_fwer
 from .chunks import (
     TIE_RTOL,
     NullChunk,
@@ -54,6 +56,7 @@ from .plans import (
 )
 
 __all__ = [
+    "ACCELERATIONS",
     "RANDOM_BLOCK",
     "SCHEMES",
     "TIE_RTOL",
@@ -64,6 +67,7 @@ __all__ = [
     "PermutationPlan",
     "PermutationResult",
     "VoxelColumns",
+    "accelerated_fwer",
     "choose_scheme",
     "chunk_bounds",
     "cluster_forming_threshold",

@@ -310,14 +310,14 @@ def _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb):
                         maxima=best[at_rows], store=True)
                     if above is not None:
                         exceed[at] += above
-        for j, values in enumerate(maps, start=lo - start):
-            shown = spatial_map(model, values)
-            if clusters:
-                sizes[j], masses[j] = spatial.max_cluster_measures(
-                    shown, graph, options.cluster_threshold, options.tail)
-            if options.tfce:
-                tfces[j] = spatial.max_tfce(shown, graph, options.tail, options.tfce_dh,
-                                            options.tfce_E, options.tfce_H)
+        shown = spatial_map(model, maps)
+        rows = slice(lo - start, hi - start)
+        if clusters:
+            sizes[rows], masses[rows] = spatial.cluster_maxima(
+                shown, graph, options.cluster_threshold, options.tail)
+        if options.tfce:
+            tfces[rows] = spatial.tfce_maxima(shown, graph, options.tail, options.tfce_dh,
+                                              options.tfce_E, options.tfce_H)
     return NullChunk(start, stop, best, exceed, sizes, masses, tfces)
 
 

@@ -7,10 +7,11 @@ observed one count as ties (>=), so that rounding of mathematically equal
 statistics (e.g. +t and -t of complementary sign patterns) changes no p value.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from .accel import accelerated_fwer, check_method
 from .chunks import (
     PermutationOptions,
     VoxelColumns,
@@ -42,6 +43,11 @@ class PermutationResult:
     logp_tfce : ndarray or None
     null_max, null_cluster_size, null_cluster_mass, null_tfce : ndarray (n_perm,) or None
         Null distributions of the maxima, in permutation-index order.
+    accel : {"none", "tail", "gamma"}
+        How the FWER p values were obtained (see :mod:`.accel`).
+    fits : dict
+        With an acceleration: its record (method, fit, p values refined) by
+        field (``logp_max``, ``logp_cluster_size``...), for the sidecars.
     """
 
     n_perm: int
@@ -55,6 +61,8 @@ class PermutationResult:
     null_cluster_size: np.ndarray | None = None
     null_cluster_mass: np.ndarray | None = None
     null_tfce: np.ndarray | None = None
+    accel: str = "none"
+    fits: dict = field(default_factory=dict)
 
 
 def fwer_pvalues(observed, null_max):
@@ -85,18 +93,25 @@ def _gather(chunks, name):
     return None if any(p is None for p in parts) else np.concatenate(parts)
 
 
-def _logp_inside(values, null, inside):
-    """-log10 FWER p at the voxels ``inside`` (clusters), 0 elsewhere."""
+def _fwer_logp(values, null, accel, fits, name, inside=None):
+    """-log10 FWER p of ``values`` (at the voxels ``inside``, 0 elsewhere), by the
+    permutations or their acceleration (whose record goes to ``fits[name]``)."""
+    inside = np.ones(values.shape, dtype=bool) if inside is None else inside
+    p = fwer_pvalues(values[inside], null)
+    if accel != "none":
+        p, fits[name] = accelerated_fwer(values[inside], null, accel, p)
     logp = np.zeros(values.shape)
-    logp[inside] = neg_log10(fwer_pvalues(values[inside], null))
+    logp[inside] = neg_log10(p)
     return logp
 
 
-def merge_null_chunks(observed, chunks, options=None):
+def merge_null_chunks(observed, chunks, options=None, accel="none"):
     """Combine chunk null distributions into -log10 p maps.
 
     p_uncorrected(v) = sum over chunks of exceedances(v) / n_perm ;
-    p_FWER(v) = #{i : max_i >= stat(v)} / n_perm (max statistic, cluster, TFCE)
+    p_FWER(v) = #{i : max_i >= stat(v)} / n_perm (max statistic, cluster, TFCE),
+    or with ``accel`` the p of a distribution fitted to the null of the maximum
+    (:mod:`.accel`; the uncorrected p values are the permutations').
 
     Parameters
     ----------
@@ -105,12 +120,14 @@ def merge_null_chunks(observed, chunks, options=None):
         Together covering ``0..n_perm-1`` exactly once, in any order.
     options : PermutationOptions or None
         The options the chunks and the observed maps were computed with.
+    accel : {"none", "tail", "gamma"}
 
     Returns
     -------
     PermutationResult
     """
     options = options or PermutationOptions()
+    check_method(accel)
     chunks = sorted(chunks, key=lambda c: c.start)
     if not chunks:
         raise ValueError("no chunks to merge")
@@ -126,27 +143,30 @@ def merge_null_chunks(observed, chunks, options=None):
         logp_uncorrected = neg_log10(np.sum([c.exceedances for c in chunks], axis=0) / n_perm)
     null_max = _gather(chunks, "max_statistic")
     stat = tail_statistic(observed.statistic, options.tail)
+    fits = {}
     result = PermutationResult(n_perm=n_perm, statistic=observed.statistic,
                                logp_uncorrected=logp_uncorrected,
-                               logp_max=neg_log10(fwer_pvalues(stat, null_max)),
-                               null_max=null_max)
+                               logp_max=_fwer_logp(stat, null_max, accel, fits, "logp_max"),
+                               null_max=null_max, accel=accel, fits=fits)
     if options.cluster_threshold is not None:
         result.null_cluster_size = _gather(chunks, "max_cluster_size")
         result.null_cluster_mass = _gather(chunks, "max_cluster_mass")
         inside = observed.cluster_size > 0
-        result.logp_cluster_size = _logp_inside(observed.cluster_size,
-                                                result.null_cluster_size, inside)
-        result.logp_cluster_mass = _logp_inside(observed.cluster_mass,
-                                                result.null_cluster_mass, inside)
+        result.logp_cluster_size = _fwer_logp(observed.cluster_size, result.null_cluster_size,
+                                              accel, fits, "logp_cluster_size", inside)
+        result.logp_cluster_mass = _fwer_logp(observed.cluster_mass, result.null_cluster_mass,
+                                              accel, fits, "logp_cluster_mass", inside)
     if options.tfce:
         result.null_tfce = _gather(chunks, "max_tfce")
         magnitude = np.abs(observed.tfce)
-        result.logp_tfce = _logp_inside(magnitude, result.null_tfce, magnitude > 0)
+        result.logp_tfce = _fwer_logp(magnitude, result.null_tfce, accel, fits, "logp_tfce",
+                                      magnitude > 0)
     return result
 
 
 def permutation_test(Y, X=None, contrast=None, mask=None, n_perm=10000, seed=0,
-                     scheme="sign-flip", blocks=None, n_chunks=1, options=None, mem_gb=1.0):
+                     scheme="sign-flip", blocks=None, n_chunks=1, options=None, mem_gb=1.0,
+                     accel="none"):
     """Whole permutation test in one call (plan, chunks, observed maps, merge).
 
     Parameters
@@ -160,6 +180,8 @@ def permutation_test(Y, X=None, contrast=None, mask=None, n_perm=10000, seed=0,
     options : PermutationOptions or None
     mem_gb : float
         Memory budget of the data held at a time (the result does not depend on it).
+    accel : {"none", "tail", "gamma"}
+        FWER p values from the permutations or a fit to their maxima (:mod:`.accel`).
 
     Returns
     -------
@@ -172,4 +194,4 @@ def permutation_test(Y, X=None, contrast=None, mask=None, n_perm=10000, seed=0,
     chunks = [null_chunk(model, columns, plan, a, b, mask, options, mem_gb)
               for a, b in chunk_bounds(plan.n_perm, n_chunks)]
     observed = observed_maps(model, columns, plan, mask, options, mem_gb)
-    return merge_null_chunks(observed, chunks, options)
+    return merge_null_chunks(observed, chunks, options, accel)

@@ -1,0 +1,106 @@
+"""PALM's accelerations of FWER p values (tail and gamma), against scipy's distributions.
+
+The references are distributions whose p values are known (scipy.stats), scipy's own
+Anderson-Darling statistic, and the permutation p values the fits fall back to.
+"""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from nipype_secondlevel.stats import permutation as perm
+from nipype_secondlevel.stats.permutation import accel
+
+
+def test_gpd_moments_recover_known_parameters():
+    # scipy's shape c is Hosking's -k
+    y = stats.genpareto.rvs(-0.2, scale=2.0, size=200_000, random_state=np.random.default_rng(0))
+    scale, shape = accel.fit_gpd_moments(y)
+    assert scale == pytest.approx(2.0, rel=0.02) and shape == pytest.approx(0.2, abs=0.02)
+    assert accel.gpd_survival(np.array([1.0]), 2.0, 0.2)[0] == pytest.approx(
+        stats.genpareto.sf(1.0, -0.2, scale=2.0), rel=1e-12)
+
+
+def test_anderson_darling_statistic_equals_scipys():
+    x = np.random.default_rng(1).exponential(size=100)
+    ours = accel.anderson_darling(1 - np.exp(-x / x.mean()))
+    assert ours == pytest.approx(stats.anderson(x, "expon", method="interpolate").statistic,
+                                 rel=1e-10)
+
+
+def test_anderson_darling_pvalue_is_calibrated_on_gpd_samples():
+    # fitted on samples of a true GPD, the test rejects at 0.05 about 5% of the time
+    rng = np.random.default_rng(2)
+    rejected = 0
+    for _ in range(300):
+        y = stats.genpareto.rvs(-0.1, scale=1.0, size=250, random_state=rng)
+        scale, shape = accel.fit_gpd_moments(y)
+        cdf = 1 - accel.gpd_survival(y, scale, shape)
+        rejected += accel.anderson_darling_pvalue(accel.anderson_darling(cdf), shape) <= 0.05
+    interval = stats.binom.interval(0.99, 300, 0.05)
+    assert interval[0] <= rejected <= interval[1]
+
+
+@pytest.mark.parametrize("method", ["tail", "gamma"])
+def test_small_p_values_from_a_thousand_null_maxima(method):
+    # null maxima of a Gumbel law (the maximum of many normal values): p values
+    # down to 1e-4 from 1,000 of them (the first: the observed maximum), within a
+    # factor 2 of the truth
+    truth = np.array([1e-2, 1e-3, 1e-4])
+    observed = stats.gumbel_r.isf(truth)
+    null = np.r_[observed.max(),
+                 stats.gumbel_r.rvs(size=1000, random_state=np.random.default_rng(3))]
+    permutation_p = perm.fwer_pvalues(observed, null)
+    p, record = accel.accelerated_fwer(observed, null, method, permutation_p)
+    assert record["Method"] == method and record["Refined"] == 3
+    np.testing.assert_array_less(truth / 2, p)
+    np.testing.assert_array_less(p, truth * 2)
+    assert permutation_p[-1] == 1 / 1001  # what the permutations alone can say
+    if method == "tail":
+        assert record["Accepted"] and record["TailSize"] == 250
+        assert 0.05 < record["AndersonDarlingP"] <= 1
+
+
+def test_tail_fit_of_a_discrete_null_falls_back_to_permutation_p():
+    # cluster sizes of a few values: no GPD fits the point masses of the tail
+    rng = np.random.default_rng(4)
+    null = rng.choice([0.0, 1.0, 2.0, 5.0, 9.0], p=[0.6, 0.2, 0.1, 0.05, 0.05], size=1000)
+    observed = np.array([3.0, 9.0, 12.0])
+    permutation_p = perm.fwer_pvalues(observed, null)
+    p, record = accel.accelerated_fwer(observed, null, "tail", permutation_p)
+    assert record["Accepted"] is False and record["Refined"] == 0
+    np.testing.assert_array_equal(p, permutation_p)
+
+
+def test_beyond_the_fitted_support_the_permutation_p_is_kept():
+    # a bounded tail (shape k > 0): past its end the fit says p = 0, which is not kept
+    observed = np.array([2.2, 100.0])
+    null = np.r_[100.0, stats.genpareto.rvs(-0.4, scale=1.0, size=2000,
+                                            random_state=np.random.default_rng(5))]
+    permutation_p = perm.fwer_pvalues(observed, null)
+    p, record = accel.accelerated_fwer(observed, null, "tail", permutation_p)
+    assert record["Accepted"] and record["Shape"] > 0
+    assert p[1] == permutation_p[1] == 1 / 2001 and 0 < p[0]
+    assert record["Refined"] == 1
+
+
+def test_merge_with_acceleration_records_the_fits_and_keeps_the_rest():
+    rng = np.random.default_rng(6)
+    mask = np.zeros((8, 8, 6), bool)
+    mask[1:7, 1:7, 1:5] = True
+    Y = rng.standard_normal((10, int(mask.sum())))
+    Y[:, :20] += 1.5
+    options = perm.PermutationOptions(cluster_threshold=2.0, tfce=True)
+    plain = perm.permutation_test(Y, mask=mask, n_perm=200, options=options)
+    tail = perm.permutation_test(Y, mask=mask, n_perm=200, options=options, accel="tail")
+    assert set(tail.fits) == {"logp_max", "logp_cluster_size", "logp_cluster_mass",
+                              "logp_tfce"} and plain.fits == {}
+    np.testing.assert_array_equal(tail.logp_uncorrected, plain.logp_uncorrected)
+    np.testing.assert_array_equal(tail.null_tfce, plain.null_tfce)
+    for name in tail.fits:
+        assert np.isfinite(getattr(tail, name)).all()
+        # where the permutation p is not below the threshold, it is kept
+        kept = getattr(plain, name) <= -np.log10(accel.TAIL_P_THRESHOLD)
+        np.testing.assert_array_equal(getattr(tail, name)[kept], getattr(plain, name)[kept])
+    with pytest.raises(ValueError, match="acceleration"):
+        perm.permutation_test(Y, n_perm=10, accel="fast")
