@@ -130,3 +130,36 @@ def test_node_side_reads_name_a_truncated_map(tmp_path, table):
     paths = [str(table.parent / p) for p in pd.read_csv(table, sep="\t")["path"]]
     with pytest.raises(Exception, match=rf"input map {path}: its data cannot be read"):
         run_in(tmp_path / "mask", ifc.GroupMask(in_files=paths))
+
+
+def test_the_header_check_reads_no_data_and_the_read_verifies_it(tmp_path, table):
+    """The up-front check reads the header and the gzip trailer only; the checksum is
+    verified where the data are read."""
+    from nipype_secondlevel.io.images import check_map_header, load_img, read_data
+
+    path = first_map(table)
+    nib.save(nib.Nifti1Image(np.random.default_rng(1).normal(size=SHAPE).astype(np.float32),
+                             AFFINE), path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a damaged middle, header and trailer intact
+    path.write_bytes(bytes(data))
+    assert check_map_header(path) == SHAPE
+    with pytest.raises(Exception, match=rf"input map {path}: its data cannot be read"):
+        read_data(load_img(path), path, "input map")
+
+
+def test_a_map_inflating_beyond_its_header_is_refused_unread(tmp_path, table, capsys):
+    """Issue 23: a small .nii.gz inflating far beyond its header's size is refused while
+    streaming, before the run and in the nodes."""
+    from nipype_secondlevel.io.images import load_img, read_data
+
+    path = first_map(table)
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw + bytes(64 * 2**20)))  # 64 MiB of zeros: 64 kB
+    assert path.stat().st_size < 2**20 and nib.load(path).shape == SHAPE
+    line = refused(tmp_path, capsys, "--inputs", str(table))
+    assert line == (f"nipype-secondlevel: error: input map {path}: inflates beyond the "
+                    f"{len(raw):,} bytes its header gives (data offset and voxels); refused "
+                    "unread (a damaged file?)")
+    with pytest.raises(Exception, match="inflates beyond"):
+        read_data(load_img(path), path, "input map")
