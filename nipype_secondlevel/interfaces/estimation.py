@@ -17,6 +17,7 @@ from ..io.errors import bad_input
 from ..io.files import save_img
 from ..io.images import load_mask, load_masked_data, unmask
 from ..io.masked_data import VOXEL_BLOCK, iter_voxel_chunks, masked_data_shape, voxel_chunk_size
+from ..io.progress import Progress
 from ..io.tables import read_design
 from ..stats.glm import design_rank, fit_ols
 
@@ -99,7 +100,8 @@ class EstimateOLS(SimpleInterface):
             chunks = (
                 (slice(s, s + chunk), Y[:, s:s + chunk]) for s in range(0, n_voxels, chunk)
             )
-        for cols, y in chunks:
+        for cols, y in Progress("estimate").track(chunks, -(-n_voxels // chunk),
+                                                  "voxel chunks"):
             # Blocks of VOXEL_BLOCK voxels aligned on the voxel index: the same
             # arithmetic whatever the chunk, so the results do not depend on mem_gb.
             fit = fit_ols(X, y, chunk_size=VOXEL_BLOCK)

@@ -39,6 +39,7 @@ from ..design.permutation_tests import PermutationTest
 from ..io.errors import bad_input
 from ..io.files import save_arrays, save_img, save_tsv
 from ..io.images import load_img, load_mask, unmask
+from ..io.progress import Progress
 from ..io.sidecars import (
     generated_by,
     permutation_fields,
@@ -166,7 +167,8 @@ class PermutationChunk(SimpleInterface):
                             f"{test.plan.n_perm} patterns of {test.label}")
         options, _ = test.options(self.inputs)
         chunk = perm.null_chunk(test.model, test.columns, test.plan, start, stop, mask,
-                                options, self.inputs.mem_gb)
+                                options, self.inputs.mem_gb,
+                                Progress(f"permutations {start:,}-{stop - 1:,} of {test.label}"))
         arrays = {k: v for k, v in vars(chunk).items() if v is not None}
         self._results["chunk_file"] = save_arrays(
             Path(runtime.cwd) / f"contrast-{test.label}_perm-{start:07d}-{stop:07d}_nulls.npz",

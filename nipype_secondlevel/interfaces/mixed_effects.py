@@ -20,6 +20,7 @@ from ..io.masked_data import (
     masked_data_shape,
     voxel_chunk_size,
 )
+from ..io.progress import Progress
 from ..io.sidecars import generated_by, source_fields, write_sidecar
 from ..io.tables import read_design
 from ..stats.mixed_effects import DOF_MAX, fit_mixed_effects_chunks
@@ -134,8 +135,10 @@ class EstimateMixedEffects(SimpleInterface):
 
     def _chunks(self, chunk):
         """(slice, effects, variances) chunk by chunk, holding no chunk between two."""
-        for (where, Y), (_, V) in zip(iter_voxel_chunks(self.inputs.data_file, chunk),
-                                      iter_voxel_chunks(self.inputs.variance_data_file, chunk)):
+        pairs = zip(iter_voxel_chunks(self.inputs.data_file, chunk),
+                    iter_voxel_chunks(self.inputs.variance_data_file, chunk))
+        n_chunks = -(-masked_data_shape(self.inputs.data_file)[1] // chunk)
+        for (where, Y), (_, V) in Progress("estimate").track(pairs, n_chunks, "voxel chunks"):
             yield where, Y, self._checked_variances(V, chunk)
 
     def _checked_variances(self, V, chunk):

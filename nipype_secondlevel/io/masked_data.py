@@ -10,6 +10,7 @@ import numpy as np
 from .errors import bad_input
 from .files import atomic_path
 from .images import check_same_grid, load_img, read_data
+from .progress import Progress
 
 #: Voxels per block of a chunked computation. Chunks are whole blocks starting at
 #: multiples of this, so the arithmetic (and so every bit of the results) does not
@@ -53,7 +54,7 @@ def write_masked_data(paths, mask, affine, path, dtype=np.float32, positive=Fals
     dtype = np.dtype(dtype)
     with atomic_path(path) as tmp, open(tmp, "wb") as out:
         _write_header(out, (len(paths), int(mask.sum())), dtype)
-        for map_path in paths:
+        for map_path in Progress("masked data").track(paths, len(paths), "maps"):
             img = load_img(map_path, "input map")
             check_same_grid(img, mask.shape, affine, map_path)
             volume = read_data(img, map_path, "input map")

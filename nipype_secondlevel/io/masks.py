@@ -12,6 +12,7 @@ import numpy as np
 from .errors import InputWarning, bad_input
 from .files import atomic_path
 from .images import check_same_grid, fits_float32, load_img, read_data
+from .progress import Progress
 
 #: Maps per block of the mask's pass over the maps (blocks are read in parallel).
 MAPS_PER_SUMMARY_BLOCK = 256
@@ -63,7 +64,7 @@ def summarize_maps(paths, variance_paths=()):
     non_finite = np.zeros(shape, bool)
     example = ""
     maps = [(p, "input map") for p in paths] + [(p, "variance map") for p in variance_paths]
-    for path, what in maps:
+    for path, what in Progress("mask summaries").track(maps, len(maps), "maps"):
         img = load_img(path, what)
         check_same_grid(img, shape, affine, path)
         data = read_data(img, path, what).reshape(shape)  # added to float64 as it is

@@ -226,14 +226,18 @@ def statistic_map(model, data, plan):
     return out
 
 
-def _sign_table_maxima(model, plan, start, stop, chunks, options):
+def _no_progress(done, total, unit):
+    """The default ``progress`` of :func:`null_chunk`: nothing."""
+
+
+def _sign_table_maxima(model, plan, start, stop, chunks, n_voxels, options, progress):
     """Max tail t over voxels and exceedance counts, by sign tables."""
     groups = sign_tables.subject_groups(plan.n_subjects)
     codes = sign_tables.pattern_codes(sign_flip_patterns(plan, start, stop), groups)
     best = np.full(stop - start, -np.inf)
     exceed = []
     u = model.interest[:, 0]
-    for _, data in chunks:
+    for cols, data in chunks:
         weighted = data.residuals * u[:, None]
         threshold = None
         if options.uncorrected:
@@ -243,15 +247,16 @@ def _sign_table_maxima(model, plan, start, stop, chunks, options):
                                                             options.tail, threshold)
         np.maximum(best, maxima, out=best)
         exceed.append(counts)
+        progress(cols.stop, n_voxels, "voxels")
     # t is an odd, increasing function of the score: max tail t = t(max tail score)
     return score_to_t(best, model.dof), np.concatenate(exceed) if options.uncorrected else None
 
 
-def _matrix_maxima(model, plan, start, stop, chunks, options):
+def _matrix_maxima(model, plan, start, stop, chunks, n_voxels, options, progress):
     """Max tail statistic over voxels and exceedance counts, by matrix products."""
     best = np.full(stop - start, -np.inf)
     exceed = []
-    for _, data in chunks:
+    for cols, data in chunks:
         tiles = _tiles(data.n_voxels)
         threshold = None
         counts = np.zeros(data.n_voxels, dtype=np.int64)
@@ -266,10 +271,11 @@ def _matrix_maxima(model, plan, start, stop, chunks, options):
                 if above is not None:
                     counts[cols] += above
         exceed.append(counts)
+        progress(cols.stop, n_voxels, "voxels")
     return best, np.concatenate(exceed) if options.uncorrected else None
 
 
-def _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb):
+def _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb, progress):
     """Maxima, counts, cluster and TFCE statistics from whole maps per pattern."""
     n_vox = columns.n_voxels
     n_chunk = stop - start
@@ -318,6 +324,7 @@ def _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb):
         if options.tfce:
             tfces[rows] = spatial.tfce_maxima(shown, graph, options.tail, options.tfce_dh,
                                               options.tfce_E, options.tfce_H)
+        progress(hi - start, n_chunk, "permutations")
     return NullChunk(start, stop, best, exceed, sizes, masses, tfces)
 
 
@@ -341,7 +348,8 @@ def _checked(model, columns, plan, options):
     return columns, options
 
 
-def null_chunk(model, columns, plan, start, stop, mask=None, options=None, mem_gb=1.0):
+def null_chunk(model, columns, plan, start, stop, mask=None, options=None, mem_gb=1.0,
+               progress=_no_progress):
     """Null statistics for one chunk of permutation indices.
 
     For each pattern i in ``start..stop-1``: the max over voxels of the tail
@@ -365,6 +373,9 @@ def null_chunk(model, columns, plan, start, stop, mask=None, options=None, mem_g
     options : PermutationOptions or None
     mem_gb : float
         Memory budget (GiB) of the data held at a time.
+    progress : callable
+        ``progress(done, total, unit)`` after every part of the work (voxels,
+        or permutations for cluster and TFCE statistics).
 
     Returns
     -------
@@ -375,12 +386,12 @@ def null_chunk(model, columns, plan, start, stop, mask=None, options=None, mem_g
     with threadpool_limits(BLAS_THREADS, user_api="blas"):
         if options.spatial:
             graph = _graph(mask, options)
-            return _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb)
+            return _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb,
+                                 progress)
         chunks = prepared_chunks(model, columns, voxel_chunk_width(model, columns, mem_gb))
-        if uses_sign_tables(model, plan):
-            best, exceed = _sign_table_maxima(model, plan, start, stop, chunks, options)
-        else:
-            best, exceed = _matrix_maxima(model, plan, start, stop, chunks, options)
+        maxima = _sign_table_maxima if uses_sign_tables(model, plan) else _matrix_maxima
+        best, exceed = maxima(model, plan, start, stop, chunks, columns.n_voxels, options,
+                              progress)
     return NullChunk(start=start, stop=stop, max_statistic=best, exceedances=exceed)
 
 
