@@ -261,6 +261,7 @@ def check_simulation_fits(n_subjects):
 
 
 def run(args):
+    from .io.progress import progress_lines
     from .io.results_folder import check_results_folder, check_writable_folder, read_manifest
     from .runtime.console import nipype_console_off
     from .runtime.execution import run_workflow
@@ -275,7 +276,8 @@ def run(args):
     try:
         # One run per work folder; a lock left by a killed run is released by the kernel.
         # A failed node is one line: nipype's own log of it stays in the crash file.
-        with WorkFolderLock(args.work_dir, wait=args.wait), nipype_console_off():
+        with (WorkFolderLock(args.work_dir, wait=args.wait), nipype_console_off(),
+              progress_lines(not args.quiet)):
             summary = run_workflow(workflow, args.work_dir, plugin=args.plugin,
                                    n_procs=args.n_procs, progress=not args.quiet,
                                    sbatch_args=args.sbatch_args,

@@ -12,6 +12,7 @@ hashes do not depend on it: the command sets :data:`QUIET_ENV` for ``--quiet``.
 import os
 import sys
 import time
+from contextlib import contextmanager
 
 #: Set to anything but "" or "0": no progress lines (the command's ``--quiet``).
 QUIET_ENV = "NIPYPE_SECONDLEVEL_QUIET"
@@ -21,6 +22,21 @@ INTERVAL = 5.0
 
 #: Environment variable giving another interval in seconds (tests use 0).
 INTERVAL_ENV = "NIPYPE_SECONDLEVEL_PROGRESS_INTERVAL"
+
+
+@contextmanager
+def progress_lines(shown=True):
+    """Within the block, progress lines of this process and the ones it starts are
+    shown or not (:data:`QUIET_ENV`); the environment is restored after it."""
+    before = os.environ.get(QUIET_ENV)
+    os.environ[QUIET_ENV] = "" if shown else "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[QUIET_ENV]
+        else:
+            os.environ[QUIET_ENV] = before
 
 
 def _interval():
