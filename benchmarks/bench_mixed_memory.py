@@ -71,10 +71,12 @@ def simulate(folder, n_maps, resolution, seed=0):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 800])
-    parser.add_argument("--mem-gb", type=float, default=0.5)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 800],
+                        help="numbers of maps, one run each")
+    parser.add_argument("--mem-gb", type=float, default=0.5, help="--mem-gb of the runs (GiB)")
     parser.add_argument("--resolution", type=int, default=4, help="grid (mm)")
-    parser.add_argument("--base", type=Path, default=Path("/tmp/bench_mixed"))
+    parser.add_argument("--base", type=Path, default=Path("/tmp/bench_mixed"),
+                        help="folder of the simulated maps and work folders")
     parser.add_argument("--keep", action="store_true", help="keep the work folders")
     args = parser.parse_args()
     os.environ.setdefault("NIPYPE_NO_ET", "1")

@@ -293,9 +293,11 @@ def large_n(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--large-n", type=int, help="the large-N case with this many maps")
-    parser.add_argument("--mem-gb", type=float, default=1.0)
-    parser.add_argument("--n-perm", type=int, default=1000)
-    parser.add_argument("--base", type=Path, default=Path("/tmp/bench_permutation"))
+    parser.add_argument("--mem-gb", type=float, default=1.0,
+                        help="large N: --mem-gb of the run (GiB)")
+    parser.add_argument("--n-perm", type=int, default=1000, help="large N: max-T permutations")
+    parser.add_argument("--base", type=Path, default=Path("/tmp/bench_permutation"),
+                        help="large N: folder of the data and work folder")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--child", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

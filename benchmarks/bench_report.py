@@ -35,8 +35,9 @@ def report_node_seconds(work):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--plugin", default="Linear", choices=["Linear", "MultiProc"])
+    parser.add_argument("--repeats", type=int, default=1, help="rounds (medians over them)")
+    parser.add_argument("--plugin", default="Linear", choices=["Linear", "MultiProc"],
+                        help="Nipype plugin of the runs")
     args = parser.parse_args()
     without, with_report, node = [], [], []
     with tempfile.TemporaryDirectory() as tmp:

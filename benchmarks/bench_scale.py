@@ -336,17 +336,20 @@ def measure(n, paths, args, plugin):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="*", default=[500, 1000, 2000])
-    parser.add_argument("--mem-gb", type=float, default=2.0)
-    parser.add_argument("--n-procs", type=int, default=2)
-    parser.add_argument("--base", type=Path, default=Path("/work/scale-data"))
+    parser.add_argument("--sizes", type=int, nargs="*", default=[500, 1000, 2000],
+                        help="numbers of maps, one whole run each")
+    parser.add_argument("--mem-gb", type=float, default=2.0, help="--mem-gb of the runs (GiB)")
+    parser.add_argument("--n-procs", type=int, default=2, help="MultiProc's --n-procs")
+    parser.add_argument("--base", type=Path, default=Path("/work/scale-data"),
+                        help="folder of the simulated maps (kept between runs)")
     parser.add_argument("--keep", action="store_true", help="keep the work folders")
     parser.add_argument("--read-maps", type=int, default=512,
                         help="maps of the paired reading A/B (0: skip it)")
-    parser.add_argument("--read-repeats", type=int, default=4)
+    parser.add_argument("--read-repeats", type=int, default=4,
+                        help="rounds of the reading comparison")
     parser.add_argument("--estimate-maps", type=int, nargs="*", default=[],
                         help="also run the estimate node alone on this many maps (e.g. 10000)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated maps")
     # internal: the simulation workers
     parser.add_argument("--simulate-into", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--indices", type=int, nargs="*", help=argparse.SUPPRESS)

@@ -27,10 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--poll-interval", type=float, default=0.2)
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--poll-interval", type=float, default=0.2,
+                        help="seconds between queue polls")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds of every plugin (medians over them)")
     parser.add_argument("--plugins", nargs="+", default=["SLURM", "SLURMGraph"],
-                        choices=["SLURM", "SLURMGraph"])
+                        choices=["SLURM", "SLURMGraph"],
+                        help="the SLURM plugins timed (against MultiProc)")
     args = parser.parse_args()
     subprocess.run(["bash", str(ROOT / "scripts" / "slurm_cluster_start.sh")], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -34,6 +34,8 @@ def test_first_level_to_group_equals_a_one_sample_t_test(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     out = tmp_path / "results" / "first_level_to_group"
     assert result.stdout.strip().endswith(f"Results in {out.relative_to(tmp_path)}")
+    assert "nipype.workflow INFO" not in result.stdout + result.stderr  # one line per node
+    assert "] first_level_to_group.sink: done in" in result.stderr
     # The reference: the simulated maps, differenced and tested with scipy.
     work = tmp_path / "work" / "first_level_to_group"
     rows = pd.read_csv(work / "simulate" / "inputs.tsv", sep="\t")

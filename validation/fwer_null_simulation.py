@@ -17,10 +17,10 @@ The observed rates are printed with the Clopper-Pearson 95% interval of each,
 and the central 95% binomial interval of the rate expected if the true FWER is
 0.05.
 
-    python validation/fwer_null_simulation.py [n_sim] [n_perm] [design ...]
+    python validation/fwer_null_simulation.py [--n-sim 500] [--n-perm 250] [design ...]
 """
 
-import sys
+import argparse
 import time
 
 import numpy as np
@@ -121,4 +121,13 @@ def main(n_sim=500, n_perm=250, *names):
 
 
 if __name__ == "__main__":
-    main(*[int(a) for a in sys.argv[1:3]], *sys.argv[3:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-sim", type=int, default=500, help="null simulations per design")
+    parser.add_argument("--n-perm", type=int, default=250, help="random patterns per test")
+    parser.add_argument("designs", nargs="*", metavar="DESIGN",
+                        help=f"designs to simulate: {', '.join(DESIGNS)} (default: all)")
+    args = parser.parse_args()
+    unknown = sorted(set(args.designs) - set(DESIGNS))
+    if unknown:
+        parser.error(f"unknown design {', '.join(unknown)}; choose from {', '.join(DESIGNS)}")
+    main(args.n_sim, args.n_perm, *args.designs)

@@ -88,8 +88,8 @@ def rate_with_ci(p, alpha):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--voxels", type=int, default=200_000)
-    parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--voxels", type=int, default=200_000, help="simulated voxels per scenario")
+    parser.add_argument("--seed", type=int, default=2024, help="seed of the simulation")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
 

@@ -100,8 +100,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.n_perm < 1:
         parser.error("--n-perm must be at least 1")
-    build(args.inputs, args.correction, args.n_perm, args.work_dir, args.out_dir).run(
-        plugin="Linear")
+    from nipype_secondlevel.runtime.execution import run_workflow
+
+    # nipype's own log kept to warnings; one line per node instead (or workflow.run())
+    run_workflow(build(args.inputs, args.correction, args.n_perm, args.work_dir,
+                       args.out_dir), args.work_dir)
     print(f"Results in {args.out_dir}")
 
 

@@ -87,7 +87,10 @@ def main(argv=None):
     parser.add_argument("--out-dir", default="results/localizer_two_sample",
                         help="results folder (default: %(default)s)")
     args = parser.parse_args(argv)
-    build(args.simulated, args.work_dir, args.out_dir).run(plugin="Linear")
+    from nipype_secondlevel.runtime.execution import run_workflow
+
+    # nipype's own log kept to warnings; one line per node instead (or workflow.run())
+    run_workflow(build(args.simulated, args.work_dir, args.out_dir), args.work_dir)
     print(f"Results in {args.out_dir}")
 
 
