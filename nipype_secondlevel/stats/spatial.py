@@ -263,7 +263,7 @@ def tfce_maxima(maps, graph, tail="two-sided", dh="auto", E=TFCE_E, H=TFCE_H):
 
     Parameters
     ----------
-    maps : array (n_maps, n_voxels)
+    maps : array (n_maps, n_elements)
     graph, tail, dh, E, H
         As :func:`tfce_map`.
 
@@ -327,7 +327,7 @@ def max_cluster_measures(values, graph, threshold, tail="two-sided"):
 
 
 def cluster_maxima(maps, graph, threshold, tail="two-sided"):
-    """Largest cluster size and mass of every row of ``maps`` (n_maps, n_voxels),
+    """Largest cluster size and mass of every row of ``maps`` (n_maps, n_elements),
     as :func:`max_cluster_measures`, in one kernel call.
 
     Returns

@@ -1,6 +1,6 @@
 """Numba kernels of :mod:`.spatial`: TFCE and clusters by union-find.
 
-Voxels are the masked voxels of a :class:`~.spatial.VoxelGraph`; a neighbour
+Voxels are the elements of a :class:`~.spatial.NeighbourGraph`; a neighbour
 index equal to the number of voxels is the sentinel "no neighbour". A voxel's
 *side* is +1 or -1 when it belongs to the positive or negative part of the map
 being enhanced, 0 when it does not.
