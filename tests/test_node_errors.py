@@ -128,7 +128,7 @@ def work_folder_full(tmp_path, mounts):
 
 
 #: case -> True when the error is found by a node (the line then gives a crash file)
-CASES = {corrupted_map: False, map_4d: False, all_nan_map: True, all_zero_map: True,
+CASES = {corrupted_map: True, map_4d: False, all_nan_map: True, all_zero_map: True,
          negative_variance: True, localizer_offline: True, results_folder_read_only: False,
          results_folder_full: True, work_folder_is_a_file: False,
          work_folder_read_only: False, work_folder_full: None}
