@@ -6,12 +6,14 @@ The command line itself is parsed by :mod:`nipype_secondlevel.cli_options`.
 import errno
 import os
 import shutil
+import signal
 import sys
 import warnings
 from pathlib import Path
 
 from .cli_options import PROG, build_parser, join_dash_values
-from .io.errors import InputError, InputWarning, bad_input, escaped
+from .io.errors import InputError, InputWarning, bad_input
+from .runtime.console import one_line_warnings
 from .runtime.execution import WorkflowFailed  # (imports no nipype)
 
 #: Entity filters of ``run --bids-dir``: option attribute -> pybids entity.
@@ -265,7 +267,8 @@ def run(args):
     from .io.results_folder import check_results_folder, check_writable_folder, read_manifest
     from .runtime.console import nipype_console_off
     from .runtime.execution import run_workflow
-    from .runtime.locking import WorkFolderLock
+    from .runtime.interrupts import StopOnSignal
+    from .runtime.locking import FolderLock, results_lock_path
 
     check_writable_folder(args.work_dir, "--work-dir")
     given = [getattr(args, o, None) for o in ("inputs", "design_file", "mask", "reference_map")]
@@ -274,14 +277,18 @@ def run(args):
     workflow = build_workflow(args)
     created = not args.out_dir.exists()
     try:
-        # One run per work folder; a lock left by a killed run is released by the kernel.
-        # A failed node is one line: nipype's own log of it stays in the crash file.
-        with (WorkFolderLock(args.work_dir, wait=args.wait), nipype_console_off(),
-              progress_lines(not args.quiet)):
+        # One run per work folder and per results folder (their locks are released by
+        # the kernel when a run is killed). A failed node is one line: nipype's own log
+        # of it stays in the crash file.
+        with (StopOnSignal(), FolderLock(args.work_dir, wait=args.wait),
+              FolderLock(args.out_dir, "results folder", path=results_lock_path(args.out_dir),
+                         wait=args.wait),
+              nipype_console_off(), progress_lines(not args.quiet)):
             summary = run_workflow(workflow, args.work_dir, plugin=args.plugin,
                                    n_procs=args.n_procs, progress=not args.quiet,
                                    sbatch_args=args.sbatch_args,
-                                   poll_interval=args.poll_interval)
+                                   poll_interval=args.poll_interval,
+                                   plugin_args=args.plugin_args)
     finally:
         if created and args.out_dir.is_dir() and not any(args.out_dir.iterdir()):
             args.out_dir.rmdir()
@@ -325,26 +332,19 @@ def draw_graph(args):
     return 0
 
 
-def format_warning(message, category, filename, lineno, line=None,
-                   formatted=warnings.formatwarning):
-    """Warnings about the user's input as one line ``nipype-secondlevel: warning: ...``."""
-    if issubclass(category, InputWarning):
-        return f"{PROG}: warning: {escaped(message)}\n"
-    return formatted(message, category, filename, lineno, line)
-
-
 def main(argv=None):
     """The command; exit status 0 done, 1 bad input or a failed node (one line), 2 a
-    command line argparse refused (usage and one line), 130 interrupted."""
-    formatted, warnings.formatwarning = warnings.formatwarning, format_warning
+    command line argparse refused (usage and one line), 130 interrupted (Ctrl-C), 143
+    terminated (SIGTERM)."""
     pid = os.getpid()
     try:
-        argv = list(sys.argv[1:] if argv is None else argv)
-        args = build_parser().parse_args(join_dash_values(argv))
-        args.argv = argv
-        if args.command == "graph":
-            return draw_graph(args)
-        return run(args)
+        with one_line_warnings(PROG):
+            argv = list(sys.argv[1:] if argv is None else argv)
+            args = build_parser().parse_args(join_dash_values(argv))
+            args.argv = argv
+            if args.command == "graph":
+                return draw_graph(args)
+            return run(args)
     except (InputError, WorkflowFailed) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
@@ -356,13 +356,13 @@ def main(argv=None):
                          "allows (File name too long)")
         print(f"{PROG}: error: {line}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        signum = getattr(err, "signum", signal.SIGINT)
         if os.getpid() != pid:  # a forked worker unwinding a copy of this stack: be silent
-            os._exit(130)
-        print(f"{PROG}: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
-    finally:
-        warnings.formatwarning = formatted
+            os._exit(128 + signum)
+        what = "interrupted" if signum == signal.SIGINT else f"stopped by {err}"
+        print(f"{PROG}: {what}; rerun the same command to resume", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from . import __version__
 from .reporting.anatomy import ATLASES, DEFAULT_ATLASES
-from .runtime.execution import PLUGINS
 
 PROG = "nipype-secondlevel"
 #: --correction and --perm-scheme values, as the analysis builder's CORRECTIONS and
@@ -62,6 +61,19 @@ def join_dash_values(argv):
     return joined
 
 
+def json_object(text):
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"is not JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"qsub_args\": \"-q "
+                                         "short\"}'")
+    return value
+
+
 def folder(text):
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty (give a folder, e.g. '.')")
@@ -94,9 +106,14 @@ def add_run_options(parser, default_out):
     run.add_argument("--work-dir", type=folder, default=Path("work"),
                      help="cache folder, outside the results folder; a rerun reuses what "
                      "did not change (default: %(default)s)")
-    run.add_argument("--plugin", choices=list(PLUGINS), default="Linear",
-                     help="Nipype execution plugin (default: %(default)s; the reference "
-                     "analysis is one chain of nodes, so MultiProc only adds start-up time)")
+    run.add_argument("--plugin", default="Linear", metavar="NAME",
+                     help="Nipype execution plugin, any of nipype's: Linear (one node at a "
+                     "time), MultiProc (nodes in parallel on this machine, --n-procs), "
+                     "SLURM, SLURMGraph (--sbatch-args), SGE, PBS, LSF, HTCondor, OAR... "
+                     "(default: %(default)s)")
+    run.add_argument("--plugin-args", type=json_object, default=None, metavar="JSON",
+                     help="arguments of the plugin, passed through to nipype, e.g. "
+                     "'{\"qsub_args\": \"-q short\"}' for SGE")
     run.add_argument("--sbatch-args", type=sbatch_options, default="",
                      help="sbatch options for every SLURM job, e.g. "
                      "'--partition=short --account=lab --time=60'")

@@ -14,6 +14,9 @@ Points:
             the node finished (its "_unfinished" hash file is still there)
   sink      the 3rd exported file is written to its temporary name in the output
             folder, not renamed
+
+The driver dies with the process that started it (a stopped test run leaves no
+driver paused forever), and so do the run's MultiProc workers.
 """
 
 import os
@@ -25,6 +28,10 @@ from pathlib import Path
 
 
 def main():
+    from nipype_secondlevel.runtime.interrupts import die_with_parent
+
+    parent = os.getppid()
+    die_with_parent(parent)
     point, marker = sys.argv[1], Path(sys.argv[2])
     args = sys.argv[sys.argv.index("--") + 1:]
     out_dir = Path(args[args.index("--out-dir") + 1]).absolute()
@@ -32,8 +39,9 @@ def main():
 
     def pause():
         marker.write_text(str(os.getpid()))
-        while True:
-            time.sleep(60)
+        while os.getppid() == parent or os.getpid() != int(marker.read_text()):
+            time.sleep(0.2)  # (a worker's parent is the run, which stays while it pauses)
+        os._exit(1)
 
     def nth(key, n):
         counts[key] = counts.get(key, 0) + 1

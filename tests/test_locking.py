@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from nipype_secondlevel.runtime.locking import LOCK_NAME, WorkFolderBusy, WorkFolderLock
+from nipype_secondlevel.runtime.locking import LOCK_NAME, FolderBusy, FolderLock
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from nipype_secondlevel.runtime.locking import WorkFolderLock
-    WorkFolderLock(sys.argv[1], stream=False).acquire()
+    from nipype_secondlevel.runtime.interrupts import die_with_parent
+    from nipype_secondlevel.runtime.locking import FolderLock
+    die_with_parent()
+    FolderLock(sys.argv[1], stream=False).acquire()
     print("locked", flush=True)
     time.sleep(120)
 """)
@@ -36,15 +38,15 @@ def holder(tmp_path):
 
 def test_busy_work_folder_names_the_folder_and_the_pid(tmp_path, holder):
     work = tmp_path / "work"
-    with pytest.raises(WorkFolderBusy) as err:
-        WorkFolderLock(work).acquire()
+    with pytest.raises(FolderBusy) as err:
+        FolderLock(work).acquire()
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith(f"work folder {work} is in use by another run: PID {holder.pid} ")
     assert message.endswith("wait for it to end or pass --wait")
     notes = io.StringIO()
-    with pytest.raises(WorkFolderBusy):
-        WorkFolderLock(work, wait=True, timeout=0.3, stream=notes).acquire()
+    with pytest.raises(FolderBusy):
+        FolderLock(work, wait=True, timeout=0.3, stream=notes).acquire()
     assert f"is in use by PID {holder.pid}" in notes.getvalue()
 
 
@@ -54,7 +56,7 @@ def test_stale_lock_of_a_killed_run_is_released_and_said(tmp_path, holder):
     holder.wait()
     assert str(holder.pid) in (work / LOCK_NAME).read_text()  # the record stays behind
     notes = io.StringIO()
-    with WorkFolderLock(work, stream=notes) as lock:
+    with FolderLock(work, stream=notes) as lock:
         assert lock.stale["pid"] == str(holder.pid)
         assert (work / LOCK_NAME).read_text().split()[0] == str(os.getpid())
     assert notes.getvalue().count("\n") == 1
@@ -63,7 +65,7 @@ def test_stale_lock_of_a_killed_run_is_released_and_said(tmp_path, holder):
     # Released cleanly: an empty record, and the next run has nothing to say.
     assert (work / LOCK_NAME).read_text() == ""
     notes = io.StringIO()
-    with WorkFolderLock(work, stream=notes) as lock:
+    with FolderLock(work, stream=notes) as lock:
         assert lock.stale is None
     assert notes.getvalue() == ""
 
@@ -71,19 +73,22 @@ def test_stale_lock_of_a_killed_run_is_released_and_said(tmp_path, holder):
 def test_waiting_run_takes_the_lock_when_the_holder_ends(tmp_path, holder):
     work = tmp_path / "work"
     subprocess.Popen(["sh", "-c", f"sleep 0.5; kill -9 {holder.pid}"])
-    with WorkFolderLock(work, wait=True, timeout=30, stream=False) as lock:
+    with FolderLock(work, wait=True, timeout=30, stream=False) as lock:
         assert lock.stale["pid"] == str(holder.pid)
 
 
 ORPHAN_MAKER = textwrap.dedent("""
     import os, sys, time
-    from nipype_secondlevel.runtime.locking import WorkFolderLock
-    WorkFolderLock(sys.argv[1], stream=False).acquire()
+    from nipype_secondlevel.runtime.locking import FolderLock, pid_alive
+    FolderLock(sys.argv[1], stream=False).acquire()
     child = os.fork()
     if child == 0:  # shares the lock and outlives its parent, which exits at once
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
         os.dup2(1, 2)
-        time.sleep(120)
+        for _ in range(1200):  # not beyond the test (argv[2]), should it be stopped
+            time.sleep(0.1)
+            if not pid_alive(sys.argv[2]):
+                break
         os._exit(0)
     print(child, flush=True)
 """)
@@ -91,20 +96,20 @@ ORPHAN_MAKER = textwrap.dedent("""
 
 def test_wait_does_not_wait_forever_on_processes_of_an_ended_run(tmp_path):
     work = tmp_path / "work"
-    maker = subprocess.run([sys.executable, "-c", ORPHAN_MAKER, str(work)],
+    maker = subprocess.run([sys.executable, "-c", ORPHAN_MAKER, str(work), str(os.getpid())],
                            capture_output=True, text=True, timeout=60, check=True)
     child = int(maker.stdout)
     try:
         t0 = time.monotonic()
-        with pytest.raises(WorkFolderBusy) as err:
-            WorkFolderLock(work, wait=True, orphan_grace=0.5, stream=False).acquire()
+        with pytest.raises(FolderBusy) as err:
+            FolderLock(work, wait=True, orphan_grace=0.5, stream=False).acquire()
         assert time.monotonic() - t0 < 10
         message = str(err.value)
         assert "\n" not in message
         assert f"processes it started (PIDs {child}) still hold the lock after 0.5 s" in message
         assert message.endswith(f"end them (kill {child}) and run again")
-        with pytest.raises(WorkFolderBusy, match=f"PIDs {child}"):  # without --wait: at once
-            WorkFolderLock(work, stream=False).acquire()
+        with pytest.raises(FolderBusy, match=f"PIDs {child}"):  # without --wait: at once
+            FolderLock(work, stream=False).acquire()
     finally:
         os.kill(child, signal.SIGKILL)
 

@@ -1,12 +1,42 @@
-"""What a command-line run prints: our lines only, nipype's console log off.
+"""What a command-line run prints: our lines only, one line per warning, nipype's
+console log off.
 
 Nipype logs a failing node on the console (``nipype.workflow ERROR: Node x failed
 ...``, the traceback, "Saving crash info to ...") and its warnings on stdout. The
-command says the same in one line; the details stay in the crash file.
+command says the same in one line; the details stay in the crash file. Python
+warnings (ours, nilearn's...) print as ``nipype-secondlevel: warning: ...``, one
+line each, without the source line; the few that say nothing to the user are not
+printed (:data:`SILENCED`). MultiProc's workers, forked during the run, inherit both.
 """
 
 import logging
+import sys
+import warnings
 from contextlib import contextmanager
+
+#: Warnings that say nothing to the user (message patterns, matched at the start).
+SILENCED = (
+    # nilearn announces a new default for a threshold that we always give
+    r"\s*From nilearn version>=0\.15, the default 'threshold'",
+    # nilearn's figures of an empty map (nothing survived the threshold): the report says so
+    r"empty mask$",
+    r"Given img is empty",
+)
+
+
+@contextmanager
+def one_line_warnings(prog):
+    """Every warning printed as one line ``<prog>: warning: <message>`` on stderr."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        print(f"{prog}: warning: {text}", file=file or sys.stderr, flush=True)
+
+    with warnings.catch_warnings():
+        for pattern in SILENCED:
+            warnings.filterwarnings("ignore", message=pattern)
+        warnings.showwarning = show
+        yield
 
 
 def _console_handlers(logger):
@@ -27,5 +57,5 @@ def nipype_console_off():
     try:
         yield
     finally:
-        for handler, level in zip(handlers, levels):
+        for handler, level in zip(handlers, levels, strict=True):
             handler.setLevel(level)

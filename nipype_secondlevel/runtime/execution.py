@@ -1,26 +1,36 @@
-"""Running workflows: plugins, progress lines, and which nodes ran or came from the cache."""
+"""Running workflows on any nipype plugin: progress lines, failures in one line, and
+which nodes ran or came from the cache.
+
+A run passes nipype a plugin *object*: nipype's own plugin class, subclassed
+(:class:`Runner`) to keep the graph it runs, heal the cache before the first node
+(:mod:`.cache_repair`) and clean up when the run stops; MultiProc's workers run
+their nodes through :func:`.interrupts.run_in_worker`; the SLURM plugins are in
+:mod:`.slurm`. Nothing of nipype is replaced or patched.
+"""
 
 import errno
 import gc
+import getpass
 import importlib
 import os
 import re
 import sys
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
-from . import nipype_seam
-from .cache_repair import repair_cache
-from .interrupts import InterruptGuard
+from ..io.errors import InputWarning, bad_input
+from . import interrupts
+from .cache_repair import heal, run_times
 
-LOCAL_PLUGINS = ("Linear", "MultiProc")
-CLUSTER_PLUGINS = ("SLURM", "SLURMGraph")
-PLUGINS = LOCAL_PLUGINS + CLUSTER_PLUGINS
-#: Seconds between the MultiProc scheduler's polls (nipype's default, 2 s,
-#: dominates the run time of a short workflow).
+#: Seconds between the local schedulers' polls (nipype's default, 2 s, dominates the
+#: run time of a short workflow); batch plugins poll their queue every ``poll_interval``.
 LOCAL_POLL_SECONDS = 0.02
+#: Other names users give nipype's plugins.
+ALIASES = {"htcondor": "Condor", "dagman": "CondorDAGMan"}
 
 
 @dataclass
@@ -32,15 +42,51 @@ class RunSummary:
     seconds: float = 0.0
 
 
-def node_result_file(node):
-    """The result file nipype writes when a node has executed."""
-    return Path(node.output_dir()) / f"result_{node.name}.pklz"
+def plugin_class(name):
+    """nipype's plugin class called ``name`` (any capitalisation; HTCondor is Condor)."""
+    from nipype.pipeline import plugins
+
+    known = {n[:-len("Plugin")]: getattr(plugins, n) for n in dir(plugins)
+             if n.endswith("Plugin") and n != "Plugin"}
+    wanted = ALIASES.get(str(name).lower(), str(name)).lower()
+    for known_name, cls in known.items():
+        if known_name.lower() == wanted:
+            return cls
+    raise bad_input(f"--plugin {name}", "is not a nipype plugin; choose one of "
+                    + ", ".join(sorted(known)))
 
 
-def node_ran_since(node, start):
-    """True when ``node`` wrote its result at or after ``start`` (epoch seconds)."""
-    result = node_result_file(node)
-    return result.exists() and result.stat().st_mtime >= start - 0.01
+def is_batch(cls):
+    """True for plugins that submit jobs to a queue (SGE, PBS, LSF, SLURM, their Graph
+    variants, HTCondor...), False for those running nodes on this machine."""
+    from nipype.pipeline.plugins.base import SGELikeBatchManagerBase
+
+    return issubclass(cls, SGELikeBatchManagerBase) or is_graph(cls)
+
+
+def is_graph(cls):
+    """True for plugins that submit the whole graph at once (SLURMGraph, SGEGraph...):
+    they report no node's progress."""
+    from nipype.pipeline.plugins.base import GraphPluginBase
+
+    return issubclass(cls, GraphPluginBase)
+
+
+def ran_since(node, start):
+    """True when ``node``'s stored result was made at or after ``start`` (epoch s)."""
+    try:
+        begun, _ = run_times(node.result)
+    except Exception:  # noqa: BLE001 - no result, or not readable: it did not run
+        return False
+    return begun is not None and begun >= datetime.fromtimestamp(start - 0.01).astimezone()
+
+
+def user_name():
+    """This process's user name (``uid<N>`` when the system has none for it)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid{os.getuid()}"
 
 
 def quiet_nipype():
@@ -52,35 +98,46 @@ def quiet_nipype():
 
 
 class Progress:
-    """Nipype status callback printing one line per node as it finishes."""
+    """Nipype status callback printing one line per node as it starts and ends.
 
-    def __init__(self, total, start, stream=None, guard=None, base_dir=None):
-        self.total = total
-        self.start = start
-        self.base_dir = base_dir  # the work folder: names of MapNode items
+    MapNode items (which MultiProc and the batch plugins schedule one by one) are
+    named ``<MapNode's full name>[i]`` and not counted."""
+
+    def __init__(self, total, start, stream=None, guard=None):
+        self.total, self.start = total, start
         self.guard = guard  # no lines once the run is interrupted
         self.stream = stream or sys.stderr
+        self.mapnodes = {}  # output folder of each MapNode of the graph: its full name
         self.started = {}
         self.done = 0
 
     def __getstate__(self):
         # MapNodes pickle the plugin arguments, this callback included, with
-        # themselves; the stream (sys.stderr) cannot be pickled and is not needed there.
-        state = dict(self.__dict__)
-        if state.get("stream") is sys.stderr:
-            state["stream"] = None
-        state["guard"] = None
-        return state
+        # themselves: what cannot be pickled, or is large, stays behind.
+        return {**self.__dict__, "stream": None, "guard": None, "mapnodes": {}}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        if self.stream is None:
-            self.stream = sys.stderr
+        self.stream = self.stream or sys.stderr
+
+    def watch(self, graph):
+        from nipype.pipeline.engine import MapNode
+
+        self.mapnodes = {Path(n.output_dir()): n for n in graph.nodes()
+                         if isinstance(n, MapNode)}
+
+    def item_name(self, node):
+        """``<MapNode>[i]`` for an item of a MapNode of the graph, else None."""
+        folder = Path(node.output_dir())
+        for mapnode_dir, mapnode in self.mapnodes.items():
+            if folder.is_relative_to(mapnode_dir) and folder != mapnode_dir:
+                return f"{mapnode.fullname}[{node.name.removeprefix('_' + mapnode.name)}]"
+        return None
 
     def __call__(self, node, status):
         if self.guard is not None and self.guard.interrupted:
             return
-        item = self.base_dir and map_item_name(node, self.base_dir)
+        item = self.item_name(node)
         name = item or node.fullname
         if status == "start":
             self.started[name] = time.time()
@@ -90,67 +147,146 @@ class Progress:
             return
         if status == "exception":
             state = "FAILED"
-        elif node_ran_since(node, self.start):
-            seconds = max(0.0, time.time() - self.started.get(name, time.time()))
-            state = f"done in {seconds:.1f} s"
+        elif ran_since(node, self.start):
+            state = f"done in {max(0.0, time.time() - self.started.get(name, time.time())):.1f} s"
         else:
             state = "cached"
-        if item:  # MultiProc reports a MapNode's items too: they are not counted
+        if item:
             print(f"        {name}: {state}", file=self.stream, flush=True)
             return
         self.done += 1
         print(f"[{self.done}/{self.total}] {name}: {state}", file=self.stream, flush=True)
 
 
-def map_item_name(node, base_dir):
-    """``<MapNode's full name>[i]`` for an item of a MapNode (nipype names it
-    ``_<name><i>``, in ``<MapNode's folder>/mapflow/``), None for any other node."""
-    folder = Path(node.output_dir())
-    mapnode = folder.parent.parent
-    prefix = f"_{mapnode.name}"
-    if (folder.parent.name != "mapflow" or not folder.name.startswith(prefix)
-            or not mapnode.is_relative_to(base_dir)):
-        return None
-    return ".".join(mapnode.relative_to(base_dir).parts) + f"[{folder.name[len(prefix):]}]"
+class Runner:
+    """Mixed into a nipype plugin class: keeps the graph it runs, heals the cache
+    before the first node, and cleans up (:meth:`stop`) when the run stops.
+
+    ``work_dir`` is the work folder, ``say(node, why)`` is told of each node whose
+    cached result is not used, ``batch_dir`` is where batch plugins write their jobs'
+    files (``<work folder>/<workflow>/batch``), ``poll`` the seconds between queue polls.
+    """
+
+    def __init__(self, plugin_args=None, *, work_dir, say=None, batch_dir=None, poll=0.5):
+        self.work_dir, self.say, self.batch_dir, self.poll = work_dir, say, batch_dir, poll
+        self.graph = None
+        super().__init__(plugin_args=plugin_args)
+
+    def run(self, graph, config, updatehash=False):
+        self.graph = graph
+        if self.plugin_args.get("status_callback") is not None:
+            self.plugin_args["status_callback"].watch(graph)
+        heal(graph, self.work_dir, self.say)
+        self.prepare(graph)
+        try:
+            return super().run(graph, config, updatehash=updatehash)
+        except BaseException as err:
+            self.stop(interrupted=isinstance(err, KeyboardInterrupt))
+            raise
+
+    def prepare(self, graph):
+        """Set the graph's nodes up for this plugin (none here)."""
+
+    def stop(self, interrupted):
+        """The run stops (a failure, or an interrupt): clean up (nothing here)."""
+
+    def finish(self):
+        """Called when ``workflow.run`` returned: wait for what it left running."""
+
+    def failure(self, err, crash_dir, since):
+        """The WorkflowFailed of a failed run."""
+        return WorkflowFailed.from_crash_dir(crash_dir, since, err)
+
+
+class _WorkerPool:
+    """MultiProc's process pool, each node run through ``interrupts.run_in_worker``."""
+
+    def __init__(self, pool):
+        self.pool = pool
+
+    def submit(self, function, *args):
+        return self.pool.submit(interrupts.run_in_worker, function, *args)
+
+    def shutdown(self, *args, **kwargs):
+        return self.pool.shutdown(*args, **kwargs)
+
+
+class MultiProcRunner(Runner):
+    """MultiProc: a stop signal stops the workers' nodes; the pool is shut down."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pool = _WorkerPool(self.pool)
+
+    def stop(self, interrupted):
+        if interrupted:
+            interrupts.stop_workers()
+        self.pool.shutdown(wait=True)
+
+
+def make_runner(plugin, plugin_args, **context):
+    """An instance of nipype's plugin ``plugin`` with our :class:`Runner` mixed in
+    (``context``: see :class:`Runner`)."""
+    from . import slurm
+
+    base = plugin_class(plugin)
+    mixin = {"MultiProcPlugin": MultiProcRunner, "SLURMPlugin": slurm.SlurmRunner,
+             "SLURMGraphPlugin": slurm.SlurmGraphRunner}.get(base.__name__, Runner)
+    return type(base.__name__, (mixin, base), {})(plugin_args, **context)
 
 
 def count_nodes(workflow):
     """Number of nodes that will be scheduled (identity nodes are removed by nipype)."""
     from nipype.interfaces.utility import IdentityInterface
 
-    return sum(
-        not isinstance(n.interface, IdentityInterface) for n in nipype_seam.all_nodes(workflow)
-    )
+    return sum(not isinstance(workflow.get_node(name).interface, IdentityInterface)
+               for name in workflow.list_node_names())
 
 
-def configure(workflow, work_dir):
+def configure(workflow, work_dir, poll):
     """Set the work folder, crash folder and scheduler settings of ``workflow``."""
     work_dir = Path(work_dir).absolute()
     work_dir.mkdir(parents=True, exist_ok=True)
     workflow.base_dir = str(work_dir)
-    workflow.config["execution"].update(
-        {
-            "crashdump_dir": str(work_dir / "crash"),
-            "crashfile_format": "txt",
-            "poll_sleep_duration": LOCAL_POLL_SECONDS,
-            "stop_on_first_crash": True,
-            "create_report": False,
-            # Tables written by a node name files that no connection carries.
-            "remove_unnecessary_outputs": False,
-        }
-    )
+    workflow.config["execution"].update({
+        "crashdump_dir": str(work_dir / "crash"),
+        "crashfile_format": "txt",
+        "poll_sleep_duration": poll,
+        "stop_on_first_crash": True,
+        "create_report": False,
+        # Tables written by a node name files that no connection carries.
+        "remove_unnecessary_outputs": False,
+    })
 
 
-def run_workflow(
-    workflow,
-    work_dir,
-    plugin="Linear",
-    n_procs=None,
-    progress=True,
-    sbatch_args="",
-    poll_interval=0.5,
-    plugin_args=None,
-):
+def usable_cpus():
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def plugin_arguments(cls, plugin_args, n_procs, sbatch_args):
+    """The plugin arguments of a run: the user's, MultiProc's processes (capped at the
+    CPUs, with a warning), the SLURM plugins' sbatch options."""
+    args = dict(plugin_args or {})
+    if cls.__name__ == "MultiProcPlugin":
+        cpus = usable_cpus()
+        asked = args.get("n_procs", n_procs) or cpus
+        if asked > cpus:
+            warnings.warn(f"--n-procs {asked} is more than the {cpus} CPUs this run may use: "
+                          f"{cpus} processes", InputWarning, stacklevel=3)
+        args["n_procs"] = min(asked, cpus)
+        args.setdefault("mp_context", "fork")  # workers share what the run imported
+    if cls.__name__.startswith("SLURM"):
+        args["sbatch_args"] = " ".join(
+            a for a in (args.get("sbatch_args") or "", sbatch_args or "") if a).strip()
+    return args
+
+
+def run_workflow(workflow, work_dir, plugin="Linear", n_procs=None, progress=True,
+                 sbatch_args="", poll_interval=0.5, plugin_args=None):
     """Run ``workflow`` in ``work_dir`` and say which nodes ran.
 
     Parameters
@@ -159,19 +295,21 @@ def run_workflow(
     work_dir : path
         Cache folder: nodes whose inputs did not change are not run again. On a
         cluster it must be on a filesystem the compute nodes share.
-    plugin : {"Linear", "MultiProc", "SLURM", "SLURMGraph"}
+    plugin : str
+        Any nipype plugin: Linear, MultiProc, SLURM, SLURMGraph, SGE, PBS, LSF,
+        HTCondor (Condor)... (any capitalisation).
     n_procs : int or None
-        Processes for MultiProc (default: all cores).
+        Processes for MultiProc (default: all cores; capped at them).
     progress : bool
-        Print one line per node on stderr (SLURMGraph submits all jobs at once
-        and reports only at the end).
+        Print one line per node on stderr (the Graph plugins submit all jobs at once
+        and report only at the end).
     sbatch_args : str
         sbatch options for every job (SLURM plugins), e.g. "--partition=short --time=60".
         Nodes' ``mem_gb`` and ``n_procs`` hints are added per job.
     poll_interval : float
-        Seconds between queue polls (SLURM plugins).
+        Seconds between queue polls (batch plugins).
     plugin_args : dict or None
-        Further plugin arguments, passed through to Nipype.
+        Further plugin arguments, passed through to nipype's plugin.
 
     Returns
     -------
@@ -184,47 +322,48 @@ def run_workflow(
         :class:`~nipype_secondlevel.io.errors.InputError`) and crash file; on SLURM,
         one line per failed node with its log and crash file, and the nodes
         that did not run because of it.
-    KeyboardInterrupt
-        On Ctrl-C (Linear, MultiProc): the crash files nipype wrote for it are
-        removed (see :class:`~nipype_secondlevel.runtime.interrupts.InterruptGuard`).
+    interrupts.Interrupted
+        On SIGINT (Ctrl-C) or SIGTERM: nodes stopped, SLURM jobs cancelled, and the
+        crash files nipype wrote for it removed.
     """
-    if plugin not in PLUGINS:
-        raise ValueError(f"plugin must be one of {', '.join(PLUGINS)}, got {plugin!r}")
-    configure(workflow, work_dir)
+    cls = plugin_class(plugin)
+    configure(workflow, work_dir, poll_interval if is_batch(cls) else LOCAL_POLL_SECONDS)
     quiet_nipype()
-    # Results whose files were deleted or changed since: nipype would trust them.
-    for node_dir, why in repair_cache(Path(workflow.base_dir) / workflow.name,
-                                      workflow.base_dir).items():
-        if progress:
-            name = ".".join(node_dir.relative_to(workflow.base_dir).parts)
-            print(f"        {name}: cached result not used ({why}); it runs again",
-                  file=sys.stderr, flush=True)
     os.environ.setdefault("NIPYPE_NO_ET", "1")
+    if is_batch(cls) and not os.environ.get("LOGNAME"):  # their job names need it
+        os.environ["LOGNAME"] = user_name()
     start = time.time()
-    args = dict(plugin_args or {})
-    if plugin == "MultiProc":
-        args.setdefault("n_procs", n_procs or os.cpu_count())
-    crash_dir = Path(workflow.config["execution"]["crashdump_dir"])
-    guard = InterruptGuard(crash_dir)
-    if progress and plugin != "SLURMGraph":
-        args["status_callback"] = Progress(count_nodes(workflow), start, guard=guard,
-                                           base_dir=Path(workflow.base_dir))
-    if plugin in CLUSTER_PLUGINS:
-        graph = run_on_cluster(workflow, plugin, sbatch_args, poll_interval, args)
-    else:
-        with guard:
-            try:
-                with nipype_seam.patched_for_run(plugin), frozen_heap(plugin == "MultiProc"):
-                    graph = workflow.run(plugin=plugin, plugin_args=args)
-            except Exception as err:
-                if guard.interrupted:  # nipype made a failed node of the interrupt
-                    raise KeyboardInterrupt from None
-                raise WorkflowFailed.from_crash_dir(crash_dir, start, err) from err
+    args = plugin_arguments(cls, plugin_args, n_procs, sbatch_args)
+    crash_dir = workflow.config["execution"]["crashdump_dir"]
+    work_dir = workflow.base_dir
+
+    def say(node, why):
+        if progress:
+            print(f"        {node.fullname}: cached result not used ({why}); it runs again",
+                  file=sys.stderr, flush=True)
+
+    with interrupts.StopOnSignal() as guard, \
+            interrupts.removing_files_made_after_interrupt(crash_dir, guard):
+        if progress and not is_graph(cls):
+            args["status_callback"] = Progress(count_nodes(workflow), start, guard=guard)
+        runner = make_runner(plugin, args, work_dir=work_dir, say=say, poll=poll_interval,
+                             batch_dir=Path(work_dir) / workflow.name / "batch")
+        try:
+            with frozen_heap(cls.__name__ == "MultiProcPlugin"):
+                graph = workflow.run(plugin=runner)
+            runner.finish()
+        except KeyboardInterrupt:
+            runner.stop(interrupted=True)
+            raise
+        except Exception as err:
+            if guard.interrupted:  # nipype made a failed node of the interrupt
+                raise interrupts.Interrupted(guard.signum) from None
+            if isinstance(err, WorkflowFailed):
+                raise
+            raise runner.failure(err, crash_dir, start) from err
     summary = RunSummary(seconds=time.time() - start)
     for node in graph.nodes():
-        (summary.executed if node_ran_since(node, start) else summary.cached).append(
-            node.fullname
-        )
+        (summary.executed if ran_since(node, start) else summary.cached).append(node.fullname)
     return summary
 
 
@@ -258,49 +397,37 @@ def frozen_heap(freeze=True):
         gc.unfreeze()
 
 
-def run_on_cluster(workflow, plugin, sbatch_args, poll_interval, plugin_args):
-    """Run on SLURM: per-node resources, the plugins' pitfalls handled, and
-    (SLURMGraph) waiting until the submitted jobs are done. Returns the graph."""
-    from . import slurm
-
-    try:
-        args = slurm.prepare_slurm_run(
-            workflow, plugin, sbatch_args=sbatch_args, poll_interval=poll_interval,
-            plugin_args=plugin_args, gather_quick_nodes=True,
-        )
-    except (RuntimeError, ValueError) as err:
-        raise WorkflowFailed(f"{plugin}: {err}") from err
-    try:
-        runner = nipype_seam.grouped_slurmgraph(args) if plugin == "SLURMGraph" else plugin
-        with nipype_seam.patched_for_run(plugin):  # SLURMGraph: a correct up-to-date check
-            graph = workflow.run(plugin=runner, plugin_args=args)
-        if plugin == "SLURMGraph":
-            slurm.wait_for_slurmgraph(workflow, poll_interval=poll_interval)
-    except slurm.SlurmRunError as err:
-        raise WorkflowFailed(str(err)) from err
-    except RuntimeError as err:
-        raise WorkflowFailed(str(slurm.slurm_run_error(workflow, err))) from err
-    return graph
-
-
 class WorkflowFailed(RuntimeError):
     """A node failed; the message gives its error in one line and where the details are."""
 
     @classmethod
     def from_crash_dir(cls, crash_dir, since, err):
-        crash_dir = Path(crash_dir)
-        crashes = sorted(
-            (p for p in crash_dir.glob("crash-*") if p.stat().st_mtime >= since - 1),
-            key=lambda p: p.stat().st_mtime,
-        ) if crash_dir.is_dir() else []
+        crashes = new_crash_files(crash_dir, since)
         node, error = read_crash_file(crashes[0]) if crashes else (None, None)
         if error is None:  # no crash file, or an empty one (e.g. on a full disk)
             error = innermost_error(f"{type(err).__name__}: {err}")
-            node = node_of_crash_name(crashes[0].name) if crashes else None
-        message = failure_message(node, *split_error_line(error), work_dir=crash_dir.parent)
+        message = failure_message(node, *split_error_line(error),
+                                  work_dir=Path(crash_dir).parent)
         if crashes and crashes[0].stat().st_size:
             message += f" (details: {crashes[0]})"
         return cls(message)
+
+
+def new_crash_files(crash_dir, since):
+    """The files of ``crash_dir`` written since ``since``, oldest first."""
+    crash_dir = Path(crash_dir)
+    if not crash_dir.is_dir():
+        return []
+    return sorted((p for p in crash_dir.iterdir() if p.stat().st_mtime >= since - 1),
+                  key=lambda p: p.stat().st_mtime)
+
+
+def read_crash_file(path):
+    """(node full name or None, the innermost error line or None) of a text crash
+    file: ``Node: <full name>``, ``Working directory: ...``, the inputs, the traceback."""
+    text = Path(path).read_text(errors="replace")
+    first = text.partition("\n")[0]
+    return (first[len("Node: "):] if first.startswith("Node: ") else None), innermost_error(text)
 
 
 #: The last line of a traceback: ``[module.]ExceptionClass: message``.
@@ -346,24 +473,3 @@ def innermost_error(text):
     errors = [ln for ln in lines if _ERROR_LINE.match(ln)]
     inner = [ln for ln in errors if not split_error_line(ln)[0].startswith("NodeExecution")]
     return (inner or errors or lines or [None])[-1]
-
-
-def node_of_crash_name(name):
-    """The node's name in a crash file's name: crash-<time>-<user>-<node>-<uuid>.<ext>."""
-    match = re.match(r"crash-\d{8}-\d{6}-[^-]+-(?P<node>.+)-" + nipype_seam.CRASH_UUID + r"\.",
-                     name)
-    return match["node"] if match else None
-
-
-def read_crash_file(path):
-    """(node name, the innermost error line or None) from a nipype crash file (txt or pklz)."""
-    path = Path(path)
-    if path.suffix == ".pklz":
-        crash, text = nipype_seam.crash_of_pickle(str(path))
-        node = path.name if crash is None else str(crash)
-    else:
-        text = path.read_text(errors="replace")
-        node, _ = nipype_seam.text_crash_header(path)
-        if node == path.name:  # no "Node: " line
-            node = node_of_crash_name(path.name) or path.name
-    return node, innermost_error(text)

@@ -1,83 +1,191 @@
-"""Ctrl-C during a run: stop at once, leave no crash file, keep the cache consistent.
+"""Ctrl-C and SIGTERM during a run: stop at once, one line, no crash or temporary file.
 
-Nipype turns a ``KeyboardInterrupt`` raised inside a node into a node failure (a
-crash file, "node x failed"). :class:`InterruptGuard` remembers that the run was
-interrupted, so that :func:`~nipype_secondlevel.runtime.execution.run_workflow`
-reports an interruption instead, and removes the crash files written after it.
+The run's process turns the first SIGINT or SIGTERM into :class:`Interrupted` (a
+``KeyboardInterrupt``), raised once: a second signal does not break the clean-up
+that the first one started. A node stopped that way removes its temporary files
+(the atomic writers clean up as the exception passes) and nipype leaves it
+unfinished, so the next run runs it again.
 
-MultiProc's workers are forked from the run's process and share its process
-group, so Ctrl-C reaches them too: a worker running a node stops it (the node's
-temporary files are removed by the atomic writers and nipype leaves the node
-marked unfinished, so the next run runs it again); an idle worker ignores the
-signal (raising there would print a traceback) and ends when the pool shuts down.
+MultiProc's workers are forked from the run's process. A fork made during a run
+(``os.register_at_fork``) asks the kernel to kill the worker when the run's
+process dies (``PR_SET_PDEATHSIG``: killing the parent leaves no worker holding
+the work folder's lock) and installs the worker's own handler: a signal stops
+the node the worker is running (:func:`run_in_worker` marks that time), and a
+worker that is idle or interrupted starts no other node. The run's process
+forwards its signal to its workers (:func:`stop_workers`), so a SIGTERM sent to
+it alone stops them too.
+
+A ``KeyboardInterrupt`` raised while a finalizer runs (``__del__``, e.g. llvmlite's
+during a garbage collection) would be printed as "Exception ignored ..." and lost;
+:func:`_unraisable` keeps it off the console and raises it again at once.
 """
 
+import ctypes
+import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
-from pathlib import Path
+from contextlib import contextmanager
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def running_a_node(frame):
-    """True when ``frame`` (a signal handler's) is inside a nipype node's ``run``."""
-    from nipype.pipeline.engine import MapNode, Node
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by signal ``signum`` (SIGINT: Ctrl-C, SIGTERM)."""
 
-    codes = {Node.run.__code__, MapNode.run.__code__}
-    while frame is not None:
-        if frame.f_code in codes:
-            return True
-        frame = frame.f_back
-    return False
+    def __init__(self, signum=signal.SIGINT):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
-class InterruptGuard:
-    """Context manager around ``workflow.run``: SIGINT is recorded, then raised as
-    ``KeyboardInterrupt`` in the run's process (once: a second Ctrl-C does not
-    break the clean-up) and, in forked workers, only inside a node.
+class _State:
+    """This process's part in a run: None outside a run."""
 
-    ``interrupted`` is the time of the first SIGINT (epoch seconds) or None.
-    Outside the main thread (no signal handler can be set), or where SIGINT is
-    ignored, it does nothing.
+    def __init__(self, run_pid, busy):
+        self.run_pid = run_pid  # the run's process
+        self.busy = busy  # a node may be stopped now (always, in the run's process)
+        self.signum = None  # the first stop signal received
+        self.time = None
+        self.reraise = False  # an Interrupted was swallowed by a finalizer
+        self.hook = sys.unraisablehook  # the one to restore, and to call otherwise
+
+
+_state = None
+
+
+def _on_signal(signum, frame):
+    state = _state
+    if state is None:
+        raise Interrupted(signum)
+    first = state.signum is None
+    if first:
+        state.signum, state.time = signum, time.time()
+    if state.busy and (first or state.reraise):
+        state.reraise = False
+        raise Interrupted(state.signum)
+
+
+def _unraisable(unraisable):
+    """An Interrupted lost in a finalizer is not printed but raised again."""
+    if isinstance(unraisable.exc_value, Interrupted) and _state is not None:
+        _state.reraise = True
+        signal.raise_signal(_state.signum)
+        return
+    (_state.hook if _state is not None else sys.__unraisablehook__)(unraisable)
+
+
+def die_with_parent(parent=None):
+    """Ask the kernel to kill this process when its parent ends (Linux; else a no-op).
+
+    ``parent`` is the PID that should be the parent: if it ended before the call
+    (this process was already re-parented), end now."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: nothing to ask
+        return
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
+
+
+def _after_fork_in_child():
+    global _state
+    if _state is None or os.getppid() != _state.run_pid:
+        return  # not a worker of a run in progress
+    die_with_parent(_state.run_pid)
+    hook, _state = _state.hook, _State(_state.run_pid, busy=False)
+    _state.hook = hook
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _on_signal)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def run_in_worker(function, *args):
+    """Run nipype's ``run_node(node, updatehash, taskid)`` in a MultiProc worker: a stop
+    signal interrupts the node; after one, no node starts (a failure is returned)."""
+    state = _state
+    try:
+        if state is None or state.signum is None:
+            if state is not None:
+                state.busy = True
+            return function(*args)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if state is not None:
+            state.busy = False
+    return {"result": None, "traceback": ["interrupted\n"], "taskid": args[-1]}
+
+
+def stop_workers():
+    """Forward the run's stop signal to its MultiProc workers (they stop their node)."""
+    signum = _state.signum if _state is not None and _state.signum else signal.SIGINT
+    for child in multiprocessing.active_children():
+        try:
+            os.kill(child.pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+class StopOnSignal:
+    """Context manager around a run: SIGINT and SIGTERM raise :class:`Interrupted` once.
+
+    ``interrupted`` is the time of the first signal (epoch seconds) or None. Outside
+    the main thread (no handler can be set) it does nothing; a run started in the
+    background by a shell, which ignores SIGINT, keeps ignoring it. Nested uses
+    share the outer one.
     """
 
-    def __init__(self, crash_dir):
-        self.crash_dir = Path(crash_dir)
-        self.interrupted = None
-        self._pid = os.getpid()
+    def __init__(self):
         self._previous = None
 
-    def _handler(self, signum, frame):
-        if os.getpid() != self._pid:  # a forked MultiProc worker
-            if running_a_node(frame):
-                raise KeyboardInterrupt
-            return
-        if self.interrupted is None:
-            self.interrupted = time.time()
-            raise KeyboardInterrupt
+    @property
+    def interrupted(self):
+        return _state.time if _state is not None else None
+
+    @property
+    def signum(self):
+        return _state.signum if _state is not None else None
 
     def __enter__(self):
-        # (a run started in the background by a shell ignores SIGINT: it keeps ignoring it)
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN):
-            self._previous = signal.signal(signal.SIGINT, self._handler)
+        global _state
+        if _state is not None or threading.current_thread() is not threading.main_thread():
+            return self
+        _state = _State(os.getpid(), busy=True)
+        self._previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+        for signum, previous in self._previous.items():
+            if previous is not signal.SIG_IGN:
+                signal.signal(signum, _on_signal)
+        sys.unraisablehook = _unraisable
         return self
 
     def __exit__(self, *exc):
+        global _state
         if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-        if self.interrupted is not None:
-            self.remove_crash_files()
+            for signum, previous in self._previous.items():
+                signal.signal(signum, previous)
+            sys.unraisablehook = _state.hook
+            _state, self._previous = None, None
         return False
 
-    def remove_crash_files(self):
-        """Crash files written since the interrupt: they record the interrupt, not a failure."""
-        if not self.crash_dir.is_dir():
-            return
-        for crash in self.crash_dir.glob("crash-*"):
-            try:
+
+@contextmanager
+def removing_files_made_after_interrupt(folder, guard):
+    """Files that appear in ``folder`` after the interrupt record it, not a failure
+    (nipype's crash files of the nodes it stopped): removed."""
+    before = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+    try:
+        yield
+    finally:
+        since = guard.interrupted
+        if since is not None and os.path.isdir(folder):
+            for name in set(os.listdir(folder)) - before:
+                path = os.path.join(folder, name)
                 # (a small margin: file times come from a coarser clock)
-                if crash.stat().st_mtime >= self.interrupted - 0.05:
-                    crash.unlink()
-            except FileNotFoundError:
-                pass
+                if os.lstat(path).st_mtime >= since - 0.05 and not os.path.isdir(path):
+                    os.unlink(path)
