@@ -29,6 +29,7 @@ from pathlib import Path
 
 def main():
     from nipype_secondlevel.runtime.interrupts import die_with_parent
+    from nipype_secondlevel.runtime.locking import pid_alive
 
     parent = os.getppid()
     die_with_parent(parent)
@@ -39,8 +40,8 @@ def main():
 
     def pause():
         marker.write_text(str(os.getpid()))
-        while os.getppid() == parent or os.getpid() != int(marker.read_text()):
-            time.sleep(0.2)  # (a worker's parent is the run, which stays while it pauses)
+        while pid_alive(parent):  # the test that started the driver
+            time.sleep(0.2)
         os._exit(1)
 
     def nth(key, n):

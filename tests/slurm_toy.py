@@ -90,8 +90,10 @@ def _fn(func, inputs, outputs, name, **kw):
                 name=name, **kw)
 
 
-def build_toy(base_dir, name="toy", fail=False, log=None):
-    """The toy workflow in ``base_dir``; nodes log to ``<log or base_dir>/executed.log``."""
+def build_toy(base_dir, name="toy", fail=False, log=None, combine_mem_gb=None):
+    """The toy workflow in ``base_dir``; nodes log to ``<log or base_dir>/executed.log``.
+    ``combine_mem_gb``: a resource hint for ``stats.combine`` (then a job of its own
+    with the SLURM plugin, rather than a quick node run in the submitting process)."""
     log = os.path.abspath(log or base_dir)
     make_a = _fn(make_number, ["value", "tag", "log"], ["value", "path"], "make_a")
     make_a.inputs.trait_set(value=3, tag="a", log=log)
@@ -100,7 +102,8 @@ def build_toy(base_dir, name="toy", fail=False, log=None):
     make_c = _fn(make_number, ["value", "tag", "log"], ["value", "path"], "make_c")
     make_c.inputs.trait_set(value=5, tag="c", log=log)
 
-    n_combine = _fn(combine, ["a", "b", "fail", "log"], ["total", "path"], "combine")
+    n_combine = _fn(combine, ["a", "b", "fail", "log"], ["total", "path"], "combine",
+                    **({"mem_gb": combine_mem_gb} if combine_mem_gb else {}))
     n_combine.inputs.trait_set(fail=fail, log=log)
     n_heavy = _fn(heavy, ["total", "log"], ["doubled", "path"], "heavy",
                   n_procs=HEAVY_N_PROCS, mem_gb=HEAVY_MEM_GB)

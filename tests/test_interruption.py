@@ -233,3 +233,45 @@ def test_ctrl_c_at_random_moments_then_rerun(tmp_path, clean_demo):
                            text=True, timeout=300, check=False)
     assert final.returncode == 0, final.stderr
     assert_same_outputs(tmp_path / "out", clean_demo / "out", tmp_path, clean_demo)
+
+
+def test_sigterm_to_the_run_alone_stops_it_and_its_workers(tmp_path):
+    """SIGTERM to the run's process only (a cluster's time limit, kill PID) while a
+    MultiProc worker is inside the estimation: exit 143, one line, the worker's node
+    stopped (no temporary file), no crash file, no worker left."""
+    from test_locking import children, survivors
+
+    marker, log = tmp_path / "paused", tmp_path / "run.log"
+    proc = start(driver("estimate", marker, *DEMO, "--plugin", "MultiProc", "--quiet"),
+                 tmp_path, log)
+    wait_for(marker, proc, log)
+    workers = children(proc.pid)
+    assert int(marker.read_text()) in workers  # the pause is in a worker
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM, log.read_text()
+    assert log.read_text().splitlines() == [
+        "nipype-secondlevel: stopped by SIGTERM; rerun the same command to resume"]
+    assert not survivors(workers)
+    assert not list((tmp_path / "work").rglob("crash-*"))
+    assert not list(tmp_path.rglob(".*.part*"))
+
+
+def test_a_paused_driver_ends_with_the_process_that_started_it(tmp_path):
+    """A test's helper process dies with its parent (a stopped test run leaves none)."""
+    marker = tmp_path / "paused"
+    starts = "import subprocess, sys; p = subprocess.Popen(sys.argv[1:]); print(p.pid); p.wait()"
+    starter = subprocess.Popen(
+        [sys.executable, "-u", "-c", starts, *driver("simulate", marker, *DEMO)],
+        cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, text=True)
+    from test_locking import start_time, survivors
+
+    helper = int(starter.stdout.readline())
+    helper = {helper: start_time(helper)}
+    (tmp_path / "run.log").touch()
+    wait_for(marker, starter, tmp_path / "run.log")
+    starter.kill()
+    starter.wait()
+    deadline = time.monotonic() + 10
+    while survivors(helper) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not survivors(helper)

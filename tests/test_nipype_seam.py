@@ -1,66 +1,88 @@
-"""The one module reaching into nipype: version check, batch file names, patches for one run."""
+"""The package uses nipype through its public API: no nipype module or class attribute
+is set, no private attribute of nipype's objects is read; the runtime hands nipype
+plugin objects; quick SLURMGraph nodes share jobs, heavy ones keep their own."""
 
-import os
+import ast
 
 import pytest
-from nipype.pipeline.plugins import multiproc, slurmgraph
-from nipype.pipeline.plugins.tools import create_pyscript
-from slurm_toy import build_toy
+from conftest import ROOT
 
-from nipype_secondlevel.cli import main
-from nipype_secondlevel.runtime import nipype_seam
+from nipype_secondlevel.runtime.execution import Runner, make_runner, plugin_class
+from nipype_secondlevel.runtime.slurm import job_groups
 
-
-def nipypes_own():
-    return slurmgraph.node_completed_status, multiproc.process_initializer
-
-
-@pytest.mark.parametrize("plugin", ["SLURMGraph", "MultiProc"])
-def test_a_patch_lasts_for_the_run_only_even_when_it_fails(plugin):
-    before = nipypes_own()
-    with pytest.raises(RuntimeError, match="the run failed"), \
-            nipype_seam.patched_for_run(plugin):
-        during = nipypes_own()
-        raise RuntimeError("the run failed")
-    assert nipypes_own() == before
-    changed = [d is not b for d, b in zip(during, before, strict=True)]
-    assert changed == ([True, False] if plugin == "SLURMGraph" else [False, True])
-    with nipype_seam.patched_for_run("Linear"):
-        assert nipypes_own() == before
+PACKAGE = ROOT / "nipype_secondlevel"
+#: Private attributes of nipype's workflows, nodes, plugins and modules that the
+#: runtime once read or set (their public twins: fullname, name, list_node_names,
+#: get_node, output_dir, result, is_cached, plugin objects).
+NIPYPE_PRIVATE = {"_id", "_hierarchy", "_get_all_nodes", "_create_flat_graph", "_interface",
+                  "_result", "_pending", "_sbatch_args", "_template", "_taskid", "_task_obj",
+                  "_dont_resubmit_completed_jobs", "_config", "_sections", "_get_args",
+                  "_output_dir", "_got_inputs", "_mem_gb", "_n_procs"}
 
 
-def test_batch_file_names_are_read_as_nipype_writes_them(tmp_path):
-    nodes = {n.fullname: n for n in nipype_seam.exec_graph(build_toy(tmp_path)).nodes()}
-    for name in ("make_a", "stats.heavy"):
-        node = nodes[f"toy.{name}"]
-        pyscript = create_pyscript(node)  # what the SLURM plugins write for a job
-        folder = os.path.dirname(pyscript)
-        pickles = [f for f in os.listdir(folder) if f.startswith("node_")
-                   and f.endswith(f"{name.rsplit('.', 1)[-1]}.pklz")]
-        assert len(pickles) == 1
-        assert nipype_seam.batch_key_of(pickles[0], "node_", ".pklz") == \
-            nipype_seam.batch_key(node)
-        script = os.path.join(folder, "batchscript_" + os.path.basename(pyscript)[:-3] + ".sh")
-        assert nipype_seam.node_pickle_of_script(script) == os.path.join(folder, pickles[0])
-        assert nipype_seam.node_of_pickle(os.path.join(folder, pickles[0])).fullname == \
-            node.fullname
-    assert nipype_seam.batch_key_of("node_20250101_1200_x.pklz", "node_", ".pklz") is None
+def nipype_names(tree):
+    """Names bound to nipype modules or objects by the imports of ``tree``."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names
+                      if a.name.split(".")[0] == "nipype"}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "nipype":
+            names |= {a.asname or a.name for a in node.names}
+    return names
 
 
-def test_an_untested_nipype_is_refused_with_one_line(tmp_path, monkeypatch, capsys):
-    import nipype
+def base_name(expr):
+    while isinstance(expr, ast.Attribute):
+        expr = expr.value
+    return expr.id if isinstance(expr, ast.Name) else None
 
-    monkeypatch.setattr(nipype, "__version__", "1.12.0")
-    with pytest.raises(nipype_seam.UntestedNipype, match=r"nipype 1\.12\.0 .* 1\.11\.x"):
-        nipype_seam.check_nipype_version()
-    code = main(["demo", "--n-subjects", "4", "--quiet", "--out-dir", str(tmp_path / "out"),
-                 "--work-dir", str(tmp_path / "work")])
-    err = capsys.readouterr().err
-    assert code == 1 and err.count("\n") == 1
-    assert "nipype 1.12.0 is installed" in err and nipype_seam.ALLOW_UNTESTED in err
-    assert not list((tmp_path / "work").glob("demo_wf/*/result_*.pklz"))  # no node ran
-    monkeypatch.setenv(nipype_seam.ALLOW_UNTESTED, "1")
-    nipype_seam.check_nipype_version()
+
+def test_no_nipype_attribute_is_set_and_no_private_one_is_read():
+    wrong = []
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        nipype = nipype_names(tree)
+        where = path.relative_to(ROOT)
+        for node in ast.walk(tree):
+            targets = (node.targets if isinstance(node, ast.Assign) else
+                       [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else [])
+            wrong += [f"{where}:{node.lineno} assigns {ast.unparse(t)}" for t in targets
+                      if isinstance(t, ast.Attribute) and base_name(t) in nipype]
+            if isinstance(node, ast.Call) and ast.unparse(node.func) in ("setattr", "delattr") \
+                    and base_name(node.args[0]) in nipype:
+                wrong.append(f"{where}:{node.lineno} {ast.unparse(node)}")
+            if isinstance(node, ast.Attribute) and node.attr in NIPYPE_PRIVATE:
+                wrong.append(f"{where}:{node.lineno} reads {ast.unparse(node)}")
+            if isinstance(node, ast.Attribute) and node.attr == "__code__":
+                wrong.append(f"{where}:{node.lineno} walks code objects")
+    assert wrong == []
+
+
+def test_the_check_finds_what_it_looks_for():
+    tree = ast.parse("from nipype.pipeline.plugins import multiproc\n"
+                     "import nipype.pipeline.plugins.slurmgraph as sg\n"
+                     "multiproc.process_initializer = print\n"
+                     "setattr(sg, 'node_completed_status', len)\n")
+    assert nipype_names(tree) == {"multiproc", "sg"}
+    assigned = [n for n in ast.walk(tree) if isinstance(n, ast.Assign)]
+    assert base_name(assigned[0].targets[0]) == "multiproc"
+
+
+@pytest.mark.parametrize("name, nipype_name", [
+    ("Linear", "LinearPlugin"), ("multiproc", "MultiProcPlugin"), ("SLURM", "SLURMPlugin"),
+    ("slurmgraph", "SLURMGraphPlugin"), ("SGE", "SGEPlugin"), ("PBS", "PBSPlugin"),
+    ("LSF", "LSFPlugin"), ("HTCondor", "CondorPlugin"), ("OAR", "OARPlugin")])
+def test_a_run_hands_nipype_its_own_plugin_class_extended(tmp_path, name, nipype_name):
+    from nipype.pipeline import plugins
+
+    assert plugin_class(name) is getattr(plugins, nipype_name)
+    if name in ("SGE", "HTCondor", "OAR"):  # their constructors look for their queue
+        return
+    runner = make_runner(name, {"n_procs": 1} if name == "multiproc" else {},
+                         work_dir=tmp_path, batch_dir=tmp_path / "batch")
+    assert isinstance(runner, getattr(plugins, nipype_name)) and isinstance(runner, Runner)
+    assert type(runner).__name__ == nipype_name  # what nipype's logs call it
 
 
 # The demo's shape: q = quick, h = heavy (resource hints); {index: predecessors}.
@@ -94,8 +116,7 @@ def check_schedule(groups, waits, kinds, deps, done):
 @pytest.mark.parametrize("done_nodes", [(), (0, 1)])
 def test_quick_nodes_share_jobs_and_heavy_ones_keep_their_own(done_nodes):
     done = [i in done_nodes for i in range(len(DEMO))]
-    groups, waits = nipype_seam.job_groups(list(DEMO), DEMO_DEPS, done,
-                                           lambda kind: kind == "q")
+    groups, waits = job_groups(list(DEMO), DEMO_DEPS, done, lambda kind: kind == "q")
     check_schedule(groups, waits, DEMO, DEMO_DEPS, done)
     if not done_nodes:  # worked out by hand
         assert groups == [[0, 1, 2, 3, 4], [5], [6], [7, 8, 9]]
@@ -109,6 +130,6 @@ def test_quick_siblings_waiting_for_the_same_jobs_share_one():
     kinds = ["q", "h", "q", "q", "h", "q"]
     deps = {1: [0], 2: [1], 3: [0, 1], 4: [1, 2], 5: [3]}
     done = [False] * len(kinds)
-    groups, waits = nipype_seam.job_groups(kinds, deps, done, lambda kind: kind == "q")
+    groups, waits = job_groups(kinds, deps, done, lambda kind: kind == "q")
     check_schedule(groups, waits, kinds, deps, done)
     assert groups == [[0], [1], [2, 3, 5], [4]]

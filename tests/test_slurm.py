@@ -1,112 +1,59 @@
-"""nipype_secondlevel.runtime.slurm against a REAL one-node SLURM cluster.
+"""The SLURM and SLURMGraph runs against a REAL one-node SLURM cluster.
 
-The session fixture ``slurm_cluster`` (tests/conftest.py) starts the cluster.
+The session fixture ``slurm_cluster`` (tests/conftest.py) starts the cluster. The
+toy workflow (tests/slurm_toy.py) runs through ``run_workflow`` as the command runs
+it; its reference outputs come from nipype's MultiProc run of the same workflow.
 The first tests need no cluster.
 """
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-try:
-    import nipype_secondlevel  # noqa: F401
-except ImportError:  # running from a checkout that is not installed
-    sys.path.insert(0, str(ROOT))
-
-os.environ.setdefault("NIPYPE_NO_ET", "1")
-
 import slurm_toy
 from slurm_toy import build_toy, executed, outputs, set_fail
+from test_interruption import ENV, INTERRUPTED
 
-from nipype_secondlevel.runtime import nipype_seam, slurm
-from nipype_secondlevel.runtime.slurm import (
-    SlurmRunError,
-    prepare_slurm_run,
-    run_on_slurm,
-    slurm_run_error,
-    wait_for_slurmgraph,
-)
+from nipype_secondlevel.runtime.execution import WorkflowFailed, make_runner, run_workflow
+from nipype_secondlevel.runtime.slurm import hint_options
 
 #: bound for one toy run (they take 4-12 s here); a hang fails instead of blocking CI
 RUN_TIMEOUT = 90
+TOY = ["toy.make_a", "toy.make_b", "toy.make_c", "toy.side", "toy.stats.combine",
+       "toy.stats.heavy", "toy.report"]
 
 
 # ------------------------------------------------------------------ no cluster needed
-def _node(wf, name):
-    return wf.get_node(name)
-
-
-def test_prepare_slurm_plugin_args_and_node_hints(tmp_path, monkeypatch):
-    monkeypatch.delenv("LOGNAME", raising=False)
-    wf = build_toy(tmp_path)
-    _node(wf, "make_b").plugin_args = {"sbatch_args": "--time=5"}
-    # "--exclusive" contains "-e": nipype's SLURM plugin would then drop its -e
-    args = prepare_slurm_run(wf, "SLURM", sbatch_args="--exclusive", poll_interval=0.3,
-                             plugin_args={"max_tries": 3}, check=False)
-    assert os.environ["LOGNAME"]
-    assert os.environ["NIPYPE_NO_ET"] == "1"
-    assert float(wf.config["execution"]["poll_sleep_duration"]) == 0.3
-    assert args["max_tries"] == 3
+def test_options_per_node_from_hints_and_the_users_options(tmp_path, monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: None)  # no sbatch --test-only here
     batch = tmp_path / "toy" / "batch"
-    assert args["sbatch_args"] == (f"--exclusive --output={batch}/slurm-%x-%j.out "
-                                   f"--error={batch}/slurm-%x-%j.out")
-    heavy = _node(wf, "stats.heavy").plugin_args["sbatch_args"]
-    # leading space: SLURMGraph glues node args to the global ones without one
-    assert heavy == " --cpus-per-task=2 --mem=512M"
-    assert "sbatch_args" not in _node(wf, "make_a").plugin_args  # nipype defaults: no hint
-    assert _node(wf, "make_b").plugin_args["sbatch_args"] == "--time=5"
-    # idempotent: a second call (a rerun) gives the same, nothing piles up
-    again = prepare_slurm_run(wf, "SLURM", sbatch_args="--exclusive", poll_interval=0.3,
-                              plugin_args={"max_tries": 3}, check=False)
-    assert again == args
-    assert _node(wf, "stats.heavy").plugin_args["sbatch_args"] == heavy
-
-
-def test_prepare_respects_user_options(tmp_path):
+    # "--exclusive" contains "-e": nipype's SLURM plugin would then drop its -e
+    runner = make_runner("SLURM", {"sbatch_args": "--exclusive"}, work_dir=tmp_path,
+                         batch_dir=batch)
+    assert runner.plugin_args["sbatch_args"] == (
+        f"--exclusive --output={batch}/slurm-%x-%j.out --error={batch}/slurm-%x-%j.out")
     wf = build_toy(tmp_path)
-    heavy = _node(wf, "stats.heavy")
-    heavy.plugin_args = {"sbatch_args": "--mem=2G -p big", "overwrite": True}
-    args = prepare_slurm_run(wf, "slurm", sbatch_args="--mem-per-cpu=100M -o /x/%j.log",
-                             check=False)
-    assert args["sbatch_args"] == "--mem-per-cpu=100M -o /x/%j.log --error=/x/%j.log"
-    # the user's --mem wins; overwrite=True replaces the global args, so the node
-    # gets its own log options
-    assert heavy.plugin_args["sbatch_args"].split() == [
-        "--mem=2G", "-p", "big", "--cpus-per-task=2",
-        f"--output={tmp_path}/toy/batch/slurm-%x-%j.out",
-        f"--error={tmp_path}/toy/batch/slurm-%x-%j.out"]
-    # with --mem-per-cpu in the global args, a hint must not add --mem (exclusive)
-    heavy.plugin_args = {}
-    prepare_slurm_run(wf, "SLURM", sbatch_args="--mem-per-cpu=100M", check=False)
-    assert heavy.plugin_args["sbatch_args"] == " --cpus-per-task=2 --mem-per-cpu=256M"
-
-
-def test_prepare_slurmgraph_args(tmp_path):
-    from nipype.pipeline.plugins import slurmgraph
-
-    nipypes_own = slurmgraph.node_completed_status
-    wf = build_toy(tmp_path)
-    args = prepare_slurm_run(wf, "SLURMGraph", check=False)
-    assert args["dont_resubmit_completed_jobs"] is True
-    assert slurmgraph.node_completed_status is nipypes_own  # preparing patches nothing
-    assert prepare_slurm_run(wf, "SLURMGraph", plugin_args={
-        "dont_resubmit_completed_jobs": False}, check=False)[
-        "dont_resubmit_completed_jobs"] is False
-
-
-def test_prepare_rejects_bad_calls(tmp_path):
-    wf = build_toy(tmp_path)
-    with pytest.raises(ValueError, match="SLURM"):
-        prepare_slurm_run(wf, "MultiProc")
-    wf.base_dir = None
-    with pytest.raises(ValueError, match="base_dir"):
-        prepare_slurm_run(wf, "SLURM", check=False)
+    heavy, make_a = wf.get_node("stats.heavy"), wf.get_node("make_a")
+    assert hint_options(heavy, [], []) == ["--cpus-per-task=2", "--mem=512M"]
+    assert hint_options(make_a, [], []) == []  # nipype's defaults: no option, a quick node
+    assert runner.node_tokens(make_a) == ([], True)
+    # the user's --mem wins; --mem-per-cpu in the global options: no --mem (exclusive)
+    assert hint_options(heavy, [], ["--mem=2G"]) == ["--cpus-per-task=2"]
+    assert hint_options(heavy, ["--mem-per-cpu=100M"], []) == [
+        "--cpus-per-task=2", "--mem-per-cpu=256M"]
+    # options of a node that replace the global ones get the log options too
+    heavy.plugin_args = {"sbatch_args": "-p big", "overwrite": True}
+    tokens, quick = runner.node_tokens(heavy)
+    assert not quick and tokens[:4] == ["-p", "big", "--cpus-per-task=2", "--mem=512M"]
+    assert tokens[4:] == [f"--output={batch}/slurm-%x-%j.out", f"--error={batch}/slurm-%x-%j.out"]
+    mine = make_runner("SLURM", {"sbatch_args": "-o /x/%j.log"}, work_dir=tmp_path,
+                       batch_dir=batch)
+    assert mine.plugin_args["sbatch_args"] == "-o /x/%j.log"  # the user says where
 
 
 @pytest.mark.parametrize("written", [["--sbatch-args", "--time=30"],
@@ -130,7 +77,7 @@ def test_sbatch_args_that_cannot_be_split_are_an_argparse_error(capsys):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """Outputs of the toy workflow run locally with MultiProc."""
+    """Outputs of the toy workflow run by nipype's own MultiProc."""
     base = tmp_path_factory.mktemp("multiproc")
     wf = build_toy(base)
     wf.config["execution"]["poll_sleep_duration"] = 0.05
@@ -141,10 +88,8 @@ def reference(tmp_path_factory):
     return out
 
 
-def run_graph(wf, args):
-    """wf.run with SLURMGraph as the project runs it (nipype's up-to-date check fixed)."""
-    with nipype_seam.patched_for_run("SLURMGraph"):
-        wf.run(plugin="SLURMGraph", plugin_args=args)
+def run_toy(wf, base, plugin):
+    return run_workflow(wf, base, plugin=plugin, progress=False, poll_interval=0.2)
 
 
 def _scontrol_job(job_id):
@@ -161,175 +106,128 @@ def _assert_heavy_got_its_hints(base):
     assert "MinMemoryNode=512M" in job, job
 
 
-def _result_mtimes(base):
-    return {str(p.relative_to(base)): p.stat().st_mtime
-            for p in Path(base, "toy").rglob("result_*.pklz")}
-
-
-def _check_failure_report(err, base, plugin):
-    text = str(err)
-    assert f"{plugin} run of workflow 'toy'" in text
-    assert "1 node(s) failed, 2 not run (4 ok)" in text
-    assert [o.name for o in err.failed] == ["toy.stats.combine"]
-    assert sorted(o.name for o in err.not_run) == ["toy.report", "toy.stats.heavy"]
-    failed = err.failed[0]
-    assert "ValueError: deliberate failure of combine (fail=True)" in failed.error
-    assert "FAILED  toy.stats.combine" in text
-    assert Path(failed.crash_file).is_file()
-    assert Path(failed.crash_file).parent == Path(base, "crash")
-    assert f"crash file: {failed.crash_file}" in text
-    assert Path(failed.slurm_log).is_file()
-    assert Path(failed.slurm_log).parent == Path(base, "toy", "batch")
-    assert f"slurm log:  {failed.slurm_log}" in text
-    assert failed.job_id and re.fullmatch(r"\d+", failed.job_id)
-    for o in err.not_run:
-        assert o.blocked_by == ["toy.stats.combine"]
-        assert f"NOT RUN {o.name} (because toy.stats.combine failed" in text
-    assert err.outcomes["toy.side"].ok  # the independent branch still ran
+def _our_jobs(base):
+    """Jobs of the queue (pending or running) whose script is in ``base``."""
+    queue = subprocess.run(["squeue", "-h", "-o", "%i %T %o"], capture_output=True, text=True,
+                           timeout=30, check=False).stdout
+    return [line for line in queue.splitlines() if str(base) in line]
 
 
 @pytest.mark.slurm
-def test_slurm_plugin_runs_like_multiproc(slurm_cluster, reference, tmp_path):
-    wf = build_toy(tmp_path)
-    args = prepare_slurm_run(wf, "SLURM")
-    t0 = time.time()
-    wf.run(plugin="SLURM", plugin_args=args)
-    print(f"SLURM plugin run: {time.time() - t0:.1f} s")
+@pytest.mark.parametrize("plugin", ["SLURM", "SLURMGraph"])
+def test_slurm_plugins_run_like_multiproc(slurm_cluster, reference, tmp_path, plugin):
+    summary = run_toy(build_toy(tmp_path), tmp_path, plugin)
     assert outputs(tmp_path) == reference
-    assert sorted(executed(tmp_path)) == sorted(slurm_toy.ALL_NODES)
+    assert sorted(summary.executed) == sorted(TOY) and summary.cached == []
     _assert_heavy_got_its_hints(tmp_path)
-    # every job logged where prepare_slurm_run said
     logs = list(Path(tmp_path, "toy", "batch").glob("slurm-*-*.out"))
-    assert len(logs) == len(slurm_toy.ALL_NODES)
-    outcomes = slurm.collect_outcomes(wf, "SLURM")
-    assert {o.status for o in outcomes.values()} == {"ran"}
+    if plugin == "SLURM":  # quick nodes ran in this process: one job, the heavy node's
+        assert [p.name.split("-")[1] for p in logs] == ["heavy.stats.toy.root"] or len(logs) == 1
+    else:  # quick nodes share jobs: a -> b -> combine, heavy, report (c -> side: a sibling)
+        assert sorted(re.sub(r"^slurm-j\d+_|-\d+\.out$", "", p.name) for p in logs) == [
+            "heavy", "make_a", "report"]
+    again = run_toy(build_toy(tmp_path), tmp_path, plugin)  # all from the cache
+    assert again.executed == [] and sorted(again.cached) == sorted(TOY)
+
+
+def _check_failure_report(text, base, plugin, not_run):
+    assert f"{plugin} run of workflow 'toy' ({base / 'toy'}): 1 node(s) failed" in text
+    assert "FAILED  toy.stats.combine" in text
+    assert "    error:      ValueError: deliberate failure of combine (fail=True)" in text
+    crash = re.search(r"crash file: (\S+)", text).group(1)
+    assert Path(crash).parent == base / "crash" and Path(crash).is_file()
+    log = re.search(r"slurm log:  (\S+)", text).group(1)
+    assert Path(log).parent == base / "toy" / "batch" and Path(log).is_file()
+    # (a SLURM plugin's job stores the node's error and ends COMPLETED)
+    state = "FAILED" if plugin == "SLURMGraph" else "COMPLETED"
+    job = re.search(rf"slurm job:  (\d+) {state}", text).group(1)
+    assert log.endswith(f"-{job}.out")
+    for name in not_run:
+        assert f"NOT RUN {name} (because toy.stats.combine failed" in text
 
 
 @pytest.mark.slurm
-def test_slurmgraph_waits_and_runs_like_multiproc(slurm_cluster, reference, tmp_path):
-    wf = build_toy(tmp_path)
-    args = prepare_slurm_run(wf, "SLURMGraph")
+@pytest.mark.parametrize("plugin", ["SLURM", "SLURMGraph"])
+def test_failure_is_reported_per_node_and_the_rerun_resumes(slurm_cluster, reference,
+                                                              tmp_path, plugin):
+    wf = build_toy(tmp_path, fail=True, combine_mem_gb=0.3)  # combine: a job of its own
     t0 = time.time()
-    run_graph(wf, args)  # returns right after sbatch
-    outcomes = wait_for_slurmgraph(wf, timeout=RUN_TIMEOUT)
-    print(f"SLURMGraph run + wait: {time.time() - t0:.1f} s")
-    assert sorted(outcomes) == sorted(
-        ["toy.make_a", "toy.make_b", "toy.make_c", "toy.side", "toy.stats.combine",
-         "toy.stats.heavy", "toy.report"])
-    assert all(o.status == "ran" for o in outcomes.values())
-    assert outputs(tmp_path) == reference
-    _assert_heavy_got_its_hints(tmp_path)
-    submit = Path(tmp_path, "toy", "batch", "submit_jobs.sh").read_text()
-    heavy_line = next(ln for ln in submit.splitlines() if ln.startswith("j5_heavy="))
-    assert "--cpus-per-task=2 --mem=512M" in heavy_line
-    # a folder works as well as the workflow object (nothing left to wait for)
-    again = wait_for_slurmgraph(tmp_path, timeout=RUN_TIMEOUT)
-    assert {o.status for o in again.values()} == {"ran"}
-
-
-@pytest.mark.slurm
-def test_slurm_plugin_failure_report_and_rerun(slurm_cluster, reference, tmp_path):
-    wf = build_toy(tmp_path, fail=True)
-    args = prepare_slurm_run(wf, "SLURM")
-    with pytest.raises(RuntimeError) as info:
-        wf.run(plugin="SLURM", plugin_args=args)
-    err = slurm_run_error(wf, info.value)
-    assert isinstance(err, SlurmRunError)
-    _check_failure_report(err, tmp_path, "SLURM")
-    assert err.failed[0].slurm_log.endswith(f"-{err.failed[0].job_id}.out")
-    assert "combine.stats.toy." in Path(err.failed[0].slurm_log).name
-
-    # fix the cause and rerun: only the failed node and its dependents execute
-    n_before = len(executed(tmp_path))
-    before = _result_mtimes(tmp_path)
-    set_fail(wf, False)
-    wf.run(plugin="SLURM", plugin_args=prepare_slurm_run(wf, "SLURM"))
-    assert sorted(executed(tmp_path)[n_before:]) == ["combine", "heavy", "report"]
-    after = _result_mtimes(tmp_path)
-    for kept in ("toy/make_a/result_make_a.pklz", "toy/side/result_side.pklz"):
-        assert after[kept] == before[kept]
-    assert outputs(tmp_path) == reference
-    statuses = {k: o.status for k, o in slurm.collect_outcomes(wf, "SLURM").items()}
-    assert statuses["toy.make_a"] == "cached" and statuses["toy.report"] == "ran"
-
-
-@pytest.mark.slurm
-def test_slurm_plugin_report_with_text_crash_files_and_stop_on_first_crash(slurm_cluster,
-                                                                          tmp_path):
-    """The project's run settings: text crash files, stop at the first crash."""
-    wf = build_toy(tmp_path, fail=True)
-    wf.config["execution"].update({"crashfile_format": "txt", "stop_on_first_crash": True,
-                                   "create_report": False})
-    with pytest.raises(RuntimeError) as info:
-        wf.run(plugin="SLURM", plugin_args=prepare_slurm_run(wf, "SLURM"))
-    err = slurm_run_error(wf, info.value)
-    assert [o.name for o in err.failed] == ["toy.stats.combine"]
-    failed = err.failed[0]
-    assert failed.crash_file.endswith(".txt") and Path(failed.crash_file).is_file()
-    assert "ValueError: deliberate failure of combine" in failed.error
-    assert Path(failed.slurm_log).is_file()
-    assert {"toy.stats.heavy", "toy.report"} <= {o.name for o in err.not_run}
-    # the independent branch may still be queued/running when nipype stops
-    assert {o.status for o in err.outcomes.values()} <= {"ran", "failed", "not_run"}
-    # from the folder alone: the failed node, its crash file and log
-    by_dir = slurm_run_error(Path(tmp_path, "toy"))
-    assert [(o.name, o.crash_file, o.slurm_log) for o in by_dir.failed] == [
-        ("toy.stats.combine", failed.crash_file, failed.slurm_log)]
-
-
-@pytest.mark.slurm
-def test_slurmgraph_failure_report_no_hang_and_rerun(slurm_cluster, reference, tmp_path):
-    wf = build_toy(tmp_path, fail=True)
-    t0 = time.time()
-    run_graph(wf, prepare_slurm_run(wf, "SLURMGraph"))
-    with pytest.raises(SlurmRunError) as info:
-        wait_for_slurmgraph(wf, timeout=RUN_TIMEOUT)
-    elapsed = time.time() - t0
-    print(f"SLURMGraph failing run + wait: {elapsed:.1f} s")
-    assert elapsed < 45, "waiting on the failed dependency took too long"
-    err = info.value
-    _check_failure_report(err, tmp_path, "SLURMGraph")
-    assert err.failed[0].job_state == "FAILED"
-    assert Path(err.failed[0].slurm_log).name.startswith("slurm-j3_combine-")
-    for o in err.not_run:
-        assert o.job_state.startswith("CANCELLED"), o
-    # nothing of ours is left in the queue
-    queue = subprocess.run(["squeue", "-h", "-o", "%i %T %o"], capture_output=True,
-                           text=True, timeout=30, check=False).stdout
-    assert str(tmp_path) not in queue
-
+    with pytest.raises(WorkflowFailed) as failure:
+        run_toy(wf, tmp_path, plugin)
+    assert time.time() - t0 < 2 * RUN_TIMEOUT, "waiting on the failed dependency took too long"
+    _check_failure_report(str(failure.value), tmp_path, plugin,
+                          ["toy.stats.heavy", "toy.report"])
+    if plugin == "SLURMGraph":  # dependents were cancelled, not left pending
+        assert re.search(r"NOT RUN toy.report \(because .*; SLURM job \d+ CANCELLED", str(
+            failure.value))
+    assert _our_jobs(tmp_path) == []
     n_before = len(executed(tmp_path))
     set_fail(wf, False)
-    run_graph(wf, prepare_slurm_run(wf, "SLURMGraph"))
-    outcomes = wait_for_slurmgraph(wf, timeout=RUN_TIMEOUT)
-    # only the failed node and its dependents were submitted, and ran
-    assert sorted(outcomes) == ["toy.report", "toy.stats.combine", "toy.stats.heavy"]
-    assert sorted(executed(tmp_path)[n_before:]) == ["combine", "heavy", "report"]
+    summary = run_toy(wf, tmp_path, plugin)
+    # only what had not finished: the failed node, its dependents (and, with SLURM,
+    # stopped at the first crash, whatever had not ended then)
+    assert {"combine", "heavy", "report"} <= set(executed(tmp_path)[n_before:])
+    assert not {"make_a", "make_b"} & set(executed(tmp_path)[n_before:])
+    assert {"toy.stats.combine", "toy.report"} <= set(summary.executed)
     assert outputs(tmp_path) == reference
 
 
 @pytest.mark.slurm
 def test_slurmgraph_rerun_after_parameter_change(slurm_cluster, tmp_path):
-    """nipype's dont_resubmit_completed_jobs check counts an OUTDATED cache as done:
-    ours replaces it for the time of the run, and nipype's is back afterwards."""
-    from nipype.pipeline.plugins import multiproc, slurmgraph
-
-    nipypes_own = (slurmgraph.node_completed_status, multiproc.process_initializer)
+    """nipype's own check of SLURMGraph counts an OUTDATED cache as done: ours does not."""
     wf = build_toy(tmp_path)
-    run_on_slurm(wf, "SLURMGraph", timeout=RUN_TIMEOUT)
+    run_toy(wf, tmp_path, "SLURMGraph")
     n_before = len(executed(tmp_path))
-    _node(wf, "make_a").inputs.value = 30
-    outcomes = run_on_slurm(wf, "SLURMGraph", timeout=RUN_TIMEOUT)
-    assert (slurmgraph.node_completed_status, multiproc.process_initializer) == nipypes_own
+    wf.get_node("make_a").inputs.value = 30
+    summary = run_toy(wf, tmp_path, "SLURMGraph")
     assert sorted(executed(tmp_path)[n_before:]) == ["combine", "heavy", "make_a", "report"]
-    assert sorted(outcomes) == ["toy.make_a", "toy.report", "toy.stats.combine",
-                                "toy.stats.heavy"]
+    assert sorted(summary.executed) == ["toy.make_a", "toy.report", "toy.stats.combine",
+                                        "toy.stats.heavy"]
     assert outputs(tmp_path)["report/report.txt"] == "total=34 doubled=68\n"
+
+
+def cli(*args):
+    return [sys.executable, "-m", "nipype_secondlevel", *args]
 
 
 @pytest.mark.slurm
 def test_impossible_resource_hint_is_refused_up_front(slurm_cluster, tmp_path):
-    wf = build_toy(tmp_path)
-    _node(wf, "stats.heavy")._mem_gb = 100_000  # more than the node has (no setter)
-    with pytest.raises(ValueError, match=r"--mem=102400000M.*toy\.stats\.heavy"):
-        prepare_slurm_run(wf, "SLURMGraph")
+    done = subprocess.run(cli("demo", "--n-subjects", "4", "--plugin", "SLURMGraph",
+                              "--mem-gb", "100000", "--quiet"), cwd=tmp_path, env=ENV,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith("nipype-secondlevel: error: --sbatch-args: SLURM refuses the "
+                           "options"), line
+    assert "--mem=102400000M" in line and "demo_wf.group_analysis_wf.estimate" in line
+    assert not list((tmp_path / "work").rglob("result_*.pklz"))  # before the first node
+
+
+@pytest.mark.slurm
+@pytest.mark.parametrize("plugin", ["SLURM", "SLURMGraph"])
+def test_ctrl_c_cancels_the_jobs_it_submitted(slurm_cluster, tmp_path, plugin):
+    """Jobs held back (--begin in 10 minutes) are pending when Ctrl-C comes: the run
+    ends with exit 130 and one line, and its jobs leave the queue."""
+    log = tmp_path / "run.log"
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen(cli("demo", "--n-subjects", "4", "--plugin", plugin, "--quiet",
+                                    "--poll-interval", "0.2", "--sbatch-args=--begin=now+600"),
+                                cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL,
+                                stderr=stderr, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not _our_jobs(tmp_path):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "no job was submitted"
+            time.sleep(0.2)
+        time.sleep(0.5)  # (SLURMGraph: every job submitted)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 130, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert log.read_text().splitlines() == [INTERRUPTED]
+    deadline = time.monotonic() + 10
+    while _our_jobs(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _our_jobs(tmp_path) == []

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from ..io.errors import InputWarning, bad_input
+from ..io.errors import InputError, InputWarning, bad_input
 from . import interrupts
 from .cache_repair import heal, run_times
 
@@ -358,7 +358,7 @@ def run_workflow(workflow, work_dir, plugin="Linear", n_procs=None, progress=Tru
         except Exception as err:
             if guard.interrupted:  # nipype made a failed node of the interrupt
                 raise interrupts.Interrupted(guard.signum) from None
-            if isinstance(err, WorkflowFailed):
+            if isinstance(err, (WorkflowFailed, InputError)):  # said already
                 raise
             raise runner.failure(err, crash_dir, start) from err
     summary = RunSummary(seconds=time.time() - start)

@@ -19,6 +19,7 @@
   (Ctrl-C, SIGTERM) or fails.
 """
 
+import copy
 import math
 import os
 import re
@@ -225,6 +226,7 @@ class _Cluster(Runner):
                 o.status = "not_run"
                 o.blocked_by = list(dict.fromkeys(
                     r for b in bad for r in ([b.name] if b.status == "failed" else b.blocked_by)))
+                o.error = f"because {', '.join(b.name for b in bad)} did not run"
             elif job in failed_in_job:  # a grouped job stops at its first failure
                 o.status, o.blocked_by = "not_run", [failed_in_job[job]]
             elif o.crash_file or o.job_state in TERMINAL_STATES - {"COMPLETED", "CANCELLED"}:
@@ -329,8 +331,9 @@ class SlurmGraphRunner(_Cluster):
     title = "SLURMGraph"
 
     def _submit_graph(self, pyfiles, dependencies, nodes):
+        # (on copies: a node that computed its hash keeps the inputs it read then)
         done = [bool(self.plugin_args.get("dont_resubmit_completed_jobs", True))
-                and up_to_date(node) for node in nodes]
+                and up_to_date(copy.deepcopy(node)) for node in nodes]
         for i in range(len(nodes)):  # done only if what it needs is done too
             done[i] = done[i] and all(done[d] for d in dependencies.get(i, []))
         self.check(n for n, d in zip(nodes, done, strict=True) if not d)
