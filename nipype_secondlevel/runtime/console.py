@@ -10,7 +10,6 @@ printed (:data:`SILENCED`). MultiProc's workers, forked during the run, inherit 
 """
 
 import logging
-import sys
 import warnings
 from contextlib import contextmanager
 
@@ -26,17 +25,19 @@ SILENCED = (
 
 @contextmanager
 def one_line_warnings(prog):
-    """Every warning printed as one line ``<prog>: warning: <message>`` on stderr."""
+    """Every warning printed as one line ``<prog>: warning: <message>``."""
 
-    def show(message, category, filename, lineno, file=None, line=None):
-        text = " ".join(str(message).split())
-        print(f"{prog}: warning: {text}", file=file or sys.stderr, flush=True)
+    def one_line(message, category, filename, lineno, line=None):
+        return f"{prog}: warning: {' '.join(str(message).split())}\n"
 
-    with warnings.catch_warnings():
-        for pattern in SILENCED:
-            warnings.filterwarnings("ignore", message=pattern)
-        warnings.showwarning = show
-        yield
+    formatted, warnings.formatwarning = warnings.formatwarning, one_line
+    try:
+        with warnings.catch_warnings():
+            for pattern in SILENCED:
+                warnings.filterwarnings("ignore", message=pattern)
+            yield
+    finally:
+        warnings.formatwarning = formatted
 
 
 def _console_handlers(logger):

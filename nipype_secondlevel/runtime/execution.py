@@ -98,17 +98,19 @@ def quiet_nipype():
 
 
 class Progress:
-    """Nipype status callback printing one line per node as it starts and ends.
+    """Nipype status callback printing one line per node as it starts and ends (unless
+    ``quiet``) and keeping the names of the nodes that failed (``failed``).
 
     MapNode items (which MultiProc and the batch plugins schedule one by one) are
     named ``<MapNode's full name>[i]`` and not counted."""
 
-    def __init__(self, total, start, stream=None, guard=None):
-        self.total, self.start = total, start
+    def __init__(self, total, start, stream=None, guard=None, quiet=False):
+        self.total, self.start, self.quiet = total, start, quiet
         self.guard = guard  # no lines once the run is interrupted
         self.stream = stream or sys.stderr
         self.mapnodes = {}  # output folder of each MapNode of the graph: its full name
         self.started = {}
+        self.failed = []
         self.done = 0
 
     def __getstate__(self):
@@ -139,6 +141,10 @@ class Progress:
             return
         item = self.item_name(node)
         name = item or node.fullname
+        if status == "exception":
+            self.failed.append(name)
+        if self.quiet:
+            return
         if status == "start":
             self.started[name] = time.time()
             # The Linear plugin also announces nodes it will take from the cache.
@@ -195,7 +201,9 @@ class Runner:
 
     def failure(self, err, crash_dir, since):
         """The WorkflowFailed of a failed run."""
-        return WorkflowFailed.from_crash_dir(crash_dir, since, err)
+        failed = getattr(self.plugin_args.get("status_callback"), "failed", None)
+        return WorkflowFailed.from_crash_dir(crash_dir, since, err,
+                                             failed[0] if failed else None)
 
 
 class _WorkerPool:
@@ -344,8 +352,9 @@ def run_workflow(workflow, work_dir, plugin="Linear", n_procs=None, progress=Tru
 
     with interrupts.StopOnSignal() as guard, \
             interrupts.removing_files_made_after_interrupt(crash_dir, guard):
-        if progress and not is_graph(cls):
-            args["status_callback"] = Progress(count_nodes(workflow), start, guard=guard)
+        if not is_graph(cls):
+            args["status_callback"] = Progress(count_nodes(workflow), start, guard=guard,
+                                               quiet=not progress)
         runner = make_runner(plugin, args, work_dir=work_dir, say=say, poll=poll_interval,
                              batch_dir=Path(work_dir) / workflow.name / "batch")
         try:
@@ -401,9 +410,12 @@ class WorkflowFailed(RuntimeError):
     """A node failed; the message gives its error in one line and where the details are."""
 
     @classmethod
-    def from_crash_dir(cls, crash_dir, since, err):
+    def from_crash_dir(cls, crash_dir, since, err, failed_node=None):
+        """From the first crash file written since ``since`` (else ``err``); the node's
+        name from it, else ``failed_node``."""
         crashes = new_crash_files(crash_dir, since)
         node, error = read_crash_file(crashes[0]) if crashes else (None, None)
+        node = node or failed_node
         if error is None:  # no crash file, or an empty one (e.g. on a full disk)
             error = innermost_error(f"{type(err).__name__}: {err}")
         message = failure_message(node, *split_error_line(error),
