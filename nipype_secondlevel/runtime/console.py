@@ -5,13 +5,16 @@ Nipype logs a failing node on the console (``nipype.workflow ERROR: Node x faile
 ...``, the traceback, "Saving crash info to ...") and its warnings on stdout. The
 command says the same in one line; the details stay in the crash file. Python
 warnings (ours, nilearn's...) print as ``nipype-secondlevel: warning: ...``, one
-line each, without the source line; the few that say nothing to the user are not
-printed (:data:`SILENCED`). MultiProc's workers, forked during the run, inherit both.
+line each (control characters escaped), without the source line; the few that say
+nothing to the user are not printed (:data:`SILENCED`). MultiProc's workers, forked
+during the run, inherit both.
 """
 
 import logging
 import warnings
 from contextlib import contextmanager
+
+from ..io.errors import InputWarning, escaped
 
 #: Warnings that say nothing to the user (message patterns, matched at the start).
 SILENCED = (
@@ -28,7 +31,10 @@ def one_line_warnings(prog):
     """Every warning printed as one line ``<prog>: warning: <message>``."""
 
     def one_line(message, category, filename, lineno, line=None):
-        return f"{prog}: warning: {' '.join(str(message).split())}\n"
+        # (ours name the user's values: shown escaped; a library's: its lines joined)
+        text = str(message) if issubclass(category, InputWarning) else " ".join(
+            str(message).split())
+        return f"{prog}: warning: {escaped(text)}\n"
 
     formatted, warnings.formatwarning = warnings.formatwarning, one_line
     try:
