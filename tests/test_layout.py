@@ -6,7 +6,8 @@ from conftest import ROOT
 
 PACKAGE = ROOT / "nipype_secondlevel"
 #: Each room and the rooms it may import from (the README's order).
-ALLOWED = {
+#: ``spec`` (the options, one module) imports no room and every room may import it.
+ALLOWED = {room: {*rooms, "spec"} for room, rooms in {
     "stats": set(),
     "io": set(),
     "design": {"io", "stats"},
@@ -15,7 +16,7 @@ ALLOWED = {
     "runtime": {"io"},
     "interfaces": {"io", "stats", "design", "datasets", "reporting"},
     "workflows": {"io", "stats", "design", "datasets", "reporting", "interfaces"},
-}
+}.items()}
 
 
 def imported_rooms(path):
@@ -38,6 +39,21 @@ def test_rooms_import_only_the_rooms_before_them():
                 if target != room and target not in allowed:
                     wrong.append(f"{path.relative_to(ROOT)} imports {module}")
     assert wrong == []
+
+
+def test_the_spec_imports_only_the_standard_library():
+    """--help stays instant: the spec (and the parser made from it) load no nipype,
+    numpy or analysis module."""
+    import sys
+
+    tree = ast.parse((PACKAGE / "spec.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom)}
+    assert all(not isinstance(node, ast.ImportFrom) or node.level == 0
+               for node in ast.walk(tree))
+    assert imported <= set(sys.stdlib_module_names), imported
 
 
 def test_interfaces_do_not_import_each_other():

@@ -99,17 +99,21 @@ def test_tables_with_no_rows_say_so(tmp_path, capsys):
 
 
 def test_too_large_a_simulated_sample_is_refused(tmp_path, capsys):
-    line = refused(tmp_path, capsys, "--n-subjects", "100000000", command="demo")
-    assert line.startswith("nipype-secondlevel: error: --n-subjects 100000000: the simulation "
+    line = refused(tmp_path, capsys, "--n-subjects", "1000000", command="demo")
+    assert line.startswith("nipype-secondlevel: error: --n-subjects 1000000: the simulation "
                            "holds every map in memory (")
 
 
 @pytest.mark.parametrize("option, value, problem", [
-    ("--seed", "-1", "must be 0 or more, got -1"),
-    ("--perm-seed", "-3", "must be 0 or more, got -3"),
-    ("--threshold", "inf", "must be a positive finite number, got inf"),
-    ("--mem-gb", "nan", "must be a positive finite number, got nan"),
-    ("--cluster-size", "-2", "must be 0 or more, got -2"),
+    ("--seed", "-1", "must be an integer from 0 to 4,294,967,295, got -1"),
+    ("--n-perm", "0", "must be an integer from 1 to 1,000,000, got 0"),
+    ("--threshold", "inf", "must be a number above 0 and at most 40, got inf"),
+    ("--mem-gb", "nan", "must be a number above 0 and at most 1024, got nan"),
+    ("--cluster-size", "-2", "must be an integer from 0 to 10,000,000, got -2"),
+    ("--n-procs", "100000", "must be an integer from 1 to 1,024, got 100000"),
+    ("--smoothing-fwhm", "1e6", "must be a number above 0 and at most 200, got 1e6"),
+    ("--plugin-args", "[1, 2]",
+     "must be a JSON object of finite values (name: value), got [1, 2]"),
 ])
 def test_option_values_that_would_fail_later_are_argparse_errors(tmp_path, option, value,
                                                                  problem):
