@@ -120,6 +120,13 @@ def _fetched_maps(bunch):
     return list(bunch["cmaps"]) + list(bunch.get("tmaps", None) or [])
 
 
+def localizer_rows(subjects, conditions):
+    """Subject and condition of every fetched map, in the table order of
+    :func:`fetch_localizer_table` (each condition's subjects in turn)."""
+    return [{"subject": f"S{int(s):02d}", "condition": str(c)}
+            for c in conditions for s in subjects]
+
+
 def fetch_localizer_table(contrasts, conditions, subjects, get_tmaps, data_dir=None):
     """Fetch maps with nilearn and return the inputs table.
 
@@ -138,7 +145,8 @@ def fetch_localizer_table(contrasts, conditions, subjects, get_tmaps, data_dir=N
             )
     folder = localizer_folder(data_dir)
     rows = []
-    for contrast, condition in zip(contrasts, conditions):
+    labels = iter(localizer_rows(subjects, conditions))
+    for contrast in contrasts:
         bunch = _fetch_contrast(contrast, contrasts, subjects, get_tmaps, data_dir)
         bad = [p for p in _fetched_maps(bunch) if unreadable_nifti(p)]
         if bad:
@@ -160,8 +168,8 @@ def fetch_localizer_table(contrasts, conditions, subjects, get_tmaps, data_dir=N
                 f"{len(subjects)} subjects asked for",
             )
         tmaps = bunch.get("tmaps", [None] * len(bunch["cmaps"]))
-        for subject, cmap, tmap in zip(subjects, bunch["cmaps"], tmaps):
-            row = {"subject": f"S{subject:02d}", "condition": condition, "path": cmap}
+        for cmap, tmap in zip(bunch["cmaps"], tmaps):
+            row = {**next(labels), "path": cmap}
             if get_tmaps:
                 row["tmap_path"] = tmap
             rows.append(row)

@@ -7,8 +7,13 @@ in the first condition only, a paired effect made of one positive and one
 negative blob in primary visual cortex.
 """
 
+import os
+
 import numpy as np
 from scipy import ndimage
+
+from ..io.errors import bad_input
+from ..spec import DEFAULTS
 
 #: Shape and affine of the Brainomics/Localizer contrast maps (3 mm MNI).
 LOCALIZER_SHAPE = (53, 63, 46)
@@ -77,11 +82,31 @@ def effect_map(shape, affine, amplitude=2.0, fwhm_mm=16.0):
     )
 
 
+def check_simulation_fits(n_subjects):
+    """Refuse a simulated sample larger than this machine's memory (it is made at once)."""
+    needed = simulation_bytes(n_subjects)
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on every system
+        return
+    if needed > available:
+        raise bad_input(f"--n-subjects {n_subjects}", f"the simulation holds every map in "
+                        f"memory ({needed / 2**30:.1f} GiB), more than this machine has "
+                        f"({available / 2**30:.1f} GiB)")
+
+
+def simulation_rows(n_subjects, conditions):
+    """Subject and condition of every simulated map, in the simulation's table order
+    (each subject's conditions in turn): the rows a plan is made of before the run."""
+    return [{"subject": f"S{s + 1:02d}", "condition": str(c)}
+            for s in range(int(n_subjects)) for c in conditions]
+
+
 def simulate_paired_sample(
     mask,
     affine,
-    n_subjects=16,
-    seed=0,
+    n_subjects=DEFAULTS["n_subjects"],
+    seed=DEFAULTS["seed"],
     effect_amplitude=2.0,
     noise_fwhm_vox=2.5,
     truth_fraction=0.5,

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..io.derivatives import bids_layout
 from ..io.errors import bad_input
+from ..spec import DEFAULTS
 
 #: Entities that never tell two maps of one subject apart as conditions.
 _NOT_CONDITIONS = ("subject", "stat", "suffix", "extension", "datatype")
@@ -206,7 +207,8 @@ def _participants(layout, raw_dir, group_column, where):
 
 
 def bids_inputs_table(bids_dir, filters=None, *, variances=False, raw_dir=None,
-                      condition_entity="auto", group_column="group"):
+                      condition_entity=DEFAULTS["condition_entity"],
+                      group_column=DEFAULTS["group_column"]):
     """The inputs table of the effect maps of a BIDS derivatives dataset.
 
     Parameters

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ..io.errors import bad_input
+from ..spec import DEFAULTS, DESIGNS
 from .tables import LABEL_COLUMNS, block_labels, covariate_values, select_condition
 
 
@@ -67,8 +68,6 @@ def paired_design(table, conditions, where="inputs"):
     return design, rows
 
 
-#: Design types of :func:`group_design`.
-DESIGNS = ("one-sample", "paired", "two-sample", "file")
 
 
 #: Largest design matrix (float64 bytes): a paired design of 50,000 subjects would be
@@ -248,7 +247,7 @@ class GroupDesignResult(NamedTuple):
     row_labels: pd.DataFrame  # subject (and condition, group) of every row
 
 
-def group_design(table, design="one-sample", conditions=None, groups=None, covariates=(),
+def group_design(table, design=DEFAULTS["design"], conditions=None, groups=None, covariates=(),
                  center=True, design_file=None, blocks=None, where="inputs"):
     """The design matrix and the maps, in row order, for any design of :data:`DESIGNS`.
 

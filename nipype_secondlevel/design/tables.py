@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..io.errors import bad_input
+from ..spec import DEFAULTS
 
 REQUIRED_COLUMNS = ("subject", "condition", "path")
 #: Label columns, read as text as written (a subject ``01`` stays ``01``); those a table
@@ -105,7 +106,7 @@ def covariate_values(table, covariates, center=True, where="inputs"):
     return frame
 
 
-def select_condition(table, condition, where="inputs", design="one-sample"):
+def select_condition(table, condition, where="inputs", design=DEFAULTS["design"]):
     """Rows of one condition; the whole table when it has no or one condition."""
     if "condition" not in table.columns:
         if condition is not None:

@@ -7,15 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..spec import VOXEL_BLOCK  # chunks are whole blocks of it: see spec
 from .errors import bad_input
 from .files import atomic_path
 from .images import check_same_grid, load_img, read_data
 from .progress import Progress
-
-#: Voxels per block of a chunked computation. Chunks are whole blocks starting at
-#: multiples of this, so the arithmetic (and so every bit of the results) does not
-#: depend on the memory budget: only how many blocks are held at once does.
-VOXEL_BLOCK = 4096
 
 #: Maps per read block. The maps are read in blocks of this many consecutive rows,
 #: one job each (a MapNode that MultiProc or SLURM runs in parallel), then stacked

@@ -12,6 +12,7 @@ import json
 import math
 from pathlib import Path
 
+from ..spec import DEFAULTS
 from .files import write_json
 
 #: File name endings replaced by ``.json`` (longest first).
@@ -77,7 +78,7 @@ def source_fields(paths):
 
 
 def describe_threshold(height_control, z_threshold, alpha=None, threshold=None,
-                       cluster_size=0, two_sided=True):
+                       cluster_size=DEFAULTS["cluster_size"], two_sided=True):
     """One sentence stating the threshold and the correction, e.g. for a report.
 
     >>> describe_threshold("fdr", 3.52, alpha=0.05)

@@ -15,23 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..io.errors import bad_input
+from ..spec import ATLASES, DEFAULTS
 
-#: Atlases for ``--atlas``: name -> (description, probabilistic).
-ATLASES = {
-    "aal": ("AAL2, Automated Anatomical Labeling (Rolls et al. 2015)", False),
-    "aicha": ("AICHA, Atlas of Intrinsic Connectivity of Homotopic Areas", False),
-    "desikan_killiany": ("Desikan-Killiany (FreeSurfer cvs_avg35_inMNI152)", False),
-    "destrieux": ("Destrieux 2009 (FreeSurfer cvs_avg35_inMNI152)", False),
-    "harvard_oxford": ("Harvard-Oxford cortical and subcortical, probabilistic (FSL)", True),
-    "juelich": ("Juelich histological, probabilistic (FSL)", True),
-    "marsatlas": ("MarsAtlas-Colin27-MNI", False),
-    "neuromorphometrics": ("Neuromorphometrics (SPM12)", False),
-    "talairach_ba": ("Talairach Brodmann areas (Lancaster 2007, MNI152)", False),
-    "talairach_gyrus": ("Talairach gyri (Lancaster 2007, MNI152)", False),
-}
-#: The default: one deterministic atlas, read in a fraction of a second (a probabilistic
-#: one takes seconds per table).
-DEFAULT_ATLASES = ("aal",)
 NO_LABEL = "no_label"
 
 
@@ -102,7 +87,7 @@ def region_names(atlas, coordinates, min_probability=5.0):
     return names
 
 
-def label_clusters(table, atlases=DEFAULT_ATLASES, min_probability=5.0):
+def label_clusters(table, atlases=tuple(DEFAULTS["atlases"]), min_probability=5.0):
     """nilearn's cluster table with one column of region names per atlas.
 
     Every row, peak or sub-peak, is labelled from its ``X, Y, Z`` (MNI mm); the

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ...spec import DEFAULTS
 from .. import spatial
 from . import sign_tables
 from .model import VOXEL_BLOCK, prepare_data, score_to_t, spatial_map
@@ -348,8 +349,8 @@ def _checked(model, columns, plan, options):
     return columns, options
 
 
-def null_chunk(model, columns, plan, start, stop, mask=None, options=None, mem_gb=1.0,
-               progress=_no_progress):
+def null_chunk(model, columns, plan, start, stop, mask=None, options=None,
+               mem_gb=DEFAULTS["mem_gb"], progress=_no_progress):
     """Null statistics for one chunk of permutation indices.
 
     For each pattern i in ``start..stop-1``: the max over voxels of the tail
@@ -415,7 +416,7 @@ class ObservedMaps:
     tfce: np.ndarray | None = None
 
 
-def observed_maps(model, columns, plan, mask=None, options=None, mem_gb=1.0):
+def observed_maps(model, columns, plan, mask=None, options=None, mem_gb=DEFAULTS["mem_gb"]):
     """t or F, cluster and TFCE maps of the unpermuted data.
 
     Parameters as :func:`null_chunk` (``plan`` sets the scheme of the identity).

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ...spec import DEFAULTS
 from .accel import accelerated_fwer, check_method
 from .chunks import (
     PermutationOptions,
@@ -164,8 +165,9 @@ def merge_null_chunks(observed, chunks, options=None, accel="none"):
     return result
 
 
-def permutation_test(Y, X=None, contrast=None, mask=None, n_perm=10000, seed=0,
-                     scheme="sign-flip", blocks=None, n_chunks=1, options=None, mem_gb=1.0,
+def permutation_test(Y, X=None, contrast=None, mask=None, n_perm=DEFAULTS["n_perm"],
+                     seed=DEFAULTS["perm_seed"], scheme="sign-flip", blocks=None,
+                     n_chunks=DEFAULTS["n_chunks"], options=None, mem_gb=DEFAULTS["mem_gb"],
                      accel="none"):
     """Whole permutation test in one call (plan, chunks, observed maps, merge).
 

@@ -27,13 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from ...spec import VOXEL_BLOCK  # data are prepared in blocks of it: see spec
 from .. import glm, spatial
-
-#: Voxels per block of the arithmetic: data are prepared (and statistics
-#: computed) in blocks of this many voxels aligned on the voxel index, so every
-#: bit of a result is the same whatever voxel chunks the data are read in.
-VOXEL_BLOCK = 4096
-
 
 #: Residual norms below this fraction of the data's norm count as 0 (rounding).
 RESIDUAL_RTOL = 1e-12

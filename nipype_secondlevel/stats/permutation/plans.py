@@ -36,6 +36,8 @@ from math import factorial, prod
 
 import numpy as np
 
+from ...spec import DEFAULTS
+
 #: Random patterns are drawn in blocks of this many indices, one seed each.
 RANDOM_BLOCK = 1024
 
@@ -125,8 +127,8 @@ def design_keys(design):
     return block_codes(first[inverse.ravel()].tolist())
 
 
-def plan_permutations(n_subjects, n_perm=10000, scheme="sign-flip", seed=0, blocks=None,
-                      design=None):
+def plan_permutations(n_subjects, n_perm=DEFAULTS["n_perm"], scheme="sign-flip",
+                      seed=DEFAULTS["perm_seed"], blocks=None, design=None):
     """Choose exhaustive enumeration or ``n_perm`` random patterns.
 
     exhaustive iff n_possible <= n_perm ; then n_perm = n_possible
