@@ -3,10 +3,10 @@
 from .anatomy import AnatomicalLabels
 from .contrasts import Contrast
 from .data import MaskedData, StackMaskedData
-from .derivatives import DatasetDescription, PipelineGraph
+from .derivatives import DatasetDescription, PipelineGraph, WritePlan
 from .estimation import EstimateOLS
 from .fetching import FetchLocalizer
-from .group_design import ContrastSpecs, GroupDesign
+from .group_design import DesignMatrix, SelectMaps
 from .masking import GroupMask, SummarizeMaps
 from .mixed_effects import EstimateMixedEffects
 from .plotting import GlassBrain
@@ -20,22 +20,23 @@ from .thresholding import Threshold
 __all__ = [
     "AnatomicalLabels",
     "Contrast",
-    "ContrastSpecs",
     "DatasetDescription",
     "DerivativesSink",
+    "DesignMatrix",
     "EstimateMixedEffects",
     "EstimateOLS",
     "FetchLocalizer",
     "GlassBrain",
-    "GroupDesign",
     "GroupMask",
     "HTMLReport",
     "MaskedData",
     "PipelineGraph",
     "ResampleMaps",
+    "SelectMaps",
     "SimulatePaired",
     "Smooth",
     "StackMaskedData",
     "SummarizeMaps",
     "Threshold",
+    "WritePlan",
 ]

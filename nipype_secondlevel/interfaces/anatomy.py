@@ -11,16 +11,17 @@ from nipype.interfaces.base import (
 )
 
 from ..io.files import save_tsv
-from ..io.sidecars import generated_by, read_sidecar, write_sidecar
+from ..io.sidecars import generated_by, read_sidecar, source_fields, write_sidecar
 from ..io.tables import read_table
-from ..reporting.anatomy import ATLASES, DEFAULT_ATLASES, label_clusters, load_atlas
+from ..reporting.anatomy import label_clusters, load_atlas
+from ..spec import ATLASES, DEFAULTS
 
 
 class _AnatomicalLabelsInputSpec(BaseInterfaceInputSpec):
     cluster_table = File(exists=True, mandatory=True,
                          desc="cluster table (TSV with X, Y, Z in MNI mm, as nilearn's)")
     atlases = traits.List(
-        traits.Enum(*ATLASES), value=list(DEFAULT_ATLASES), usedefault=True,
+        traits.Enum(*ATLASES), value=list(DEFAULTS["atlases"]), usedefault=True,
         desc=f"atlases, one column each; choices: {', '.join(ATLASES)}",
     )
     min_probability = traits.Range(
@@ -45,7 +46,7 @@ class AnatomicalLabels(SimpleInterface):
         table = label_clusters(read_table(source, "cluster table", allow_no_rows=True),
                                self.inputs.atlases,
                                self.inputs.min_probability)
-        out = save_tsv(table, Path(runtime.cwd) / Path(source).name)
+        out = save_tsv(table, Path(runtime.cwd) / Path(source).name)  # the sink names it
         # The table's own sidecar (e.g. the correction of a permutation test) is kept.
         kept = read_sidecar(source)
         description = kept.get("Description", "clusters, peaks and sub-peaks")
@@ -59,7 +60,7 @@ class AnatomicalLabels(SimpleInterface):
                                "Probabilistic": ATLASES[name][1]}
                         for name in self.inputs.atlases},
             "MinimumProbability": self.inputs.min_probability,
-            "Sources": [Path(source).name],
+            **source_fields([source]),
             "GeneratedBy": generated_by("anatomical_labels"),
         })
         self._results["cluster_table"] = out

@@ -12,14 +12,14 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..design.contrasts import contrast_label, parse_contrast
+from ..io.errors import bad_input
 from ..io.files import save_img
 from ..io.images import load_img, load_mask, unmask
+from ..io.naming import output_name, plain_name
 from ..io.sidecars import generated_by, source_fields, write_sidecar
 from ..io.tables import read_design
 from ..stats.contrasts import contrast_maps
 
-STATISTICS = ("z", "t", "p", "effect", "variance")
 STATISTIC_DESCRIPTIONS = {
     "z": "z score with the same one-sided p as t",
     "t": "t statistic of the contrast",
@@ -34,11 +34,6 @@ F_STATISTIC_DESCRIPTIONS = {
     "F": "F statistic of the contrast",
     "p": "p value, P(F > f)",
 }
-
-
-def statmap_name(label, stat):
-    """BIDS-derivatives-style file name of a statistical map."""
-    return f"contrast-{label}_stat-{stat}_statmap.nii.gz"
 
 
 class _ContrastInputSpec(BaseInterfaceInputSpec):
@@ -56,16 +51,12 @@ class _ContrastInputSpec(BaseInterfaceInputSpec):
     )
     design_matrix = File(exists=True, mandatory=True, desc="design matrix TSV")
     mask_file = File(exists=True, mandatory=True, desc="analysis mask")
-    contrast = traits.Str(
-        xor=["weights"],
-        desc='a column name or an expression of columns, e.g. "vertical - horizontal"; '
-        'several rows separated by ";" (F); JSON weights, a list (t) or a list of rows (F); '
-        '"name=<contrast>" names it',
-    )
     weights = traits.List(
-        traits.Float, xor=["contrast"], desc="contrast weights, one per column"
-    )
-    contrast_name = traits.Str(desc="label used in file names (default: from contrast)")
+        traits.List(traits.Float), mandatory=True,
+        desc="contrast weights, one per design column, in rows: one row (t) or several (F), "
+        "as the plan resolved them (nipype_secondlevel.design.plan)")
+    contrast_name = traits.Str(mandatory=True, desc="the contrast's label (its sidecars; "
+                               "the sink names its files)")
     preparation = traits.Dict(
         traits.Str, traits.Any,
         desc="how the maps were prepared, added to every sidecar (e.g. SmoothingFWHM, "
@@ -83,7 +74,7 @@ class _ContrastOutputSpec(TraitedSpec):
                    "mixed-effects t contrasts)")
     stat_map = File(exists=True, desc="the t or F map")
     stat_type = traits.Enum("t", "F", desc="t (one row) or F (several rows)")
-    out_files = traits.List(File(exists=True), desc="every map written")
+    out_files = traits.List(File(exists=True), desc="every map written, as <stat>.nii.gz")
     contrast_name = traits.Str(desc="label used in the file names")
     weights = traits.List(traits.Float, desc="contrast weights used (t contrasts)")
 
@@ -96,15 +87,12 @@ class Contrast(SimpleInterface):
 
     def _run_interface(self, runtime):
         design, X = read_design(self.inputs.design_matrix)
-        if isdefined(self.inputs.contrast):
-            spec = self.inputs.contrast
-        elif isdefined(self.inputs.weights):
-            spec = list(self.inputs.weights)
-        else:
-            spec = str(design.columns[0])
-        label, rows, kind = parse_contrast(spec, design.columns)
-        if isdefined(self.inputs.contrast_name):
-            label = contrast_label(self.inputs.contrast_name)
+        rows = np.array(self.inputs.weights, dtype=float)
+        label = self.inputs.contrast_name
+        if rows.ndim != 2 or rows.shape[1] != X.shape[1]:
+            raise bad_input(f"contrast {label}", f"weights {self.inputs.weights} are not "
+                            f"rows of {X.shape[1]} weights (the design's columns)")
+        kind = "t" if len(rows) == 1 else "F"
         mask, mask_img = load_mask(self.inputs.mask_file)
         beta = np.asanyarray(load_img(self.inputs.beta, "beta").dataobj)[mask].T
         dof = self.inputs.dof
@@ -134,7 +122,7 @@ class Contrast(SimpleInterface):
         for stat in maps:
             written.append(save_img(
                 unmask(maps[stat], mask, mask_img.affine, fill=1.0 if stat == "p" else 0.0),
-                out / statmap_name(label, stat),
+                out / plain_name(stat),
             ))
             self._results[f"{stat.lower()}_map"] = written[-1]
             write_sidecar(written[-1], {
@@ -143,7 +131,7 @@ class Contrast(SimpleInterface):
                 "Statistic": stat,
                 "Description": descriptions[stat],
                 "DegreesOfFreedom": dof_record,
-                **({"DegreesOfFreedomMap": statmap_name(label, "dof"),
+                **({"DegreesOfFreedomMap": output_name("statmap", contrast=label, stat="dof"),
                     "DegreesOfFreedomMethod": "Kenward-Roger (median of the map given)"}
                    if "dof" in maps else {}),
                 "Threshold": None,

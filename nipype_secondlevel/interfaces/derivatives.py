@@ -12,6 +12,7 @@ from nipype.interfaces.base import (
 
 from ..io.derivatives import write_dataset_description
 from ..io.files import atomic_path
+from ..io.naming import GRAPH_FORMATS, PLAN, plain_name
 from ..reporting.figures import draw_graph
 
 
@@ -42,7 +43,6 @@ class DatasetDescription(SimpleInterface):
 
 class _PipelineGraphInputSpec(BaseInterfaceInputSpec):
     graph_dot = traits.Str(mandatory=True, desc="the pipeline's graph in Graphviz DOT")
-    stem = traits.Str("desc-pipeline_graph", usedefault=True, desc="base name of the files")
 
 
 class _PipelineGraphOutputSpec(TraitedSpec):
@@ -50,7 +50,7 @@ class _PipelineGraphOutputSpec(TraitedSpec):
 
 
 class PipelineGraph(SimpleInterface):
-    """Draw the pipeline's graph with Graphviz's ``dot``: ``<stem>.dot``, ``.svg``, ``.png``."""
+    """Draw the pipeline's graph with Graphviz's ``dot``: ``graph.dot``, ``.svg``, ``.png``."""
 
     input_spec = _PipelineGraphInputSpec
     output_spec = _PipelineGraphOutputSpec
@@ -58,10 +58,34 @@ class PipelineGraph(SimpleInterface):
     def _run_interface(self, runtime):
         source = self.inputs.graph_dot
         written = []
-        for fmt in ("dot", "svg", "png"):
-            target = Path(runtime.cwd) / f"{self.inputs.stem}.{fmt}"
+        for fmt in GRAPH_FORMATS:
+            target = Path(runtime.cwd) / plain_name("graph", f".{fmt}")
             with atomic_path(target) as tmp:
                 tmp.write_bytes(source.encode() if fmt == "dot" else draw_graph(source, fmt))
             written.append(str(target.absolute()))
         self._results["out_files"] = written
+        return runtime
+
+
+class _WritePlanInputSpec(BaseInterfaceInputSpec):
+    plan = traits.Str(mandatory=True, desc="the plan as JSON (Plan.to_json)")
+
+
+class _WritePlanOutputSpec(TraitedSpec):
+    plan_file = File(exists=True, desc="plan.json")
+
+
+class WritePlan(SimpleInterface):
+    """Write ``plan.json``: every decision of the analysis (:mod:`..design.plan`), for the
+    results folder. Nothing reads the file back: the builders gave each node its piece of
+    the plan as values, so this node reruns whenever the plan changes and no other with it."""
+
+    input_spec = _WritePlanInputSpec
+    output_spec = _WritePlanOutputSpec
+
+    def _run_interface(self, runtime):
+        target = Path(runtime.cwd) / PLAN
+        with atomic_path(target) as tmp:
+            tmp.write_text(self.inputs.plan)
+        self._results["plan_file"] = str(target.absolute())
         return runtime

@@ -13,12 +13,14 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from ..design.matrices import check_estimable
 from ..io.errors import bad_input
 from ..io.files import save_img
 from ..io.images import load_mask, load_masked_data, unmask
-from ..io.masked_data import VOXEL_BLOCK, iter_voxel_chunks, masked_data_shape, voxel_chunk_size
+from ..io.masked_data import iter_voxel_chunks, masked_data_shape, voxel_chunk_size
 from ..io.progress import Progress
 from ..io.tables import read_design
+from ..spec import DEFAULTS, VOXEL_BLOCK
 from ..stats.glm import design_rank, fit_ols
 
 
@@ -36,7 +38,7 @@ class _EstimateOLSInputSpec(BaseInterfaceInputSpec):
     design_matrix = File(exists=True, mandatory=True, desc="design matrix TSV")
     mask_file = File(exists=True, mandatory=True, desc="analysis mask")
     mem_gb = traits.Float(
-        1.0, usedefault=True, nohash=True,
+        DEFAULTS["mem_gb"], usedefault=True, nohash=True,
         desc="memory budget (GiB) setting the voxels fitted at a time; the results "
         "do not depend on it, so changing it does not rerun the node",
     )
@@ -60,7 +62,7 @@ class EstimateOLS(SimpleInterface):
     output_spec = _EstimateOLSOutputSpec
 
     def _run_interface(self, runtime):
-        _, X = read_design(self.inputs.design_matrix)
+        design, X = read_design(self.inputs.design_matrix)
         if isdefined(self.inputs.data_file):
             n_maps, n_voxels = masked_data_shape(self.inputs.data_file)
             given = f"the data file {self.inputs.data_file} has {n_maps} rows"
@@ -71,11 +73,8 @@ class EstimateOLS(SimpleInterface):
         where = f"design matrix {self.inputs.design_matrix}"
         if X.shape[0] != n_maps:
             raise bad_input(where, f"has {X.shape[0]} rows but {given}")
+        check_estimable(design, where)  # the plan's check, for a design given here
         rank = design_rank(X)
-        if rank < X.shape[1]:
-            raise bad_input(where, f"is rank deficient (rank {rank} < {X.shape[1]} columns)")
-        if X.shape[0] - rank < 1:
-            raise bad_input(where, "leaves no residual degrees of freedom")
         mask, mask_img = load_mask(self.inputs.mask_file)
         if isdefined(self.inputs.data_file):
             if n_voxels != int(mask.sum()):

@@ -15,6 +15,7 @@ from nipype.interfaces.base import (
 from ..datasets.localizer import fetch_localizer_table, write_variance_maps
 from ..io.errors import bad_input
 from ..io.files import save_tsv
+from ..spec import DEFAULTS
 
 
 class _FetchLocalizerInputSpec(BaseInterfaceInputSpec):
@@ -30,7 +31,8 @@ class _FetchLocalizerInputSpec(BaseInterfaceInputSpec):
         desc="condition label for each contrast (default: first word of each)",
     )
     n_subjects = traits.Range(
-        low=1, high=94, value=16, usedefault=True, xor=["subjects"],
+        low=1, high=94, value=DEFAULTS["n_subjects"], usedefault=True,
+        xor=["subjects"],
         desc="fetch subjects 1..n_subjects",
     )
     subjects = traits.List(

@@ -29,8 +29,10 @@ from ..io.masks import (
     write_summary,
 )
 from ..io.sidecars import generated_by, write_sidecar
+from ..spec import MASK_STRATEGIES
 
-STRATEGIES = ("nilearn", "mni152", "file", "coverage")
+#: --mask-strategy, and "file" for --mask.
+STRATEGIES = (*MASK_STRATEGIES, "file")
 
 
 class _SummarizeMapsInputSpec(BaseInterfaceInputSpec):
@@ -153,7 +155,7 @@ class GroupMask(SimpleInterface):
         self._results["n_voxels"] = int(mask.sum())
         self._results["mask_file"] = save_img(
             nib.Nifti1Image(mask.astype(np.uint8), reference.affine),
-            Path(runtime.cwd) / "desc-group_mask.nii.gz",
+            Path(runtime.cwd) / "mask.nii.gz",
         )
         write_sidecar(self._results["mask_file"], {
             "Type": "Brain",

@@ -23,6 +23,7 @@ from ..io.masked_data import (
 from ..io.progress import Progress
 from ..io.sidecars import generated_by, source_fields, write_sidecar
 from ..io.tables import read_design
+from ..spec import DEFAULTS, ESTIMATIONS
 from ..stats.mixed_effects import DOF_MAX, fit_mixed_effects_chunks
 
 
@@ -39,16 +40,16 @@ class _EstimateMixedEffectsInputSpec(BaseInterfaceInputSpec):
     design_matrix = File(exists=True, mandatory=True, desc="design matrix TSV")
     mask_file = File(exists=True, mandatory=True, desc="analysis mask")
     method = traits.Enum(
-        "mixed", "fixed", usedefault=True,
+        *ESTIMATIONS[1:], usedefault=True,
         desc="mixed: between-subject variance by REML (FLAME1-like), t on n - rank(X) dof; "
         "fixed: no between-subject variance (as nilearn's compute_fixed_effects)",
     )
     first_level_dof = traits.Float(
-        100.0, usedefault=True,
+        DEFAULTS["first_level_dof"], usedefault=True,
         desc="fixed: dof of each first-level map; t has their sum (nilearn's default 100)",
     )
     mem_gb = traits.Float(
-        1.0, usedefault=True, nohash=True,
+        DEFAULTS["mem_gb"], usedefault=True, nohash=True,
         desc="memory budget (GiB) setting the voxels read at a time; the results do not "
         "depend on it (bit for bit), so changing it does not rerun the node",
     )
@@ -118,7 +119,7 @@ class EstimateMixedEffects(SimpleInterface):
             )
         between = self._results["between_subject_variance"] = save_img(
             unmask(fit.sigma2_between, mask, mask_img.affine, dtype=np.float64),
-            out / f"desc-{self.inputs.method}_betweenSubjectVariance.nii.gz",
+            out / "between_subject_variance.nii.gz",
         )
         self._results["dof"] = float(dof)
         self._results["n_not_converged"] = int((~fit.converged).sum())

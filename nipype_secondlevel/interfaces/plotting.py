@@ -13,12 +13,14 @@ from nipype.interfaces.base import (
 
 from ..io.images import load_img
 from ..reporting.figures import plot_glass_brain
+from ..spec import DEFAULTS
 
 
 class _GlassBrainInputSpec(BaseInterfaceInputSpec):
     stat_map = File(exists=True, mandatory=True, desc="map to draw (e.g. the z map)")
-    threshold = traits.Float(3.1, usedefault=True, desc="values with |v| below are hidden")
-    contrast_name = traits.Str("contrast", usedefault=True, desc="label for file name and title")
+    threshold = traits.Float(DEFAULTS["threshold"], usedefault=True,
+                             desc="values with |v| below are hidden")
+    contrast_name = traits.Str("contrast", usedefault=True, desc="label for the title")
     title = traits.Str(desc="title drawn on the picture (default: label and threshold)")
 
 
@@ -41,7 +43,7 @@ class GlassBrain(SimpleInterface):
         )
         self._results["out_file"] = plot_glass_brain(
             load_img(self.inputs.stat_map, "statistical map"),
-            Path(runtime.cwd) / f"contrast-{label}_stat-z_glassbrain.png",
+            Path(runtime.cwd) / "glassbrain.png",
             self.inputs.threshold,
             title,
         )

@@ -60,6 +60,10 @@ class _HTMLReportInputSpec(BaseInterfaceInputSpec):
     glass_brains = InputMultiObject(
         File(exists=True), desc="glass brain pictures, one per entry (drawn if not given)"
     )
+    file_names = traits.List(
+        traits.List(traits.Str, minlen=2, maxlen=2),
+        desc="the exported names of each entry's thresholded map and cluster table "
+        "(default: their own)")
     inputs_table = File(exists=True, desc="inputs table (subject, condition, path)")
     parameters = traits.Str(desc="analysis parameters as a JSON object")
     graph_dot = traits.Str(desc="the workflow graph in Graphviz DOT")
@@ -94,14 +98,16 @@ class HTMLReport(SimpleInterface):
         thresholded = list(inputs.thresholded_maps)
         clusters = list(inputs.cluster_tables)
         glass = list(_get(inputs.glass_brains, [None] * len(stat_maps)))
-        if not len(stat_maps) == len(thresholded) == len(clusters) == len(glass):
+        names = [tuple(n) if n else None
+                 for n in _get(inputs.file_names, [None] * len(stat_maps))]
+        if not len(stat_maps) == len(thresholded) == len(clusters) == len(glass) == len(names):
             raise ValueError(
                 f"{len(stat_maps)} stat maps, {len(thresholded)} thresholded maps, "
                 f"{len(clusters)} cluster tables and {len(glass)} glass brains: "
                 "give one of each per contrast"
             )
         contrasts = [ContrastResult(*files) for files in zip(stat_maps, thresholded,
-                                                             clusters, glass)]
+                                                             clusters, glass, names)]
         run_started = _get(inputs.run_started)
         runs = node_runs(Path(runtime.cwd).parent, _get(inputs.node_folders, {}), run_started)
         text = build_report(

@@ -12,15 +12,17 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..datasets.simulation import localizer_brain_mask, simulate_paired_sample
+from ..datasets.simulation import localizer_brain_mask, simulate_paired_sample, simulation_rows
 from ..io.errors import bad_input
 from ..io.files import save_img, save_tsv
 from ..io.sidecars import generated_by, write_sidecar
+from ..spec import DEFAULTS
 
 
 class _SimulatePairedInputSpec(BaseInterfaceInputSpec):
-    n_subjects = traits.Int(16, usedefault=True, desc="number of subjects (>= 2)")
-    seed = traits.Int(0, usedefault=True, desc="seed of the random generator")
+    n_subjects = traits.Int(DEFAULTS["n_subjects"], usedefault=True,
+                            desc="number of subjects (>= 2)")
+    seed = traits.Int(DEFAULTS["seed"], usedefault=True, desc="seed of the random generator")
     conditions = traits.List(
         traits.Str,
         value=["vertical", "horizontal"],
@@ -63,20 +65,17 @@ class SimulatePaired(SimpleInterface):
         maps, truth = simulate_paired_sample(
             mask, affine, n, self.inputs.seed, self.inputs.effect_amplitude
         )
-        rows = []
-        for s in range(n):
-            subject = f"S{s + 1:02d}"
-            for c, condition in enumerate(self.inputs.conditions):
-                path = save_img(
-                    nib.Nifti1Image(maps[s, c], affine),
-                    out / f"sub-{subject}_cond-{condition}_effect.nii.gz",
-                )
-                rows.append({"subject": subject, "condition": condition, "path": path})
+        rows = simulation_rows(n, self.inputs.conditions)
+        for i, row in enumerate(rows):  # subject i // 2, condition i % 2
+            row["path"] = save_img(
+                nib.Nifti1Image(maps[i // 2, i % 2], affine),
+                out / f"sub-{row['subject']}_cond-{row['condition']}_effect.nii.gz",
+            )
         table = pd.DataFrame(rows)
         self._results["inputs_table"] = save_tsv(table, out / "inputs.tsv")
         self._results["maps"] = list(table["path"])
         self._results["truth_mask"] = save_img(
-            nib.Nifti1Image(truth, affine), out / "desc-truth_mask.nii.gz"
+            nib.Nifti1Image(truth, affine), out / "truth_mask.nii.gz"
         )
         write_sidecar(self._results["truth_mask"], {
             "Description": "ground truth of the simulation: +1 where the first condition "
@@ -88,6 +87,6 @@ class SimulatePaired(SimpleInterface):
             "GeneratedBy": generated_by("simulate"),
         })
         self._results["brain_mask"] = save_img(
-            nib.Nifti1Image(mask.astype("uint8"), affine), out / "desc-brain_mask.nii.gz"
+            nib.Nifti1Image(mask.astype("uint8"), affine), out / "brain_mask.nii.gz"
         )
         return runtime

@@ -1,28 +1,34 @@
-"""Sink: copy results into the output folder, each file atomically."""
+"""Sink: copy results into the output folder under the names of the naming table, each
+file atomically."""
 
+import json
 from pathlib import Path
 
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     Directory,
+    DynamicTraitedSpec,
     File,
-    InputMultiObject,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
+from nipype.interfaces.io import add_traits
 
 from ..io.errors import bad_input
+from ..io.files import write_json
+from ..io.naming import exported_sources, named_files
 from ..io.results_folder import export_results
 from ..io.sidecars import sidecar_path
 
 
-class _DerivativesSinkInputSpec(BaseInterfaceInputSpec):
+class _DerivativesSinkInputSpec(DynamicTraitedSpec, BaseInterfaceInputSpec):
     out_dir = Directory(mandatory=True, desc="output folder (created if missing)")
-    in_files = InputMultiObject(
-        File(exists=True), mandatory=True,
-        desc="files to export; each keeps its (BIDS-style) base name",
-    )
+    names = traits.Dict(
+        traits.Str, traits.Any, mandatory=True,
+        desc="export -> its name rule(s) (see nipype_secondlevel.io.naming); each export is "
+        "an input of this node, connected to the output it names")
     input_files = traits.List(traits.Str(), usedefault=True,
                               desc="the run's input files (table, maps, mask, design file): "
                               "never removed nor replaced")
@@ -33,10 +39,12 @@ class _DerivativesSinkOutputSpec(TraitedSpec):
 
 
 class DerivativesSink(SimpleInterface):
-    """Export files into ``out_dir`` under their own names.
+    """Export files into ``out_dir`` under the names the builder gives them.
 
-    A file's JSON sidecar (same base name, ``.json``, see
-    :mod:`nipype_secondlevel.io.sidecars`) is exported with it. The export is
+    Every key of ``names`` is an input (a file, a list of files, or a MapNode's list of
+    them), named by its rule (:func:`~nipype_secondlevel.io.naming.named_files`; a file
+    without a name is an error). A file's JSON sidecar is exported with it, its
+    ``Sources`` naming the exported files it was made from. The export is
     :func:`~nipype_secondlevel.io.results_folder.export_results`: staged, then renamed
     in; the earlier export's files this one does not write are removed if still as it
     wrote them, and nothing else (never an input). The sink always runs, so results
@@ -47,13 +55,24 @@ class DerivativesSink(SimpleInterface):
     output_spec = _DerivativesSinkOutputSpec
     _always_run = True
 
+    def __init__(self, names=None, **inputs):
+        super().__init__(**inputs)
+        self.inputs.names = dict(names or {})
+        add_traits(self.inputs, list(self.inputs.names))
+        self.inputs.trait_set(**inputs)
+
     def _run_interface(self, runtime):
+        missing = [key for key in self.inputs.names if not isdefined(getattr(self.inputs, key))]
+        if missing:
+            raise ValueError(f"no file given for the export(s) {', '.join(missing)}")
+        pairs = named_files({key: getattr(self.inputs, key) for key in self.inputs.names},
+                            self.inputs.names)
+        exported = dict(pairs)
+        files = {str(sidecar_path(source)): (source, name) for source, name in pairs
+                 if not source.endswith(".json")}  # a sidecar -> its file
+        pairs = [(_with_exported_sources(source, name, exported, files.get(source),
+                                         runtime.cwd), name) for source, name in pairs]
         out_dir = Path(self.inputs.out_dir)
-        # A file given twice (e.g. a map that is also in a list of maps) is exported once.
-        sources = list(dict.fromkeys(str(f) for f in self.inputs.in_files))
-        sources += [s for s in dict.fromkeys(str(sidecar_path(f)) for f in sources)
-                    if s not in sources and Path(s).exists()]
-        pairs = [(f, Path(f).name) for f in sources]
         try:
             self._results["out_files"] = export_results(out_dir, pairs,
                                                         inputs=self.inputs.input_files)
@@ -65,3 +84,15 @@ class DerivativesSink(SimpleInterface):
             raise bad_input(f"results folder {out_dir}", f"cannot be written: "
                             f"{err.strerror or err}") from err
         return runtime
+
+
+def _with_exported_sources(source, name, exported, own, folder):
+    """A JSON sidecar naming its sources by their exported names (a copy written in the
+    sink's folder), or ``source`` as it is; ``own``: (path, name) of its file."""
+    if not source.endswith(".json"):
+        return source
+    fields = json.loads(Path(source).read_text())
+    renamed = exported_sources(fields, exported, own)
+    if renamed is fields:
+        return source
+    return write_json(Path(folder) / name, renamed)

@@ -7,9 +7,11 @@ from nipype.interfaces.base import (
     File,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
+from ..io.errors import bad_input
 from ..io.files import save_img, save_tsv
 from ..io.images import load_img
 from ..io.sidecars import (
@@ -21,26 +23,21 @@ from ..io.sidecars import (
     write_sidecar,
 )
 from ..reporting.clusters import cluster_table
-
-HEIGHT_CONTROLS = ("none", "fpr", "fdr", "bonferroni")
+from ..spec import DEFAULTS, HEIGHT_CONTROLS
 
 
 def threshold_map(z_img, mask_img, height_control, threshold, alpha, cluster_size, two_sided):
-    """nilearn's ``threshold_stats_img`` with our option names.
+    """nilearn's ``threshold_stats_img`` with our option names (``alpha`` None: the z
+    ``threshold``, height control "none").
 
     Returns (thresholded image, z threshold used).
     """
     from nilearn.glm import threshold_stats_img
 
-    return threshold_stats_img(
-        z_img,
-        mask_img=mask_img,
-        alpha=alpha,
-        threshold=threshold if height_control == "none" else None,
-        height_control=None if height_control == "none" else height_control,
-        cluster_threshold=cluster_size,
-        two_sided=two_sided,
-    )
+    level = {"threshold": threshold, "height_control": None} if height_control == "none" else {
+        "alpha": alpha, "threshold": None, "height_control": height_control}
+    return threshold_stats_img(z_img, mask_img=mask_img, cluster_threshold=cluster_size,
+                               two_sided=two_sided, **level)
 
 
 class _ThresholdInputSpec(BaseInterfaceInputSpec):
@@ -52,18 +49,18 @@ class _ThresholdInputSpec(BaseInterfaceInputSpec):
         desc="none: |z| > threshold; fpr: uncorrected p < alpha; "
         "fdr: Benjamini-Hochberg q < alpha; bonferroni: FWER p < alpha",
     )
-    threshold = traits.Float(3.1, usedefault=True, desc="z threshold (height_control none)")
-    alpha = traits.Range(
-        low=0.0, high=1.0, value=0.001, usedefault=True,
-        desc="p level for fpr, fdr and bonferroni",
-    )
+    threshold = traits.Float(DEFAULTS["threshold"], usedefault=True,
+                             desc="z threshold (height_control none)")
+    alpha = traits.Range(low=0.0, high=1.0, exclude_low=True,
+                         desc="p level for fpr, fdr and bonferroni (required with them)")
     cluster_size = traits.Int(
-        0, usedefault=True, desc="minimum cluster size in voxels (0: no minimum)"
-    )
+        DEFAULTS["cluster_size"], usedefault=True,
+        desc="minimum cluster size in voxels (0: no minimum)")
     two_sided = traits.Bool(
         True, usedefault=True, desc="threshold both signs (else positive only)"
     )
-    contrast_name = traits.Str("contrast", usedefault=True, desc="label for file names")
+    contrast_name = traits.Str("contrast", usedefault=True,
+                               desc="the contrast's label (titles, sidecars)")
 
 
 class _ThresholdOutputSpec(TraitedSpec):
@@ -82,25 +79,24 @@ class Threshold(SimpleInterface):
     def _run_interface(self, runtime):
         z_img = load_img(self.inputs.z_map, "z map")
         mask_img = load_img(self.inputs.mask_file, "mask")
+        alpha = self.inputs.alpha if isdefined(self.inputs.alpha) else None
+        if alpha is None and self.inputs.height_control != "none":
+            raise bad_input("alpha", f"is required with height control "
+                            f"{self.inputs.height_control}")
         thresholded, z_threshold = threshold_map(
             z_img, mask_img, self.inputs.height_control, self.inputs.threshold,
-            self.inputs.alpha, self.inputs.cluster_size, self.inputs.two_sided,
+            alpha, self.inputs.cluster_size, self.inputs.two_sided,
         )
         table = cluster_table(
             thresholded, z_threshold, self.inputs.cluster_size, self.inputs.two_sided
         )
         label = self.inputs.contrast_name
         out = Path(runtime.cwd)
-        self._results["thresholded_map"] = save_img(
-            thresholded, out / f"contrast-{label}_stat-z_desc-thresholded_statmap.nii.gz"
-        )
-        self._results["cluster_table"] = save_tsv(
-            table, out / f"contrast-{label}_stat-z_clusters.tsv"
-        )
+        self._results["thresholded_map"] = save_img(thresholded, out / "thresholded.nii.gz")
+        self._results["cluster_table"] = save_tsv(table, out / "clusters.tsv")
         self._results["z_threshold"] = float(z_threshold)
         self._results["plot_title"] = threshold_title(
-            label, self.inputs.height_control, z_threshold, self.inputs.alpha,
-            self.inputs.two_sided)
+            label, self.inputs.height_control, z_threshold, alpha, self.inputs.two_sided)
         # The z map's sidecar (contrast, weights, dof) carries over to the thresholded map.
         fields = {k: v for k, v in read_sidecar(self.inputs.z_map).items()
                   if k not in ("Description", "Sources", "SourceFiles", "GeneratedBy")}
@@ -109,7 +105,7 @@ class Threshold(SimpleInterface):
             "Statistic": "z",
             "Description": "z map, zero below the threshold",
             "Threshold": threshold_fields(
-                self.inputs.height_control, z_threshold, self.inputs.alpha,
+                self.inputs.height_control, z_threshold, alpha,
                 self.inputs.threshold, self.inputs.cluster_size, self.inputs.two_sided,
             ),
             **source_fields([self.inputs.z_map, self.inputs.mask_file]),

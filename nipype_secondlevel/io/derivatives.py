@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import bad_input
 from .files import write_json
+from .naming import DATASET_DESCRIPTION
 
 #: pybids configuration of the statistical-map entities ``contrast``, ``stat`` and
 #: ``node`` (patterns as in FitLins), a JSON file shipped with the package.
@@ -69,4 +70,4 @@ def write_dataset_description(out_dir, command, name="nipype-secondlevel group a
         "DatasetType": "derivative",
         "GeneratedBy": [generated_by],
     }
-    return write_json(Path(out_dir) / "dataset_description.json", description)
+    return write_json(Path(out_dir) / DATASET_DESCRIPTION, description)

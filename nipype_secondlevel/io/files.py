@@ -7,6 +7,7 @@ replaces a link at the destination instead of writing through it.
 """
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -94,9 +95,14 @@ def save_tsv(frame, path, index=False):
 
 
 def save_figure(fig, path, dpi=100):
-    """Save a matplotlib figure as PNG atomically and return its path as str."""
+    """Save a matplotlib figure as PNG atomically and return its path as str.
+
+    Drawn in memory, then written: a full disk is an OSError naming the file (matplotlib's
+    PNG writer turns it into an AttributeError of its own)."""
+    picture = io.BytesIO()
+    fig.savefig(picture, dpi=dpi, format="png")
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
+        tmp.write_bytes(picture.getvalue())
     return str(Path(path).absolute())
 
 

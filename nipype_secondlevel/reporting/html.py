@@ -28,7 +28,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..io.sidecars import read_sidecar
+from ..io.naming import output_name
+from ..io.sidecars import read_sidecar, sidecar_path
 from .figures import (
     file_data_uri,
     glass_brain_uri,
@@ -84,6 +85,7 @@ class ContrastResult:
     thresholded_map: str
     cluster_table: str
     glass_brain: str = None
+    names: tuple = None  # the exported names of the thresholded map and the cluster table
 
 
 def esc(value):
@@ -154,6 +156,7 @@ def contrast_section(result, index):
     clusters = pd.read_csv(result.cluster_table, sep="\t")
     thresholded = nib.load(result.thresholded_map)
     title = f"{label}: {description.split(',')[0]}"
+    names = result.names or (Path(result.thresholded_map).name, Path(result.cluster_table).name)
     if result.glass_brain:
         glass = file_data_uri(result.glass_brain)
     else:
@@ -180,9 +183,8 @@ def contrast_section(result, index):
         f"<h4>Clusters ({n_clusters})</h4>",
         f'<div class="scroll">{table_html(clusters)}</div>' if not clusters.empty
         else "<p>No voxel survives the threshold.</p>",
-        (f'<p class="note">Files: {esc(Path(result.thresholded_map).name)}, '
-         f'{esc(Path(result.cluster_table).name)} (sidecar '
-         f'{esc(Path(result.thresholded_map).name.split(".")[0])}.json).</p>'),
+        (f'<p class="note">Files: {esc(names[0])}, {esc(names[1])} (sidecar '
+         f'{esc(sidecar_path(names[0]).name)}).</p>'),
     ]
     return "\n".join(parts), label, meta
 
@@ -255,7 +257,7 @@ def build_report(title, design_matrix, mask_file, contrasts, design_plot=None,
         img_tag(mask_uri(mask_img), "analysis mask")
         + f"<p>{n_voxels} voxels ({n_voxels * voxel_mm3 / 1000:.0f} cm3, "
         f"{voxel_mm3:g} mm3 each) on a {' x '.join(map(str, mask_img.shape[:3]))} grid "
-        f"({esc(Path(mask_file).name)}).</p>")))
+        f"({esc(output_name('mask'))}).</p>")))
 
     body.append(provenance_section(inputs_table, parameters, command, python_call,
                                    graph_dot, runs, run_started))
