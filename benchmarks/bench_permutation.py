@@ -241,15 +241,18 @@ def write_large_data(folder, n_maps, seed=0):
 
 def large_child(folder, work, mem_gb, n_perm):
     """Run the permutation sub-workflow on the large data (in a fresh process)."""
+    from nipype_secondlevel.io.masked_data import masked_data_shape
     from nipype_secondlevel.runtime.execution import run_workflow
+    from nipype_secondlevel.workflows import plan_analysis
     from nipype_secondlevel.workflows.inference import init_permutation_wf
 
-    wf = init_permutation_wf(correction="maxT", model="one-sample", n_perm=n_perm,
-                             mem_gb=mem_gb, name="large_wf")
+    n_maps, _ = masked_data_shape(folder / "data.npy")
+    plan = plan_analysis(rows=[{"subject": f"s{i}"} for i in range(n_maps)],
+                         correction="maxT", n_perm=n_perm)
+    wf = init_permutation_wf(plan, mem_gb=mem_gb, name="large_wf")
     inputs = wf.inputs.inputnode
     inputs.data_file, inputs.design_matrix = str(folder / "data.npy"), str(folder / "design.tsv")
-    inputs.mask_file, inputs.blocks = str(folder / "mask.nii.gz"), []
-    inputs.contrasts, inputs.contrast_names = ["intercept"], ["mean"]
+    inputs.mask_file = str(folder / "mask.nii.gz")
     inputs.z_maps = [str(folder / "z.nii.gz")]
     start = time.perf_counter()
     run_workflow(wf, work, progress=False)

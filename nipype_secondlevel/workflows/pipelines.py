@@ -1,9 +1,16 @@
 """Whole runs: a data source (a table, the simulation, the Localizer), the one group
-analysis, the HTML report and the export to a folder."""
+analysis, the HTML report and the export to a folder, every file named at the sink."""
 
-from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from ..datasets.localizer import localizer_rows
+from ..datasets.simulation import (
+    LOCALIZER_AFFINE,
+    LOCALIZER_SHAPE,
+    check_simulation_fits,
+    simulation_rows,
+)
+from ..design.plan import call_text, make_plan
 from ..interfaces import (
     DatasetDescription,
     DerivativesSink,
@@ -11,58 +18,107 @@ from ..interfaces import (
     PipelineGraph,
     SimulatePaired,
 )
-from .group_analysis import init_group_analysis_wf, resolved_alpha
-from .inference import PERMUTATION_CORRECTIONS
-from .reporting import add_report, all_parameters, call_text, workflow_dot
-
-#: outputnode fields of the analysis exported to the output folder (lists are
-#: flattened; undefined fields, e.g. the between-subject variance of OLS, are skipped).
-EXPORTED = [
-    "design_table",
-    "design_plot",
-    "mask_file",
-    "contrast_files",
-    "thresholded_maps",
-    "cluster_tables",
-    "glass_brains",
-    "between_subject_variance",
-]
-
-#: outputnode fields exported too with a permutation correction.
-PERMUTATION_EXPORTS = [
-    "logp_maps",
-    "corrected_logp",
-    "null_distributions",
-    "corrected_maps",
-    "corrected_cluster_tables",
-]
+from ..io import naming
+from ..io.errors import bad_input
+from ..spec import DEFAULTS, resolve
+from .group_analysis import init_group_analysis_wf
+from .reporting import add_report, workflow_dot
 
 #: The reference analysis: paired, vertical minus horizontal checkerboard.
 REFERENCE_DESIGN = {"design": "paired", "conditions": ["vertical", "horizontal"]}
 
 
-def init_group_pipeline_wf(out_dir, *, inputs_table=None, source=None, extra_exports=(),
-                           export_files=(), input_files=(), report=True, graph=False,
-                           command=None, python_call=None, name="group_wf", **analysis):
-    """The group analysis of an inputs table (or a data source), exported to ``out_dir``.
+def plan_demo(**options):
+    """The plan of the demo: the paired reference analysis of the simulated sample.
+
+    ``options``: those of ``nipype-secondlevel demo`` by their spec names (e.g.
+    ``n_subjects=6``, ``threshold=4.0``, ``correction="maxT"``).
+    """
+    values = resolve(options, "demo", fixed=REFERENCE_DESIGN)
+    n = values["n_subjects"]
+    if n < 2:
+        raise bad_input("--n-subjects", f"a paired test needs at least 2, got {n}")
+    check_simulation_fits(n)
+    return make_plan(values, "demo", rows=simulation_rows(n, REFERENCE_DESIGN["conditions"]),
+                     source="simulation", grid=(LOCALIZER_SHAPE, LOCALIZER_AFFINE),
+                     made_by=call_text("plan_demo", **options))
+
+
+def plan_localizer(**options):
+    """The plan of the reference analysis on Brainomics/Localizer (``n_subjects`` 2..94;
+    ``estimation="mixed"`` or ``"fixed"`` with the first-level variances)."""
+    values = resolve(options, "localizer", fixed=REFERENCE_DESIGN)
+    n = values["n_subjects"]
+    if not 2 <= n <= 94:
+        raise bad_input("--n-subjects", f"the Localizer has 94 subjects, got {n}")
+    rows = localizer_rows(range(1, n + 1), REFERENCE_DESIGN["conditions"])
+    return make_plan(values, "localizer", rows=rows, source="localizer",
+                     grid=(LOCALIZER_SHAPE, LOCALIZER_AFFINE),
+                     made_by=call_text("plan_localizer", **options))
+
+
+def exported_outputs(plan):
+    """outputnode field of the analysis -> its name rule(s) (:mod:`..io.naming`), for
+    every file the analysis exports (one rule per contrast for per-contrast outputs)."""
+    contrasts = plan.contrasts
+
+    def each(output, **entities):
+        return [naming.output_name(output, contrast=c.label, **entities) for c in contrasts]
+
+    exports = {
+        "plan_file": naming.PLAN,
+        "design_table": naming.DESIGN_TABLE,
+        "design_plot": naming.DESIGN_PLOT,
+        "mask_file": naming.output_name("mask"),
+        "contrast_files": [naming.contrast_maps(c.label, c.kind) for c in contrasts],
+        "thresholded_maps": each("thresholded"),
+        "cluster_tables": each("clusters"),
+        "glass_brains": each("glass_brain"),
+    }
+    if plan.weighted:
+        exports["between_subject_variance"] = naming.output_name(
+            "between_subject_variance", estimation=plan.options["estimation"])
+    if plan.permutations:
+        correction = plan.options["correction"]
+        descs = [naming.correction_desc(correction, c.kind) for c in contrasts]
+        exports.update({
+            "logp_maps": [naming.logp_maps(c.label, c.kind) for c in contrasts],
+            "null_distributions": each("nulls"),
+            "corrected_maps": [naming.output_name("corrected", contrast=c.label, desc=d)
+                               for c, d in zip(contrasts, descs)],
+            "corrected_cluster_tables": [naming.output_name(
+                "corrected_clusters", contrast=c.label, desc=d) for c, d in zip(contrasts, descs)],
+        })
+    return exports
+
+
+def significance_names(plan):
+    """The exported names of each contrast's significance map and cluster table."""
+    exports = exported_outputs(plan)
+    maps, tables = (("corrected_maps", "corrected_cluster_tables") if plan.permutations
+                    else ("thresholded_maps", "cluster_tables"))
+    return [list(pair) for pair in zip(exports[maps], exports[tables])]
+
+
+def init_group_pipeline_wf(plan, out_dir, *, source=None, source_exports=None,
+                           mem_gb=DEFAULTS["mem_gb"], report=True, graph=False, command=None,
+                           python_call=None, name="group_wf"):
+    """The analysis of a plan, with its report and its export to ``out_dir``.
 
     Parameters
     ----------
+    plan : Plan
+        The analysis (:func:`~nipype_secondlevel.design.plan.plan_analysis`).
     out_dir : str
         Output folder of the sink: a BIDS derivatives dataset (its
         ``dataset_description.json`` is written by the ``dataset_description`` node).
-    inputs_table : path or None
-        The user's inputs table (when there is no ``source``).
     source : nipype Node or None
-        Node with an ``inputs_table`` output (e.g. SimulatePaired, FetchLocalizer),
-        instead.
-    extra_exports : list of str
-        Outputs of ``source`` exported too (e.g. the simulation's truth mask).
-    export_files : list of paths
-        Files exported as they are (e.g. the inputs table built from a BIDS dataset).
-    input_files : list of paths
-        The maps and other inputs, which the export never removes nor replaces (the
-        inputs table, design file, mask and reference map are added here).
+        Node with an ``inputs_table`` output giving the maps of a plan made from row
+        labels (e.g. SimulatePaired, FetchLocalizer).
+    source_exports : dict or None
+        Outputs of ``source`` exported too: field -> exported name.
+    mem_gb : float
+        Memory budget (GiB) of the heavy nodes; results do not depend on it.
     report : bool
         Add a ``report`` node writing ``report.html`` (exported by the sink).
     graph : bool
@@ -70,64 +126,58 @@ def init_group_pipeline_wf(out_dir, *, inputs_table=None, source=None, extra_exp
         (``desc-pipeline_graph.{dot,svg,png}``, exported; needs Graphviz's ``dot``).
     command, python_call : str or None
         How the run was started, written in the report and in
-        ``dataset_description.json`` (the command, else the Python call).
+        ``dataset_description.json``: the command line, else the Python call (by
+        default this builder's, with the plan's own call).
     name : str
         Workflow name.
-    analysis
-        Keyword options of :func:`init_group_analysis_wf`.
 
     Nodes: the source (if any), ``group_analysis_wf``, ``dataset_description``,
-    ``graph`` (with ``graph``), ``report``, ``collect_outputs`` (a Merge of every exported file) and
-    ``sink``.
+    ``graph`` (with ``graph``), ``report`` and ``sink``, which names every file.
     """
+    if (source is None) != (plan.design.paths is not None):
+        raise ValueError("a plan made from row labels needs a source node, and only it")
     workflow = pe.Workflow(name=name)
-    analysis_wf = init_group_analysis_wf(**analysis)
-    exports = list(EXPORTED)
-    if analysis.get("correction", "none") in PERMUTATION_CORRECTIONS:
-        exports += PERMUTATION_EXPORTS
-    exports += [f"source_{f}" for f in extra_exports]
-    if python_call is None:
-        python_call = call_text("init_group_pipeline_wf", str(out_dir),
-                                inputs_table=inputs_table, name=name, **analysis)
-    # Gathering and copying are quick: on a cluster they run in the submitting
-    # process instead of waiting for a job each.
+    analysis_wf = init_group_analysis_wf(plan, mem_gb=mem_gb)
+    python_call = python_call or f"init_group_pipeline_wf({plan.made_by}, {str(out_dir)!r})"
+    analysis = exported_outputs(plan)
+    names = {**analysis, **{f"source_{k}": v for k, v in (source_exports or {}).items()},
+             "dataset_description": naming.DATASET_DESCRIPTION}
+    if plan.options.get("bids_dir"):  # the inputs table built from the BIDS folder
+        names["inputs_table"] = naming.INPUTS_TABLE
+    if report:
+        names["report"] = naming.REPORT
+    if graph:
+        names["graph"] = naming.graph_files()
+    # Writing the description and copying are quick: on a cluster they run in the
+    # submitting process instead of waiting for a job each.
     description = pe.Node(DatasetDescription(command=command or python_call),
                           name="dataset_description", run_without_submitting=True)
-    merge = pe.Node(niu.Merge(len(exports) + 3 + bool(report), ravel_inputs=True),
-                    name="collect_outputs", run_without_submitting=True)
-    given = [inputs_table, *(analysis.get(k) for k in ("design_file", "mask_file",
-                                                         "reference_map"))]
-    sink = pe.Node(DerivativesSink(out_dir=str(out_dir), input_files=[
-        str(f) for f in (*given, *input_files) if f is not None]), name="sink",
-        run_without_submitting=True)
+    # The run's inputs, which the export never removes nor replaces.
+    inputs = [*(plan.options.get(k) for k in ("inputs_table", "design_file", "mask",
+                                              "reference_map")),
+              *(plan.design.paths or []), *(plan.design.variance_paths or [])]
+    sink = pe.Node(DerivativesSink(names=names, out_dir=str(out_dir),
+                                   input_files=[str(f) for f in inputs if f is not None]),
+                   name="sink", run_without_submitting=True)
+    if "inputs_table" in names:
+        sink.inputs.inputs_table = plan.inputs_table
     if source is not None:
         workflow.connect(source, "inputs_table", analysis_wf, "inputnode.inputs_table")
-    else:
-        analysis_wf.inputs.inputnode.inputs_table = str(inputs_table)
-    for i, field in enumerate(exports, start=1):
-        if field.startswith("source_"):
-            workflow.connect(source, field[len("source_"):], merge, f"in{i}")
-        else:
-            workflow.connect(analysis_wf, f"outputnode.{field}", merge, f"in{i}")
-    setattr(merge.inputs, f"in{len(exports) + 2}", [str(f) for f in export_files])
+        workflow.connect([(source, sink, [(field, f"source_{field}")
+                                          for field in source_exports or {}])])
     workflow.connect([
-        (description, merge, [("out_file", f"in{len(exports) + 1}")]),
-        (merge, sink, [("out", "in_files")]),
+        (analysis_wf, sink, [(f"outputnode.{field}", field) for field in analysis]),
+        (description, sink, [("out_file", "dataset_description")]),
     ])
     if graph:
         drawing = pe.Node(PipelineGraph(), name="graph", run_without_submitting=True)
-        workflow.connect(drawing, "out_files", merge, f"in{len(exports) + 3}")
-    else:
-        setattr(merge.inputs, f"in{len(exports) + 3}", [])
+        workflow.connect(drawing, "out_files", sink, "graph")
+    report_node = None
     if report:
-        parameters = all_parameters(init_group_analysis_wf, analysis)
-        parameters["alpha"] = resolved_alpha(parameters["alpha"], parameters["correction"])
-        if source is not None:
-            parameters.update({f"{source.name}.{k}": v
-                               for k, v in source.inputs.get_traitsfree().items()})
-        report_node = add_report(workflow, source, analysis_wf, merge, f"in{len(exports) + 4}", parameters,
-                   command=command, python_call=python_call, after=[sink.name],
-                   inputs_table=inputs_table)
+        report_node = add_report(
+            workflow, source, analysis_wf, sink, plan.options, command=command,
+            python_call=python_call, inputs_table=plan.inputs_table,
+            file_names=significance_names(plan))
     if graph:
         # The graph drawn once every node, this one included, is in the workflow.
         drawing.inputs.graph_dot = (report_node.inputs.graph_dot if report
@@ -135,46 +185,38 @@ def init_group_pipeline_wf(out_dir, *, inputs_table=None, source=None, extra_exp
     return workflow
 
 
-def _call(function, out_dir, options, analysis):
-    """The Python call of a pipeline, for its report."""
-    given = {k: v for k, v in analysis.items() if k not in ("command", "report", "python_call")}
-    return call_text(function, str(out_dir), **options, **given)
-
-
-def init_demo_wf(out_dir, n_subjects=16, seed=0, name="demo_wf", **analysis):
+def init_demo_wf(out_dir, plan=None, *, name="demo_wf", **pipeline):
     """The reference analysis on the built-in simulated sample (no network).
 
-    The simulation (node ``simulate``, :class:`SimulatePaired`) feeds the
-    group analysis with the paired design (vertical minus horizontal); the
-    simulation's ground-truth mask is exported too. ``analysis``: options of
-    :func:`init_group_pipeline_wf` and :func:`init_group_analysis_wf`.
+    The simulation (node ``simulate``, :class:`SimulatePaired`) feeds the group
+    analysis with the paired design (vertical minus horizontal); the simulation's
+    ground-truth mask is exported too. ``plan``: :func:`plan_demo` (default: its
+    defaults); ``pipeline``: options of :func:`init_group_pipeline_wf`.
     """
-    source = pe.Node(SimulatePaired(n_subjects=n_subjects, seed=seed), name="simulate")
-    analysis.setdefault("python_call", _call(
-        "init_demo_wf", out_dir, {"n_subjects": n_subjects, "seed": seed, "name": name},
-        analysis))
-    return init_group_pipeline_wf(out_dir, source=source, extra_exports=["truth_mask"],
-                                  name=name, **{**REFERENCE_DESIGN, **analysis})
+    plan = plan or plan_demo()
+    source = pe.Node(SimulatePaired(n_subjects=plan.options["n_subjects"],
+                                    seed=plan.options["seed"]), name="simulate")
+    pipeline.setdefault("python_call", f"init_demo_wf({str(out_dir)!r}, {plan.made_by})")
+    return init_group_pipeline_wf(
+        plan, out_dir, source=source, name=name,
+        source_exports={"truth_mask": naming.output_name("truth_mask")}, **pipeline)
 
 
-def init_localizer_wf(out_dir, n_subjects=16, data_dir=None, name="localizer_wf",
-                      **analysis):
+def init_localizer_wf(out_dir, plan=None, *, data_dir=None, name="localizer_wf",
+                      **pipeline):
     """The reference analysis on Brainomics/Localizer (vertical vs horizontal checkerboard).
 
-    The fetch (node ``fetch``, :class:`FetchLocalizer`) feeds the group analysis
-    with the paired design. With ``estimation="mixed"`` or ``"fixed"`` the same
-    node also fetches the t maps and writes each map's first-level variance,
-    (contrast / t)^2, so the graph differs from the OLS one only in the
-    estimator (``estimate`` and ``masked_variances``).
+    The fetch (node ``fetch``, :class:`FetchLocalizer`, from ``data_dir``) feeds the
+    group analysis with the paired design. With a plan of ``estimation="mixed"`` or
+    ``"fixed"`` the same node also fetches the t maps and writes each map's first-level
+    variance, (contrast / t)^2, so the graph differs from the OLS one only in the
+    estimator (``estimate`` and ``masked_variances``). ``plan``: :func:`plan_localizer`.
     """
-    fetch = pe.Node(FetchLocalizer(n_subjects=n_subjects,
-                                   variances=analysis.get("estimation", "ols") != "ols"),
-                    name="fetch")
+    plan = plan or plan_localizer()
+    fetch = pe.Node(FetchLocalizer(n_subjects=plan.options["n_subjects"],
+                                   variances=plan.weighted), name="fetch")
     if data_dir is not None:
         fetch.inputs.data_dir = str(data_dir)
-    analysis.setdefault("python_call", _call(
-        "init_localizer_wf", out_dir,
-        {"n_subjects": n_subjects, "data_dir": None if data_dir is None else str(data_dir),
-         "name": name}, analysis))
-    return init_group_pipeline_wf(out_dir, source=fetch, name=name,
-                                  **{**REFERENCE_DESIGN, **analysis})
+    pipeline.setdefault("python_call", f"init_localizer_wf({str(out_dir)!r}, {plan.made_by}"
+                        + (f", data_dir={str(data_dir)!r})" if data_dir else ")"))
+    return init_group_pipeline_wf(plan, out_dir, source=fetch, name=name, **pipeline)

@@ -1,6 +1,5 @@
 """Adding the HTML report node to a pipeline (see :class:`~nipype_secondlevel.interfaces.HTMLReport`)."""
 
-import inspect
 import json
 import os
 import tempfile
@@ -10,23 +9,6 @@ from nipype.interfaces.utility import IdentityInterface
 from nipype.pipeline import engine as pe
 
 from ..interfaces.report import HTMLReport
-
-
-def call_text(function, *args, **kwargs):
-    """``function(arg, key=value, ...)`` as Python source, for the report."""
-    parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
-    return f"{function}({', '.join(parts)})"
-
-
-def all_parameters(builder, given):
-    """Keyword parameters of ``builder`` with defaults filled in from its signature."""
-    params = {
-        name: p.default
-        for name, p in inspect.signature(builder).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
-    params.update(given)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
 
 
 def _jsonable(value):
@@ -79,9 +61,10 @@ REPORT_FIELDS = {
 }
 
 
-def add_report(workflow, source, analysis_wf, merge, merge_field, parameters,
-               command=None, python_call=None, after=(), inputs_table=None):
-    """Add an ``HTMLReport`` node named ``report`` and connect it into ``merge``.
+def add_report(workflow, source, analysis_wf, sink, parameters, command=None,
+               python_call=None, inputs_table=None, file_names=None):
+    """Add an ``HTMLReport`` node named ``report`` and connect it to ``sink``'s input
+    ``report``.
 
     Call this once the rest of ``workflow`` is connected: the report records
     the workflow's graph and the folders of the nodes it reports on.
@@ -89,23 +72,24 @@ def add_report(workflow, source, analysis_wf, merge, merge_field, parameters,
     Parameters
     ----------
     workflow : nipype Workflow
-        The pipeline; ``source``, ``analysis_wf`` and ``merge`` are in it.
+        The pipeline; ``source``, ``analysis_wf`` and ``sink`` are in it.
     source : nipype Node or None
         Node with an ``inputs_table`` output (input files with checksums); None
         when the table is a file given as ``inputs_table``.
     analysis_wf : nipype Workflow
         The analysis (:func:`init_group_analysis_wf`; its outputnode fields of
         :data:`REPORT_FIELDS`).
-    merge : nipype Node
-        Node collecting the exported files; the report goes into ``merge_field``.
+    sink : nipype Node
+        The export (:class:`~nipype_secondlevel.interfaces.DerivativesSink`), not
+        reported on.
     parameters : dict
-        All analysis parameters, shown in the report (JSON-serialisable values).
+        The analysis options, shown in the report (JSON-serialisable values).
     command, python_call : str or None
         How the run was started, shown in the report (not part of the cache hash).
-    after : list of str
-        Names of nodes that run after the report (not reported on).
     inputs_table : str or None
         The inputs table, when there is no ``source`` node.
+    file_names : list or None
+        The exported names of each contrast's significance map and cluster table.
     """
     report = pe.Node(HTMLReport(title=f"Group analysis report: {workflow.name}"),
                      name="report")
@@ -120,6 +104,8 @@ def add_report(workflow, source, analysis_wf, merge, merge_field, parameters,
         report.inputs.command = command
     if python_call:
         report.inputs.python_call = python_call
+    if file_names:
+        report.inputs.file_names = file_names
     if source is None:
         report.inputs.inputs_table = str(inputs_table)
     else:
@@ -127,10 +113,8 @@ def add_report(workflow, source, analysis_wf, merge, merge_field, parameters,
     workflow.connect([
         (analysis_wf, report, [(f"outputnode.{field}", name)
                                for name, field in REPORT_FIELDS.items()]),
-        (report, merge, [("out_file", merge_field)]),
+        (report, sink, [("out_file", "report")]),
     ])
-    report.inputs.node_folders = upstream_node_folders(
-        workflow, exclude={"report", merge.name, *after}
-    )
+    report.inputs.node_folders = upstream_node_folders(workflow, exclude={"report", sink.name})
     report.inputs.graph_dot = workflow_dot(workflow)
     return report
