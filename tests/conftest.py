@@ -160,3 +160,21 @@ def _start_cluster(unavailable):
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
         unavailable(f"{START.name} exited {proc.returncode}:\n{tail}")
     print(f"\n{proc.stdout.strip()} [{time.time() - t0:.1f} s]")
+
+
+def planned_design(folder, inputs_table, **options):
+    """A table's plan (``plan_analysis``, any ``run`` option) and its design files written
+    by the DesignMatrix node: the plan, design_matrix, design_table, design_plot, in_files,
+    variance_files and the plan's contrasts, as the analysis workflow's first nodes give
+    them."""
+    from types import SimpleNamespace
+
+    from nipype_secondlevel.interfaces import DesignMatrix
+    from nipype_secondlevel.workflows import plan_analysis
+
+    plan = plan_analysis(inputs_table=str(inputs_table), **options)
+    design = plan.design
+    files = run_in(folder, DesignMatrix(kind=design.kind, columns=design.columns,
+                                        matrix=design.matrix, rows=design.rows))
+    return SimpleNamespace(plan=plan, contrasts=plan.contrasts, in_files=design.paths,
+                           variance_files=design.variance_paths, **files.get())

@@ -43,7 +43,7 @@ def test_non_finite_voxels_are_never_significant(tmp_path, bad_table):
     """Every correction path: the two voxels are out of the mask and 0 in every map."""
     paths = {"threshold": ["--threshold", "2"],
              "fdr": ["--correction", "fdr"],
-             "bonferroni": ["--height-control", "bonferroni", "--alpha", "0.05"]}
+             "bonferroni": ["--correction", "bonferroni", "--alpha", "0.05"]}
     for out, options in paths.items():
         if out == "threshold":  # the command itself: the warning is one line on stderr
             result = run_cli("run", "--inputs", str(bad_table), "--out-dir", out,

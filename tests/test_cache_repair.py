@@ -55,8 +55,8 @@ def first(folder, pattern):
 ROUNDS = [
     [("result file cut short", ANALYSIS / "estimate/result_estimate.pklz", cut_short,
       "estimate"),
-     ("contrast map deleted", ANALYSIS / "contrast/mapflow/_contrast0/"
-      "contrast-verticalVsHorizontal_stat-z_statmap.nii.gz", Path.unlink, "contrast"),
+     ("contrast map deleted", ANALYSIS / "contrast/mapflow/_contrast0/z.nii.gz",
+      Path.unlink, "contrast"),
      ("masked data rewritten", ANALYSIS / "stack_masked_data/masked_data.npy", rewrite_values,
       "stack_masked_data")],
     [("result file deleted", ANALYSIS / "mask/result_mask.pklz", Path.unlink, "mask"),

@@ -83,7 +83,7 @@ def test_chunked_estimation_equals_unchunked_and_nilearn(tmp_path, one_sample):
                                rtol=1e-12, atol=1e-12)
     contrast = run_in(tmp_path / "c", ifc.Contrast(
         beta=tiny.beta, residual_variance=tiny.residual_variance, dof=tiny.dof,
-        design_matrix=design, mask_file=mask, weights=[1.0], contrast_name="mean"))
+        design_matrix=design, mask_file=mask, weights=[[1.0]], contrast_name="mean"))
     model = SecondLevelModel(mask_img=mask).fit(
         paths, design_matrix=pd.read_csv(design, sep="\t"))
     expected = model.compute_contrast("intercept", output_type="z_score").get_fdata()

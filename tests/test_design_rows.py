@@ -7,10 +7,9 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_in
+from conftest import planned_design
 from group_data import make_group_table
 
-from nipype_secondlevel import interfaces as ifc
 from nipype_secondlevel.cli import main
 from nipype_secondlevel.reporting import figures
 
@@ -27,7 +26,7 @@ def shuffled(tmp_path_factory):
 
 
 def design_of(tmp_path, table, **options):
-    return run_in(tmp_path, ifc.GroupDesign(inputs_table=str(table), **options))
+    return planned_design(tmp_path, table, **options)
 
 
 def test_paired_rows_follow_the_table_and_are_labelled(tmp_path, shuffled):

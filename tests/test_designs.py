@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_in
+from conftest import planned_design, run_in
 from group_data import AFFINE, SHAPE, make_group_table, write_map
 from scipy import stats
 
@@ -30,10 +30,11 @@ def data(tmp_path_factory):
 
 
 def fit(folder, data, estimation="ols", contrasts=(), **design):
-    """GroupDesign -> estimate -> one Contrast per spec; (design outputs, {spec: outputs})."""
+    """The plan -> estimate -> one Contrast per contrast of the plan; (the planned design,
+    {specification: outputs})."""
     _, table, mask = data
-    d = run_in(folder / "design", ifc.GroupDesign(inputs_table=str(table),
-                                                  variances=estimation != "ols", **design))
+    d = planned_design(folder / "design", table, estimation=estimation,
+                       contrasts=list(contrasts) or None, **design)
     if estimation == "ols":
         est = run_in(folder / "estimate", ifc.EstimateOLS(
             in_files=d.in_files, design_matrix=d.design_matrix, mask_file=mask))
@@ -46,10 +47,10 @@ def fit(folder, data, estimation="ols", contrasts=(), **design):
         if estimation == "mixed":
             source["kenward_roger"] = est.kenward_roger
     out = {}
-    for i, spec in enumerate(contrasts or d.default_contrasts):
-        out[spec] = run_in(folder / f"contrast{i}", ifc.Contrast(
+    for i, contrast in enumerate(d.contrasts):
+        out[contrast.specification] = run_in(folder / f"contrast{i}", ifc.Contrast(
             beta=est.beta, dof=est.dof, design_matrix=d.design_matrix, mask_file=mask,
-            contrast=spec, **source))
+            weights=contrast.weights, contrast_name=contrast.label, **source))
     return d, out
 
 
@@ -115,7 +116,7 @@ def test_uncentred_covariate_changes_only_the_intercept(tmp_path, data):
     kwargs = {"design": "one-sample", "conditions": ["a"], "covariates": ["age"],
               "contrasts": ["intercept", "age"]}
     _, centred = fit(tmp_path / "c", data, **kwargs)
-    d, raw = fit(tmp_path / "r", data, center_covariates=False, **kwargs)
+    d, raw = fit(tmp_path / "r", data, no_center_covariates=True, **kwargs)
     assert pd.read_csv(d.design_matrix, sep="\t")["age"].min() > 19
     np.testing.assert_allclose(values(raw["age"].t_map, mask),
                                values(centred["age"].t_map, mask), atol=ATOL)
@@ -154,8 +155,8 @@ def test_f_contrasts_equal_nilearn(tmp_path, data):
     d, out = fit(tmp_path, data, design="two-sample", conditions=["a"], covariates=["age"],
                  contrasts=["effects=patients - controls; age", "patients; controls; age"])
     assert [o.stat_type for o in out.values()] == ["F", "F"]
-    assert out["effects=patients - controls; age"].f_map.endswith(
-        "contrast-effects_stat-F_statmap.nii.gz")
+    assert out["effects=patients - controls; age"].contrast_name == "effects"
+    assert out["effects=patients - controls; age"].f_map.endswith("/F.nii.gz")
     assert_equals_nilearn(d, out, mask)
 
 
@@ -205,15 +206,14 @@ def test_mixed_effects_with_zero_variances_equal_ols(tmp_path, data):
     for spec in kwargs["contrasts"]:
         np.testing.assert_allclose(values(mixed[spec].z_map, mask), values(ols[spec].z_map, mask),
                                    atol=1e-6, rtol=1e-6)
-    assert mixed["patients - controls"].t_map.endswith("_stat-t_statmap.nii.gz")
+    assert mixed["patients - controls"].t_map.endswith("/t.nii.gz")
 
 
 def test_mixed_effects_weights_precise_maps_more(tmp_path, data):
     """With unequal first-level variances the mixed estimate differs from OLS and its
     between-subject variance map is written."""
     _base, table, mask = data
-    d = run_in(tmp_path / "design", ifc.GroupDesign(inputs_table=str(table), variances=True,
-                                                    conditions=["a"]))
+    d = planned_design(tmp_path / "design", table, estimation="mixed", conditions=["a"])
     est = run_in(tmp_path / "est", ifc.EstimateMixedEffects(
         design_matrix=d.design_matrix, mask_file=mask, **masked_files(tmp_path, d, mask)))
     assert est.dof == 11 and est.n_not_converged == 0
@@ -335,12 +335,12 @@ def test_mixed_effects_t_contrast_uses_kenward_roger(tmp_path, data):
     )
 
     _, table, mask = data
-    d = run_in(tmp_path / "design", ifc.GroupDesign(inputs_table=str(table), variances=True,
-                                                    conditions=["a"]))
+    d = planned_design(tmp_path / "design", table, estimation="mixed", conditions=["a"])
     est = run_in(tmp_path / "est", ifc.EstimateMixedEffects(
         design_matrix=d.design_matrix, mask_file=mask, **masked_files(tmp_path, d, mask)))
     common = {"beta": est.beta, "cov_beta": est.cov_beta, "dof": est.dof,
-              "design_matrix": d.design_matrix, "mask_file": mask, "weights": [1.0]}
+              "design_matrix": d.design_matrix, "mask_file": mask, "weights": [[1.0]],
+              "contrast_name": "intercept"}
     kr = run_in(tmp_path / "kr", ifc.Contrast(kenward_roger=est.kenward_roger, **common))
     flame = run_in(tmp_path / "flame", ifc.Contrast(**common))
     in_mask = nib.load(mask).get_fdata() > 0

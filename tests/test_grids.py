@@ -60,7 +60,7 @@ def copies(table, folder, changes):
 
 def analyse(folder, inputs):
     code = main(["run", "--inputs", str(inputs), "--out-dir", str(folder / "out"),
-                 "--work-dir", str(folder / "work"), "--height-control", "bonferroni",
+                 "--work-dir", str(folder / "work"), "--correction", "bonferroni",
                  "--alpha", "0.05", "--quiet"])
     assert code == 0
     out = folder / "out"

@@ -3,6 +3,7 @@ FDR / Bonferroni thresholds against nilearn."""
 
 import itertools
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -13,9 +14,10 @@ from scipy import ndimage, stats
 
 from nipype_secondlevel.cli import main
 from nipype_secondlevel.interfaces import Threshold
-from nipype_secondlevel.interfaces.inference import PlanPermutations
+from nipype_secondlevel.io import naming
 from nipype_secondlevel.io.errors import InputError
 from nipype_secondlevel.runtime.execution import run_workflow
+from nipype_secondlevel.workflows import plan_analysis
 from nipype_secondlevel.workflows.inference import init_permutation_wf
 
 SHAPE = (10, 11, 9)
@@ -44,7 +46,7 @@ def _one_sample_folder(folder, n=12, seed=0):
     return maps.astype(np.float32).astype(float), mask, affine
 
 
-CONTRASTS = ["patients - controls", "age", "patients - controls; age"]
+CONTRASTS = ["patients - controls", "age", "groupAndAge=patients - controls; age"]
 LABELS = ["patientsMinusControls", "age", "groupAndAge"]
 
 
@@ -87,23 +89,44 @@ def _glm_folder(folder, n=7, seed=0):
     return maps, X, mask
 
 
-def _permutation_wf(folder, n_contrasts=3, name="perm_wf", **options):
-    wf = init_permutation_wf(name=name, **options)
+def _plan(folder, n_contrasts=3, **options):
+    """The plan of the folder's design (as a design file), with a permutation test."""
+    n = len(pd.read_csv(folder / "design.tsv", sep="\t"))
+    return plan_analysis(rows=[{"subject": f"s{i}"} for i in range(n)], design="file",
+                         design_file=str(folder / "design.tsv"),
+                         contrasts=CONTRASTS[:n_contrasts], **options)
+
+
+def _permutation_wf(folder, n_contrasts=3, name="perm_wf", mem_gb=1.0, **options):
+    plan = _plan(folder, n_contrasts, **options)
+    assert plan.labels == LABELS[:n_contrasts]
+    wf = init_permutation_wf(plan, mem_gb=mem_gb, name=name)
     for field, file in (("data_file", "data.npy"), ("design_matrix", "design.tsv"),
                         ("mask_file", "mask.nii.gz")):
         setattr(wf.inputs.inputnode, field, str(folder / file))
-    wf.inputs.inputnode.contrasts = CONTRASTS[:n_contrasts]
-    wf.inputs.inputnode.contrast_names = LABELS[:n_contrasts]
     wf.inputs.inputnode.z_maps = [str(folder / f"z_{label}.nii.gz")
                                   for label in LABELS[:n_contrasts]]
-    wf.inputs.inputnode.blocks = []
+    wf.plan = plan
     return wf
 
 
-def _outputs(work, name):
-    """Files written by the merge MapNode, by name."""
-    return {p.name: p for p in (work / name / "merge").rglob("contrast-*")
-            if p.suffix in (".gz", ".tsv", ".json")}
+def _outputs(work, wf):
+    """Files written by the merge MapNode (one folder per contrast), by the names the sink
+    gives them."""
+    files = {}
+    correction = wf.plan.options["correction"]
+    for k, contrast in enumerate(wf.plan.contrasts):
+        label, desc = contrast.label, naming.correction_desc(correction, contrast.kind)
+        rules = {**naming.logp_maps(label, contrast.kind),
+                 "nulls.tsv": naming.output_name("nulls", contrast=label),
+                 "corrected.nii.gz": naming.output_name("corrected", contrast=label, desc=desc),
+                 "corrected_clusters.tsv": naming.output_name("corrected_clusters",
+                                                             contrast=label, desc=desc)}
+        folder = work / wf.name / "merge" / "mapflow" / f"_merge{k}"
+        written = [str(folder / plain) for plain in rules if (folder / plain).exists()]
+        files.update({name: Path(source) for source, name in
+                      naming.named_files({"merge": written}, {"merge": rules})})
+    return files
 
 
 def _load(files, name):
@@ -117,7 +140,7 @@ def test_permutation_wf_equals_brute_force_and_writes_sidecars(tmp_path):
     wf = _permutation_wf(folder, correction="cluster-size", n_perm=1000, n_chunks=2,
                          cluster_forming_p=0.01)
     run_workflow(wf, tmp_path / "work", progress=False)
-    files = _outputs(tmp_path / "work", wf.name)
+    files = _outputs(tmp_path / "work", wf)
     # the age contrast against a brute-force Freedman-Lane enumeration (numpy)
     Z = X[:, :2]
     fitted = Z @ np.linalg.pinv(Z) @ maps
@@ -183,24 +206,27 @@ def _result_times(work, name, node):
 def test_adding_a_contrast_reruns_only_its_items_and_chunks_change_nothing(tmp_path):
     folder = tmp_path / "data"
     _glm_folder(folder, n=9, seed=1)
-    options = {"correction": "maxT", "n_perm": 300, "seed": 5}
+    options = {"correction": "maxT", "n_perm": 300, "perm_seed": 5}
     work = tmp_path / "work"
-    run_workflow(_permutation_wf(folder, 1, n_chunks=2, **options), work, progress=False)
+    wf = _permutation_wf(folder, 1, n_chunks=2, **options)
+    run_workflow(wf, work, progress=False)
     chunks, merges = _result_times(work, "perm_wf", "chunks"), _result_times(work, "perm_wf",
                                                                               "merge")
     assert sorted(chunks) == ["_chunks0", "_chunks1"] and sorted(merges) == ["_merge0"]
-    first = _outputs(work, "perm_wf")
+    first = _outputs(work, wf)
     before = _load(first, "contrast-patientsMinusControls_stat-t_desc-maxT_logp.nii.gz")
-    run_workflow(_permutation_wf(folder, 2, n_chunks=2, **options), work, progress=False)
+    wf = _permutation_wf(folder, 2, n_chunks=2, **options)
+    run_workflow(wf, work, progress=False)
     after_chunks = _result_times(work, "perm_wf", "chunks")
     after_merges = _result_times(work, "perm_wf", "merge")
     assert sorted(after_chunks) == ["_chunks0", "_chunks1", "_chunks2", "_chunks3"]
     assert all(after_chunks[k] == chunks[k] for k in chunks)  # not run again
     assert after_merges["_merge0"] == merges["_merge0"] and "_merge1" in after_merges
     # one chunk per contrast and another memory budget: the same p values
-    run_workflow(_permutation_wf(folder, 2, name="one_chunk", n_chunks=1, mem_gb=0.01,
-                                 **options), work, progress=False)
-    two, one = _outputs(work, "perm_wf"), _outputs(work, "one_chunk")
+    one_chunk = _permutation_wf(folder, 2, name="one_chunk", n_chunks=1, mem_gb=0.01,
+                                **options)
+    run_workflow(one_chunk, work, progress=False)
+    two, one = _outputs(work, wf), _outputs(work, one_chunk)
     for label in LABELS[:2]:
         for desc in ("maxT", "uncorrected"):
             name = f"contrast-{label}_stat-t_desc-{desc}_logp.nii.gz"
@@ -212,15 +238,13 @@ def test_adding_a_contrast_reruns_only_its_items_and_chunks_change_nothing(tmp_p
 def test_a_scheme_that_cannot_test_the_contrast_is_refused(tmp_path):
     folder = tmp_path / "data"
     _glm_folder(folder)
-    pd.DataFrame({"intercept": np.ones(7)}).to_csv(folder / "one.tsv", sep="\t", index=False)
-    plan = PlanPermutations(design_matrix=str(folder / "one.tsv"),
-                            data_file=str(folder / "data.npy"), contrasts=["intercept"],
-                            model="one-sample", scheme="permute")
+    rows = [{"subject": f"s{i}"} for i in range(7)]
     with pytest.raises(InputError, match="--perm-scheme permute: permutations cannot test"):
-        run_in(tmp_path / "plan", plan)
-    plan.inputs.scheme = "auto"
-    items = run_in(tmp_path / "plan", plan).items
-    assert [(i["scheme"], i["n_perm"]) for i in items] == [("sign-flip", 128)]
+        plan_analysis(rows=rows, correction="maxT", perm_scheme="permute")
+    plan = plan_analysis(rows=rows, correction="maxT")  # the plan decides, before any node
+    (test,) = [c.permutations for c in plan.contrasts]
+    assert (test.model, test.scheme, test.n_perm, test.exhaustive) == (
+        "one-sample", "sign-flip", 2 ** 7, True)
 
 
 @pytest.mark.parametrize("height_control", ["fdr", "bonferroni"])

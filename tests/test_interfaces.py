@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_in
+from conftest import planned_design, run_in
 from localizer_folder import make_localizer_folder
 from scipy import stats
 
@@ -65,9 +65,8 @@ def test_other_mask_strategies(tmp_path, simulated):
 
 
 def test_paired_design_columns_and_row_order(tmp_path, simulated):
-    out = run_in(tmp_path, ifc.GroupDesign(
-        inputs_table=simulated.inputs_table, design="paired",
-        conditions=["vertical", "horizontal"]))
+    out = planned_design(tmp_path, simulated.inputs_table, design="paired",
+                         conditions=["vertical", "horizontal"])
     design = pd.read_csv(out.design_matrix, sep="\t")
     assert list(design.columns) == ["vertical_vs_horizontal"] + [f"S{i:02d}" for i in range(1, 17)]
     # Rows in the table's order: S01 vertical, S01 horizontal, S02 vertical, ...
@@ -87,16 +86,14 @@ def test_paired_design_refuses_unequal_conditions(tmp_path, simulated):
     table.to_csv(path, sep="\t", index=False)
     with pytest.raises(Exception, match=r"'vertical' has 16 maps and 'horizontal' has 15 "
                                          r"\(only in 'vertical': S03\)"):
-        run_in(tmp_path, ifc.GroupDesign(inputs_table=str(path), design="paired",
-                                         conditions=["vertical", "horizontal"]))
+        planned_design(tmp_path, path, design="paired", conditions=["vertical", "horizontal"])
 
 
 @pytest.fixture(scope="module")
 def estimated(tmp_path_factory, simulated):
     base = tmp_path_factory.mktemp("estimated")
-    design = run_in(base / "design", ifc.GroupDesign(
-        inputs_table=simulated.inputs_table, design="paired",
-        conditions=["vertical", "horizontal"]))
+    design = planned_design(base / "design", simulated.inputs_table, design="paired",
+                            conditions=["vertical", "horizontal"])
     mask = run_in(base / "mask", ifc.GroupMask(in_files=design.in_files))
     estimate = run_in(base / "estimate", ifc.EstimateOLS(
         in_files=design.in_files, design_matrix=design.design_matrix,
@@ -105,6 +102,9 @@ def estimated(tmp_path_factory, simulated):
 
 
 def contrast_of(base, design, mask, estimate, **kwargs):
+    """The design's own contrast (the plan's), or the weights and label given."""
+    kwargs = kwargs or {"weights": design.contrasts[0].weights,
+                        "contrast_name": design.contrasts[0].label}
     return run_in(base / "contrast", ifc.Contrast(
         beta=estimate.beta, residual_variance=estimate.residual_variance, dof=estimate.dof,
         design_matrix=design.design_matrix, mask_file=mask.mask_file, **kwargs))
@@ -136,22 +136,28 @@ def test_contrast_equals_nilearn_and_scipy(estimated):
     np.testing.assert_allclose(effect, (vertical - horizontal).mean(axis=0), atol=1e-5)
 
 
-def test_contrast_by_weights_and_names(estimated):
-    by_weights = contrast_of(*estimated, weights=[1.0] + [0.0] * 16, contrast_name="paired")
-    by_name = contrast_of(*estimated, contrast="vertical_vs_horizontal")
+def test_contrast_by_weights_and_names(estimated, simulated, tmp_path):
+    """The plan resolves names and expressions into weights; the node takes weights."""
+    by_weights = contrast_of(*estimated, weights=[[1.0] + [0.0] * 16], contrast_name="paired")
+    by_name = contrast_of(*estimated)
     assert by_weights.contrast_name == "paired"
-    assert os.path.basename(by_weights.z_map) == "contrast-paired_stat-z_statmap.nii.gz"
+    assert os.path.basename(by_weights.z_map) == "z.nii.gz"  # the sink names it
     np.testing.assert_array_equal(nib.load(by_weights.t_map).get_fdata(),
                                   nib.load(by_name.t_map).get_fdata())
-    subject = contrast_of(*estimated, contrast="S01 - S02")
-    assert subject.contrast_name == "s01MinusS02"
-    assert subject.weights[:3] == [0.0, 1.0, -1.0]
+    plan = planned_design(tmp_path, simulated.inputs_table, design="paired",
+                          conditions=["vertical", "horizontal"],
+                          contrasts=["S01 - S02", "vertical_vs_horizontal"]).plan
+    subject, condition = plan.contrasts
+    assert (subject.label, subject.kind) == ("s01MinusS02", "t")
+    assert subject.weights == [[0.0, 1.0, -1.0] + [0.0] * 14]
+    assert condition.weights == [[1.0] + [0.0] * 16]
 
 
-def test_unknown_contrast_column_lists_the_columns(estimated):
+def test_unknown_contrast_column_lists_the_columns(simulated, tmp_path):
     with pytest.raises(Exception, match=r"contrast 'diagonal': .*columns are "
                                         r"vertical_vs_horizontal, S01, S02"):
-        contrast_of(*estimated, contrast="diagonal")
+        planned_design(tmp_path, simulated.inputs_table, design="paired",
+                       conditions=["vertical", "horizontal"], contrasts=["diagonal"])
 
 
 def test_threshold_equals_nilearn_and_tabulates_clusters(estimated, tmp_path):
@@ -183,7 +189,7 @@ def test_glass_brain_png_decodes(estimated, tmp_path):
 
     z = contrast_of(*estimated).z_map
     out = run_in(tmp_path, ifc.GlassBrain(stat_map=z, threshold=3.1, contrast_name="vh"))
-    assert os.path.basename(out.out_file) == "contrast-vh_stat-z_glassbrain.png"
+    assert os.path.basename(out.out_file) == "glassbrain.png"  # the sink names it
     picture = mpimg.imread(out.out_file)
     assert picture.shape[0] > 200 and picture.shape[1] > 500
     assert picture[..., :3].std() > 0.05  # not blank
@@ -200,14 +206,16 @@ def test_estimate_refuses_rank_deficient_design(estimated, tmp_path):
 
 
 def test_sink_writes_atomically_under_the_given_names(tmp_path):
-    src = tmp_path / "contrast-a_stat-z_statmap.nii.gz"
+    src = tmp_path / "z.nii.gz"
     src.write_bytes(b"x" * 1000)
-    out = run_in(tmp_path / "node", ifc.DerivativesSink(out_dir=str(tmp_path / "out"),
-                                                         in_files=[str(src)]))
-    assert [os.path.basename(f) for f in out.out_files] == [src.name]
+    name = "contrast-a_stat-z_statmap.nii.gz"
+    sink = ifc.DerivativesSink(out_dir=str(tmp_path / "out"), names={"z_map": name})
+    sink.inputs.z_map = str(src)
+    out = run_in(tmp_path / "node", sink)
+    assert [os.path.basename(f) for f in out.out_files] == [name]
     # no temporary left; the manifest lists what was exported
-    assert sorted(os.listdir(tmp_path / "out")) == [".nipype-secondlevel-results.json", src.name]
-    assert (tmp_path / "out" / src.name).read_bytes() == src.read_bytes()
+    assert sorted(os.listdir(tmp_path / "out")) == [".nipype-secondlevel-results.json", name]
+    assert (tmp_path / "out" / name).read_bytes() == src.read_bytes()
 
 
 @pytest.fixture

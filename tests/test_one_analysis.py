@@ -9,7 +9,7 @@ import pytest
 from group_data import make_group_table
 
 from nipype_secondlevel.cli import main
-from nipype_secondlevel.workflows import init_localizer_wf
+from nipype_secondlevel.workflows import init_localizer_wf, plan_localizer
 
 
 def test_run_paired_on_the_demo_table_gives_the_demo_maps_byte_for_byte(demo_run, tmp_path):
@@ -41,8 +41,10 @@ def flat_graph(workflow):
 
 
 def test_localizer_ols_and_mixed_graphs_differ_only_in_the_estimator(tmp_path):
-    ols_nodes, ols_edges = flat_graph(init_localizer_wf(str(tmp_path), estimation="ols"))
-    mixed_nodes, mixed_edges = flat_graph(init_localizer_wf(str(tmp_path), estimation="mixed"))
+    ols_nodes, ols_edges = flat_graph(init_localizer_wf(str(tmp_path),
+                                                        plan_localizer(estimation="ols")))
+    mixed_nodes, mixed_edges = flat_graph(init_localizer_wf(
+        str(tmp_path), plan_localizer(estimation="mixed")))
     variances = {"localizer_wf.group_analysis_wf.masked_variances",
                  "localizer_wf.group_analysis_wf.stack_masked_variances"}
     estimator = {"localizer_wf.group_analysis_wf.estimate", *variances}
@@ -54,16 +56,24 @@ def test_localizer_ols_and_mixed_graphs_differ_only_in_the_estimator(tmp_path):
     def outside(edges):
         return {e for e in edges if e[0] not in estimator and e[1] not in estimator}
 
-    # The mask's pass also reads the variance maps (voxels NaN in one of them leave it).
+    # The mask's pass also reads the variance maps (voxels NaN in one of them leave it),
+    # which the maps' selection gives.
     mask_edge = ("localizer_wf.group_analysis_wf.resample",
                  "localizer_wf.group_analysis_wf.summarize_maps")
-    (ols_only,), (mixed_only,) = (outside(ols_edges) - outside(mixed_edges),
-                                  outside(mixed_edges) - outside(ols_edges))
-    assert ols_only[:2] == mixed_only[:2] == mask_edge
-    assert "'variance_files'" in mixed_only[2] and "'variance_files'" not in ols_only[2]
+    select_edge = ("localizer_wf.group_analysis_wf.select_maps",
+                   "localizer_wf.group_analysis_wf.resample")
+    # The export names the between-subject variance map too.
+    export_edge = ("localizer_wf.group_analysis_wf.outputnode", "localizer_wf.sink")
+    ols_only = {e[:2]: e[2] for e in outside(ols_edges) - outside(mixed_edges)}
+    mixed_only = {e[:2]: e[2] for e in outside(mixed_edges) - outside(ols_edges)}
+    assert set(ols_only) == set(mixed_only) == {mask_edge, export_edge}
+    for edge, field in ((mask_edge, "'variance_files'"),
+                        (export_edge, "'between_subject_variance'")):
+        assert field in mixed_only[edge] and field not in ols_only[edge]
+    assert any(e[:2] == select_edge and "'variance_files'" in e[2] for e in ols_edges)
     assert len(outside(ols_edges)) > 20
     # Same interfaces everywhere else; inputs differ only where variances are asked for
-    # (one data source either way) and in what the report records about the call.
+    # (one data source either way) and in what records the call and the plan.
     recorded = {"parameters", "graph_dot", "node_folders", "python_call", "run_started"}
     differing = {}
     for name in set(ols_nodes) - estimator:
@@ -74,8 +84,10 @@ def test_localizer_ols_and_mixed_graphs_differ_only_in_the_estimator(tmp_path):
         if keys:
             differing[name] = keys
     assert differing == {"localizer_wf.fetch": {"variances"},
-                         "localizer_wf.group_analysis_wf.design": {"variances"},
-                         # the Python call, in GeneratedBy
+                         "localizer_wf.group_analysis_wf.select_maps": {"variances"},
+                         # the plan (estimation) in plan.json, the call in GeneratedBy
+                         "localizer_wf.group_analysis_wf.plan": {"plan"},
+                         "localizer_wf.sink": {"names"},  # the variance map's name
                          "localizer_wf.dataset_description": {"command"}}
     assert mixed_nodes["localizer_wf.fetch"][1]["variances"] is True
 
@@ -137,29 +149,28 @@ def test_exchangeability_blocks_are_checked_before_anything_runs(tmp_path, table
     assert run(tmp_path, "--inputs", str(table), "--conditions", "a",
                "--exchangeability-blocks", "group") == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [("nipype-secondlevel: error: --exchangeability-blocks group: blocks are "
-                   "used by permutation tests only (--correction maxT, cluster-size, "
-                   "cluster-mass, tfce)")]
+    assert err == [("nipype-secondlevel: error: --exchangeability-blocks group: is for "
+                   "--correction maxT, cluster-size, cluster-mass, tfce, not --correction none")]
     assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()
 
 
-def test_cli_choices_are_the_builders():
-    from nipype_secondlevel import cli_options
-    from nipype_secondlevel.workflows import group_analysis
-
-    assert cli_options.CORRECTIONS == group_analysis.CORRECTIONS
-    assert cli_options.PERM_SCHEMES == group_analysis.PERM_SCHEMES
-
-
 @pytest.mark.parametrize(("options", "expected"), [
-    ([], ("none", 0.001)),
-    (["--correction", "bonferroni"], ("bonferroni", 0.05)),
-    (["--height-control", "fpr", "--alpha", "0.01"], ("fpr", 0.01)),
+    ([], ("none", 3.1, None)),
+    (["--threshold", "2.5"], ("none", 2.5, None)),
+    (["--correction", "bonferroni"], ("bonferroni", None, 0.05)),
+    (["--alpha", "0.01"], ("fpr", None, 0.01)),
+    (["--correction", "fdr", "--alpha", "0.2"], ("fdr", None, 0.2)),
 ])
 def test_correction_and_alpha_reach_the_threshold_node(tmp_path, table, options, expected):
+    """One way to ask for each threshold: --correction, then --threshold or --alpha."""
+    from nipype.interfaces.base import isdefined
+
     from nipype_secondlevel import cli
 
     args = cli.build_parser().parse_args(["run", "--inputs", str(table), "--conditions", "a",
                                           "--out-dir", str(tmp_path), *options])
-    threshold = cli.build_workflow(args).get_node("group_analysis_wf.threshold")
-    assert (threshold.inputs.height_control, threshold.inputs.alpha) == expected
+    threshold = cli.build_workflow(args).get_node("group_analysis_wf.threshold").inputs
+    given = (threshold.height_control,
+             threshold.threshold if threshold.height_control == "none" else None,
+             threshold.alpha if isdefined(threshold.alpha) else None)
+    assert given == expected

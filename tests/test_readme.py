@@ -20,11 +20,11 @@ def python_snippets():
 
 def test_the_from_python_snippets_run(tmp_path, monkeypatch):
     snippets = python_snippets()
-    assert len(snippets) == 2 and "init_group_analysis_wf" in snippets[0]
+    assert len(snippets) == 2 and "init_group_analysis_wf(plan" in snippets[0]
     make_group_table(tmp_path, n_subjects=6, conditions=("faces", "houses"))
     monkeypatch.chdir(tmp_path)
-    namespace = {}
-    for snippet in snippets:
+    for snippet in snippets:  # each on its own
+        namespace = {}
         exec(compile(snippet, str(README), "exec"), namespace)  # noqa: S102
     # The analysis ran its two contrasts; the pipeline exported the paired test and its report.
     contrasts = tmp_path / "work" / "faces_wf" / "contrast" / "mapflow"

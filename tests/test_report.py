@@ -13,7 +13,7 @@ import pytest
 from conftest import run_chromium
 
 from nipype_secondlevel.runtime.execution import run_workflow
-from nipype_secondlevel.workflows import init_demo_wf
+from nipype_secondlevel.workflows import init_demo_wf, plan_demo
 
 LABEL = "verticalVsHorizontal"
 STATS = ("z", "t", "p", "effect", "variance")
@@ -146,7 +146,7 @@ def test_report_says_which_nodes_ran_after_a_threshold_change(demo_run, tmp_path
     _, work_dir, _ = demo_run
     work = tmp_path / "work"  # a copy keeps nipype's cache and leaves the shared one alone
     shutil.copytree(work_dir, work, symlinks=True)
-    summary = run_workflow(init_demo_wf(str(tmp_path / "b"), height_control="fpr", alpha=0.01),
+    summary = run_workflow(init_demo_wf(str(tmp_path / "b"), plan_demo(alpha=0.01)),
                            work, progress=False)
     assert "demo_wf.report" in summary.executed
     text = (tmp_path / "b" / "report.html").read_text()

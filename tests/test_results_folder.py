@@ -317,6 +317,7 @@ def test_a_full_results_folder_is_named_by_the_sink(tmp_path, monkeypatch):
     with pytest.raises(Exception, match=rf"results folder {tmp_path / 'out'}: cannot be "
                        "written: No space left on device"):
         run_in(tmp_path / "node", ifc.DerivativesSink(out_dir=str(tmp_path / "out"),
-                                                      in_files=[str(src)]))
+                                                      names={"design": "design.tsv"},
+                                                      design=str(src)))
     assert [p.name for p in (tmp_path / "out").iterdir()] == []  # the staging folder removed
     shutil.rmtree(tmp_path / "node")

@@ -13,7 +13,7 @@ import pytest
 
 from nipype_secondlevel.cli import main
 from nipype_secondlevel.runtime.execution import WorkflowFailed, run_workflow
-from nipype_secondlevel.workflows import init_demo_wf
+from nipype_secondlevel.workflows import init_demo_wf, plan_demo
 
 pytestmark = pytest.mark.slurm
 ANALYSIS = "demo_wf.group_analysis_wf"
@@ -77,32 +77,33 @@ def test_demo_on_slurm_gives_the_local_numbers(slurm_cluster, demo_run, tmp_path
 @pytest.mark.parametrize("plugin", ["SLURM", "SLURMGraph"])
 def test_failed_node_is_named_and_rerun_resumes(slurm_cluster, tmp_path, plugin):
     work, out = tmp_path / "work", tmp_path / "out"
+    broken = plan_demo(n_subjects=6)  # a plan spoilt after it was checked: the contrast fails
+    broken.contrasts[0].weights = [[1.0, 0.0]]
     with pytest.raises(WorkflowFailed) as failure:
-        run_workflow(init_demo_wf(str(out), n_subjects=6, contrasts=["diagonal"]), work, plugin=plugin,
+        run_workflow(init_demo_wf(str(out), broken), work, plugin=plugin,
                      progress=False, poll_interval=0.2)
     report = str(failure.value)
-    # The contrasts are checked against the design before anything is estimated.
-    assert f"{ANALYSIS}.contrast_specs" in report
-    assert "contrast 'diagonal'" in report  # the node's own error line
+    assert f"{ANALYSIS}.contrast" in report
+    assert "contrast verticalVsHorizontal: weights" in report  # the node's own error line
     assert "crash" in report  # where the crash file is, and the log of a job
     if plugin == "SLURM":  # a quick node: it ran in the submitting process
         assert "slurm log:  (none: it ran in the submitting process)" in report
     else:
         assert "slurm-" in report
     if plugin == "SLURMGraph":  # dependents are reported, not left pending
-        assert f"NOT RUN {ANALYSIS}.contrast" in report
+        assert f"NOT RUN {ANALYSIS}.threshold" in report
     assert not out.exists()
     # stop_on_first_crash: nodes beside the failed one may or may not have finished.
     finished = finished_nodes(work)
     # After the fix only the failed node, what depends on it and what had not finished run.
-    summary = run_workflow(init_demo_wf(str(out), n_subjects=6, contrasts=["vertical_vs_horizontal"]), work,
+    summary = run_workflow(init_demo_wf(str(out), plan_demo(n_subjects=6)), work,
                            plugin=plugin, progress=False, poll_interval=0.2)
     assert set(summary.executed) >= {
-        f"{ANALYSIS}.contrast_specs", f"{ANALYSIS}.contrast", f"{ANALYSIS}.threshold", f"{ANALYSIS}.plot",
-        "demo_wf.report", "demo_wf.collect_outputs", "demo_wf.sink",
+        f"{ANALYSIS}.contrast", f"{ANALYSIS}.threshold", f"{ANALYSIS}.plot",
+        "demo_wf.report", "demo_wf.sink",
     }
-    # (the failed node may leave a result file holding its traceback: it runs again; the
-    # dataset description records the call, which names the contrasts)
-    changed = {f"{ANALYSIS}.contrast_specs", "demo_wf.dataset_description"}
+    # (the failed node may leave a result file holding its traceback: it runs again;
+    # plan.json records the weights)
+    changed = {f"{ANALYSIS}.contrast", f"{ANALYSIS}.plan"}
     assert not set(summary.executed) & (finished - changed)
     assert (out / "contrast-verticalVsHorizontal_stat-z_statmap.nii.gz").exists()

@@ -30,7 +30,8 @@ def test_smoothed_one_sample_analysis_equals_nilearn(tmp_path, simulated):
         in_files=smooth.out_files, design_matrix=str(design_file), mask_file=mask.mask_file))
     contrast = run_in(tmp_path / "contrast", ifc.Contrast(
         beta=estimate.beta, residual_variance=estimate.residual_variance, dof=estimate.dof,
-        design_matrix=str(design_file), mask_file=mask.mask_file, contrast="intercept"))
+        design_matrix=str(design_file), mask_file=mask.mask_file, weights=[[1.0]],
+        contrast_name="intercept"))
     model = SecondLevelModel(smoothing_fwhm=FWHM).fit(paths, design_matrix=design)
     in_mask = model.masker_.mask_img_.get_fdata() > 0
     np.testing.assert_array_equal(nib.load(mask.mask_file).get_fdata() > 0, in_mask)

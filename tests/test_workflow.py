@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from nipype_secondlevel.runtime.execution import run_workflow
-from nipype_secondlevel.workflows import init_demo_wf
+from nipype_secondlevel.workflows import init_demo_wf, plan_demo
 
 LABEL = "verticalVsHorizontal"
 EXPECTED_OUTPUTS = {
@@ -24,15 +24,16 @@ EXPECTED_OUTPUTS = {
     "desc-truth_mask.json",
     f"contrast-{LABEL}_stat-z_clusters.json",  # the atlas of the region names
     "dataset_description.json",  # the results folder is a BIDS derivatives dataset
+    "plan.json",  # every decision of the analysis
 } | {  # JSON sidecars of the maps
     f"contrast-{LABEL}_stat-{s}_statmap.json" for s in ("z", "t", "p", "effect", "variance")
 } | {f"contrast-{LABEL}_stat-z_desc-thresholded_statmap.json"}
 ALL_NODES = {
-    "demo_wf.simulate", "demo_wf.collect_outputs", "demo_wf.sink", "demo_wf.report",
-    "demo_wf.dataset_description",
+    "demo_wf.simulate", "demo_wf.sink", "demo_wf.report", "demo_wf.dataset_description",
     *(f"demo_wf.group_analysis_wf.{n}"
-      for n in ("design", "contrast_specs", "resample", "summarize_maps", "mask", "masked_data",
-                "stack_masked_data", "estimate", "contrast", "threshold", "labels", "plot")),
+      for n in ("plan", "design", "select_maps", "resample", "summarize_maps", "mask",
+                "masked_data", "stack_masked_data", "estimate", "contrast", "threshold",
+                "labels", "plot")),
 }
 
 
@@ -104,12 +105,12 @@ def test_rerun_executes_no_computing_node(demo_run):
 
 def test_changing_the_threshold_reruns_only_what_depends_on_it(demo_run, tmp_path):
     _, work_dir, _ = demo_run
-    summary = run_workflow(init_demo_wf(str(tmp_path / "out"), threshold=4.0), work_dir,
-                           progress=False)
+    summary = run_workflow(init_demo_wf(str(tmp_path / "out"), plan_demo(threshold=4.0)),
+                           work_dir, progress=False)
     assert set(summary.executed) == {
         "demo_wf.group_analysis_wf.threshold", "demo_wf.group_analysis_wf.labels",
-        "demo_wf.group_analysis_wf.plot", "demo_wf.report", "demo_wf.collect_outputs",
-        "demo_wf.sink",
+        "demo_wf.group_analysis_wf.plot", "demo_wf.report", "demo_wf.sink",
+        "demo_wf.group_analysis_wf.plan",  # plan.json records threshold=4.0
         "demo_wf.dataset_description",  # its GeneratedBy records the call, threshold=4.0
     }
     thresholded = load(tmp_path / "out", f"contrast-{LABEL}_stat-z_desc-thresholded_statmap.nii.gz")
@@ -132,7 +133,7 @@ def test_analysis_workflow_has_identity_boundaries(field):
 
     from nipype_secondlevel.workflows import init_group_analysis_wf
 
-    wf = init_group_analysis_wf(name="custom_wf")
+    wf = init_group_analysis_wf(plan_demo(), name="custom_wf")
     assert wf.name == "custom_wf"
     assert isinstance(wf.get_node(field).interface, IdentityInterface)
 
