@@ -3,7 +3,9 @@
 16 Brainomics/Localizer subjects, a vertical and a horizontal checkerboard map each;
 a paired design (condition column + one column per subject); OLS at every voxel;
 the contrast "vertical vs horizontal" as a z map, thresholded at |z| > 3.1 and drawn
-as a glass brain. Every step is cached in ./work: run it again and nothing recomputes.
+as a glass brain. The plan decides the design and the contrast before the run, from
+the subjects' labels; the nodes get its values; the sink names the files. Every step is
+cached in ./work: run it again and nothing recomputes.
 
     python workflows/localizer_two_sample.py [--simulated] [--help]
 
@@ -13,24 +15,35 @@ as a glass brain. Every step is cached in ./work: run it again and nothing recom
 import argparse
 import os
 
-from nipype.interfaces import utility as niu
-from nipype.pipeline import engine as pe
-
-from nipype_secondlevel.interfaces import (
-    Contrast,
-    DerivativesSink,
-    EstimateOLS,
-    FetchLocalizer,
-    GlassBrain,
-    GroupDesign,
-    GroupMask,
-    SimulatePaired,
-    Threshold,
-)
+CONDITIONS = ["vertical", "horizontal"]
 
 
 def build(simulated=False, work_dir="work", out_dir="results/localizer_two_sample"):
     """The workflow; ``simulated``: the built-in sample instead of the download."""
+    from nipype.pipeline import engine as pe
+
+    from nipype_secondlevel.datasets.localizer import localizer_rows
+    from nipype_secondlevel.datasets.simulation import simulation_rows
+    from nipype_secondlevel.interfaces import (
+        Contrast,
+        DerivativesSink,
+        DesignMatrix,
+        EstimateOLS,
+        FetchLocalizer,
+        GlassBrain,
+        GroupMask,
+        SelectMaps,
+        SimulatePaired,
+        Threshold,
+    )
+    from nipype_secondlevel.io.naming import DESIGN_PLOT, output_name
+    from nipype_secondlevel.workflows import plan_analysis
+
+    rows = (simulation_rows(16, CONDITIONS) if simulated
+            else localizer_rows(range(1, 17), CONDITIONS))
+    plan = plan_analysis(rows=rows, design="paired", conditions=CONDITIONS,
+                         contrasts=["vertical_vs_horizontal"])
+    (contrast,) = plan.contrasts
     workflow = pe.Workflow(name="localizer_two_sample", base_dir=os.path.abspath(work_dir))
     workflow.config["execution"]["poll_sleep_duration"] = 0.02
     # The inputs table names files that no connection carries: keep them.
@@ -40,38 +53,44 @@ def build(simulated=False, work_dir="work", out_dir="results/localizer_two_sampl
     else:
         data = pe.Node(
             FetchLocalizer(contrasts=["vertical checkerboard", "horizontal checkerboard"],
-                           conditions=["vertical", "horizontal"], n_subjects=16),
+                           conditions=CONDITIONS, n_subjects=16),
             name="fetch",
         )
-    design = pe.Node(GroupDesign(design="paired", conditions=["vertical", "horizontal"]),
+    design = pe.Node(DesignMatrix(kind=plan.design.kind, columns=plan.design.columns,
+                                  matrix=plan.design.matrix, rows=plan.design.rows),
                      name="design")
+    select = pe.Node(SelectMaps(rows=plan.design.rows), name="select_maps")
     mask = pe.Node(GroupMask(), name="mask")
     estimate = pe.Node(EstimateOLS(), name="estimate")
-    contrast = pe.Node(Contrast(contrast="vertical_vs_horizontal"), name="contrast")
+    contrast_node = pe.Node(Contrast(weights=contrast.weights, contrast_name=contrast.label),
+                            name="contrast")
     threshold = pe.Node(Threshold(threshold=3.1), name="threshold")  # p < .001, uncorrected
     plot = pe.Node(GlassBrain(title="vertical vs horizontal checkerboard (unc p<0.001)"),
                    name="plot")
-    collect = pe.Node(niu.Merge(4), name="collect")
-    sink = pe.Node(DerivativesSink(out_dir=os.path.abspath(out_dir)), name="sink")
+    names = {"z_map": output_name("statmap", contrast=contrast.label, stat="z"),
+             "cluster_table": output_name("clusters", contrast=contrast.label),
+             "glass_brain": output_name("glass_brain", contrast=contrast.label),
+             "design_plot": DESIGN_PLOT}
+    sink = pe.Node(DerivativesSink(names=names, out_dir=os.path.abspath(out_dir)), name="sink")
 
     workflow.connect([
-        (data, design, [("inputs_table", "inputs_table")]),
-        (design, mask, [("in_files", "in_files")]),
-        (design, estimate, [("in_files", "in_files"), ("design_matrix", "design_matrix")]),
+        (data, select, [("inputs_table", "inputs_table")]),
+        (select, mask, [("in_files", "in_files")]),
+        (select, estimate, [("in_files", "in_files")]),
+        (design, estimate, [("design_matrix", "design_matrix")]),
         (mask, estimate, [("mask_file", "mask_file")]),
-        (estimate, contrast, [("beta", "beta"), ("residual_variance", "residual_variance"),
-                              ("dof", "dof")]),
-        (design, contrast, [("design_matrix", "design_matrix")]),
-        (mask, contrast, [("mask_file", "mask_file")]),
-        (contrast, threshold, [("z_map", "z_map"), ("contrast_name", "contrast_name")]),
+        (estimate, contrast_node, [("beta", "beta"), ("residual_variance", "residual_variance"),
+                                   ("dof", "dof")]),
+        (design, contrast_node, [("design_matrix", "design_matrix")]),
+        (mask, contrast_node, [("mask_file", "mask_file")]),
+        (contrast_node, threshold, [("z_map", "z_map"), ("contrast_name", "contrast_name")]),
         (mask, threshold, [("mask_file", "mask_file")]),
         (threshold, plot, [("thresholded_map", "stat_map"), ("z_threshold", "threshold")]),
-        (contrast, plot, [("contrast_name", "contrast_name")]),
-        (contrast, collect, [("z_map", "in1")]),
-        (threshold, collect, [("cluster_table", "in2")]),
-        (plot, collect, [("out_file", "in3")]),
-        (design, collect, [("design_plot", "in4")]),
-        (collect, sink, [("out", "in_files")]),
+        (contrast_node, plot, [("contrast_name", "contrast_name")]),
+        (contrast_node, sink, [("z_map", "z_map")]),
+        (threshold, sink, [("cluster_table", "cluster_table")]),
+        (plot, sink, [("out_file", "glass_brain")]),
+        (design, sink, [("design_plot", "design_plot")]),
     ])
     return workflow
 
