@@ -11,7 +11,8 @@ from nipype_secondlevel import spec
 from nipype_secondlevel.cli_options import build_parser
 
 PACKAGE = ROOT / "nipype_secondlevel"
-SOURCES = {p: ast.parse(p.read_text()) for p in PACKAGE.rglob("*.py") if p.name != "spec.py"}
+SOURCES = {p: ast.parse(p.read_text()) for p in PACKAGE.rglob("*.py")
+           if p.relative_to(PACKAGE).parts[0] != "spec"}
 NAMES = {o.name for o in spec.OPTIONS}
 
 

