@@ -199,7 +199,8 @@ OPTIONS = _options(
            default_text="the derivatives folder's, else that of DATASET when DERIV is "
            "DATASET/derivatives/NAME"),
     Option("condition_entity", text, "auto", "the entity giving the condition column "
-           "(auto: the one that differs between a subject's maps, contrast first)",
+           "(auto: contrast when the filters leave several contrasts, else session when "
+           "they leave several sessions of one contrast, else contrast)",
            ("run",), BIDS, metavar="ENTITY", only_with=("bids_dir", None)),
     Option("group_column", text, "group", "participants.tsv column giving the group",
            ("run",), BIDS, metavar="COLUMN", only_with=("bids_dir", None)),

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..spec import DEFAULTS, ESTIMATIONS
 from .contrasts import contrast_maps
 from .glm import fit_ols
 from .missing import Pattern, coverage, estimable, missing_patterns
@@ -34,8 +35,8 @@ from .permutation.model import VOXEL_BLOCK
 #: mixed-effects block size (:func:`.mixed_effects.block_size`).
 BLOCK_VOXELS = 1024
 
-#: Estimators.
-METHODS = ("ols", "mixed", "fixed")
+#: Estimators (the spec's --estimation values).
+METHODS = ESTIMATIONS
 
 #: Kenward-Roger pieces of a mixed fit, per voxel (the last axis).
 _KR_FIELDS = ("cov_beta_adjusted", "cov_beta_derivative", "sigma2_variance")
@@ -168,7 +169,7 @@ def _fit_weighted_columns(fit, X, Y, V, rows, cols, first_level_dof):
 
 
 def fit_with_missing(X, Y, V=None, method="ols", min_subjects=1, contrasts=None,
-                     first_level_dof=100.0, labels=None):
+                     first_level_dof=DEFAULTS["first_level_dof"], labels=None):
     """Fit every voxel with the maps present there (NaN marks a missing value).
 
     beta_v = fit(X[r_v], Y[r_v, v]) at every voxel with |r_v| >= min_subjects and an

@@ -39,6 +39,7 @@ import numpy as np
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
+from ...spec import DEFAULTS
 from .. import glm, spatial
 from ..missing import estimable, missing_patterns
 from .chunks import (
@@ -402,9 +403,9 @@ def _check(X, contrast, Y, plan, options):
         raise ValueError("F contrasts are tested on the positive side only (tail='positive')")
 
 
-def coverage_permutation_test(Y, X, contrast, mask=None, n_perm=10000, seed=0,
-                              scheme="sign-flip", blocks=None, n_chunks=1, options=None,
-                              min_subjects=1):
+def coverage_permutation_test(Y, X, contrast, mask=None, n_perm=DEFAULTS["n_perm"],
+                              seed=DEFAULTS["perm_seed"], scheme="sign-flip", blocks=None,
+                              n_chunks=DEFAULTS["n_chunks"], options=None, min_subjects=1):
     """The whole test with per-voxel subjects in one call (plan, chunks, observed, merge).
 
     Parameters as :func:`~.merge.permutation_test`; ``Y`` has NaN where a map
