@@ -139,6 +139,9 @@ def test_sidecars_beside_every_map(demo_run):
     assert meta["Threshold"]["TwoSided"] is True
     assert meta["Sources"] == [f"contrast-{LABEL}_stat-z_statmap.nii.gz",
                                "desc-group_mask.nii.gz"]
+    # Sources are named as exported (the labelled table keeps the name of the table).
+    clusters = json.loads((out_dir / f"contrast-{LABEL}_stat-z_clusters.json").read_text())
+    assert clusters["Sources"] == [f"contrast-{LABEL}_stat-z_clusters.tsv"]
 
 
 def test_report_says_which_nodes_ran_after_a_threshold_change(demo_run, tmp_path):

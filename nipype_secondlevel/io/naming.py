@@ -125,13 +125,17 @@ def named_files(outputs, rules):
     return pairs + sidecars
 
 
-def exported_sources(fields, exported):
+def exported_sources(fields, exported, own=None):
     """A sidecar's ``Sources`` with every source the run exports under its exported name.
 
-    ``fields``: the sidecar's fields; ``exported``: source path -> exported name.
+    ``fields``: the sidecar's fields; ``exported``: source path -> exported name; ``own``:
+    (path, exported name) of the sidecar's file: a source of the same base name (the
+    table a labelling node rewrote under its own name) is named as the file.
     """
     if "Sources" not in fields or "SourceFiles" not in fields:
         return fields
-    sources = [exported.get(str(path), name)
+    own_path, own_name = own or ("", "")
+    sources = [exported.get(str(path), own_name if Path(path).name == Path(own_path).name
+                            else name)
                for name, path in zip(fields["Sources"], fields["SourceFiles"])]
     return {**fields, "Sources": sources}
