@@ -108,7 +108,6 @@ class Plan:
     design: Design
     contrasts: list
     source: str = "table"
-    inputs_table: str = None
     domain: str = "volume"  # one of spec.DOMAINS
     made_by: str = ""  # the Python call that made it (provenance)
     version: int = PLAN_VERSION
@@ -250,10 +249,7 @@ def plan_design(values, command, design, contrasts, *, source="table", grid=None
         for contrast in planned:
             contrast.permutations = plan_permutations(values, design, contrast)
     options = {k: _plain(v) for k, v in result_options(values, command).items()}
-    table = values.get("inputs_table")
     return Plan(options=options, design=design, contrasts=planned, source=source,
-                inputs_table=None if table is None or design.paths is None
-                else str(Path(table).absolute()),
                 domain=DOMAINS[0], made_by=made_by)
 
 

@@ -160,7 +160,7 @@ def init_group_pipeline_wf(plan, out_dir, *, source=None, source_exports=None,
                                    input_files=[str(f) for f in inputs if f is not None]),
                    name="sink", run_without_submitting=True)
     if "inputs_table" in names:
-        sink.inputs.inputs_table = plan.inputs_table
+        sink.inputs.inputs_table = plan.options["inputs_table"]
     if source is not None:
         workflow.connect(source, "inputs_table", analysis_wf, "inputnode.inputs_table")
         workflow.connect([(source, sink, [(field, f"source_{field}")
@@ -176,7 +176,7 @@ def init_group_pipeline_wf(plan, out_dir, *, source=None, source_exports=None,
     if report:
         report_node = add_report(
             workflow, source, analysis_wf, sink, plan.options, command=command,
-            python_call=python_call, inputs_table=plan.inputs_table,
+            python_call=python_call, inputs_table=plan.options.get("inputs_table"),
             file_names=significance_names(plan))
     if graph:
         # The graph drawn once every node, this one included, is in the workflow.
