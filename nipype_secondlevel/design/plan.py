@@ -63,7 +63,7 @@ class Design:
 class Permutations:
     """One contrast's permutation test, decided (see :mod:`..stats.permutation`)."""
 
-    model: str  # one of spec.PERMUTATION_MODELS
+    model: str  # paired (sign flips of differences), one-sample or glm (Freedman-Lane)
     scheme: str  # sign-flip or permute
     n_subjects: int  # rows permuted (subjects, or paired differences)
     n_perm: int  # patterns, identity included

@@ -30,7 +30,6 @@ from .values import (
     MASK_STRATEGIES,
     PERM_SCHEMES,
     PERMUTATION_CORRECTIONS,
-    PERMUTATION_MODELS,
     PLUGINS,
     VOXEL_BLOCK,
     Integer,
@@ -41,7 +40,7 @@ from .values import (
 __all__ = [
     "ANALYSES", "ATLASES", "CLUSTER_CORRECTIONS", "CORRECTIONS", "DEFAULTS", "DESIGNS",
     "DOMAINS", "ESTIMATIONS", "HEIGHT_CONTROLS", "MASK_STRATEGIES", "OPTIONS",
-    "PERMUTATION_CORRECTIONS", "PERMUTATION_MODELS", "PERM_SCHEMES", "PLUGINS", "VOXEL_BLOCK",
+    "PERMUTATION_CORRECTIONS", "PERM_SCHEMES", "PLUGINS", "VOXEL_BLOCK",
     "Integer", "Number", "Option", "OptionError", "check_options", "height_control", "option",
     "options", "resolve", "result_options",
 ]

@@ -1,7 +1,7 @@
 """Options resolved: given values validated, checked against each other, defaults filled."""
 
-from .options import DEFAULTS, option, options
-from .values import ANALYSES, PERMUTATION_CORRECTIONS, OptionError
+from .options import CORRECTED_ALPHA, DEFAULTS, option, options
+from .values import PERMUTATION_CORRECTIONS, OptionError
 
 
 def resolve(given, command, fixed=None):
@@ -33,7 +33,7 @@ def resolve(given, command, fixed=None):
         if spec.only_with and not _applies(spec, values):
             values[name] = None
     if values.get("alpha") is None and values.get("correction", "none") != "none":
-        values["alpha"] = 0.05
+        values["alpha"] = CORRECTED_ALPHA
     if "threshold" in values and height_control(values) != "none":
         values["threshold"] = None
     if values.get("mask") is not None:
@@ -103,8 +103,7 @@ def check_options(values, command):
                           "one of them")
     if given("atlases") and "none" in values["atlases"] and len(values["atlases"]) > 1:
         raise OptionError("--atlas none: cannot go with other atlases")
-    if command in ANALYSES and values.get("design") == "file" and not given("design_file") \
-            and "design" in {o.name for o in options(command)}:
+    if values.get("design") == "file" and not given("design_file"):
         raise OptionError("--design file: needs --design-file")
 
 

@@ -24,6 +24,9 @@ from .values import (
     text,
 )
 
+#: --alpha of a correction (FDR, Bonferroni, family-wise) when it is not given.
+CORRECTED_ALPHA = 0.05
+
 RUN, ANALYSIS, INFERENCE, DESIGN, BIDS = (
     "run", "analysis", "inference (corrections for multiple comparisons)", "design",
     "BIDS filters (with --bids-dir)")
@@ -35,8 +38,10 @@ class Option:
 
     ``results``: it changes the results (recorded in the plan) rather than how the run
     runs. ``nargs``: "+" (one or more) or "append" (repeatable). ``one_of``: options of
-    one required mutually exclusive group. ``only_with``: (option, values) it is given
-    with, else refused (a filter of --bids-dir, a permutation option...).
+    one required mutually exclusive group. ``only_with``: (other option, its values): the
+    option is refused unless the other has one of those values (None: is given at all),
+    e.g. a permutation option without a permutation correction, a BIDS filter without
+    --bids-dir; when it does not apply its resolved value is None.
     """
 
     name: str
@@ -83,12 +88,9 @@ class Option:
         return getattr(self.kind, "describe", lambda: None)()
 
 
-def _options(*rows):
-    return tuple(rows)
-
-
 PERMUTATIONS = ("correction", PERMUTATION_CORRECTIONS)
-OPTIONS = _options(
+#: Every option of every command.
+OPTIONS = (
     # --- how the run runs (not recorded in the plan) ---
     Option("out_dir", folder, "results/{command}", "results folder: it holds this run's "
            "results only (those of an earlier run it does not produce are removed)",
@@ -128,7 +130,8 @@ OPTIONS = _options(
     Option("alpha", Number(0, 1, include_high=False), None,
            "p level: with --correction none an uncorrected p instead of --threshold; the "
            "FDR, Bonferroni or family-wise level of --correction",
-           default_text="0.05 with a correction; --threshold with --correction none"),
+           default_text=f"{CORRECTED_ALPHA} with a correction; --threshold with "
+           "--correction none"),
     Option("cluster_size", Integer(0, 10_000_000), 0, "minimum cluster size in voxels"),
     Option("one_sided", "flag", False, "threshold positive values only"),
     Option("mask_strategy", MASK_STRATEGIES, "nilearn", "group mask: nilearn's "

@@ -18,8 +18,6 @@ CORRECTIONS = ("none", "fdr", "bonferroni", *PERMUTATION_CORRECTIONS)
 #: Cluster-level corrections (they need a cluster-forming threshold).
 CLUSTER_CORRECTIONS = ("cluster-size", "cluster-mass")
 PERM_SCHEMES = ("auto", "sign-flip", "permute")
-#: Permutation models: sign flips of paired differences, or Freedman-Lane on the design.
-PERMUTATION_MODELS = ("paired", "one-sample", "glm")
 #: Height control of the parametric thresholds (nilearn's ``threshold_stats_img``):
 #: |z| > --threshold, uncorrected p < --alpha, FDR or Bonferroni.
 HEIGHT_CONTROLS = ("none", "fpr", "fdr", "bonferroni")
