@@ -43,6 +43,18 @@ def test_the_plan_holds_the_design_and_the_weights(table):
     assert Plan.from_json(text) == plan
 
 
+def test_a_column_name_gives_nilearns_weights():
+    """A bare column is weighted without importing nilearn.glm, as nilearn weights it."""
+    from nilearn.glm import expression_to_contrast_vector
+
+    from nipype_secondlevel.design.contrasts import contrast_weights
+
+    columns = ["a_vs_b", "s01", "s02", "age"]
+    for column in columns:
+        np.testing.assert_array_equal(contrast_weights(column, columns),
+                                      expression_to_contrast_vector(column, columns))
+
+
 def test_the_default_contrast_is_chosen_once(table):
     """Each design's own contrast, from its columns (the only place it is chosen)."""
     cases = {"one-sample": ("intercept", [[1.0]]),

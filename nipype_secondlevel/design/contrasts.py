@@ -15,9 +15,10 @@ def contrast_weights(contrast, columns):
     Expressions use column names, e.g. ``"vertical - horizontal"``. An unknown
     name gives an error listing the design's columns.
     """
-    from nilearn.glm import expression_to_contrast_vector
-
     columns = [str(c) for c in columns]
+    if isinstance(contrast, str) and contrast in columns:
+        # nilearn's first case, without importing nilearn.glm before the run
+        return np.eye(len(columns))[columns.index(contrast)]
     if not isinstance(contrast, str):
         weights = np.asarray(contrast, dtype=float).ravel()
         if weights.size != len(columns):
@@ -27,6 +28,8 @@ def contrast_weights(contrast, columns):
                 f"{len(columns)} columns ({', '.join(columns)})",
             )
         return check_weights(weights, contrast)
+    from nilearn.glm import expression_to_contrast_vector
+
     try:
         weights = expression_to_contrast_vector(contrast, columns)
     except Exception as err:
