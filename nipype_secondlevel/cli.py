@@ -107,6 +107,7 @@ def build_workflow(args):
 
 
 def run(args):
+    from .io.progress import progress_lines
     from .io.results_folder import check_results_folder, check_writable_folder, read_manifest
     from .runtime.console import nipype_console_off
     from .runtime.execution import run_workflow
@@ -123,7 +124,8 @@ def run(args):
     try:
         # One run per work folder; a lock left by a killed run is released by the kernel.
         # A failed node is one line: nipype's own log of it stays in the crash file.
-        with WorkFolderLock(work_dir, wait=values["wait"]), nipype_console_off():
+        with (WorkFolderLock(work_dir, wait=values["wait"]), nipype_console_off(),
+              progress_lines(not values["quiet"])):
             summary = run_workflow(workflow, work_dir, plugin=values["plugin"],
                                    plugin_args=values["plugin_args"],
                                    n_procs=values["n_procs"], progress=not values["quiet"],
