@@ -11,12 +11,13 @@ import errno
 import os
 import shlex
 import shutil
+import signal
 import sys
-import warnings
 from pathlib import Path
 
 from .cli_options import PROG, build_parser, given_options, join_dash_values
-from .io.errors import InputError, InputWarning, bad_input, escaped
+from .io.errors import InputError, bad_input, escaped
+from .runtime.console import one_line_warnings
 from .runtime.execution import WorkflowFailed  # (imports no nipype)
 from .spec import OptionError, option, resolve
 
@@ -111,7 +112,8 @@ def run(args):
     from .io.results_folder import check_results_folder, check_writable_folder, read_manifest
     from .runtime.console import nipype_console_off
     from .runtime.execution import run_workflow
-    from .runtime.locking import WorkFolderLock
+    from .runtime.interrupts import StopOnSignal
+    from .runtime.locking import FolderLock, results_lock_path
 
     values = resolve(given_options(args), args.command)  # every option checked first
     work_dir, out_dir = Path(values["work_dir"]), Path(values["out_dir"])
@@ -122,10 +124,13 @@ def run(args):
     workflow = build_workflow(args)
     created = not out_dir.exists()
     try:
-        # One run per work folder; a lock left by a killed run is released by the kernel.
-        # A failed node is one line: nipype's own log of it stays in the crash file.
-        with (WorkFolderLock(work_dir, wait=values["wait"]), nipype_console_off(),
-              progress_lines(not values["quiet"])):
+        # One run per work folder and per results folder (their locks are released by
+        # the kernel when a run is killed). A failed node is one line: nipype's own log
+        # of it stays in the crash file.
+        with (StopOnSignal(), FolderLock(work_dir, wait=values["wait"]),
+              FolderLock(out_dir, "results folder", path=results_lock_path(out_dir),
+                         wait=values["wait"]),
+              nipype_console_off(), progress_lines(not values["quiet"])):
             summary = run_workflow(workflow, work_dir, plugin=values["plugin"],
                                    plugin_args=values["plugin_args"],
                                    n_procs=values["n_procs"], progress=not values["quiet"],
@@ -177,26 +182,19 @@ def draw_graph(args):
     return 0
 
 
-def format_warning(message, category, filename, lineno, line=None,
-                   formatted=warnings.formatwarning):
-    """Warnings about the user's input as one line ``nipype-secondlevel: warning: ...``."""
-    if issubclass(category, InputWarning):
-        return f"{PROG}: warning: {escaped(message)}\n"
-    return formatted(message, category, filename, lineno, line)
-
-
 def main(argv=None):
     """The command; exit status 0 done, 1 bad input or a failed node (one line), 2 a
-    command line argparse refused (usage and one line), 130 interrupted."""
-    formatted, warnings.formatwarning = warnings.formatwarning, format_warning
+    command line argparse refused (usage and one line), 130 interrupted (Ctrl-C), 143
+    terminated (SIGTERM)."""
     pid = os.getpid()
     try:
-        argv = list(sys.argv[1:] if argv is None else argv)
-        args = build_parser().parse_args(join_dash_values(argv))
-        args.argv = argv
-        if args.command == "graph":
-            return draw_graph(args)
-        return run(args)
+        with one_line_warnings(PROG):
+            argv = list(sys.argv[1:] if argv is None else argv)
+            args = build_parser().parse_args(join_dash_values(argv))
+            args.argv = argv
+            if args.command == "graph":
+                return draw_graph(args)
+            return run(args)
     except (InputError, WorkflowFailed) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
@@ -211,13 +209,13 @@ def main(argv=None):
                          "allows (File name too long)")
         print(f"{PROG}: error: {line}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        signum = getattr(err, "signum", signal.SIGINT)
         if os.getpid() != pid:  # a forked worker unwinding a copy of this stack: be silent
-            os._exit(130)
-        print(f"{PROG}: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
-    finally:
-        warnings.formatwarning = formatted
+            os._exit(128 + signum)
+        what = "interrupted" if signum == signal.SIGINT else f"stopped by {err}"
+        print(f"{PROG}: {what}; rerun the same command to resume", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

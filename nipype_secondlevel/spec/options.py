@@ -100,10 +100,11 @@ OPTIONS = (
            "a folder)", group=RUN, results=False),
     Option("work_dir", folder, "work", "cache folder, outside the results folder; a rerun "
            "reuses what did not change", group=RUN, results=False),
-    Option("plugin", PLUGINS, "Linear", "Nipype execution plugin: Linear runs one node at a "
-           "time; MultiProc runs independent nodes (blocks of maps, permutation chunks) in "
-           "parallel on this machine; the others submit jobs to a cluster", group=RUN,
-           results=False, metavar="PLUGIN"),
+    Option("plugin", text, "Linear", "Nipype execution plugin, any of nipype's (any "
+           "capitalisation; the runtime resolves it, HTCondor is Condor): Linear runs one "
+           "node at a time; MultiProc runs independent nodes (blocks of maps, permutation "
+           "chunks) in parallel on this machine; the others submit jobs to a cluster: "
+           + ", ".join(PLUGINS), group=RUN, results=False, metavar="NAME"),
     Option("plugin_args", json_object, None, "arguments of the plugin, passed through as "
            "nipype's plugin_args (a JSON object, e.g. '{\"qsub_args\": \"-q short\"}')",
            group=RUN, results=False, metavar="JSON", default_text="none"),
@@ -112,7 +113,8 @@ OPTIONS = (
            default_text="none"),
     Option("poll_interval", Number(0.01, 600), 0.5, "seconds between SLURM queue polls",
            group=RUN, results=False),
-    Option("n_procs", Integer(1, 1024), None, "processes for MultiProc", group=RUN,
+    Option("n_procs", Integer(1, 1_000_000), None, "processes for MultiProc (more than "
+           "the CPUs this run may use: capped to them, with a warning)", group=RUN,
            results=False, default_text="all cores"),
     Option("quiet", "flag", False, "no per-node progress lines", group=RUN, results=False),
     Option("mem_gb", Number(0, 1024), 1.0, "memory budget in GiB: the voxels estimated "

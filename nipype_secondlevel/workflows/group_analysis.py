@@ -130,7 +130,7 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
                          run_without_submitting=True)
     design_node = pe.Node(DesignMatrix(kind=design.kind, columns=design.columns,
                                        matrix=design.matrix, rows=design.rows),
-                          name="design")
+                          name="design", run_without_submitting=True)
     resample = pe.Node(ResampleMaps(), name="resample")
     if options.get("reference_map"):
         resample.inputs.reference = options["reference_map"]
