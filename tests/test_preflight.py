@@ -108,7 +108,7 @@ def test_too_large_a_simulated_sample_is_refused(tmp_path, capsys):
     ("--seed", "-1", "must be an integer from 0 to 4,294,967,295, got -1"),
     ("--n-perm", "0", "must be an integer from 1 to 1,000,000, got 0"),
     ("--threshold", "inf", "must be a number above 0 and at most 40, got inf"),
-    ("--mem-gb", "nan", "must be a number above 0 and at most 1024, got nan"),
+    ("--mem-gb", "nan", "must be a number above 0 and at most 1e+06, got nan"),
     ("--cluster-size", "-2", "must be an integer from 0 to 10,000,000, got -2"),
     ("--n-procs", "0", "must be an integer from 1 to 1,000,000, got 0"),
     ("--smoothing-fwhm", "1e7", "must be a number above 0 and at most 1e+06, got 1e7"),

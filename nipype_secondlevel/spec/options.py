@@ -117,9 +117,9 @@ OPTIONS = (
            "the CPUs this run may use: capped to them, with a warning)", group=RUN,
            results=False, default_text="all cores"),
     Option("quiet", "flag", False, "no per-node progress lines", group=RUN, results=False),
-    Option("mem_gb", Number(0, 1024), 1.0, "memory budget in GiB: the voxels estimated "
-           "at a time and the nodes' memory hints follow it; results do not", group=RUN,
-           results=False),
+    Option("mem_gb", Number(0, 1e6), 1.0, "memory budget in GiB: the voxels estimated "
+           "at a time (at most all of them) and the nodes' memory hints follow it; results "
+           "do not", group=RUN, results=False),
     Option("wait", "flag", False, "if another run uses the work folder, wait for it to end "
            "(default: stop at once with a message)", group=RUN, results=False),
     Option("graph", "flag", False, "draw the pipeline's graph into the results folder "
