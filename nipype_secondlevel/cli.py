@@ -33,31 +33,28 @@ def require_dot(where):
                         "(e.g. apt-get install graphviz)")
 
 
-def bids_table(values):
-    """Build the inputs table of ``--bids-dir`` (pybids) and write it into the work folder
-    (rewritten only when it changed, so that the cache holds); returns its path."""
-    import filecmp
-    import tempfile
-
-    from .design.bids import bids_inputs_table
-    from .io.tables import write_inputs_table
-
-    filters = {entity: values[name] for name, entity in BIDS_FILTERS.items() if values[name]}
-    for entity, value in values["bids_filter"] or []:
-        filters.setdefault(entity, []).append(value)
+def participants_dir(values):
+    """The folder of the participants.tsv of ``--bids-dir``: ``--raw-dir``, else none
+    (the derivatives folder's own), else that of DATASET when DERIV is
+    DATASET/derivatives/NAME and it has one."""
     deriv = Path(values["bids_dir"]).absolute()
     raw = values["raw_dir"]
     if raw is None and not (deriv / "participants.tsv").exists() \
             and deriv.parent.name == "derivatives" \
             and (deriv.parent.parent / "participants.tsv").exists():
         raw = deriv.parent.parent  # DATASET/derivatives/NAME: the raw dataset's table
-    table = bids_inputs_table(deriv, filters, variances=values["estimation"] != "ols",
-                              raw_dir=raw, group_column=values["group_column"],
-                              condition_entity=values["condition_entity"])
-    source = {"BIDSDir": str(deriv), "Filters": filters,
-              "ParticipantsFrom": str(Path(raw or deriv).absolute()),
-              "GroupColumn": values["group_column"]}
-    folder = Path(values["work_dir"]).absolute() / "bids_inputs"
+    return raw
+
+
+def write_work_table(table, folder, source):
+    """Write an inputs table into ``folder`` of the work folder, as ``inputs.tsv``
+    (rewritten only when it changed, so that the cache holds); returns its path."""
+    import filecmp
+    import tempfile
+
+    from .io.tables import write_inputs_table
+
+    folder = Path(folder).absolute()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "inputs.tsv"
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
@@ -67,6 +64,25 @@ def bids_table(values):
             if not (old.exists() and filecmp.cmp(new, old, shallow=False)):
                 os.replace(new, old)
     return target
+
+
+def bids_table(values):
+    """Build the inputs table of ``--bids-dir`` (pybids) and write it into the work folder
+    (:func:`write_work_table`); returns its path."""
+    from .design.bids import bids_inputs_table
+
+    filters = {entity: values[name] for name, entity in BIDS_FILTERS.items() if values[name]}
+    for entity, value in values["bids_filter"] or []:
+        filters.setdefault(entity, []).append(value)
+    deriv = Path(values["bids_dir"]).absolute()
+    raw = participants_dir(values)
+    table = bids_inputs_table(deriv, filters, variances=values["estimation"] != "ols",
+                              raw_dir=raw, group_column=values["group_column"],
+                              condition_entity=values["condition_entity"])
+    source = {"BIDSDir": str(deriv), "Filters": filters,
+              "ParticipantsFrom": str(Path(raw or deriv).absolute()),
+              "GroupColumn": values["group_column"]}
+    return write_work_table(table, Path(values["work_dir"]) / "bids_inputs", source)
 
 
 def make_plan(command, given, values):
@@ -95,11 +111,18 @@ def build_workflow(args):
     data_dir = values.get("data_dir")
     if data_dir is not None and data_dir.exists() and not data_dir.is_dir():
         raise bad_input(f"--data-dir {data_dir}", "is not a folder")
-    plan = make_plan(args.command, given, values)
     out_dir = str(Path(values["out_dir"]).absolute())
     # The command line, as typed, goes into the report and dataset_description.json.
     pipeline = {"command": shlex.join([PROG, *getattr(args, "argv", [])]),
                 "mem_gb": values["mem_gb"], "graph": values["graph"]}
+    if values.get("model") is not None:
+        from .cli_model import model_plans
+        from .workflows import init_model_pipeline_wf
+
+        return init_model_pipeline_wf(model_plans(given, values), out_dir,
+                                      Path(values["model"]).absolute(),
+                                      **pipeline)
+    plan = make_plan(args.command, given, values)
     if args.command == "demo":
         return init_demo_wf(out_dir, plan, **pipeline)
     if args.command == "localizer":
@@ -119,9 +142,17 @@ def run(args):
     work_dir, out_dir = Path(values["work_dir"]), Path(values["out_dir"])
     check_writable_folder(work_dir, "--work-dir")
     given = [values.get(o) for o in ("inputs_table", "design_file", "mask", "reference_map")]
-    check_results_folder(out_dir, work_dir, replace=values["replace_results"],
-                         inputs=[path for path in given if path is not None])
+    model = values.get("model") is not None
+    if not model:
+        check_results_folder(out_dir, work_dir, replace=values["replace_results"],
+                             inputs=[path for path in given if path is not None])
     workflow = build_workflow(args)
+    sinks = [workflow.get_node(name) for name in workflow.list_node_names()
+             if name.split(".")[-1] == "sink"]
+    if model:  # one results subfolder per analysis, named once the model is read
+        check_results_folder(out_dir, work_dir, replace=values["replace_results"],
+                             inputs=[f for sink in sinks for f in sink.inputs.input_files],
+                             subfolders=[Path(sink.inputs.out_dir).name for sink in sinks])
     created = not out_dir.exists()
     try:
         # One run per work folder and per results folder (their locks are released by
@@ -144,8 +175,10 @@ def run(args):
           f"in {summary.seconds:.1f} s")
     print(f"Cache in {work_dir.absolute()} (the same command reruns only what changed)")
     print(f"Results in {out}:")
-    for name in read_manifest(out):
-        print(f"  {name}")
+    for folder in sorted({Path(sink.inputs.out_dir) for sink in sinks}):
+        inside = "" if folder == out else f"{folder.relative_to(out)}/"
+        for name in read_manifest(folder):
+            print(f"  {inside}{name}")
     return 0
 
 

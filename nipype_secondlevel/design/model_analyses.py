@@ -21,10 +21,10 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
-from ..io.errors import InputError, bad_input
+from ..io.errors import InputError, InputWarning, bad_input
 from .bids import find_statmaps
 from .contrasts import contrast_label, parse_contrast
-from .stats_models import read_model, select_node, software_options, source_node
+from .stats_models import SOFTWARE, read_model, select_node, software_options, source_node
 
 #: Entity of a node input carrying its row in the maps' frame through pybids.
 _MAP = "nipype_secondlevel_map"
@@ -84,15 +84,35 @@ def fitlins_label(text):
     return words[0] + "".join(word.title() for word in words[1:])
 
 
-def _estimation(model_type, options, index, where):
+def _estimation(model_type, options, index, where, given=None):
     """``Type: "meta"`` is fixed effects unless the Software block asks for mixed;
-    ``glm`` is OLS unless it says otherwise."""
+    ``glm`` is OLS unless it says otherwise; ``given`` (the command line's) wins."""
     estimation = options.pop("estimation", "fixed" if model_type == "meta" else "ols")
+    estimation = given or estimation
     if model_type == "meta" and estimation == "ols":
+        why = ("a meta-analysis weights the maps by their first-level variances "
+               "(estimation 'fixed' or 'mixed')")
+        if given:
+            raise bad_input("--estimation ols", f"node Nodes[{index}] of {where} has Type "
+                            f"'meta': {why}")
         raise bad_input(where, f"Nodes[{index}].Model.Software.nipype-secondlevel.estimation: "
-                        "'ols' with Type 'meta': a meta-analysis weights the maps by their "
-                        "first-level variances (estimation 'fixed' or 'mixed')")
+                        f"'ols' with Type 'meta': {why}")
     return estimation
+
+
+def _warn_ignored(spec, index, where):
+    """One warning line per field of the node's Model this package does not use."""
+    model, at = spec["Model"], f"{where}: Nodes[{index}].Model"
+    for key, what in (("HRF", "the convolution of a first-level model"),
+                      ("Options", "filtering options of a first-level model")):
+        if model.get(key):
+            warnings.warn(f"{at}.{key}: ignored ({what}; this node is a group level)",
+                          InputWarning, stacklevel=3)
+    for key in model.get("Software") or {}:
+        if key != SOFTWARE:
+            warnings.warn(f"{at}.Software.{key}: ignored (options of another software; "
+                          f"nipype-secondlevel reads the {SOFTWARE!r} block)", InputWarning,
+                          stacklevel=3)
 
 
 def _node_maps(bids_dir, model, index, source, edge_filter, variances):
@@ -284,7 +304,8 @@ def _group_name(entities, node_name):
     return "_".join(f"{k}-{contrast_label(v)}" for k, v in sorted(entities.items()))
 
 
-def model_analyses(model_path, bids_dir, *, node=None, raw_dir=None, options=None):
+def model_analyses(model_path, bids_dir, *, node=None, raw_dir=None, options=None,
+                   estimation=None):
     """The analyses of a BIDS Stats Model's dataset-level node on first-level maps.
 
     Parameters
@@ -303,6 +324,8 @@ def model_analyses(model_path, bids_dir, *, node=None, raw_dir=None, options=Non
         Option names a model's ``Model.Software["nipype-secondlevel"]`` block may set,
         each with its check (see
         :func:`~nipype_secondlevel.design.stats_models.software_options`).
+    estimation : str or None
+        The command line's ``--estimation``, which wins over the model's.
 
     Returns
     -------
@@ -321,7 +344,8 @@ def model_analyses(model_path, bids_dir, *, node=None, raw_dir=None, options=Non
     source, edge_filter = source_node(model, index, where)
     chosen = software_options(spec, index, options or {}, where)
     model_type = spec["Model"]["Type"]
-    estimation = _estimation(model_type, chosen, index, where)
+    estimation = _estimation(model_type, chosen, index, where, estimation)
+    _warn_ignored(spec, index, where)
     maps = _node_maps(bids_dir, model, index, source, edge_filter, estimation != "ols")
     layout = bids_layout(raw_dir, derivative=False) if raw_dir else bids_layout(bids_dir)
     outputs, participant_columns, participants = _run_node(
@@ -349,3 +373,38 @@ def model_analyses(model_path, bids_dir, *, node=None, raw_dir=None, options=Non
                             for info in output.contrasts),
             model_type=model_type, estimation=estimation, options=dict(chosen)))
     return analyses
+
+
+def analysis_plan(analysis, values, made_by=""):
+    """The :class:`~nipype_secondlevel.design.plan.Plan` of an analysis.
+
+    ``values``: the options of ``run`` resolved (:func:`~nipype_secondlevel.spec.resolve`:
+    the command line's over the model's Software block), ``estimation`` the analysis'.
+    An intercept alone is the one-sample design (its permutation test flips signs), any
+    other design is a design matrix as ``--design file`` gives one. A ``pass`` contrast
+    (effect and variance for a next level, which a dataset node does not have) is
+    estimated as a t test (an F test for several rows), with one warning line: its
+    effect and variance maps are among the maps written.
+    """
+    from .plan import Design, plan_design
+
+    columns = [str(c) for c in analysis.design.columns]
+    kind = "one-sample" if columns == ["intercept"] else "file"
+    weighted = values["estimation"] != "ols"
+    design = Design(kind=kind, columns=columns,
+                    matrix=analysis.design.to_numpy(dtype=float).tolist(),
+                    rows={"subject": list(analysis.rows["subject"])},
+                    paths=list(analysis.rows["path"]),
+                    variance_paths=list(analysis.rows["variance_path"]) if weighted else None)
+    contrasts = []
+    for contrast in analysis.contrasts:
+        test = contrast.test
+        if test == "pass":
+            test = "t" if len(contrast.weights) == 1 else "F"
+            warnings.warn(f"node {analysis.node!r} ({analysis.name}): contrast "
+                          f"{contrast.name!r} has Test 'pass' (effect and variance for a "
+                          f"next level, which the dataset level has not): computed as a "
+                          f"{test} test, its effect and variance maps written with it",
+                          InputWarning, stacklevel=2)
+        contrasts.append((contrast.label, contrast.weights.tolist(), test, contrast.name))
+    return plan_design({**values, "design": kind}, "run", design, contrasts, made_by=made_by)

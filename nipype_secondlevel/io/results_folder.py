@@ -274,7 +274,7 @@ def _check_collisions(folder, staged, before):
 
 
 def check_results_folder(out_dir, work_dir=None, replace=False, inputs=(),
-                         option="--out-dir", keep_option="--replace-results"):
+                         option="--out-dir", keep_option="--replace-results", subfolders=()):
     """Refuse, before a run, a results folder that cannot take this run's results.
 
     Refused: a path that exists and is not a folder; a folder this process cannot
@@ -283,7 +283,9 @@ def check_results_folder(out_dir, work_dir=None, replace=False, inputs=(),
     a user's files, files of ours changed since, links, folders), unless ``replace``:
     they are then kept untouched, with one warning line. ``keep_option`` is the option
     that asks for this (None where there is none). ``inputs`` lying in the folder are
-    never foreign.
+    never foreign. ``subfolders``: names of folders in it that hold results of their own
+    (several analyses): each is checked as a results folder, and is not foreign when it
+    is a real folder (not a link).
     """
     out = Path(out_dir).absolute()
     if work_dir is not None:
@@ -298,6 +300,10 @@ def check_results_folder(out_dir, work_dir=None, replace=False, inputs=(),
     if not out.is_dir():
         return
     foreign = survey_folder(out, inputs, where=f"{option} {out_dir}").foreign
+    for name in subfolders:
+        if (out / name).is_dir() and not (out / name).is_symlink():
+            foreign.remove(name)
+        check_results_folder(out / name, None, replace, inputs, option, keep_option)
     if not foreign:
         return
     what = (f"{len(foreign)} file(s) or folder(s) that nipype-secondlevel did not write "

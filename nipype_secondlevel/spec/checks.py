@@ -1,6 +1,6 @@
 """Options resolved: given values validated, checked against each other, defaults filled."""
 
-from .options import CORRECTED_ALPHA, DEFAULTS, option, options
+from .options import CORRECTED_ALPHA, DEFAULTS, MODEL_DECIDES, option, options
 from .values import PERMUTATION_CORRECTIONS, OptionError
 
 
@@ -103,6 +103,15 @@ def check_options(values, command):
                           "one of them")
     if given("atlases") and "none" in values["atlases"] and len(values["atlases"]) > 1:
         raise OptionError("--atlas none: cannot go with other atlases")
+    if given("model") and not given("bids_dir"):
+        raise OptionError(f"{said('model')}: needs --bids-dir, the first-level maps the "
+                          "model's node takes")
+    if given("node") and not given("model"):
+        raise OptionError(f"{said('node')}: names a node of --model, which is not given")
+    for name in MODEL_DECIDES if given("model") else ():
+        if given(name):
+            raise OptionError(f"{said(name)}: with --model the model decides it (its "
+                              "Input, GroupBy, Model and Contrasts): change the model file")
     if values.get("design") == "file" and not given("design_file"):
         raise OptionError("--design file: needs --design-file")
 

@@ -30,6 +30,7 @@ CORRECTED_ALPHA = 0.05
 RUN, ANALYSIS, INFERENCE, DESIGN, BIDS = (
     "run", "analysis", "inference (corrections for multiple comparisons)", "design",
     "BIDS filters (with --bids-dir)")
+MODEL = "BIDS Stats Model (with --bids-dir)"
 
 
 @dataclass(frozen=True)
@@ -240,10 +241,27 @@ OPTIONS = (
            only_with=("estimation", ("fixed",))),
     Option("reference_map", path, None, "grid of the analysis; maps on other grids are "
            "resampled", ("run",), DESIGN, metavar="FILE", default_text="the first map"),
+    # --- run --model: a BIDS Stats Model's group level (issue 22) ---
+    Option("model", path, None, "BIDS Stats Model file (BSM 1.0 JSON): runs its "
+           "dataset-level node on the maps of --bids-dir, one analysis per GroupBy group, "
+           "each in a results subfolder; the design and contrasts are the model's, the "
+           "other options its Model.Software \"nipype-secondlevel\" block's (those given "
+           "here win)", ("run",), MODEL, metavar="FILE", default_text="none"),
+    Option("node", text, None, "the model's node to run (a Dataset-level node)", ("run",),
+           MODEL, metavar="NAME", default_text="the model's one Dataset node"),
     # --- graph ---
     Option("pipeline", text, ("demo",), "demo, localizer or run and its options",
            ("graph",), "graph", flag="pipeline", metavar="COMMAND ...", nargs="remainder"),
 )
+
+
+#: Options a BIDS Stats Model (``--model``) decides itself: refused beside it.
+MODEL_DECIDES = ("design", "conditions", "groups", "covariates", "no_center_covariates",
+                 "design_file", "contrasts", "bids_contrast", "condition_entity",
+                 "group_column", "task", "space", "session", "bids_filter",
+                 "exchangeability_blocks")
+#: Options a model's Software block may not set: paths (given on the command line).
+MODEL_PATHS = ("mask", "reference_map")
 
 
 #: The default of every option, by name (options of several commands agree on theirs).

@@ -7,6 +7,7 @@ from .pipelines import (
     init_demo_wf,
     init_group_pipeline_wf,
     init_localizer_wf,
+    init_model_pipeline_wf,
     plan_demo,
     plan_localizer,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "init_group_analysis_wf",
     "init_group_pipeline_wf",
     "init_localizer_wf",
+    "init_model_pipeline_wf",
     "plan_analysis",
     "plan_demo",
     "plan_localizer",

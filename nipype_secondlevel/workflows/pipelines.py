@@ -1,6 +1,9 @@
 """Whole runs: a data source (a table, the simulation, the Localizer), the one group
 analysis, the HTML report and the export to a folder, every file named at the sink."""
 
+import re
+from pathlib import Path
+
 from nipype.pipeline import engine as pe
 
 from ..datasets.localizer import localizer_rows
@@ -24,6 +27,8 @@ from ..spec import DEFAULTS, resolve
 from .group_analysis import init_group_analysis_wf
 from .reporting import add_report, workflow_dot
 
+#: Name of the copy of a BIDS Stats Model file in each of its analyses' results folders.
+MODEL_COPY = "model_smdl.json"
 #: The reference analysis: paired, vertical minus horizontal checkerboard.
 REFERENCE_DESIGN = {"design": "paired", "conditions": ["vertical", "horizontal"]}
 
@@ -102,7 +107,7 @@ def significance_names(plan):
 
 def init_group_pipeline_wf(plan, out_dir, *, source=None, source_exports=None,
                            mem_gb=DEFAULTS["mem_gb"], report=True, graph=False, command=None,
-                           python_call=None, name="group_wf"):
+                           python_call=None, copies=None, name="group_wf"):
     """The analysis of a plan, with its report and its export to ``out_dir``.
 
     Parameters
@@ -128,6 +133,8 @@ def init_group_pipeline_wf(plan, out_dir, *, source=None, source_exports=None,
         How the run was started, written in the report and in
         ``dataset_description.json``: the command line, else the Python call (by
         default this builder's, with the plan's own call).
+    copies : dict or None
+        Input files exported as they are: sink field -> (exported name, path).
     name : str
         Workflow name.
 
@@ -144,6 +151,7 @@ def init_group_pipeline_wf(plan, out_dir, *, source=None, source_exports=None,
              "dataset_description": naming.DATASET_DESCRIPTION}
     if plan.options.get("bids_dir"):  # the inputs table built from the BIDS folder
         names["inputs_table"] = naming.INPUTS_TABLE
+    names.update({key: rule for key, (rule, _) in (copies or {}).items()})
     if report:
         names["report"] = naming.REPORT
     if graph:
@@ -155,12 +163,15 @@ def init_group_pipeline_wf(plan, out_dir, *, source=None, source_exports=None,
     # The run's inputs, which the export never removes nor replaces.
     inputs = [*(plan.options.get(k) for k in ("inputs_table", "design_file", "mask",
                                               "reference_map")),
-              *(plan.design.paths or []), *(plan.design.variance_paths or [])]
+              *(plan.design.paths or []), *(plan.design.variance_paths or []),
+              *(path for _, path in (copies or {}).values())]
     sink = pe.Node(DerivativesSink(names=names, out_dir=str(out_dir),
                                    input_files=[str(f) for f in inputs if f is not None]),
                    name="sink", run_without_submitting=True)
     if "inputs_table" in names:
         sink.inputs.inputs_table = plan.options["inputs_table"]
+    for key, (_, path) in (copies or {}).items():
+        setattr(sink.inputs, key, str(path))
     if source is not None:
         workflow.connect(source, "inputs_table", analysis_wf, "inputnode.inputs_table")
         workflow.connect([(source, sink, [(field, f"source_{field}")
@@ -220,3 +231,20 @@ def init_localizer_wf(out_dir, plan=None, *, data_dir=None, name="localizer_wf",
     pipeline.setdefault("python_call", f"init_localizer_wf({str(out_dir)!r}, {plan.made_by}"
                         + (f", data_dir={str(data_dir)!r})" if data_dir else ")"))
     return init_group_pipeline_wf(plan, out_dir, source=fetch, name=name, **pipeline)
+
+
+def init_model_pipeline_wf(plans, out_dir, model_file, *, name="model_wf", **pipeline):
+    """Several analyses in one workflow (a BIDS Stats Model's ``GroupBy`` groups), so
+    that MultiProc or SLURM run them side by side.
+
+    ``plans``: (folder name, Plan) of each analysis, whose
+    :func:`init_group_pipeline_wf` (named ``analysis_<folder>``, ``pipeline`` its
+    options) exports into the results subfolder ``out_dir/<folder>``, with a copy of
+    ``model_file`` (:data:`MODEL_COPY`).
+    """
+    workflow = pe.Workflow(name=name)
+    for folder, plan in plans:
+        workflow.add_nodes([init_group_pipeline_wf(
+            plan, str(Path(out_dir) / folder), copies={"model": (MODEL_COPY, str(model_file))},
+            name="analysis_" + re.sub(r"\W", "_", folder), **pipeline)])
+    return workflow
