@@ -63,7 +63,7 @@ def dataset_node(x, contrasts=(), transformations=(), model_type="glm", **extra)
     return node
 
 
-def pybids_groups(model_path, participants_root, expected):
+def pybids_groups(model_path, participants_root, expected, node="group_level"):
     """What pybids builds, called here directly: {contrast: (X, metadata, contrasts)}.
     Its inputs are the generated maps as written down by bids_data (no file search)."""
     from bids import BIDSLayout
@@ -76,8 +76,8 @@ def pybids_groups(model_path, participants_root, expected):
               for row in expected.itertuples()]
     graph = BIDSStatsModelsGraph(BIDSLayout(participants_root, validate=False),
                                  str(model_path))
-    graph.load_collections(nodes=["group_level"])
-    node = graph.get_node("group_level")
+    graph.load_collections(nodes=[node])
+    node = graph.get_node(node)
     outputs = node.run(inputs, group_by=node.group_by)
     return {o.entities["contrast"]: (o.X, o.metadata, o.contrasts) for o in outputs}
 
