@@ -119,12 +119,19 @@ def test_two_groups_age_and_f_equal_the_hand_written_run(bids_derivatives, sites
 
 def test_meta_pass_is_the_fixed_effects_run(bids_derivatives, tmp_path, capsys):
     raw, deriv, _ = bids_derivatives
-    path = faces_only(model_file(tmp_path, META))
+    node = json.loads(json.dumps(META))
+    node["Model"].update({"Options": {"HighPassFilterCutoffHz": 0.008},
+                          "Software": {"FSL": {"FLAME": 1}}})
+    path = faces_only(model_file(tmp_path, node))
     out = run(tmp_path / "model", "--model", str(path), "--bids-dir", str(deriv),
               "--raw-dir", str(raw))
     warnings = capsys.readouterr().err.strip().splitlines()
-    assert warnings == [(
-        "nipype-secondlevel: warning: node 'meta' (contrast-faces): contrast 'faces' has "
+    assert warnings == [
+        (f"nipype-secondlevel: warning: {path}: Nodes[2].Model.Options: ignored (filtering "
+        "options of a first-level model; this node is a group level)"),
+        (f"nipype-secondlevel: warning: {path}: Nodes[2].Model.Software.FSL: ignored (options "
+        "of another software; nipype-secondlevel reads the 'nipype-secondlevel' block)"),
+        ("nipype-secondlevel: warning: node 'meta' (contrast-faces): contrast 'faces' has "
         "Test 'pass' (effect and variance for a next level, which the dataset level has "
         "not): computed as a t test, its effect and variance maps written with it")]
     hand = run(tmp_path / "hand", "--bids-dir", str(deriv), "--raw-dir", str(raw),
@@ -185,3 +192,24 @@ def test_invalid_models_are_one_line(bids_derivatives, tmp_path, capsys):
         "nipype-secondlevel: error: --design paired: with --model the model decides it "
         "(its Input, GroupBy, Model and Contrasts): change the model file")
     assert not (tmp_path / "out").exists()
+
+
+def test_each_analysis_folder_is_checked_as_a_results_folder(tmp_path):
+    """The results folder of a model holds one folder per analysis: each is checked as a
+    results folder; beside them, anything else (a link named as one included) is not ours."""
+    from nipype_secondlevel.io.errors import InputError
+    from nipype_secondlevel.io.results_folder import check_results_folder, export_results
+
+    out = tmp_path / "out"
+    (tmp_path / "result.txt").write_text("a result")
+    export_results(out / "contrast-faces", [(str(tmp_path / "result.txt"), "z.txt")])
+    check_results_folder(out, subfolders=["contrast-faces", "contrast-houses"])
+    (out / "contrast-faces" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match=f"^--out-dir {out / 'contrast-faces'}: holds 1 "
+                       r"file\(s\) or folder\(s\) that nipype-secondlevel did not write .* "
+                       r"\(notes.txt\)"):
+        check_results_folder(out, subfolders=["contrast-faces"])
+    (out / "contrast-faces" / "notes.txt").unlink()
+    (out / "contrast-houses").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(InputError, match=r"holds 1 file\(s\) .* \(contrast-houses\)"):
+        check_results_folder(out, subfolders=["contrast-faces"])
