@@ -74,6 +74,7 @@ def model_plans(given, values):
         except OptionError as err:
             raise bad_input(str(model), f"node {analysis.node!r}: its Model.Software."
                             f"nipype-secondlevel block with the command line: {err}") from err
+        resolved["node"] = analysis.node  # the node run, named or found
         source = {"BIDSDir": str(deriv), "Model": str(model), "Node": analysis.node,
                   "Group": analysis.entities,
                   "ParticipantsFrom": str(Path(raw or deriv).absolute())}

@@ -13,6 +13,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from bids_data import make_fitlins_derivatives
 from test_stats_models import FIRST_LEVELS, model_file, pybids_groups
 
 from nipype_secondlevel.cli import main
@@ -213,3 +214,45 @@ def test_each_analysis_folder_is_checked_as_a_results_folder(tmp_path):
     (out / "contrast-houses").symlink_to(tmp_path, target_is_directory=True)
     with pytest.raises(InputError, match=r"holds 1 file\(s\) .* \(contrast-houses\)"):
         check_results_folder(out, subfolders=["contrast-faces"])
+
+
+def test_the_readme_section_runs(bids_derivatives, tmp_path, monkeypatch):
+    """The model and the command of "From a BIDS Stats Model", as written, on a FitLins
+    layout of the generated maps; the effect map is the groups' difference of means."""
+    import re
+    import shlex
+    import shutil
+
+    from conftest import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## From a BIDS Stats Model"):]
+    section = section[:section.index("\n## ", 1)]
+    (model,) = re.findall(r"```json\n(.*?)```", section, re.DOTALL)
+    (block,) = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+    raw, deriv, expected = bids_derivatives
+    (tmp_path / "raw").mkdir()
+    for name in ("participants.tsv", "dataset_description.json"):
+        shutil.copy(raw / name, tmp_path / "raw" / name)
+    make_fitlins_derivatives(deriv, tmp_path / "raw" / "derivatives" / "fitlins")
+    (tmp_path / "model-faces_smdl.json").write_text(model)
+    monkeypatch.chdir(tmp_path)
+    command = shlex.split(block.replace("\\\n", " "))
+    assert command[:3] == ["nipype-secondlevel", "run", "--model"]
+    assert main(command[1:]) == 0
+    out = tmp_path / "results" / "faces"
+    assert sorted(p.name for p in out.iterdir()) == ["contrast-faces", "contrast-houses"]
+    for contrast in ("faces", "houses"):
+        folder = out / f"contrast-{contrast}"
+        for name in ("model_smdl.json", "report.html", "plan.json", "inputs.tsv"):
+            assert (folder / name).is_file()
+        assert json.loads((folder / "plan.json").read_text())["options"]["correction"] == "fdr"
+        rows = expected[expected["condition"] == contrast]
+        data = np.stack([nib.load(p).get_fdata() for p in rows["path"]])
+        patients = (rows["group"] == "patients").to_numpy()
+        effect = nib.load(folder / f"contrast-{contrast}PatientsVsControls_stat-effect_"
+                          "statmap.nii.gz").get_fdata()
+        inside = effect != 0
+        np.testing.assert_allclose(effect[inside], (data[patients].mean(0)
+                                                    - data[~patients].mean(0))[inside],
+                                   rtol=1e-5, atol=1e-5)
