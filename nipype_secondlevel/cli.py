@@ -132,7 +132,12 @@ def build_workflow(args):
 
 def run(args):
     from .io.progress import progress_lines
-    from .io.results_folder import check_results_folder, check_writable_folder, read_manifest
+    from .io.results_folder import (
+        check_results_folder,
+        check_work_outside,
+        check_writable_folder,
+        read_manifest,
+    )
     from .runtime.console import nipype_console_off
     from .runtime.execution import run_workflow
     from .runtime.interrupts import StopOnSignal
@@ -143,7 +148,9 @@ def run(args):
     check_writable_folder(work_dir, "--work-dir")
     given = [values.get(o) for o in ("inputs_table", "design_file", "mask", "reference_map")]
     model = values.get("model") is not None
-    if not model:
+    if model:  # the model's tables go into the work folder before its analyses are known
+        check_work_outside(out_dir, work_dir)
+    else:
         check_results_folder(out_dir, work_dir, replace=values["replace_results"],
                              inputs=[path for path in given if path is not None])
     workflow = build_workflow(args)

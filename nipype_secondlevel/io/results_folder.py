@@ -289,13 +289,7 @@ def check_results_folder(out_dir, work_dir=None, replace=False, inputs=(),
     """
     out = Path(out_dir).absolute()
     if work_dir is not None:
-        work = Path(work_dir).absolute()
-        real_out, real_work = Path(os.path.realpath(out)), Path(os.path.realpath(work))
-        if real_work == real_out or real_out in real_work.parents:
-            where = ("is the results folder" if real_work == real_out
-                     else "is inside the results folder")
-            raise bad_input(f"--work-dir {work_dir}", f"{where} {out}, which holds the "
-                            "results only: choose a work folder outside it")
+        check_work_outside(out, work_dir)
     check_writable_folder(out, option)
     if not out.is_dir():
         return
@@ -316,6 +310,17 @@ def check_results_folder(out_dir, work_dir=None, replace=False, inputs=(),
         if keep_option else ""
     raise bad_input(f"{option} {out_dir}", f"holds {what}, which it never removes; choose "
                     f"another folder{hint}")
+
+
+def check_work_outside(out_dir, work_dir):
+    """Refuse a work folder that is the results folder or inside it."""
+    out, work = Path(out_dir).absolute(), Path(work_dir).absolute()
+    real_out, real_work = Path(os.path.realpath(out)), Path(os.path.realpath(work))
+    if real_work == real_out or real_out in real_work.parents:
+        where = ("is the results folder" if real_work == real_out
+                 else "is inside the results folder")
+        raise bad_input(f"--work-dir {work_dir}", f"{where} {out}, which holds the "
+                        "results only: choose a work folder outside it")
 
 
 def check_writable_folder(path, option):
