@@ -192,7 +192,18 @@ def test_invalid_models_are_one_line(bids_derivatives, tmp_path, capsys):
     assert one_line(capsys, "--model", str(good), "--design", "paired", *common) == (
         "nipype-secondlevel: error: --design paired: with --model the model decides it "
         "(its Input, GroupBy, Model and Contrasts): change the model file")
-    assert not (tmp_path / "out").exists()
+    assert one_line(capsys, "--model", str(good), "--inputs", str(good)) == (
+        f"nipype-secondlevel: error: --model {good}: needs --bids-dir, the first-level maps "
+        "the model's node takes")
+    assert one_line(capsys, "--node", "meta", *common) == (
+        "nipype-secondlevel: error: --node meta: names a node of --model, which is not given")
+    # The model's tables go into the work folder: refused inside the results folder first.
+    inside = [*common[:-1], str(tmp_path / "out" / "work")]
+    assert one_line(capsys, "--model", str(good), *inside) == (
+        f"nipype-secondlevel: error: --work-dir {tmp_path / 'out' / 'work'}: is inside the "
+        f"results folder {tmp_path / 'out'}, which holds the results only: choose a work "
+        "folder outside it")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()
 
 
 def test_each_analysis_folder_is_checked_as_a_results_folder(tmp_path):
