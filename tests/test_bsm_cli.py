@@ -225,6 +225,10 @@ def test_each_analysis_folder_is_checked_as_a_results_folder(tmp_path):
     (out / "contrast-houses").symlink_to(tmp_path, target_is_directory=True)
     with pytest.raises(InputError, match=r"holds 1 file\(s\) .* \(contrast-houses\)"):
         check_results_folder(out, subfolders=["contrast-faces"])
+    # A link where an analysis' results go: refused, even asked to keep what is there.
+    with pytest.raises(InputError, match=f"^--out-dir {out}: its contrast-houses is a "
+                       "symbolic link, where the results of the analysis contrast-houses go"):
+        check_results_folder(out, replace=True, subfolders=["contrast-faces", "contrast-houses"])
 
 
 def test_the_readme_section_runs(bids_derivatives, tmp_path, monkeypatch):

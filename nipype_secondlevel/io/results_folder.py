@@ -284,8 +284,8 @@ def check_results_folder(out_dir, work_dir=None, replace=False, inputs=(),
     they are then kept untouched, with one warning line. ``keep_option`` is the option
     that asks for this (None where there is none). ``inputs`` lying in the folder are
     never foreign. ``subfolders``: names of folders in it that hold results of their own
-    (several analyses): each is checked as a results folder, and is not foreign when it
-    is a real folder (not a link).
+    (several analyses): each is checked as a results folder; a link or a file in the
+    place of one is refused (even with ``replace``: the results would go through it).
     """
     out = Path(out_dir).absolute()
     if work_dir is not None:
@@ -294,10 +294,15 @@ def check_results_folder(out_dir, work_dir=None, replace=False, inputs=(),
     if not out.is_dir():
         return
     foreign = survey_folder(out, inputs, where=f"{option} {out_dir}").foreign
-    for name in subfolders:
-        if (out / name).is_dir() and not (out / name).is_symlink():
-            foreign.remove(name)
-        check_results_folder(out / name, None, replace, inputs, option, keep_option)
+    for name in subfolders:  # where results go: never a link, nor a file in the way
+        entry = out / name
+        if entry.is_symlink() or entry.exists() and not entry.is_dir():
+            kind = "a symbolic link" if entry.is_symlink() else "not a folder"
+            raise bad_input(f"{option} {out_dir}", f"its {name} is {kind}, where the results "
+                            f"of the analysis {name} go: move it away")
+        if entry.is_dir():
+            foreign = [f for f in foreign if f != name]
+            check_results_folder(entry, None, replace, inputs, option, keep_option)
     if not foreign:
         return
     what = (f"{len(foreign)} file(s) or folder(s) that nipype-secondlevel did not write "
