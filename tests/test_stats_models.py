@@ -307,6 +307,10 @@ INVALID = {
         broken(_set(["Model", "X"], [1, "agee"])),
         (r"Nodes\[2\]\.Model\.X\[1\]: 'agee' is no column of participants.tsv "
         r"\(age, group, sex\)")),
+    "a formula naming no column": (
+        broken(_set(["Model"], {"X": [1, "age"], "Formula": "1 + agee", "Type": "glm"})),
+        (r"Nodes\[2\]\.Model\.Formula: Unable to evaluate factor `agee`\. \[NameError: "
+         r"`agee` is not present in the dataset")),
     "a contrast naming no column": (
         broken(_set(["Contrasts", 0, "ConditionList"], ["group"])),
         (r"Nodes\[2\]\.Contrasts\[0\]\.ConditionList\[0\]: 'group' is not a column of the "

@@ -163,6 +163,7 @@ def _run_node(layout, model, name, inputs, index, where):
     of the participants.tsv it read. Its silent fill-ins are off: missing X columns and
     contrasts naming no column are kept for the checks here, missing values left NaN."""
     from bids.modeling import BIDSStatsModelsGraph
+    from formulaic.errors import FormulaicError
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -172,6 +173,8 @@ def _run_node(layout, model, name, inputs, index, where):
             node = graph.get_node(name)
             outputs = node.run(inputs, group_by=node.group_by, invalid_inputs="drop",
                                invalid_contrasts="ignore", missing_values="ignore")
+        except FormulaicError as err:  # (formulaic, pybids' formula parser)
+            raise bad_input(where, f"Nodes[{index}].Model.Formula: {err}") from err
         except (ValueError, KeyError, TypeError, NotImplementedError) as err:
             raise bad_input(where, f"Nodes[{index}]: pybids cannot build the design: "
                             f"{err}") from err
@@ -389,7 +392,7 @@ def analysis_plan(analysis, values, made_by=""):
     from .plan import Design, plan_design
 
     columns = [str(c) for c in analysis.design.columns]
-    kind = "one-sample" if columns == ["intercept"] else "file"
+    kind = "one-sample" if [c.lower() for c in columns] == ["intercept"] else "file"
     weighted = values["estimation"] != "ols"
     design = Design(kind=kind, columns=columns,
                     matrix=analysis.design.to_numpy(dtype=float).tolist(),
