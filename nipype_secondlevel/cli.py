@@ -15,6 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
+from .cli_model import resolve_with_model
 from .cli_options import PROG, build_parser, given_options, join_dash_values
 from .io.errors import InputError, bad_input, escaped
 from .runtime.console import one_line_warnings
@@ -105,7 +106,7 @@ def build_workflow(args):
     from .workflows import init_demo_wf, init_group_pipeline_wf, init_localizer_wf
 
     given = given_options(args)
-    values = resolve(given, args.command)
+    values = resolve_with_model(given, args.command)
     if values["graph"]:
         require_dot("--graph")
     data_dir = values.get("data_dir")
@@ -143,7 +144,7 @@ def run(args):
     from .runtime.interrupts import StopOnSignal
     from .runtime.locking import FolderLock, results_lock_path
 
-    values = resolve(given_options(args), args.command)  # every option checked first
+    values = resolve_with_model(given_options(args), args.command)  # all checked first
     work_dir, out_dir = Path(values["work_dir"]), Path(values["out_dir"])
     check_writable_folder(work_dir, "--work-dir")
     given = [values.get(o) for o in ("inputs_table", "design_file", "mask", "reference_map")]

@@ -35,6 +35,31 @@ def software_checks():
             and spec.name not in (*MODEL_DECIDES, *MODEL_PATHS)}
 
 
+def resolve_with_model(given, command):
+    """:func:`~nipype_secondlevel.spec.resolve` of the options given on the command line
+    over those of the ``--model``'s Software block (each checked, one line naming its JSON
+    path), so that they are checked together before anything runs: ``--n-perm`` on the
+    command line goes with the model's permutation ``correction``. A conflict that the
+    model's values make is one line naming the model's block."""
+    if given.get("model") is None:
+        return resolve(given, command)
+    from .design.stats_models import SOFTWARE, read_model, select_node, software_options
+
+    where = str(Path(given["model"]).absolute())
+    model = read_model(where)
+    index, node = select_node(model, given.get("node"), where)
+    chosen = software_options(node, index, software_checks(), where)
+    try:
+        return resolve({**chosen, **given}, command)
+    except OptionError as err:
+        try:
+            resolve(given, command)
+        except OptionError:
+            raise err from None  # the command line's own
+        raise bad_input(where, f"Nodes[{index}].Model.Software.{SOFTWARE} with the command "
+                        f"line: {err}") from err
+
+
 def _inputs_table(analysis, weighted):
     """The analysis' maps as an inputs table (``--inputs`` reads it back)."""
     rows = analysis.rows
@@ -71,9 +96,10 @@ def model_plans(given, values):
         try:
             resolved = resolve({**analysis.options, "estimation": analysis.estimation,
                                 **command_line}, "run")
-        except OptionError as err:
-            raise bad_input(str(model), f"node {analysis.node!r}: its Model.Software."
-                            f"nipype-secondlevel block with the command line: {err}") from err
+        except OptionError as err:  # (the estimation of Type "meta")
+            raise bad_input(str(model), f"node {analysis.node!r}: Type "
+                            f"{analysis.model_type!r} (estimation {analysis.estimation}) with "
+                            f"the options: {err}") from err
         resolved["node"] = analysis.node  # the node run, named or found
         source = {"BIDSDir": str(deriv), "Model": str(model), "Node": analysis.node,
                   "Group": analysis.entities,

@@ -17,6 +17,7 @@ from bids_data import make_fitlins_derivatives
 from test_stats_models import FIRST_LEVELS, model_file, pybids_groups
 
 from nipype_secondlevel.cli import main
+from nipype_secondlevel.cli_model import resolve_with_model
 
 SITES = ["a", "b", "c", "a", "b", "c", "a", "b", "c", "c"]
 
@@ -180,11 +181,21 @@ def test_invalid_models_are_one_line(bids_derivatives, tmp_path, capsys):
     model["Nodes"][-1]["Model"]["Software"] = {"nipype-secondlevel": {"correction": "maxT"}}
     good.write_text(json.dumps(model))
     assert one_line(capsys, "--model", str(good), *common) == (
-        f"nipype-secondlevel: error: {good}: node 'meta': its Model.Software."
-        "nipype-secondlevel block with the command line: --correction maxT: permutation "
-        "tests need --estimation ols: with fixed effects every map has its own first-level "
-        "variance, so the maps are not exchangeable and permuting them gives no valid p; "
-        "use --correction none, fdr or bonferroni with --estimation fixed")
+        f"nipype-secondlevel: error: {good}: node 'meta': Type 'meta' (estimation fixed) "
+        "with the options: --correction maxT: permutation tests need --estimation ols: with "
+        "fixed effects every map has its own first-level variance, so the maps are not "
+        "exchangeable and permuting them gives no valid p; use --correction none, fdr or "
+        "bonferroni with --estimation fixed")
+    # Checked together before anything runs: the command line's --n-perm goes with the
+    # model's correction; a conflict the model's values make names its block.
+    values = resolve_with_model({"model": good, "bids_dir": deriv, "n_perm": 99}, "run")
+    assert (values["correction"], values["n_perm"]) == ("maxT", 99)
+    model["Nodes"][-1]["Model"]["Software"] = {"nipype-secondlevel": {"threshold": 3}}
+    good.write_text(json.dumps(model))
+    assert one_line(capsys, "--model", str(good), "--correction", "fdr", *common) == (
+        f"nipype-secondlevel: error: {good}: Nodes[2].Model.Software.nipype-secondlevel "
+        "with the command line: --threshold 3.0: the threshold of --correction fdr is set "
+        "by --alpha")
     assert one_line(capsys, "--model", str(good), "--estimation", "ols", *common) == (
         f"nipype-secondlevel: error: --estimation ols: node Nodes[2] of {good} has Type "
         "'meta': a meta-analysis weights the maps by their first-level variances "
