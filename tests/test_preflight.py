@@ -167,3 +167,56 @@ def test_a_map_inflating_beyond_its_header_is_refused_unread(tmp_path, table, ca
                     "unread (a damaged file?)")
     with pytest.raises(Exception, match="inflates beyond"):
         read_data(load_img(path), path, "input map")
+
+
+def test_a_header_claiming_more_than_its_stream_holds_is_refused_unreserved(
+        tmp_path, table, capsys):
+    """Issue 23 re-checked: a header giving 4 GB of voxels over 1 MiB of content is refused
+    in one line saying how short it is, without reserving the 4 GB (a MemoryError before)."""
+    path = first_map(table)
+    header = nib.load(path).header.copy()
+    header.set_data_shape((1000, 1000, 1000))
+    header.set_data_offset(352)
+    path.write_bytes(gzip.compress(header.binaryblock + bytes(4 + 2**20)))
+    line = refused(tmp_path, capsys, "--inputs", str(table))
+    assert line == (f"nipype-secondlevel: error: input map {path}: its data cannot be read "
+                    f"(truncated or corrupted file?): EOFError: it ends after {352 + 2**20:,} "
+                    "of the 4,000,000,352 bytes its header gives")
+
+
+@pytest.mark.parametrize("kind", ["float32", "int16 scaled", "plain .nii", "big-endian",
+                                  "qform only", "4D", "NIfTI-2", "Analyze"])
+def test_the_header_read_alone_is_the_loaders(tmp_path, kind):
+    """The up-front checks read a NIfTI-1 header from its bytes alone: the same shape,
+    affine, data type, offset and scale slope as nibabel's loader (its reference), and no
+    header for other formats (the loader then reads them)."""
+    from nipype_secondlevel.io.images import nifti1_header
+
+    rng = np.random.default_rng(2)
+    affine = AFFINE @ np.array([[0, 1, 0, 2], [1, 0, 0, -3], [0, 0, -1, 5], [0, 0, 0, 1.0]])
+    data = rng.normal(size=(4, 5, 6, 2) if kind == "4D" else (4, 5, 6))
+    image_class = {"NIfTI-2": nib.Nifti2Image, "Analyze": nib.AnalyzeImage}.get(
+        kind, nib.Nifti1Image)
+    img = image_class(data.astype(np.int16 if kind == "int16 scaled" else np.float32), affine)
+    if kind == "int16 scaled":
+        img.header.set_slope_inter(0.25, 1.5)
+    if kind == "big-endian":
+        img = nib.Nifti1Image(img.dataobj, affine, img.header.as_byteswapped(">"))
+    if kind == "qform only":
+        img.set_sform(None, code=0)
+    path = tmp_path / ("map.nii" if kind in ("plain .nii", "Analyze") else "map.nii.gz")
+    if kind == "Analyze":
+        path = tmp_path / "map.img"
+    nib.save(img, path)
+    header, loaded = nifti1_header(path), nib.load(path)
+    if kind in ("NIfTI-2", "Analyze"):
+        assert header is None
+        return
+    with nib.openers.ImageOpener(str(path)) as stream:
+        written = type(loaded.header).from_fileobj(stream)
+    assert header.get_data_shape() == loaded.shape
+    assert np.array_equal(header.get_best_affine(), loaded.affine)
+    assert header.get_data_dtype() == loaded.get_data_dtype()
+    assert header.get_data_offset() == loaded.dataobj.offset
+    assert header.endianness == written.endianness
+    assert header["scl_slope"] == written["scl_slope"] == (0.25 if kind == "int16 scaled" else 1)
