@@ -1,9 +1,19 @@
+"""``python -m nipype_secondlevel`` and the ``nipype-secondlevel`` command (:func:`entry`)."""
+
 import sys
 
-try:
-    from .cli import main
-except KeyboardInterrupt:  # Ctrl-C while the command starts
-    print("nipype-secondlevel: interrupted; rerun the same command to resume", file=sys.stderr)
-    sys.exit(130)
 
-sys.exit(main())
+def entry():
+    """The command: imports the command line only here, so that a Ctrl-C while it loads
+    (a second or more) ends with the one line of an interrupted run, not a traceback."""
+    try:
+        from .cli import main
+    except KeyboardInterrupt:
+        print("nipype-secondlevel: interrupted; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    return main()
+
+
+if __name__ == "__main__":
+    sys.exit(entry())

@@ -275,3 +275,54 @@ def test_a_paused_driver_ends_with_the_process_that_started_it(tmp_path):
     while survivors(helper) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not survivors(helper)
+
+
+def run_python(code, tmp_path):
+    return subprocess.run([sys.executable, "-c", code], check=False, cwd=tmp_path, env=ENV,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_ctrl_c_while_the_command_loads_is_one_line(tmp_path):
+    """Issue 23 re-checked: the command (``nipype-secondlevel``, as installed) loads the
+    command line inside its entry point, so a Ctrl-C while it loads is the one line of
+    an interrupted run, exit 130, not a traceback of the imports."""
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="nipype-secondlevel")
+    done = run_python(f"""
+import sys
+class CtrlC:  # Ctrl-C as the command line's module loads
+    def find_spec(self, name, path=None, target=None):
+        if name == "nipype_secondlevel.cli":
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, CtrlC())
+from {script.module} import {script.attr}
+sys.exit({script.attr}())
+""", tmp_path)
+    assert (done.returncode, done.stderr, done.stdout) == (
+        130, "nipype-secondlevel: interrupted; rerun the same command to resume\n", "")
+
+
+def test_ctrl_c_inside_a_finalizer_still_stops_the_run(tmp_path):
+    """Issue 23 re-checked: a Ctrl-C landing while a finalizer runs (llvmlite's ``__del__``)
+    is lost by Python ("Exception ignored"); the run's hook raises it again once the hook
+    has returned (raised inside it, it was lost too and the run went on to exit 0)."""
+    done = run_python("""
+import signal, time
+from nipype_secondlevel.runtime.interrupts import Interrupted, StopOnSignal
+class Finalized:
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)
+        sum(range(10))  # the handler raises here, inside the finalizer
+with StopOnSignal():
+    try:
+        Finalized()
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            pass
+        print("went on")
+    except Interrupted:
+        print("stopped after", round(5 - (deadline - time.time()), 1), "s")
+""", tmp_path)
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.startswith("stopped after ") and float(done.stdout.split()[2]) < 1

@@ -17,7 +17,7 @@ it alone stops them too.
 
 A ``KeyboardInterrupt`` raised while a finalizer runs (``__del__``, e.g. llvmlite's
 during a garbage collection) would be printed as "Exception ignored ..." and lost;
-:func:`_unraisable` keeps it off the console and raises it again at once.
+:func:`_unraisable` keeps it off the console and raises it again just after.
 """
 
 import ctypes
@@ -69,10 +69,14 @@ def _on_signal(signum, frame):
 
 
 def _unraisable(unraisable):
-    """An Interrupted lost in a finalizer is not printed but raised again."""
+    """An Interrupted lost in a finalizer is not printed but raised again, by the signal
+    sent again once this hook has returned: raised inside the hook, it would be lost
+    again ("Exception ignored in sys.unraisablehook") and the run would go on."""
     if isinstance(unraisable.exc_value, Interrupted) and _state is not None:
         _state.reraise = True
-        signal.raise_signal(_state.signum)
+        again = threading.Timer(0.01, os.kill, (os.getpid(), _state.signum))
+        again.daemon = True
+        again.start()
         return
     (_state.hook if _state is not None else sys.__unraisablehook__)(unraisable)
 
