@@ -310,6 +310,7 @@ def test_ctrl_c_inside_a_finalizer_still_stops_the_run(tmp_path):
     done = run_python("""
 import signal, time
 from nipype_secondlevel.runtime.interrupts import Interrupted, StopOnSignal
+signal.signal(signal.SIGINT, signal.default_int_handler)  # not ignored, as in a terminal
 class Finalized:
     def __del__(self):
         signal.raise_signal(signal.SIGINT)
