@@ -4,7 +4,10 @@ The references are distributions whose p values are known (scipy.stats), scipy's
 Anderson-Darling statistic, and the permutation p values the fits fall back to.
 """
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -104,3 +107,64 @@ def test_merge_with_acceleration_records_the_fits_and_keeps_the_rest():
         np.testing.assert_array_equal(getattr(tail, name)[kept], getattr(plain, name)[kept])
     with pytest.raises(ValueError, match="acceleration"):
         perm.permutation_test(Y, n_perm=10, accel="fast")
+
+
+def test_accel_through_the_command_line_fits_falls_back_and_says_so(tmp_path):
+    # maxT: every family-wise p from scipy's Pearson III with the null maxima's moments
+    # (identity left out); cluster-size at a cluster-forming p no map reaches: null maxima
+    # all 0, no fit, the permutation p values kept, with one warning line
+    from test_cli import run_cli
+    from test_run_permutations import maps, p_map, sidecar, statistic, write_table
+
+    table = write_table(tmp_path / "data", 10, effect=1.5)
+    result = run_cli("run", "--inputs", str(table), "--mask-strategy", "coverage", "--quiet",
+                     "--out-dir", "out", "--work-dir", "work", "--correction", "cluster-size",
+                     "--cluster-forming-p", "1e-7", "--n-perm", "300", "--accel", "gamma",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    # (nilearn's viewer warns of the empty significant map too)
+    assert [line for line in result.stderr.splitlines() if "accel" in line] == [
+        ("nipype-secondlevel: warning: contrast intercept: --accel gamma found no good fit to "
+         "the null maxima of cluster-size, cluster-mass: their permutation p values are kept")]
+    out = tmp_path / "out"
+    nulls = pd.read_csv(out / "contrast-intercept_desc-nulls_permutations.tsv", sep="\t")
+    null = nulls["max_t"].to_numpy()[1:]
+    t = np.abs(statistic(maps(table), np.ones((10, 1)), [[1.0]]))
+    expected = stats.pearson3.sf(t, stats.skew(null), loc=null.mean(), scale=null.std())
+    np.testing.assert_allclose(p_map(out, "intercept", "t", "maxT"), expected, rtol=1e-5)
+    fit = sidecar(out, "intercept", "t", "maxT")["Correction"]["Acceleration"]
+    assert fit["Method"] == "gamma" and fit["FellBack"] is False
+    assert fit["Fit"]["Mean"] == pytest.approx(null.mean(), rel=1e-12)
+    assert fit["Fit"]["Refined"] == t.size
+    assert (nulls["max_cluster_size"] == 0).all()
+    cluster = sidecar(out, "intercept", "t", "clusterSize")["Correction"]["Acceleration"]
+    assert cluster["FellBack"] is True and cluster["Fit"]["Refined"] == 0
+    np.testing.assert_array_equal(p_map(out, "intercept", "t", "clusterSize"), 1.0)
+    assert "Acceleration" not in sidecar(out, "intercept", "t", "uncorrected")["Correction"]
+
+
+def test_the_readme_accel_command_runs(tmp_path, monkeypatch):
+    """The command of the README's --accel section, as written, on a tiny table: TFCE's
+    family-wise p values from the tail fit, which its sidecar names."""
+    import re
+    import shlex
+
+    from group_data import make_group_table
+    from test_readme import README
+
+    from nipype_secondlevel.cli import main
+
+    text = README.read_text()
+    section = text[text.index("## Fewer permutations: `--accel`"):]
+    section = section[:section.index("\n## ", 1)]
+    block = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)[0]
+    command = shlex.split(block.replace("\\\n", " "))
+    assert command[:2] == ["nipype-secondlevel", "run"] and "--accel" in command
+    make_group_table(tmp_path, n_subjects=10, conditions=("faces",))
+    monkeypatch.chdir(tmp_path)
+    assert main(command[1:]) == 0
+    meta = json.loads(next((tmp_path / "results" / "run").glob("*_desc-TFCE_logp.json"))
+                      .read_text())["Correction"]
+    assert meta["Method"] == "tfce" and meta["NPermutations"] == 500
+    assert meta["Acceleration"]["Method"] == "tail"
+    assert meta["Acceleration"]["Fit"]["Accepted"] != meta["Acceleration"]["FellBack"]

@@ -20,6 +20,7 @@ one-sample, glm
     blocks (exchangeable errors).
 """
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,7 @@ from ..io.images import load_img, load_mask, unmask
 from ..io.naming import CORRECTION_FIELDS, LOGP_DESCS, plain_name
 from ..io.progress import Progress
 from ..io.sidecars import (
+    acceleration_fields,
     generated_by,
     permutation_fields,
     permutation_threshold_fields,
@@ -49,7 +51,7 @@ from ..io.sidecars import (
     write_sidecar,
 )
 from ..reporting.clusters import cluster_table, values_at_peaks
-from ..spec import CLUSTER_CORRECTIONS, DEFAULTS, PERMUTATION_CORRECTIONS
+from ..spec import ACCELERATIONS, CLUSTER_CORRECTIONS, DEFAULTS, PERMUTATION_CORRECTIONS
 from ..stats import permutation as perm
 from ..stats.spatial import TFCE_E, TFCE_H
 
@@ -117,6 +119,18 @@ class PermutationChunk(SimpleInterface):
         return runtime
 
 
+def warn_fallbacks(label, fits):
+    """One warning line naming the maps of contrast ``label`` whose acceleration fell back
+    to the permutation p values (no fit passed)."""
+    names = {v: k for k, v in CORRECTION_FIELDS.items()}
+    fell_back = [names[name] for name, fit in fits.items() if fit["FellBack"]]
+    if fell_back:
+        method = next(iter(fits.values()))["Method"]
+        warnings.warn(f"contrast {label}: --accel {method} found no good fit to the null "
+                      f"maxima of {', '.join(fell_back)}: their permutation p values are kept",
+                      stacklevel=2)
+
+
 def read_chunk(path):
     """The :class:`~nipype_secondlevel.stats.permutation.NullChunk` of a chunk file."""
     with np.load(path) as saved:
@@ -134,6 +148,8 @@ class _MergeInputSpec(_OptionsInputSpec):
     z_map = File(exists=True, mandatory=True, desc="z map of the contrast (significant map)")
     alpha = traits.Range(low=0.0, high=1.0, exclude_low=True, mandatory=True,
                          desc="family-wise error rate")
+    accel = traits.Enum(*ACCELERATIONS, usedefault=True, desc="FWER p values from the "
+                        "permutations (none) or a fit to their maxima (tail, gamma)")
 
 
 class _MergeOutputSpec(TraitedSpec):
@@ -170,7 +186,7 @@ class MergePermutations(SimpleInterface):
         observed = perm.observed_maps(test.model, test.columns, test.plan, mask, options,
                                       inputs.mem_gb)
         try:
-            result = perm.merge_null_chunks(observed, chunks, options)
+            result = perm.merge_null_chunks(observed, chunks, options, inputs.accel)
         except ValueError as err:
             raise bad_input("chunk_files", str(err)) from err
         if result.n_perm != test.plan.n_perm:
@@ -188,14 +204,15 @@ class MergePermutations(SimpleInterface):
                 forming if method in CLUSTER_CORRECTIONS else None,
                 (TFCE_E, TFCE_H) if method == "tfce" else None)
 
-        def sidecar(path, description, method, extra=None):
+        def sidecar(path, description, method, extra=None, field=None):
             write_sidecar(path, {
                 "Contrast": label,
                 "ContrastWeights": test.weights[0] if stat == "t" else test.weights,
                 "Statistic": stat,
                 "DegreesOfFreedom": test.model.degrees_of_freedom,
                 "Description": description,
-                "Correction": correction(method),
+                "Correction": {**correction(method), **acceleration_fields(
+                    inputs.accel, result.fits.get(field or CORRECTION_FIELDS.get(method)))},
                 **preparation_fields(inputs.z_map),
                 **(extra or {}),
                 **source_fields(sources),
@@ -213,8 +230,10 @@ class MergePermutations(SimpleInterface):
             desc = desc.format(stat=stat_name)
             maps[name] = sidecar(save_img(unmask(values, mask, mask_img.affine),
                                           out / plain_name(name)),
-                                 f"-log10 p, {desc} permutation p values", methods[name])
+                                 f"-log10 p, {desc} permutation p values", methods[name],
+                                 field=name)
         self._results["logp_maps"] = list(maps.values())
+        warn_fallbacks(label, result.fits)
         self._results["corrected_logp"] = maps[field]
         nulls = {column.format(stat=stat): getattr(result, name)
                  for name, column in NULL_COLUMNS.items() if getattr(result, name) is not None}

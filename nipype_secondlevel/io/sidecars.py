@@ -176,6 +176,18 @@ def permutation_fields(method, statistic, n_perm, exhaustive, seed, scheme, n_bl
     return fields
 
 
+def acceleration_fields(method, fit):
+    """The ``Acceleration`` entry of a family-wise p map's ``Correction`` (nothing with
+    ``--accel none`` or for a map no fit applies to, such as the uncorrected p):
+    the method, whether it fell back to the permutation p values, and its fit
+    (:func:`~nipype_secondlevel.stats.permutation.accelerated_fwer`'s record)."""
+    if method == "none" or fit is None:
+        return {}
+    return {"Acceleration": {"Method": method, "FellBack": fit["FellBack"],
+                             "Fit": {k: v for k, v in fit.items()
+                                     if k not in ("Method", "FellBack")}}}
+
+
 def describe_permutation_threshold(method, alpha, correction):
     """One sentence for a permutation-corrected map, from its ``Correction`` entry.
 

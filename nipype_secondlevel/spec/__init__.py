@@ -19,6 +19,7 @@ once.
 from .checks import check_options, height_control, resolve, result_options
 from .options import DEFAULTS, OPTIONS, Option, option, options
 from .values import (
+    ACCELERATIONS,
     ANALYSES,
     ATLASES,
     CLUSTER_CORRECTIONS,
@@ -38,7 +39,8 @@ from .values import (
 )
 
 __all__ = [
-    "ANALYSES", "ATLASES", "CLUSTER_CORRECTIONS", "CORRECTIONS", "DEFAULTS", "DESIGNS",
+    "ACCELERATIONS", "ANALYSES", "ATLASES", "CLUSTER_CORRECTIONS", "CORRECTIONS",
+    "DEFAULTS", "DESIGNS",
     "DOMAINS", "ESTIMATIONS", "HEIGHT_CONTROLS", "MASK_STRATEGIES", "OPTIONS",
     "PERMUTATION_CORRECTIONS", "PERM_SCHEMES", "PLUGINS", "VOXEL_BLOCK",
     "Integer", "Number", "Option", "OptionError", "check_options", "height_control", "option",

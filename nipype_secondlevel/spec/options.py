@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from .values import (
+    ACCELERATIONS,
     ANALYSES,
     ATLASES,
     CLUSTER_CORRECTIONS,
@@ -174,6 +175,13 @@ OPTIONS = (
     Option("exchangeability_blocks", text, None, "inputs-table column (e.g. block, "
            "subject): rows are permuted only within their block (FSL randomise -e)",
            group=INFERENCE, metavar="COLUMN", only_with=PERMUTATIONS, default_text="none"),
+    # --- speed (issue 24): PALM's accelerations of the family-wise p values ---
+    Option("accel", ACCELERATIONS, "none", "family-wise p values of --correction (and "
+           "maxT) from a fit to the permutations' maxima, so that a few hundred permutations "
+           "give p values as small as 10^4 do (Winkler et al. 2016): tail, a generalised "
+           "Pareto tail (the permutation p where no tail fits, with a warning); gamma, a "
+           "gamma distribution with the maxima's moments; none: the permutation p values",
+           group=INFERENCE, only_with=PERMUTATIONS),
     # --- the demo's simulation, the Localizer ---
     Option("n_subjects", Integer(1, 1_000_000), 16, "number of simulated subjects",
            ("demo",), group="simulation"),

@@ -18,6 +18,8 @@ CORRECTIONS = ("none", "fdr", "bonferroni", *PERMUTATION_CORRECTIONS)
 #: Cluster-level corrections (they need a cluster-forming threshold).
 CLUSTER_CORRECTIONS = ("cluster-size", "cluster-mass")
 PERM_SCHEMES = ("auto", "sign-flip", "permute")
+#: --accel: FWER p values from the permutations (none) or a fit to their maxima.
+ACCELERATIONS = ("none", "tail", "gamma")
 #: Height control of the parametric thresholds (nilearn's ``threshold_stats_img``):
 #: |z| > --threshold, uncorrected p < --alpha, FDR or Bonferroni.
 HEIGHT_CONTROLS = ("none", "fpr", "fdr", "bonferroni")

@@ -47,7 +47,9 @@ def init_permutation_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="permutation_wf"):
     each contrast's chunk files. The p values do not depend on the chunks nor on
     ``mem_gb``. Every contrast gets voxel-wise max-T (max-F) and uncorrected -log10 p
     maps; ``cluster-size``/``cluster-mass`` add cluster inference at the plan's
-    cluster-forming threshold, ``tfce`` adds TFCE (E = 0.5, H = 2).
+    cluster-forming threshold, ``tfce`` adds TFCE (E = 0.5, H = 2). The plan's ``accel``
+    takes the family-wise p values from a fit to the null maxima (PALM's tail or gamma
+    approximations, :mod:`nipype_secondlevel.stats.permutation.accel`).
 
     Parameters
     ----------
@@ -84,7 +86,8 @@ def init_permutation_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="permutation_wf"):
                         mem_gb=mem_gb)
     chunks.inputs.item = [{"contrast": c, "start": start, "stop": stop}
                           for c in contrasts for start, stop in c["permutations"]["chunks"]]
-    merge = pe.MapNode(MergePermutations(alpha=plan.options["alpha"], **options),
+    merge = pe.MapNode(MergePermutations(alpha=plan.options["alpha"],
+                                         accel=plan.options["accel"], **options),
                        name="merge", iterfield=["contrast", "z_map", "chunk_files"],
                        mem_gb=mem_gb)
     merge.inputs.contrast = contrasts

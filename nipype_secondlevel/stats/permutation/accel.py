@@ -34,16 +34,20 @@ Both fit the null without its first value, the identity (PALM's ``G1out``):
 under the null hypothesis it is one more draw, but with an effect it is far in
 the tail and would bend the fit of the others.
 
-Where the fitted distribution gives p = 0 (beyond the end of its support), the
-permutation p is kept, so that every p stays positive (and its -log10 finite).
-Each fit comes with a record (a dict of JSON values) for the map's sidecar.
+Beyond the fitted tail: where the fitted distribution gives p = 0 (past the end
+of a bounded tail, shape k > 0, or a p below the smallest double), the
+permutation p is kept (``KeptBeyondFit`` counts them). It is the conservative
+choice: the fit says nothing there, and the permutation p is exact (never below
+1 / n_perm), so no p value is smaller than either method can support and every
+-log10 p stays finite. Each fit comes with a record (a dict of JSON values) for
+the map's sidecar; ``FellBack`` says the fit was not used at all (no tail passed
+the test, or a null without spread).
 """
 
 import numpy as np
 from scipy import stats
 
-#: Accepted values of ``method`` (``"none"``: the permutation p values).
-ACCELERATIONS = ("none", "tail", "gamma")
+from ...spec import ACCELERATIONS
 
 #: Permutation p values below this are refined by the tail fit (PALM's default).
 TAIL_P_THRESHOLD = 0.1
@@ -187,8 +191,10 @@ def accelerated_fwer(observed, null, method, permutation_p, p_threshold=TAIL_P_T
     -------
     p : ndarray like ``observed``
     record : dict
-        ``Method``, the fit (see :func:`fit_tail`, :func:`fit_gamma`) and
-        ``Refined``, the number of p values taken from the fit.
+        ``Method``, the fit (see :func:`fit_tail`, :func:`fit_gamma`),
+        ``FellBack`` (no fit was used: the permutation p values), ``Refined``
+        (p values taken from the fit) and ``KeptBeyondFit`` (permutation p values
+        kept where the fit gives 0).
     """
     observed = np.asarray(observed, dtype=float)
     p = np.array(permutation_p, dtype=float)
@@ -211,6 +217,9 @@ def accelerated_fwer(observed, null, method, permutation_p, p_threshold=TAIL_P_T
                                        scale=fit["StandardDeviation"])
         else:
             fitted, use = np.zeros(observed.shape), ~use
-    use &= fitted > 0  # beyond the fitted support: the permutation p
+    fell_back = not fit["Accepted"] if method == "tail" else not fit["StandardDeviation"] > 0
+    beyond = use & ~(fitted > 0)  # beyond the fitted support: the permutation p
+    use &= ~beyond
     p[use] = fitted[use]
-    return p, {"Method": method, **fit, "Refined": int(use.sum())}
+    return p, {"Method": method, **fit, "FellBack": bool(fell_back), "Refined": int(use.sum()),
+               "KeptBeyondFit": int(beyond.sum())}

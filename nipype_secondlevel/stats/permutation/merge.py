@@ -62,7 +62,7 @@ class PermutationResult:
     null_cluster_size: np.ndarray | None = None
     null_cluster_mass: np.ndarray | None = None
     null_tfce: np.ndarray | None = None
-    accel: str = "none"
+    accel: str = DEFAULTS["accel"]
     fits: dict = field(default_factory=dict)
 
 
@@ -106,7 +106,7 @@ def _fwer_logp(values, null, accel, fits, name, inside=None):
     return logp
 
 
-def merge_null_chunks(observed, chunks, options=None, accel="none"):
+def merge_null_chunks(observed, chunks, options=None, accel=DEFAULTS["accel"]):
     """Combine chunk null distributions into -log10 p maps.
 
     p_uncorrected(v) = sum over chunks of exceedances(v) / n_perm ;
@@ -168,7 +168,7 @@ def merge_null_chunks(observed, chunks, options=None, accel="none"):
 def permutation_test(Y, X=None, contrast=None, mask=None, n_perm=DEFAULTS["n_perm"],
                      seed=DEFAULTS["perm_seed"], scheme="sign-flip", blocks=None,
                      n_chunks=DEFAULTS["n_chunks"], options=None, mem_gb=DEFAULTS["mem_gb"],
-                     accel="none"):
+                     accel=DEFAULTS["accel"]):
     """Whole permutation test in one call (plan, chunks, observed maps, merge).
 
     Parameters
