@@ -19,8 +19,8 @@ from .cli_model import resolve_with_model
 from .cli_options import PROG, build_parser, given_options, join_dash_values
 from .io.errors import InputError, bad_input, escaped
 from .runtime.console import one_line_warnings
-from .runtime.execution import WorkflowFailed  # (imports no nipype)
-from .spec import OptionError, option, resolve
+from .runtime.execution import WorkflowFailed, default_chunks  # (imports no nipype)
+from .spec import PERMUTATION_CORRECTIONS, OptionError, option, resolve
 
 #: Entity filters of ``run --bids-dir``: option -> pybids entity.
 BIDS_FILTERS = {"task": "task", "space": "space", "session": "session",
@@ -92,6 +92,8 @@ def make_plan(command, given, values):
     from .workflows import plan_demo, plan_localizer
 
     results = {k: v for k, v in given.items() if option(k, command).results}
+    if values["correction"] in PERMUTATION_CORRECTIONS and values["n_chunks"] is None:
+        results["n_chunks"] = default_chunks(values["plugin"], values["n_procs"])
     if command == "demo":
         return plan_demo(**results)
     if command == "localizer":

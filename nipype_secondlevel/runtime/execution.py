@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..io.errors import InputError, InputWarning, bad_input
+from ..spec import AUTO_PLUGIN
 from . import interrupts
 from .cache_repair import heal, run_times
 
@@ -43,8 +44,11 @@ class RunSummary:
 
 
 def plugin_class(name):
-    """nipype's plugin class called ``name`` (any capitalisation; HTCondor is Condor)."""
+    """nipype's plugin class called ``name`` (any capitalisation; HTCondor is Condor;
+    auto: see :func:`local_plugin`)."""
     from nipype.pipeline import plugins
+
+    name = local_plugin(name)
 
     known = {n[:-len("Plugin")]: getattr(plugins, n) for n in dir(plugins)
              if n.endswith("Plugin") and n != "Plugin"}
@@ -273,6 +277,22 @@ def usable_cpus():
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def local_plugin(name):
+    """``name``, or for ``auto`` (--plugin's default) MultiProc on a machine with more
+    than one CPU for this run, else Linear."""
+    if str(name).lower() != AUTO_PLUGIN:
+        return name
+    return "MultiProc" if usable_cpus() > 1 else "Linear"
+
+
+def default_chunks(plugin, n_procs):
+    """Permutation chunks of a run whose --n-chunks is not given: with MultiProc, one per
+    process (--n-procs, else 2), at most the CPUs; else 1 (results do not depend on it)."""
+    if str(local_plugin(plugin)).lower() != "multiproc":
+        return 1
+    return min(n_procs or 2, usable_cpus())
 
 
 def plugin_arguments(cls, plugin_args, n_procs, sbatch_args):

@@ -6,6 +6,7 @@ from .values import (
     ACCELERATIONS,
     ANALYSES,
     ATLASES,
+    AUTO_PLUGIN,
     CLUSTER_CORRECTIONS,
     CORRECTIONS,
     DESIGNS,
@@ -102,9 +103,9 @@ OPTIONS = (
            "a folder)", group=RUN, results=False),
     Option("work_dir", folder, "work", "cache folder, outside the results folder; a rerun "
            "reuses what did not change", group=RUN, results=False),
-    Option("plugin", text, "Linear", "Nipype execution plugin, any of nipype's (any "
-           "capitalisation; the runtime resolves it, HTCondor is Condor): Linear runs one "
-           "node at a time; MultiProc runs independent nodes (blocks of maps, permutation "
+    Option("plugin", text, AUTO_PLUGIN, "Nipype execution plugin, any of nipype's (any "
+           "capitalisation; the runtime resolves it, HTCondor is Condor), or auto: MultiProc "
+           "on a machine with more than one CPU, else Linear. Linear runs one node at a time; MultiProc runs independent nodes (blocks of maps, permutation "
            "chunks) in parallel on this machine; the others submit jobs to a cluster: "
            + ", ".join(PLUGINS), group=RUN, results=False, metavar="NAME"),
     Option("plugin_args", json_object, None, "arguments of the plugin, passed through as "
@@ -163,9 +164,10 @@ OPTIONS = (
            "(uncorrected p) for cluster-size and cluster-mass; a p whose threshold is "
            "infinite is refused with the design's degrees of freedom", group=INFERENCE,
            only_with=("correction", CLUSTER_CORRECTIONS)),
-    Option("n_chunks", Integer(1, 1000), 1, "permutation jobs (run in parallel by "
+    Option("n_chunks", Integer(1, 1000), None, "permutation jobs (run in parallel by "
            "MultiProc or a cluster; results do not depend on it)", group=INFERENCE,
-           only_with=PERMUTATIONS),
+           only_with=PERMUTATIONS, default_text="with MultiProc (the default on more than "
+           "one CPU) --n-procs or 2, at most the CPUs; else 1"),
     Option("perm_seed", Integer(0, 2**32 - 1), 0, "seed of the random patterns",
            group=INFERENCE, only_with=PERMUTATIONS),
     Option("perm_scheme", PERM_SCHEMES, "auto", "sign-flip: symmetric errors (PALM -ise); "

@@ -39,6 +39,9 @@ ATLASES = {
 }
 #: nipype's execution plugins, as --help names them (written out: no nipype here); the
 #: runtime resolves --plugin against the installed nipype's own.
+#: --plugin's default, resolved by the runtime: MultiProc on a machine with more than one
+#: CPU, else Linear.
+AUTO_PLUGIN = "auto"
 PLUGINS = ("Linear", "MultiProc", "LegacyMultiProc", "SLURM", "SLURMGraph", "SGE",
            "SGEGraph", "PBS", "PBSGraph", "LSF", "Condor", "CondorDAGMan", "OAR", "IPython",
            "SomaFlow")

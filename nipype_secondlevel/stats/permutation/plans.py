@@ -179,13 +179,13 @@ def plan_permutations(n_subjects, n_perm=DEFAULTS["n_perm"], scheme="sign-flip",
 
 
 def chunk_bounds(n_perm, n_chunks):
-    """Split ``range(n_perm)`` into ``n_chunks`` contiguous near-equal parts.
+    """Split ``range(n_perm)`` into ``n_chunks`` contiguous near-equal parts (None: one).
 
     Returns
     -------
     list of (start, stop)
     """
-    edges = np.linspace(0, int(n_perm), int(n_chunks) + 1).round().astype(int)
+    edges = np.linspace(0, int(n_perm), int(n_chunks or 1) + 1).round().astype(int)
     return [(int(a), int(b)) for a, b in pairwise(edges) if b > a]
 
 
