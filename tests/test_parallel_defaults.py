@@ -32,3 +32,24 @@ def test_default_plugin_and_chunks_follow_the_cpus(monkeypatch, cpus, options, p
     assert chunk_items(monkeypatch, cpus, *options) == expected
     given = options[1] if options[:1] == ["--plugin"] else "auto"
     assert execution.plugin_class(given).__name__ == plugin
+
+
+def test_null_maxima_are_bit_identical_whatever_the_chunking():
+    # what the default chunks change: every pattern's cluster and TFCE maxima, and the
+    # p values, are the same bits with 1, 2 or 3 chunks
+    import numpy as np
+
+    from nipype_secondlevel.stats import permutation as perm
+
+    rng = np.random.default_rng(0)
+    mask = np.zeros((6, 6, 5), bool)
+    mask[1:5, 1:5, 1:4] = True
+    Y = rng.standard_normal((9, int(mask.sum())))
+    Y[:, :10] += 1.0
+    options = perm.PermutationOptions(cluster_threshold=1.5, tfce=True)
+    results = [perm.permutation_test(Y, mask=mask, n_perm=120, n_chunks=k, options=options)
+               for k in (1, 2, 3)]
+    for other in results[1:]:
+        for name in ("null_max", "null_cluster_size", "null_cluster_mass", "null_tfce",
+                     "logp_uncorrected", "logp_tfce"):
+            np.testing.assert_array_equal(getattr(other, name), getattr(results[0], name))
