@@ -57,3 +57,13 @@ def file_checksums(folder):
     folder = Path(folder)
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+def masked_noise(n_rows, shape, margin, n_effect, effect, seed):
+    """(Y (n_rows, n_voxels), mask): standard normal values in a box mask ``margin``
+    voxels inside ``shape``, ``effect`` added to the first ``n_effect`` voxels."""
+    mask = np.zeros(shape, bool)
+    mask[tuple(slice(margin, s - margin) for s in shape)] = True
+    Y = np.random.default_rng(seed).standard_normal((n_rows, int(mask.sum())))
+    Y[:, :n_effect] += effect
+    return Y, mask

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from group_data import masked_noise
 from scipy import stats
 
 from nipype_secondlevel.stats import permutation as perm
@@ -88,11 +89,7 @@ def test_beyond_the_fitted_support_the_permutation_p_is_kept():
 
 
 def test_merge_with_acceleration_records_the_fits_and_keeps_the_rest():
-    rng = np.random.default_rng(6)
-    mask = np.zeros((8, 8, 6), bool)
-    mask[1:7, 1:7, 1:5] = True
-    Y = rng.standard_normal((10, int(mask.sum())))
-    Y[:, :20] += 1.5
+    Y, mask = masked_noise(10, (8, 8, 6), 1, 20, 1.5, seed=6)
     options = perm.PermutationOptions(cluster_threshold=2.0, tfce=True)
     plain = perm.permutation_test(Y, mask=mask, n_perm=200, options=options)
     tail = perm.permutation_test(Y, mask=mask, n_perm=200, options=options, accel="tail")

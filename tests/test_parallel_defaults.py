@@ -38,14 +38,11 @@ def test_null_maxima_are_bit_identical_whatever_the_chunking():
     # what the default chunks change: every pattern's cluster and TFCE maxima, and the
     # p values, are the same bits with 1, 2 or 3 chunks
     import numpy as np
+    from group_data import masked_noise
 
     from nipype_secondlevel.stats import permutation as perm
 
-    rng = np.random.default_rng(0)
-    mask = np.zeros((6, 6, 5), bool)
-    mask[1:5, 1:5, 1:4] = True
-    Y = rng.standard_normal((9, int(mask.sum())))
-    Y[:, :10] += 1.0
+    Y, mask = masked_noise(9, (6, 6, 5), 1, 10, 1.0, seed=0)
     options = perm.PermutationOptions(cluster_threshold=1.5, tfce=True)
     results = [perm.permutation_test(Y, mask=mask, n_perm=120, n_chunks=k, options=options)
                for k in (1, 2, 3)]
