@@ -40,9 +40,8 @@ from .values import (
 )
 
 __all__ = [
-    "ACCELERATIONS", "ANALYSES", "ATLASES", "AUTO_PLUGIN", "CLUSTER_CORRECTIONS", "CORRECTIONS",
-    "DEFAULTS", "DESIGNS",
-    "DOMAINS", "ESTIMATIONS", "HEIGHT_CONTROLS", "MASK_STRATEGIES", "OPTIONS",
+    "ACCELERATIONS", "ANALYSES", "ATLASES", "AUTO_PLUGIN", "CLUSTER_CORRECTIONS",
+    "CORRECTIONS", "DEFAULTS", "DESIGNS", "DOMAINS", "ESTIMATIONS", "HEIGHT_CONTROLS", "MASK_STRATEGIES", "OPTIONS",
     "PERMUTATION_CORRECTIONS", "PERM_SCHEMES", "PLUGINS", "VOXEL_BLOCK",
     "Integer", "Number", "Option", "OptionError", "check_options", "height_control", "option",
     "options", "resolve", "result_options",

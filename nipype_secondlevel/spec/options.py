@@ -105,8 +105,9 @@ OPTIONS = (
            "reuses what did not change", group=RUN, results=False),
     Option("plugin", text, AUTO_PLUGIN, "Nipype execution plugin, any of nipype's (any "
            "capitalisation; the runtime resolves it, HTCondor is Condor), or auto: MultiProc "
-           "on a machine with more than one CPU, else Linear. Linear runs one node at a time; MultiProc runs independent nodes (blocks of maps, permutation "
-           "chunks) in parallel on this machine; the others submit jobs to a cluster: "
+           "on a machine with more than one CPU, else Linear. Linear runs one node at a "
+           "time; MultiProc runs independent nodes (blocks of maps, permutation chunks) "
+           "in parallel on this machine; the others submit jobs to a cluster: "
            + ", ".join(PLUGINS), group=RUN, results=False, metavar="NAME"),
     Option("plugin_args", json_object, None, "arguments of the plugin, passed through as "
            "nipype's plugin_args (a JSON object, e.g. '{\"qsub_args\": \"-q short\"}')",

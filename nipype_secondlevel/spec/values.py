@@ -37,11 +37,11 @@ ATLASES = {
     "talairach_ba": ("Talairach Brodmann areas (Lancaster 2007, MNI152)", False),
     "talairach_gyrus": ("Talairach gyri (Lancaster 2007, MNI152)", False),
 }
-#: nipype's execution plugins, as --help names them (written out: no nipype here); the
-#: runtime resolves --plugin against the installed nipype's own.
 #: --plugin's default, resolved by the runtime: MultiProc on a machine with more than one
 #: CPU, else Linear.
 AUTO_PLUGIN = "auto"
+#: nipype's execution plugins, as --help names them (written out: no nipype here); the
+#: runtime resolves --plugin against the installed nipype's own.
 PLUGINS = ("Linear", "MultiProc", "LegacyMultiProc", "SLURM", "SLURMGraph", "SGE",
            "SGEGraph", "PBS", "PBSGraph", "LSF", "Condor", "CondorDAGMan", "OAR", "IPython",
            "SomaFlow")
