@@ -18,6 +18,21 @@ START = ROOT / "scripts" / "slurm_cluster_start.sh"
 STOP = ROOT / "scripts" / "slurm_cluster_stop.sh"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _linear_in_this_process():
+    """Runs in the test process default to Linear, as before ``--plugin auto``:
+    ``pytest.warns`` and ``capsys`` see this process only, not MultiProc's forked workers.
+    Commands run as subprocesses (``run_cli``) take the real default."""
+    from nipype_secondlevel.runtime import execution
+    from nipype_secondlevel.spec import AUTO_PLUGIN
+
+    real = execution.local_plugin
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(execution, "local_plugin",
+                      lambda name: "Linear" if str(name).lower() == AUTO_PLUGIN else real(name))
+        yield
+
+
 def _in_ci():
     return os.environ.get("CI", "").strip().lower() == "true"
 

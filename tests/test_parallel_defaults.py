@@ -1,4 +1,5 @@
-"""The defaults of a run on this machine: MultiProc and one permutation chunk per process
+"""The defaults of a run on this machine (the real ones: conftest makes Linear the default
+of in-process runs): MultiProc and one permutation chunk per process
 on more than one CPU, Linear and one chunk on one (the chunking changes no result:
 tests/test_inference.py compares 1 and 2 chunks, bit for bit)."""
 
@@ -6,9 +7,11 @@ import pytest
 
 from nipype_secondlevel.cli import build_parser, build_workflow
 from nipype_secondlevel.runtime import execution
+from nipype_secondlevel.runtime.execution import local_plugin  # before conftest's Linear
 
 
 def chunk_items(monkeypatch, cpus, *options):
+    monkeypatch.setattr(execution, "local_plugin", local_plugin)
     monkeypatch.setattr(execution, "usable_cpus", lambda: cpus)
     argv = ["demo", "--n-subjects", "6", "--correction", "maxT", "--n-perm", "100", *options]
     args = build_parser().parse_args(argv)
