@@ -45,8 +45,10 @@ def test_one_line_at_most_every_interval_with_the_time_left(monkeypatch):
 
 def test_a_permutation_run_prints_progress_lines_unless_quiet(tmp_path):
     table = write_table(tmp_path / "data", 8)
+    # the default plugin (MultiProc on more than one CPU: the lines come from its workers),
+    # one chunk of all the patterns
     args = ["run", "--inputs", str(table), "--design", "one-sample", "--correction", "tfce",
-            "--n-perm", "300", "--out-dir", "out", "--work-dir", "work"]
+            "--n-perm", "300", "--n-chunks", "1", "--out-dir", "out", "--work-dir", "work"]
     env = {**os.environ, INTERVAL_ENV: "0"}
     env.pop(QUIET_ENV, None)
     result = run_cli(*args, cwd=tmp_path, env=env)
