@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..io.domains import NOT_APPLICABLE, check_domain, check_domain_options, plan_domain
 from ..io.errors import bad_input
 from ..io.grids import check_smoothing
 from ..spec import (
@@ -240,7 +241,15 @@ def plan_design(values, command, design, contrasts, *, source="table", grid=None
     The second half of :func:`make_plan`, for a design made otherwise (e.g. a BIDS Stats
     Model's node). ``contrasts``: (label, weights rows, kind, specification) each.
     """
+    domain = DOMAINS[0]
     if design.paths is not None:
+        domain = plan_domain([*design.paths, *(design.variance_paths or [])])
+        check_domain_options(values, domain, design.paths[0])
+    if domain != "volume":
+        check_domain(domain, design.paths, {h: values.get(f"surface_{h}") for h in
+                                            ("left", "right")}, design.variance_paths)
+        values = {**values, **NOT_APPLICABLE}
+    elif design.paths is not None:
         check_headers(values, design)
         grid = _grid(values.get("reference_map") or design.paths[0])
     if grid is not None:
@@ -255,7 +264,7 @@ def plan_design(values, command, design, contrasts, *, source="table", grid=None
             contrast.permutations = plan_permutations(values, design, contrast)
     options = {k: _plain(v) for k, v in result_options(values, command).items()}
     return Plan(options=options, design=design, contrasts=planned, source=source,
-                domain=DOMAINS[0], made_by=made_by)
+                domain=domain, made_by=made_by)
 
 
 def plan_permutations(values, design, contrast):

@@ -21,6 +21,7 @@ one-sample, glm
 """
 
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +32,12 @@ from nipype.interfaces.base import (
     InputMultiObject,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
 from ..design.permutation_tests import PermutationTest
+from ..io.domains import domain_graph_edges, load_domain
 from ..io.errors import bad_input
 from ..io.files import save_arrays, save_img, save_tsv
 from ..io.images import load_img, load_mask, unmask
@@ -53,7 +56,7 @@ from ..io.sidecars import (
 from ..reporting.clusters import cluster_table, values_at_peaks
 from ..spec import ACCELERATIONS, CLUSTER_CORRECTIONS, DEFAULTS, PERMUTATION_CORRECTIONS
 from ..stats import permutation as perm
-from ..stats.spatial import TFCE_E, TFCE_H
+from ..stats.spatial import TFCE_SURFACE_E, TFCE_SURFACE_H, graph_from_edges
 
 #: Null distributions written, by NullChunk / PermutationResult field.
 NULL_COLUMNS = {
@@ -74,6 +77,8 @@ class _OptionsInputSpec(BaseInterfaceInputSpec):
     mem_gb = traits.Float(DEFAULTS["mem_gb"], usedefault=True, nohash=True,
                           desc="memory budget (GiB) of the data held; results do not depend "
                           "on it")
+    domain = traits.Dict(desc="surface or CIFTI data (io.domains.domain_value): clusters and "
+                         "TFCE on its neighbour graph, TFCE with the surface exponents")
 
 
 def _mask(inputs, test):
@@ -82,6 +87,16 @@ def _mask(inputs, test):
         raise bad_input(f"data file {inputs.data_file}", f"{test.columns.n_voxels} voxels "
                         f"but the mask has {int(mask.sum())}")
     return mask, mask_img
+
+
+def _on_domain(inputs, mask, options):
+    """``(mask, options)``; on a surface or CIFTI domain ``(its neighbour graph among the
+    mask's elements, options with TFCE's surface exponents)``."""
+    if not isdefined(inputs.domain):
+        return mask, options
+    edges = domain_graph_edges(load_domain(inputs.domain), mask)
+    return (graph_from_edges(edges, int(mask.sum())),
+            replace(options, tfce_E=TFCE_SURFACE_E, tfce_H=TFCE_SURFACE_H))
 
 
 class _ChunkInputSpec(_OptionsInputSpec):
@@ -109,8 +124,8 @@ class PermutationChunk(SimpleInterface):
         if not 0 <= start < stop <= test.plan.n_perm:
             raise bad_input("item", f"[{start}, {stop}) is not a chunk of the "
                             f"{test.plan.n_perm} patterns of {test.label}")
-        options, _ = test.options(inputs.correction)
-        chunk = perm.null_chunk(test.model, test.columns, test.plan, start, stop, mask,
+        where, options = _on_domain(inputs, mask, test.options(inputs.correction)[0])
+        chunk = perm.null_chunk(test.model, test.columns, test.plan, start, stop, where,
                                 options, inputs.mem_gb,
                                 Progress(f"permutations {start:,}-{stop - 1:,} of {test.label}"))
         arrays = {k: v for k, v in vars(chunk).items() if v is not None}
@@ -182,8 +197,9 @@ class MergePermutations(SimpleInterface):
         test = PermutationTest(inputs.design_matrix, inputs.data_file, inputs.contrast)
         mask, mask_img = _mask(inputs, test)
         options, forming = test.options(inputs.correction)
+        where, options = _on_domain(inputs, mask, options)
         chunks = [read_chunk(f) for f in inputs.chunk_files]
-        observed = perm.observed_maps(test.model, test.columns, test.plan, mask, options,
+        observed = perm.observed_maps(test.model, test.columns, test.plan, where, options,
                                       inputs.mem_gb)
         try:
             result = perm.merge_null_chunks(observed, chunks, options, inputs.accel)
@@ -202,7 +218,7 @@ class MergePermutations(SimpleInterface):
                 method, stat, test.plan.n_perm, test.plan.exhaustive, test.plan.seed,
                 test.scheme, test.n_blocks, options.tail,
                 forming if method in CLUSTER_CORRECTIONS else None,
-                (TFCE_E, TFCE_H) if method == "tfce" else None)
+                (options.tfce_E, options.tfce_H) if method == "tfce" else None)
 
         def sidecar(path, description, method, extra=None, field=None):
             write_sidecar(path, {

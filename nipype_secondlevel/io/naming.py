@@ -20,6 +20,7 @@ OUTPUTS = {
     "thresholded": ("contrast-{contrast}_stat-z_desc-thresholded", "statmap", ".nii.gz"),
     "clusters": ("contrast-{contrast}_stat-z", "clusters", ".tsv"),
     "glass_brain": ("contrast-{contrast}_stat-z", "glassbrain", ".png"),
+    "surface_picture": ("contrast-{contrast}_stat-z", "surfaces", ".png"),
     "logp": ("contrast-{contrast}_stat-{stat}_desc-{desc}", "logp", ".nii.gz"),
     "nulls": ("contrast-{contrast}_desc-nulls", "permutations", ".tsv"),
     "corrected": ("contrast-{contrast}_stat-z_desc-{desc}corrected", "statmap", ".nii.gz"),
@@ -51,6 +52,13 @@ CORRECTION_FIELDS = {
     "cluster-mass": "logp_cluster_mass",
     "tfce": "logp_tfce",
 }
+#: Exports that are maps, with the plain name (no extension) of those of one file per item;
+#: on a surface or CIFTI domain they are written as GIFTI pairs or CIFTI files.
+DOMAIN_MAPS = {"mask_file": "mask", "thresholded_maps": "thresholded",
+               "corrected_maps": "corrected", "between_subject_variance": "between_subject_variance",
+               "contrast_files": None, "logp_maps": None}
+#: Extension of a map by domain (a surface map is a ``hemi-L_`` and a ``hemi-R_`` file).
+DOMAIN_EXTENSIONS = {"surface": ".func.gii", "cifti": ".dscalar.nii"}
 #: The graph's formats (written by the graph node as ``graph.<format>``).
 GRAPH_FORMATS = ("dot", "svg", "png")
 
@@ -139,3 +147,21 @@ def exported_sources(fields, exported, own=None):
                             else name)
                for name, path in zip(fields["Sources"], fields["SourceFiles"])]
     return {**fields, "Sources": sources}
+
+
+def on_domain(rule, domain, plain=None):
+    """The rule of a map written on a surface or CIFTI domain, from its volume rule.
+
+    ``rule``: an exported name (``plain``: the map's plain name without extension), a
+    ``{plain name: exported name}`` dict, or a list of them. A surface map becomes its
+    two files, ``hemi-L_<name>.func.gii`` and ``hemi-R_...``; a CIFTI map
+    ``<name>.dscalar.nii``.
+    """
+    if isinstance(rule, list):
+        return [on_domain(item, domain, plain) for item in rule]
+    pairs = rule.items() if isinstance(rule, dict) else [(plain_name(plain), rule)]
+    extension = DOMAIN_EXTENSIONS[domain]
+    prefixes = ("hemi-L_", "hemi-R_") if domain == "surface" else ("",)
+    return {f"{prefix}{source.removesuffix('.nii.gz')}{extension}":
+            f"{prefix}{name.removesuffix('.nii.gz')}{extension}"
+            for source, name in pairs for prefix in prefixes}

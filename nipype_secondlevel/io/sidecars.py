@@ -16,7 +16,7 @@ from ..spec import DEFAULTS
 from .files import write_json
 
 #: File name endings replaced by ``.json`` (longest first).
-_MAP_SUFFIXES = (".nii.gz", ".nii", ".tsv", ".png", ".svg")
+_MAP_SUFFIXES = (".dscalar.nii", ".func.gii", ".nii.gz", ".nii", ".tsv", ".png", ".svg")
 
 HEIGHT_CONTROL_NAMES = {
     "none": "uncorrected",

@@ -260,6 +260,12 @@ OPTIONS = (
            "here win)", ("run",), MODEL, metavar="FILE", default_text="none"),
     Option("node", text, None, "the model's node to run (a Dataset-level node)", ("run",),
            MODEL, metavar="NAME", default_text="the model's one Dataset node"),
+    # --- surfaces and CIFTI (issue 21) ---
+    *(Option(f"surface_{hemi}", path, None, f"the {hemi} hemisphere's surface of the maps' "
+             "mesh (GIFTI .surf.gii, e.g. midthickness) for GIFTI or CIFTI maps: adjacency, "
+             "vertex areas and coordinates", ("run",), DESIGN, metavar="FILE",
+             default_text="fsaverage5 from nilearn's files when the maps are on it")
+      for hemi in ("left", "right")),
     # --- graph ---
     Option("pipeline", text, ("demo",), "demo, localizer or run and its options",
            ("graph",), "graph", flag="pipeline", metavar="COMMAND ...", nargs="remainder"),

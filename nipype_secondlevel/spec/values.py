@@ -47,8 +47,9 @@ PLUGINS = ("Linear", "MultiProc", "LegacyMultiProc", "SLURM", "SLURMGraph", "SGE
            "SomaFlow")
 #: The analysis commands (``graph`` draws one of them).
 ANALYSES = ("run", "demo", "localizer")
-#: Data domains of an analysis (surfaces and CIFTI to come).
-DOMAINS = ("volume",)
+#: Data domains of an analysis, decided by the plan from the maps: NIfTI volumes, GIFTI
+#: hemisphere pairs (``.func.gii``/``.shape.gii``), CIFTI-2 dense scalars.
+DOMAINS = ("volume", "surface", "cifti")
 #: Voxels per block of a chunked computation (estimation, permutations): chunks are whole
 #: blocks starting at multiples of it, so no result depends on the memory budget.
 VOXEL_BLOCK = 4096

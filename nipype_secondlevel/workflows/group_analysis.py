@@ -30,6 +30,7 @@ from ..io.masked_data import MAPS_PER_READ_BLOCK, split_into_blocks
 from ..io.masks import MAPS_PER_SUMMARY_BLOCK
 from ..spec import DEFAULTS
 from .inference import init_permutation_wf
+from .surfaces import connect_domain_ends, domain_read_nodes, picture_node, plan_domain_value
 
 INPUT_FIELDS = ["inputs_table"]
 OUTPUT_FIELDS = [
@@ -131,9 +132,13 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
     design_node = pe.Node(DesignMatrix(kind=design.kind, columns=design.columns,
                                        matrix=design.matrix, rows=design.rows),
                           name="design", run_without_submitting=True)
-    resample = pe.Node(ResampleMaps(), name="resample")
-    if options.get("reference_map"):
-        resample.inputs.reference = options["reference_map"]
+    domain = plan_domain_value(plan)  # None: volumes
+    if domain is None:
+        resample = pe.Node(ResampleMaps(), name="resample")
+        if options.get("reference_map"):
+            resample.inputs.reference = options["reference_map"]
+    else:  # surface or CIFTI maps: read into grid images, masked on the domain
+        resample, mask = domain_read_nodes(workflow, domain, weighted)
     if design.paths is None:  # the maps of a data source, at run time
         select = pe.Node(SelectMaps(rows=design.rows, variances=weighted),
                          name="select_maps", run_without_submitting=True)
@@ -149,13 +154,24 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
     # The mask's pass over the maps (and variances): blocks read in parallel by MultiProc,
     # merged. Left at nipype's default resource hints, it runs in the submitting process
     # on SLURM (a job per block would cost the demo more than it reads).
-    summaries = pe.MapNode(
-        SummarizeMaps(), iterfield=["in_files", "variance_files"] if weighted else ["in_files"],
-        name="summarize_maps")
-    if options.get("mask"):
-        mask = pe.Node(GroupMask(strategy="file", mask_file=options["mask"]), name="mask")
-    else:
-        mask = pe.Node(GroupMask(strategy=options["mask_strategy"]), name="mask")
+    if domain is None:
+        summaries = pe.MapNode(
+            SummarizeMaps(),
+            iterfield=["in_files", "variance_files"] if weighted else ["in_files"],
+            name="summarize_maps")
+        if options.get("mask"):
+            mask = pe.Node(GroupMask(strategy="file", mask_file=options["mask"]),
+                           name="mask")
+        else:
+            mask = pe.Node(GroupMask(strategy=options["mask_strategy"]), name="mask")
+        workflow.connect([
+            (resample, summaries, [(("out_files", split_into_blocks, MAPS_PER_SUMMARY_BLOCK),
+                                    "in_files")]),
+            (summaries, mask, [("summary_file", "summary_files")]),
+        ])
+        if weighted:
+            workflow.connect(resample, ("variance_files", split_into_blocks,
+                                        MAPS_PER_SUMMARY_BLOCK), summaries, "variance_files")
     # The maps the estimate reads: resampled, then smoothed if asked.
     prepared = resample
     if options.get("smoothing_fwhm"):
@@ -186,8 +202,9 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
         contrast.inputs.preparation = preparation
     # |z| > threshold, or p < alpha (uncorrected, FDR, Bonferroni): the one that applies.
     level = "threshold" if plan.height_control == "none" else "alpha"
+    # On a surface or CIFTI domain clusters are formed on its graph (connect_domain_ends).
     thresholds = {"height_control": plan.height_control, level: options[level],
-                  "cluster_size": options["cluster_size"]}
+                  "cluster_size": options["cluster_size"] if domain is None else 0}
     threshold_node = pe.MapNode(Threshold(**thresholds),
                                 iterfield=["z_map", "contrast_name", "two_sided"],
                                 name="threshold")
@@ -196,14 +213,11 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
     plot = pe.MapNode(
         GlassBrain(), iterfield=["stat_map", "threshold", "contrast_name", "title"],
         name="plot",
-    )
+    ) if domain is None else picture_node(domain)
     plot.inputs.contrast_name = plan.labels
 
     # fmt: off
     workflow.connect([
-        (resample, summaries, [(("out_files", split_into_blocks, MAPS_PER_SUMMARY_BLOCK),
-                                "in_files")]),
-        (summaries, mask, [("summary_file", "summary_files")]),
         (prepared, data_blocks, [(("out_files", split_into_blocks, MAPS_PER_READ_BLOCK),
                                    "in_files")]),
         (mask, data_blocks, [("mask_file", "mask_file")]),
@@ -222,27 +236,29 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
                                    ("design_plot", "design_plot")]),
         (resample, outputnode, [("out_files", "in_files"), ("resampled", "resampled"),
                                 ("variance_files", "variance_files")]),
-        (mask, outputnode, [("mask_file", "mask_file")]),
         (data, outputnode, [("data_file", "data_file")]),
         (estimate, outputnode, [("beta", "beta"), ("dof", "dof")]),
         (contrast, outputnode, [("stat_map", "stat_maps"),
-                                ("z_map", "z_maps"),
-                                ("out_files", "contrast_files")]),
-        (threshold_node, outputnode, [("thresholded_map", "thresholded_maps"),
-                                      ("z_threshold", "z_thresholds")]),
-        (plot, outputnode, [("out_file", "glass_brains")]),
+                                ("z_map", "z_maps")]),
+        (threshold_node, outputnode, [("z_threshold", "z_thresholds")]),
     ])
     # fmt: on
-    clusters = _labelled(workflow, threshold_node, "cluster_table", options["atlases"], "labels")
-    workflow.connect(*clusters, outputnode, "cluster_tables")
+    if domain is None:
+        workflow.connect([
+            (mask, outputnode, [("mask_file", "mask_file")]),
+            (contrast, outputnode, [("out_files", "contrast_files")]),
+            (threshold_node, outputnode, [("thresholded_map", "thresholded_maps")]),
+            (plot, outputnode, [("out_file", "glass_brains")]),
+        ])
+        clusters = _labelled(workflow, threshold_node, "cluster_table", options["atlases"],
+                             "labels")
+        workflow.connect(*clusters, outputnode, "cluster_tables")
     # fmt: off
     if weighted:
         # Refuses a variance of 0 or less in the mask (an infinite weight), before
         # the estimate, for mixed and fixed effects alike.
         variance_blocks, variances = masked_data_nodes("masked_variances", positive=True)
         workflow.connect([
-            (resample, summaries, [(("variance_files", split_into_blocks,
-                                     MAPS_PER_SUMMARY_BLOCK), "variance_files")]),
             (prepared, variance_blocks, [(("variance_files", split_into_blocks,
                                            MAPS_PER_READ_BLOCK), "in_files")]),
             (mask, variance_blocks, [("mask_file", "mask_file")]),
@@ -251,15 +267,21 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
             (estimate, contrast, [("cov_beta", "cov_beta")]),
             *([(estimate, contrast, [("kenward_roger", "kenward_roger")])]
               if options["estimation"] == "mixed" else []),
-            (estimate, outputnode, [("between_subject_variance",
-                                     "between_subject_variance")]),
         ])
+        if domain is None:
+            workflow.connect(estimate, "between_subject_variance",
+                             outputnode, "between_subject_variance")
     else:
         workflow.connect([
             (estimate, contrast, [("residual_variance", "residual_variance")]),
             (estimate, outputnode, [("residual_variance", "residual_variance")]),
         ])
+    nodes = {"mask": mask, "estimate": estimate, "contrast": contrast,
+             "threshold": threshold_node, "plot": plot}
     if not plan.permutations:
+        if domain is not None:
+            connect_domain_ends(workflow, plan, domain, nodes, outputnode)
+            return workflow
         workflow.connect([
             (threshold_node, plot, [("thresholded_map", "stat_map"),
                                     ("z_threshold", "threshold"),
@@ -277,6 +299,14 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
         (design_node, permutation, [("design_matrix", "inputnode.design_matrix")]),
         (mask, permutation, [("mask_file", "inputnode.mask_file")]),
         (contrast, permutation, [("z_map", "inputnode.z_maps")]),
+    ])
+    # fmt: on
+    if domain is not None:
+        connect_domain_ends(workflow, plan, domain, {**nodes, "permutation": permutation},
+                            outputnode)
+        return workflow
+    # fmt: off
+    workflow.connect([
         (permutation, plot, [("outputnode.significant_maps", "stat_map"),
                              ("outputnode.z_thresholds", "threshold"),
                              ("outputnode.plot_titles", "title")]),

@@ -2,6 +2,7 @@
 analysis, the HTML report and the export to a folder, every file named at the sink."""
 
 import re
+import warnings
 from pathlib import Path
 
 from nipype.pipeline import engine as pe
@@ -22,7 +23,7 @@ from ..interfaces import (
     SimulatePaired,
 )
 from ..io import naming
-from ..io.errors import bad_input
+from ..io.errors import InputWarning, bad_input
 from ..spec import DEFAULTS, resolve
 from .group_analysis import init_group_analysis_wf
 from .reporting import add_report, workflow_dot
@@ -78,7 +79,7 @@ def exported_outputs(plan):
         "contrast_files": [naming.contrast_maps(c.label, c.kind) for c in contrasts],
         "thresholded_maps": each("thresholded"),
         "cluster_tables": each("clusters"),
-        "glass_brains": each("glass_brain"),
+        "glass_brains": each("glass_brain" if plan.domain == "volume" else "surface_picture"),
     }
     if plan.weighted:
         exports["between_subject_variance"] = naming.output_name(
@@ -94,6 +95,9 @@ def exported_outputs(plan):
             "corrected_cluster_tables": [naming.output_name(
                 "corrected_clusters", contrast=c.label, desc=d) for c, d in zip(contrasts, descs)],
         })
+    if plan.domain != "volume":
+        exports = {key: naming.on_domain(rule, plan.domain, naming.DOMAIN_MAPS[key])
+                   if key in naming.DOMAIN_MAPS else rule for key, rule in exports.items()}
     return exports
 
 
@@ -143,6 +147,11 @@ def init_group_pipeline_wf(plan, out_dir, *, source=None, source_exports=None,
     """
     if (source is None) != (plan.design.paths is not None):
         raise ValueError("a plan made from row labels needs a source node, and only it")
+    if report and plan.domain != "volume":
+        warnings.warn(f"the HTML report shows volumes: this {plan.domain} analysis exports "
+                      "its maps, cluster tables and surface pictures without report.html",
+                      InputWarning, stacklevel=2)
+        report = False
     workflow = pe.Workflow(name=name)
     analysis_wf = init_group_analysis_wf(plan, mem_gb=mem_gb)
     python_call = python_call or f"init_group_pipeline_wf({plan.made_by}, {str(out_dir)!r})"

@@ -334,6 +334,8 @@ def _graph(mask, options):
         return None
     if mask is None:
         raise ValueError("cluster and TFCE statistics need a mask")
+    if isinstance(mask, spatial.NeighbourGraph):  # a mesh's or grayordinates' graph
+        return mask
     return spatial.voxel_graph(mask, options.connectivity)
 
 
@@ -368,9 +370,9 @@ def null_chunk(model, columns, plan, start, stop, mask=None, options=None,
     columns : VoxelColumns or array (n, n_voxels)
     plan : PermutationPlan
     start, stop : int
-    mask : array of bool, 3D, or None
+    mask : array of bool, 3D, NeighbourGraph, or None
         Places the voxels (``mask.sum() == n_voxels``) for cluster and TFCE
-        statistics.
+        statistics; or the graph of the elements (vertices, grayordinates).
     options : PermutationOptions or None
     mem_gb : float
         Memory budget (GiB) of the data held at a time.
