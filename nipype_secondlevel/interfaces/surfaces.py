@@ -170,7 +170,6 @@ class _DomainClustersInputSpec(BaseInterfaceInputSpec):
     map_file = File(exists=True, mandatory=True,
                     desc="grid image of a thresholded z map (0 below the threshold)")
     domain = traits.Dict(mandatory=True, desc=_DOMAIN_DESC)
-    threshold = traits.Float(mandatory=True, desc="clusters of |z| > threshold")
     two_sided = traits.Bool(True, usedefault=True, desc="negative clusters too")
     cluster_size = traits.Int(0, usedefault=True,
                               desc="smaller clusters (elements) are set to 0")
@@ -186,7 +185,8 @@ class _DomainClustersOutputSpec(TraitedSpec):
 
 
 class DomainClusters(SimpleInterface):
-    """Clusters of a thresholded map on the domain's neighbour graph: those smaller than
+    """Clusters of a thresholded map (its non-zero elements of each sign) on the domain's
+    neighbour graph: those smaller than
     ``cluster_size`` elements set to 0, the map written on the domain, the table of the
     clusters (peak element, hemisphere or structure, size in elements, area in mm^2,
     peak position on the mesh)."""
@@ -201,8 +201,7 @@ class DomainClusters(SimpleInterface):
         fields = read_sidecar(inputs.map_file)
         if inputs.cluster_size > 1:
             kept = np.zeros(values.size, dtype=bool)
-            for members in surface_clusters(values, domain, inputs.threshold,
-                                            inputs.two_sided):
+            for members in surface_clusters(values, domain, 0.0, inputs.two_sided):
                 kept[members] = members.size >= inputs.cluster_size
             values = np.where(kept, values, 0.0)
             threshold = dict(fields.get("Threshold") or {})
@@ -212,10 +211,10 @@ class DomainClusters(SimpleInterface):
                                         f"least {inputs.cluster_size} elements (vertices or "
                                         "voxels) on the domain's neighbour graph")
             fields["Threshold"] = threshold
-        table = surface_cluster_table(values, domain, inputs.threshold, inputs.two_sided)
+        table = surface_cluster_table(values, domain, 0.0, inputs.two_sided)
         if isdefined(inputs.logp_file):
             logp = from_grid_image(inputs.logp_file)
-            peaks = _peak_elements(values, domain, inputs.threshold, inputs.two_sided)
+            peaks = _peak_elements(values, domain, inputs.two_sided)
             table[inputs.p_column] = 10.0 ** -logp[peaks] if len(peaks) else []
         out = Path(runtime.cwd)
         self._results["grid_file"] = save_img(as_grid_image(values), out / "kept.nii")
@@ -234,10 +233,10 @@ class DomainClusters(SimpleInterface):
         return runtime
 
 
-def _peak_elements(values, domain, threshold, two_sided):
+def _peak_elements(values, domain, two_sided):
     """The peak element of every cluster in the order of :func:`surface_cluster_table`."""
     peaks = np.array([c[np.argmax(np.abs(values[c]))]
-                      for c in surface_clusters(values, domain, threshold, two_sided)],
+                      for c in surface_clusters(values, domain, 0.0, two_sided)],
                      dtype=np.int64)
     return peaks[np.argsort(-np.abs(values[peaks]), kind="stable")]
 

@@ -78,6 +78,7 @@ def check_domain(domain, paths, surfaces, variance_paths=()):
         built = surface_domain([hemisphere_pair(p) for p in paths], meshes)
     else:
         built = cifti_domain(list(paths), meshes)
+        built.edges()  # its cortex's clusters need the surfaces: refused now without them
     for path in variance_paths or ():
         read_map(built, path, "variance map")
     return built

@@ -61,13 +61,12 @@ def connect_domain_ends(workflow, plan, domain, nodes, outputnode):
                             name="write_contrast_maps")
     clusters = pe.MapNode(
         DomainClusters(domain=domain, cluster_size=plan.options["cluster_size"]),
-        iterfield=["map_file", "threshold", "two_sided"], name="clusters")
+        iterfield=["map_file", "two_sided"], name="clusters")
     clusters.inputs.two_sided = two_sided
     workflow.connect([
         (nodes["mask"], write_mask, [("mask_file", "in_files")]),
         (nodes["contrast"], write_maps, [("out_files", "in_files")]),
-        (nodes["threshold"], clusters, [("thresholded_map", "map_file"),
-                                        ("z_threshold", "threshold")]),
+        (nodes["threshold"], clusters, [("thresholded_map", "map_file")]),
         (write_mask, outputnode, [("out_files", "mask_file")]),
         (write_maps, outputnode, [("out_files", "contrast_files")]),
         (clusters, outputnode, [("out_files", "thresholded_maps"),
@@ -95,13 +94,12 @@ def connect_domain_ends(workflow, plan, domain, nodes, outputnode):
     p_column = ("Cluster FWER p" if plan.options["correction"] in CLUSTER_CORRECTIONS
                 else "Peak FWER p")
     corrected = pe.MapNode(DomainClusters(domain=domain, p_column=p_column),
-                           iterfield=["map_file", "threshold", "logp_file", "two_sided"],
+                           iterfield=["map_file", "logp_file", "two_sided"],
                            name="corrected_clusters")
     corrected.inputs.two_sided = two_sided
     workflow.connect([
         (permutation, write_logp, [("outputnode.logp_maps", "in_files")]),
         (permutation, corrected, [("outputnode.significant_maps", "map_file"),
-                                  ("outputnode.z_thresholds", "threshold"),
                                   ("outputnode.corrected_logp", "logp_file")]),
         (corrected, nodes["plot"], [("grid_file", "stat_map")]),
         (permutation, nodes["plot"], [("outputnode.z_thresholds", "threshold"),

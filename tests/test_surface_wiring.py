@@ -1,0 +1,209 @@
+"""Surface and CIFTI analyses through the command line: z maps against nilearn's
+SecondLevelModel on SurfaceImage and a per-element scipy t test, exhaustive cluster and
+TFCE p maps on a tiny mesh against a brute-force loop over the sign flips written here,
+and the one-line refusals before anything runs."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from surface_data import N_VERTICES, cifti_layout, smooth_sample, write_cifti, write_pair
+from surface_reference import nilearn_one_sample_z
+from test_mesh_spatial import _brute_tfce, _components
+
+from nipype_secondlevel.cli import main
+from nipype_secondlevel.io.errors import InputWarning
+from nipype_secondlevel.io.meshes import fsaverage5_mesh
+
+
+def run(folder, *args):
+    return main(["run", "--out-dir", str(folder / "out"), "--work-dir", str(folder / "work"),
+                 "--quiet", "--design", "one-sample", *args])
+
+
+def write_table(folder, paths):
+    table = folder / "inputs.tsv"
+    pd.DataFrame({"subject": [f"{i:02d}" for i in range(len(paths))],
+                  "path": [str(p) for p in paths]}).to_csv(table, sep="\t", index=False)
+    return table
+
+
+def write_surface(path, coordinates, faces):
+    """A GIFTI surface (.surf.gii): a pointset and a triangle array."""
+    nib.save(nib.GiftiImage(darrays=[
+        nib.gifti.GiftiDataArray(np.asarray(coordinates, np.float32),
+                                 intent="NIFTI_INTENT_POINTSET"),
+        nib.gifti.GiftiDataArray(np.asarray(faces, np.int32),
+                                 intent="NIFTI_INTENT_TRIANGLE")]), path)
+    return path
+
+
+def surface_map(folder, name, hemis="LR"):
+    """A map of the run written on the surface, both hemispheres end to end."""
+    return np.concatenate([nib.load(folder / "out" / f"hemi-{h}_{name}.func.gii")
+                           .darrays[0].data for h in hemis]).astype(float)
+
+
+@pytest.fixture(scope="module")
+def fsaverage5_sample(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fsaverage5")
+    xyz = np.concatenate([fsaverage5_mesh(h).coordinates for h in ("left", "right")])
+    maps = smooth_sample(xyz, 5, seed=1, effect=1.5, centre=300)
+    pairs = [write_pair(folder, f"{i:02d}", y[:N_VERTICES], y[N_VERTICES:])
+             for i, y in enumerate(maps)]
+    return folder, pairs
+
+
+def test_a_surface_run_gives_nilearns_z_on_the_surface(fsaverage5_sample):
+    folder, pairs = fsaverage5_sample
+    table = write_table(folder, [left for left, _ in pairs])
+    with pytest.warns(InputWarning, match="the HTML report shows volumes"):
+        assert run(folder, "--inputs", str(table), "--correction", "fdr") == 0
+    name = "contrast-intercept_stat-z_statmap"
+    z = surface_map(folder, name)
+    mask = surface_map(folder, "desc-group_mask") > 0
+    from nipype_secondlevel.io.meshes import fsaverage5_medial_wall
+
+    wall = np.concatenate([fsaverage5_medial_wall(h) for h in ("left", "right")])
+    np.testing.assert_array_equal(mask, ~wall)  # every map has data off the medial wall
+    np.testing.assert_allclose(z, nilearn_one_sample_z(pairs, mask), atol=1e-5)
+    sidecar = json.loads((folder / "out" / f"hemi-R_{name}.json").read_text())
+    assert sidecar["SpatialReference"]["Space"] == "fsaverage5"
+    assert sidecar["Statistic"] == "z" and sidecar["DegreesOfFreedom"] == 4
+    # FDR at 0.05 on the analysed vertices, Benjamini-Hochberg written here
+    p = 2 * stats.norm.sf(np.abs(z[mask]))
+    ranked = np.sort(p) <= 0.05 * np.arange(1, p.size + 1) / p.size
+    kept = surface_map(folder, "contrast-intercept_stat-z_desc-thresholded_statmap") != 0
+    assert kept.sum() == (np.flatnonzero(ranked).max() + 1 if ranked.any() else 0) > 0
+    clusters = pd.read_csv(folder / "out" / "contrast-intercept_stat-z_clusters.tsv", sep="\t")
+    assert clusters["Size"].sum() == kept.sum() and (clusters["Area (mm2)"] > 0).all()
+    assert (folder / "out" / "contrast-intercept_stat-z_surfaces.png").stat().st_size > 0
+
+
+def test_a_cifti_run_gives_the_t_test_of_every_grayordinate(tmp_path):
+    layout = cifti_layout()
+    rng = np.random.default_rng(2)
+    maps = rng.standard_normal((4, len(layout))) + 0.5
+    paths = [write_cifti(tmp_path / f"sub-{i}_stat-effect_statmap.dscalar.nii", y[None],
+                         layout) for i, y in enumerate(maps)]
+    surfaces = [write_surface(tmp_path / f"{h}.surf.gii", fsaverage5_mesh(h).coordinates,
+                              fsaverage5_mesh(h).faces) for h in ("left", "right")]
+    assert run(tmp_path, "--inputs", str(write_table(tmp_path, paths)),
+               "--surface-left", str(surfaces[0]), "--surface-right", str(surfaces[1])) == 0
+    out = nib.load(tmp_path / "out" / "contrast-intercept_stat-z_statmap.dscalar.nii")
+    assert out.header.get_axis(1) == layout
+    t = stats.ttest_1samp(maps, 0.0).statistic
+    expected = stats.norm.isf(stats.t.sf(t, df=3))
+    np.testing.assert_allclose(out.get_fdata()[0], expected, rtol=1e-4, atol=1e-4)
+
+
+GRID = (7, 6)  # a tiny planar mesh: 42 vertices, two triangles per square
+
+
+@pytest.fixture(scope="module")
+def tiny_mesh(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    rows, cols = GRID
+    xy = np.array([(3.0 * c, 3.0 * r, 0.0) for r in range(rows) for c in range(cols)])
+    faces = [(r * cols + c, r * cols + c + 1, (r + 1) * cols + c) for r in range(rows - 1)
+             for c in range(cols - 1)]
+    faces += [(r * cols + c + 1, (r + 1) * cols + c + 1, (r + 1) * cols + c)
+              for r in range(rows - 1) for c in range(cols - 1)]
+    surfaces = [write_surface(folder / f"{h}.surf.gii", xy, faces) for h in ("left", "right")]
+    n = len(xy)
+    both = np.concatenate([xy, xy + [100.0, 0, 0]])
+    maps = smooth_sample(both, 5, seed=4, effect=4.0, centre=8, width=4.0)
+    pairs = [write_pair(folder, f"{i:02d}", y[:n], y[n:], space="tiny")
+             for i, y in enumerate(maps)]
+    edges = np.unique(np.sort(np.concatenate(
+        [np.array(faces)[:, [0, 1]], np.array(faces)[:, [1, 2]],
+         np.array(faces)[:, [2, 0]]]), axis=1), axis=0)
+    return folder, surfaces, pairs, maps, np.concatenate([edges, edges + n])
+
+
+def flipped_t_maps(maps):
+    """The one-sample t map of every sign flip of the rows (all 2^n of them)."""
+    n = len(maps)
+    signs = np.array([[1 - 2 * ((k >> i) & 1) for i in range(n)] for k in range(2 ** n)])
+    flipped = signs[:, :, None] * maps[None]
+    return flipped.mean(1) / (flipped.std(1, ddof=1) / np.sqrt(n))
+
+
+@pytest.mark.parametrize("correction", ["cluster-size", "tfce"])
+def test_exhaustive_cluster_and_tfce_p_on_a_mesh_are_the_brute_force_enumeration(
+        tiny_mesh, tmp_path, correction):
+    _, surfaces, pairs, maps, edges = tiny_mesh
+    table = write_table(tmp_path, [left for left, _ in pairs])
+    assert run(tmp_path, "--inputs", str(table), "--surface-left", str(surfaces[0]),
+               "--surface-right", str(surfaces[1]), "--correction", correction,
+               "--n-perm", "32",
+               *(["--cluster-forming-p", "0.05"] if correction != "tfce" else [])) == 0
+    n = maps.shape[1]
+    t_maps = flipped_t_maps(maps)
+    if correction == "cluster-size":
+        plan = json.loads((tmp_path / "out" / "plan.json").read_text())
+        threshold = plan["contrasts"][0]["permutations"]["cluster_forming"][1]
+
+        def statistic(t):
+            size = np.zeros(n)
+            for sign in (1, -1):
+                labels = _components(edges, n, sign * t > threshold)
+                counts = np.bincount(labels[labels >= 0], minlength=1)
+                size[labels >= 0] = counts[labels[labels >= 0]]
+            return size
+        desc = "clusterSize"
+    else:
+        def statistic(t):
+            return np.abs(_brute_tfce(t, edges, n, 1.0, 2.0))
+        desc = "TFCE"
+    observed = statistic(t_maps[0])
+    maxima = np.array([statistic(t).max() for t in t_maps])
+    p = np.array([np.mean(maxima >= value * (1 - 1e-9)) for value in observed])
+    logp = surface_map(tmp_path, f"contrast-intercept_stat-t_desc-{desc}_logp")
+    assert observed.max() > 0 and 0 < p.min() < 1
+    np.testing.assert_allclose(logp, -np.log10(p), atol=1e-6)
+
+
+def _refusal(capsys, folder, *args):
+    assert run(folder, *args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("nipype-secondlevel: error: ") and err.count("\n") == 1, err
+    assert not (folder / "work").exists()
+    return err
+
+
+def test_bad_surface_inputs_are_refused_in_one_line_before_the_run(fsaverage5_sample,
+                                                                   tmp_path, capsys):
+    _, pairs = fsaverage5_sample
+    lefts = [left for left, _ in pairs]
+    short = write_pair(tmp_path, "09", np.ones(N_VERTICES - 2), np.ones(N_VERTICES - 2))
+    err = _refusal(capsys, tmp_path, "--inputs", str(write_table(tmp_path, [*lefts, short[0]])))
+    assert "10240 vertices" in err and "sub-09_hemi-L" in err
+    other = write_pair(tmp_path, "08", np.ones(N_VERTICES), np.ones(N_VERTICES), "fsaverage6")
+    err = _refusal(capsys, tmp_path, "--inputs", str(write_table(tmp_path, [*lefts, other[0]])))
+    assert "several spaces" in err and "fsaverage6" in err
+    err = _refusal(capsys, tmp_path, "--inputs", str(write_table(tmp_path, lefts)),
+                   "--smoothing-fwhm", "6")
+    assert "--smoothing-fwhm" in err and "surface maps" in err
+    err = _refusal(capsys, tmp_path, "--inputs", str(write_table(tmp_path, lefts)),
+                   "--surface-left", str(lefts[0]))
+    assert "--surface-right" in err
+    volume = tmp_path / "map.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((2, 2, 2), np.float32), np.eye(4)), volume)
+    err = _refusal(capsys, tmp_path, "--inputs", str(write_table(tmp_path, [*lefts, volume])))
+    assert "mix data domains" in err
+    err = _refusal(capsys, tmp_path, "--inputs", str(write_table(tmp_path, [volume, volume])),
+                   "--surface-left", str(lefts[0]))
+    assert "--surface-left" in err and "NIfTI volume" in err
+
+
+def test_cifti_maps_of_another_layout_are_refused_in_one_line(tmp_path, capsys):
+    layout = cifti_layout()
+    first = write_cifti(tmp_path / "a.dscalar.nii", np.ones((1, len(layout))), layout)
+    other = layout[:-3]  # without the right putamen
+    second = write_cifti(tmp_path / "b.dscalar.nii", np.ones((1, len(other))), other)
+    err = _refusal(capsys, tmp_path, "--inputs", str(write_table(tmp_path, [first, second])))
+    assert "b.dscalar.nii" in err and "brain models" in err
