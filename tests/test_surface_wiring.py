@@ -49,19 +49,30 @@ def surface_map(folder, name, hemis="LR"):
 
 @pytest.fixture(scope="module")
 def fsaverage5_sample(tmp_path_factory):
+    """A BIDS derivatives folder of fsaverage5 GIFTI pairs, as fMRIPrep names them."""
     folder = tmp_path_factory.mktemp("fsaverage5")
+    bids = folder / "firstlevel"
+    bids.mkdir()
+    (bids / "dataset_description.json").write_text(json.dumps({
+        "Name": "surface maps", "BIDSVersion": "1.8.0", "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "test"}]}))
     xyz = np.concatenate([fsaverage5_mesh(h).coordinates for h in ("left", "right")])
     maps = smooth_sample(xyz, 5, seed=1, effect=1.5, centre=300)
-    pairs = [write_pair(folder, f"{i:02d}", y[:N_VERTICES], y[N_VERTICES:])
-             for i, y in enumerate(maps)]
+    pairs = []
+    for i, y in enumerate(maps):
+        func = bids / f"sub-{i:02d}" / "func"
+        func.mkdir(parents=True)
+        pairs.append(write_pair(func, f"{i:02d}", y[:N_VERTICES], y[N_VERTICES:]))
     return folder, pairs
 
 
 def test_a_surface_run_gives_nilearns_z_on_the_surface(fsaverage5_sample):
     folder, pairs = fsaverage5_sample
-    table = write_table(folder, [left for left, _ in pairs])
     with pytest.warns(InputWarning, match="the HTML report shows volumes"):
-        assert run(folder, "--inputs", str(table), "--correction", "fdr") == 0
+        assert run(folder, "--bids-dir", str(folder / "firstlevel"), "--space", "fsaverage5",
+                   "--correction", "fdr") == 0
+    table = pd.read_csv(folder / "out" / "inputs.tsv", sep="\t")
+    assert table["path"].tolist() == [str(left) for left, _ in pairs]  # hemi-L: one row
     name = "contrast-intercept_stat-z_statmap"
     z = surface_map(folder, name)
     mask = surface_map(folder, "desc-group_mask") > 0

@@ -18,7 +18,7 @@ from ..io.errors import bad_input
 from ..spec import DEFAULTS
 
 #: Entities that never tell two maps of one subject apart as conditions.
-_NOT_CONDITIONS = ("subject", "stat", "suffix", "extension", "datatype")
+_NOT_CONDITIONS = ("subject", "stat", "suffix", "extension", "datatype", "hemi")
 #: Entities that give the condition by themselves, the first that differs between a
 #: subject's maps: the filters left several contrasts, or one contrast of several
 #: sessions. Any other difference (space, desc, res, run, task...) is two maps for one
@@ -26,7 +26,9 @@ _NOT_CONDITIONS = ("subject", "stat", "suffix", "extension", "datatype")
 _CONDITION_ENTITIES = ("contrast", "session")
 #: Column names of the inputs table that participants.tsv may not use.
 _TABLE_COLUMNS = ("subject", "condition", "path", "variance_path")
-_MAP_EXTENSIONS = [".nii.gz", ".nii"]
+#: Volumes, GIFTI hemisphere maps (a pair, hemi-L and hemi-R: one row, its hemi-L file)
+#: and CIFTI dense scalars.
+_MAP_EXTENSIONS = [".nii.gz", ".nii", ".func.gii", ".shape.gii", ".dscalar.nii"]
 
 
 def _describe(values):
@@ -37,7 +39,7 @@ def _available(layout):
     """'contrast faces, houses; session 1, 2; ...' over every statmap of the layout."""
     frame = _entity_frame(layout.get(suffix="statmap", extension=_MAP_EXTENSIONS))
     if frame.empty:
-        return "no *_statmap.nii[.gz] file"
+        return "no *_statmap.nii[.gz], .func.gii or .dscalar.nii file"
     parts = []
     for entity in frame.columns:
         values = sorted(set(frame[entity].dropna()))
@@ -70,7 +72,10 @@ def _statmaps(layout, filters, stat, where):
         known = sorted(layout.get_entities(metadata=False))
         raise bad_input(where, f"{err.args[0].split('.')[0]}; entities: "
                         f"{', '.join(known)}") from err
-    return _entity_frame(files)
+    frame = _entity_frame(files)
+    if "hemi" in frame.columns:  # a GIFTI pair is one map: the plan finds the hemi-R twin
+        frame = frame[frame["hemi"] != "R"].reset_index(drop=True)
+    return frame
 
 
 def _filters_text(filters):
