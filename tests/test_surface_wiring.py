@@ -15,7 +15,6 @@ from surface_reference import nilearn_one_sample_z
 from test_mesh_spatial import _brute_tfce, _components
 
 from nipype_secondlevel.cli import main
-from nipype_secondlevel.io.errors import InputWarning
 from nipype_secondlevel.io.meshes import fsaverage5_mesh
 
 
@@ -68,9 +67,8 @@ def fsaverage5_sample(tmp_path_factory):
 
 def test_a_surface_run_gives_nilearns_z_on_the_surface(fsaverage5_sample):
     folder, pairs = fsaverage5_sample
-    with pytest.warns(InputWarning, match="the HTML report shows volumes"):
-        assert run(folder, "--bids-dir", str(folder / "firstlevel"), "--space", "fsaverage5",
-                   "--correction", "fdr") == 0
+    assert run(folder, "--bids-dir", str(folder / "firstlevel"), "--space", "fsaverage5",
+               "--correction", "fdr") == 0
     table = pd.read_csv(folder / "out" / "inputs.tsv", sep="\t")
     assert table["path"].tolist() == [str(left) for left, _ in pairs]  # hemi-L: one row
     name = "contrast-intercept_stat-z_statmap"
@@ -92,6 +90,9 @@ def test_a_surface_run_gives_nilearns_z_on_the_surface(fsaverage5_sample):
     clusters = pd.read_csv(folder / "out" / "contrast-intercept_stat-z_clusters.tsv", sep="\t")
     assert clusters["Size"].sum() == kept.sum() and (clusters["Area (mm2)"] > 0).all()
     assert (folder / "out" / "contrast-intercept_stat-z_surfaces.png").stat().st_size > 0
+    report = (folder / "out" / "report.html").read_text()
+    assert "Surfaces (lateral and medial views)" in report and "Glass brain" not in report
+    assert f"{int(mask.sum())} of {2 * N_VERTICES} elements analysed" in report
 
 
 def test_a_cifti_run_gives_the_t_test_of_every_grayordinate(tmp_path):

@@ -34,6 +34,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from ..io.domains import load_domain
 from ..io.files import atomic_path
 from ..reporting.html import ContrastResult, build_report
 from ..reporting.provenance import node_runs
@@ -76,6 +77,8 @@ class _HTMLReportInputSpec(BaseInterfaceInputSpec):
     )
     command = traits.Str(nohash=True, desc="command line of the run")
     python_call = traits.Str(nohash=True, desc="Python call that built the workflow")
+    domain = traits.Dict(desc="surface or CIFTI data (io.domains.domain_value): the maps "
+                         "and the mask are its grid images, the pictures its surfaces")
 
 
 class _HTMLReportOutputSpec(TraitedSpec):
@@ -123,6 +126,7 @@ class HTMLReport(SimpleInterface):
             graph_dot=_get(inputs.graph_dot),
             runs=runs,
             run_started=run_started,
+            domain=load_domain(inputs.domain) if isdefined(inputs.domain) else None,
         )
         out = Path(runtime.cwd) / "report.html"
         with atomic_path(out) as tmp:

@@ -28,6 +28,7 @@ from ..io.masks import NonFiniteWarning
 from ..io.sidecars import generated_by, read_sidecar, source_fields, write_sidecar
 from ..io.surfaces import element_mask, is_present
 from ..reporting.surface import plot_surface_map, surface_cluster_table, surface_clusters
+from ..spec import DEFAULTS
 
 _DOMAIN_DESC = "the data domain (nipype_secondlevel.io.domains.domain_value)"
 
@@ -171,7 +172,7 @@ class _DomainClustersInputSpec(BaseInterfaceInputSpec):
                     desc="grid image of a thresholded z map (0 below the threshold)")
     domain = traits.Dict(mandatory=True, desc=_DOMAIN_DESC)
     two_sided = traits.Bool(True, usedefault=True, desc="negative clusters too")
-    cluster_size = traits.Int(0, usedefault=True,
+    cluster_size = traits.Int(DEFAULTS["cluster_size"], usedefault=True,
                               desc="smaller clusters (elements) are set to 0")
     logp_file = File(exists=True, desc="grid image of -log10 FWER p: its value at each "
                      "peak is the table's p_column")
@@ -218,6 +219,7 @@ class DomainClusters(SimpleInterface):
             table[inputs.p_column] = 10.0 ** -logp[peaks] if len(peaks) else []
         out = Path(runtime.cwd)
         self._results["grid_file"] = save_img(as_grid_image(values), out / "kept.nii")
+        write_sidecar(self._results["grid_file"], fields)
         self._results["out_files"] = write_domain_map(domain, values, out,
                                                       grid_stem(inputs.map_file), fields)
         self._results["cluster_table"] = save_tsv(table, out / f"{grid_stem(inputs.map_file)}"
@@ -244,7 +246,8 @@ def _peak_elements(values, domain, two_sided):
 class _SurfacePictureInputSpec(BaseInterfaceInputSpec):
     stat_map = File(exists=True, mandatory=True, desc="grid image of the map to draw")
     domain = traits.Dict(mandatory=True, desc=_DOMAIN_DESC)
-    threshold = traits.Float(0.0, usedefault=True, desc="values with |v| below are hidden")
+    threshold = traits.Float(DEFAULTS["threshold"], usedefault=True,
+                             desc="values with |v| below are hidden")
     contrast_name = traits.Str("contrast", usedefault=True, desc="label for the title")
     title = traits.Str(desc="title (default: label and threshold)")
 

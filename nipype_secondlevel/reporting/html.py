@@ -143,8 +143,9 @@ def dof_text(meta):
     return f" Degrees of freedom: {dof:g}."
 
 
-def contrast_section(result, index):
-    """Glass brain, orthogonal slices, threshold statement and cluster table of a contrast."""
+def contrast_section(result, index, domain=None):
+    """Glass brain, orthogonal slices, threshold statement and cluster table of a contrast;
+    on a surface or CIFTI ``domain``, its surface picture (``result.glass_brain``)."""
     import nibabel as nib
     import numpy as np
 
@@ -154,9 +155,14 @@ def contrast_section(result, index):
     z_threshold = threshold.get("Value")
     description = threshold.get("Description", "threshold not recorded")
     clusters = pd.read_csv(result.cluster_table, sep="\t")
-    thresholded = nib.load(result.thresholded_map)
     title = f"{label}: {description.split(',')[0]}"
     names = result.names or (Path(result.thresholded_map).name, Path(result.cluster_table).name)
+    if domain is not None:
+        return _contrast_parts(label, threshold, description, meta, [
+            "<h4>Surfaces (lateral and medial views)</h4>",
+            img_tag(file_data_uri(result.glass_brain), f"surfaces of {label}")],
+            clusters, names), label, meta
+    thresholded = nib.load(result.thresholded_map)
     if result.glass_brain:
         glass = file_data_uri(result.glass_brain)
     else:
@@ -168,6 +174,16 @@ def contrast_section(result, index):
         np.nanmax(np.abs(np.asanyarray(z_img.dataobj)))) + 1e-3
     viewer = viewer_html(z_img, marked, two_sided=threshold.get("TwoSided", True),
                          title=f"{label} (unthresholded z)")
+    return _contrast_parts(label, threshold, description, meta, [
+        "<h4>Glass brain</h4>", img_tag(glass, f"glass brain of {label}"),
+        "<h4>Orthogonal slices (strongest peak)</h4>",
+        img_tag(slices, f"orthogonal slices of {label}"),
+        f'<h4 id="viewer-{esc(label)}">Interactive viewer of the unthresholded z map</h4>',
+        viewer], clusters, names), label, meta
+
+
+def _contrast_parts(label, threshold, description, meta, pictures, clusters, names):
+    """A contrast's section: threshold statement, ``pictures``, clusters, file names."""
     n_clusters = int(pd.to_numeric(clusters.get("Cluster ID", pd.Series(dtype=str)),
                                    errors="coerce").notna().sum())
     parts = [
@@ -175,30 +191,25 @@ def contrast_section(result, index):
         f'<p class="threshold"><b>Threshold:</b> {esc(description)}. '
         f'<b>Correction:</b> {esc(threshold.get("Correction", "not recorded"))}.'
         + esc(dof_text(meta)) + "</p>",
-        "<h4>Glass brain</h4>", img_tag(glass, f"glass brain of {label}"),
-        "<h4>Orthogonal slices (strongest peak)</h4>",
-        img_tag(slices, f"orthogonal slices of {label}"),
-        f'<h4 id="viewer-{esc(label)}">Interactive viewer of the unthresholded z map</h4>',
-        viewer,
+        *pictures,
         f"<h4>Clusters ({n_clusters})</h4>",
         f'<div class="scroll">{table_html(clusters)}</div>' if not clusters.empty
         else "<p>No voxel survives the threshold.</p>",
         (f'<p class="note">Files: {esc(names[0])}, {esc(names[1])} (sidecar '
          f'{esc(sidecar_path(names[0]).name)}).</p>'),
     ]
-    return "\n".join(parts), label, meta
+    return "\n".join(parts)
 
 
 def build_report(title, design_matrix, mask_file, contrasts, design_plot=None,
                  inputs_table=None, parameters=None, command=None, python_call=None,
-                 graph_dot=None, runs=None, run_started=None):
+                 graph_dot=None, runs=None, run_started=None, domain=None):
     """The report as one HTML string (see the module docstring).
 
     ``contrasts`` is a list of :class:`ContrastResult`; ``runs`` a list of
-    :class:`NodeRun` (see :func:`node_runs`).
+    :class:`NodeRun` (see :func:`node_runs`); ``domain``: a surface or CIFTI domain
+    (``mask_file`` is then its grid image, :mod:`..io.domains`).
     """
-    import nibabel as nib
-    import numpy as np
 
     from ..design.matrices import read_labelled_design
 
@@ -206,7 +217,7 @@ def build_report(title, design_matrix, mask_file, contrasts, design_plot=None,
     body = []
 
     # Contrasts first: their sidecars feed the summary.
-    contrast_parts = [contrast_section(c, i) for i, c in enumerate(contrasts)]
+    contrast_parts = [contrast_section(c, i, domain) for i, c in enumerate(contrasts)]
 
     built = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
     summary = {
@@ -250,14 +261,10 @@ def build_report(title, design_matrix, mask_file, contrasts, design_plot=None,
                          + weights_html))
     body.append(_section("results", "\n".join(part for part, _, _ in contrast_parts)))
 
-    mask_img = nib.load(mask_file)
-    n_voxels = int(np.count_nonzero(np.asanyarray(mask_img.dataobj)))
-    voxel_mm3 = float(abs(np.linalg.det(mask_img.affine[:3, :3])))
-    body.append(_section("mask", (
-        img_tag(mask_uri(mask_img), "analysis mask")
-        + f"<p>{n_voxels} voxels ({n_voxels * voxel_mm3 / 1000:.0f} cm3, "
-        f"{voxel_mm3:g} mm3 each) on a {' x '.join(map(str, mask_img.shape[:3]))} grid "
-        f"({esc(output_name('mask'))}).</p>")))
+    if domain is not None:
+        body.append(_section("mask", domain_mask_html(domain, mask_file)))
+    else:
+        body.append(_section("mask", volume_mask_html(mask_file)))
 
     body.append(provenance_section(inputs_table, parameters, command, python_call,
                                    graph_dot, runs, run_started))
@@ -270,6 +277,31 @@ def build_report(title, design_matrix, mask_file, contrasts, design_plot=None,
         "</div></header>\n"
         f"<nav>{nav}</nav>\n<main>\n{''.join(body)}</main>\n</body>\n</html>\n"
     )
+
+
+def domain_mask_html(domain, mask_file):
+    """The mask section of a surface or CIFTI analysis: elements analysed, their area."""
+    from ..io.domains import from_grid_image
+
+    mask = from_grid_image(mask_file) > 0
+    area = float(domain.vertex_areas()[mask].sum())
+    return (f"<p>{int(mask.sum())} of {domain.n_elements} elements analysed "
+            f"({area / 100:.0f} cm2 of cortex, {esc(domain.space or 'the surfaces given')}"
+            f"; {esc(output_name('mask'))} written on the {domain.describe()['Domain']}).</p>")
+
+
+def volume_mask_html(mask_file):
+    """The mask section of a volume analysis: its slices, voxels and volume."""
+    import nibabel as nib
+    import numpy as np
+
+    mask_img = nib.load(mask_file)
+    n_voxels = int(np.count_nonzero(np.asanyarray(mask_img.dataobj)))
+    voxel_mm3 = float(abs(np.linalg.det(mask_img.affine[:3, :3])))
+    return (img_tag(mask_uri(mask_img), "analysis mask")
+            + f"<p>{n_voxels} voxels ({n_voxels * voxel_mm3 / 1000:.0f} cm3, "
+            f"{voxel_mm3:g} mm3 each) on a {' x '.join(map(str, mask_img.shape[:3]))} grid "
+            f"({esc(output_name('mask'))}).</p>")
 
 
 def provenance_section(inputs_table, parameters, command, python_call, graph_dot, runs,

@@ -48,6 +48,8 @@ OUTPUT_FIELDS = [
     # corrected_cluster_tables with a permutation correction, else thresholded_maps
     # and cluster_tables
     "significance_maps", "significance_cluster_tables",
+    # surface or CIFTI analyses: the mask and significance maps as grid images (the report)
+    "grid_mask", "significance_grid_maps",
 ]
 
 

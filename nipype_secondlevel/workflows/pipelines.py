@@ -2,7 +2,6 @@
 analysis, the HTML report and the export to a folder, every file named at the sink."""
 
 import re
-import warnings
 from pathlib import Path
 
 from nipype.pipeline import engine as pe
@@ -23,10 +22,11 @@ from ..interfaces import (
     SimulatePaired,
 )
 from ..io import naming
-from ..io.errors import InputWarning, bad_input
+from ..io.errors import bad_input
 from ..spec import DEFAULTS, resolve
 from .group_analysis import init_group_analysis_wf
 from .reporting import add_report, workflow_dot
+from .surfaces import plan_domain_value
 
 #: Name of the copy of a BIDS Stats Model file in each of its analyses' results folders.
 MODEL_COPY = "model_smdl.json"
@@ -106,7 +106,9 @@ def significance_names(plan):
     exports = exported_outputs(plan)
     maps, tables = (("corrected_maps", "corrected_cluster_tables") if plan.permutations
                     else ("thresholded_maps", "cluster_tables"))
-    return [list(pair) for pair in zip(exports[maps], exports[tables])]
+    # a map written on a surface or CIFTI domain: its first file (hemi-L on a surface)
+    return [[next(iter(rule.values())) if isinstance(rule, dict) else rule, table]
+            for rule, table in zip(exports[maps], exports[tables])]
 
 
 def init_group_pipeline_wf(plan, out_dir, *, source=None, source_exports=None,
@@ -147,11 +149,6 @@ def init_group_pipeline_wf(plan, out_dir, *, source=None, source_exports=None,
     """
     if (source is None) != (plan.design.paths is not None):
         raise ValueError("a plan made from row labels needs a source node, and only it")
-    if report and plan.domain != "volume":
-        warnings.warn(f"the HTML report shows volumes: this {plan.domain} analysis exports "
-                      "its maps, cluster tables and surface pictures without report.html",
-                      InputWarning, stacklevel=2)
-        report = False
     workflow = pe.Workflow(name=name)
     analysis_wf = init_group_analysis_wf(plan, mem_gb=mem_gb)
     python_call = python_call or f"init_group_pipeline_wf({plan.made_by}, {str(out_dir)!r})"
@@ -197,7 +194,7 @@ def init_group_pipeline_wf(plan, out_dir, *, source=None, source_exports=None,
         report_node = add_report(
             workflow, source, analysis_wf, sink, plan.options, command=command,
             python_call=python_call, inputs_table=plan.options.get("inputs_table"),
-            file_names=significance_names(plan))
+            file_names=significance_names(plan), domain=plan_domain_value(plan))
     if graph:
         # The graph drawn once every node, this one included, is in the workflow.
         drawing.inputs.graph_dot = (report_node.inputs.graph_dot if report

@@ -61,8 +61,13 @@ REPORT_FIELDS = {
 }
 
 
+#: On a surface or CIFTI domain: the grid images of the mask and significance maps.
+DOMAIN_REPORT_FIELDS = {**REPORT_FIELDS, "mask_file": "grid_mask",
+                        "thresholded_maps": "significance_grid_maps"}
+
+
 def add_report(workflow, source, analysis_wf, sink, parameters, command=None,
-               python_call=None, inputs_table=None, file_names=None):
+               python_call=None, inputs_table=None, file_names=None, domain=None):
     """Add an ``HTMLReport`` node named ``report`` and connect it to ``sink``'s input
     ``report``.
 
@@ -90,6 +95,8 @@ def add_report(workflow, source, analysis_wf, sink, parameters, command=None,
         The inputs table, when there is no ``source`` node.
     file_names : list or None
         The exported names of each contrast's significance map and cluster table.
+    domain : dict or None
+        A surface or CIFTI analysis's domain (:func:`~..io.domains.domain_value`).
     """
     report = pe.Node(HTMLReport(title=f"Group analysis report: {workflow.name}"),
                      name="report")
@@ -106,13 +113,16 @@ def add_report(workflow, source, analysis_wf, sink, parameters, command=None,
         report.inputs.python_call = python_call
     if file_names:
         report.inputs.file_names = file_names
+    if domain is not None:
+        report.inputs.domain = domain
     if source is None:
         report.inputs.inputs_table = str(inputs_table)
     else:
         workflow.connect(source, "inputs_table", report, "inputs_table")
     workflow.connect([
-        (analysis_wf, report, [(f"outputnode.{field}", name)
-                               for name, field in REPORT_FIELDS.items()]),
+        (analysis_wf, report, [(f"outputnode.{field}", name) for name, field in
+                               (REPORT_FIELDS if domain is None
+                                else DOMAIN_REPORT_FIELDS).items()]),
         (report, sink, [("out_file", "report")]),
     ])
     report.inputs.node_folders = upstream_node_folders(workflow, exclude={"report", sink.name})

@@ -68,6 +68,7 @@ def connect_domain_ends(workflow, plan, domain, nodes, outputnode):
         (nodes["contrast"], write_maps, [("out_files", "in_files")]),
         (nodes["threshold"], clusters, [("thresholded_map", "map_file")]),
         (write_mask, outputnode, [("out_files", "mask_file")]),
+        (nodes["mask"], outputnode, [("mask_file", "grid_mask")]),
         (write_maps, outputnode, [("out_files", "contrast_files")]),
         (clusters, outputnode, [("out_files", "thresholded_maps"),
                                 ("cluster_table", "cluster_tables")]),
@@ -85,6 +86,7 @@ def connect_domain_ends(workflow, plan, domain, nodes, outputnode):
             (nodes["threshold"], nodes["plot"], [("z_threshold", "threshold"),
                                                  ("plot_title", "title")]),
             (clusters, outputnode, [("out_files", "significance_maps"),
+                                    ("grid_file", "significance_grid_maps"),
                                     ("cluster_table", "significance_cluster_tables")]),
         ])
         return
@@ -108,6 +110,7 @@ def connect_domain_ends(workflow, plan, domain, nodes, outputnode):
         (permutation, outputnode, [("outputnode.corrected_logp", "corrected_logp"),
                                    ("outputnode.null_distributions", "null_distributions")]),
         (corrected, outputnode, [("out_files", "corrected_maps"),
+                                 ("grid_file", "significance_grid_maps"),
                                  ("out_files", "significance_maps"),
                                  ("cluster_table", "corrected_cluster_tables"),
                                  ("cluster_table", "significance_cluster_tables")]),
