@@ -219,3 +219,30 @@ def test_cifti_maps_of_another_layout_are_refused_in_one_line(tmp_path, capsys):
     second = write_cifti(tmp_path / "b.dscalar.nii", np.ones((1, len(other))), other)
     err = _refusal(capsys, tmp_path, "--inputs", str(write_table(tmp_path, [first, second])))
     assert "b.dscalar.nii" in err and "brain models" in err
+
+
+def test_the_readme_surface_command_runs(fsaverage5_sample, tmp_path, monkeypatch):
+    """The command of the README's "Surface and CIFTI data", as written."""
+    import re
+    import shlex
+
+    from conftest import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Surface and CIFTI data"):]
+    section = section[:section.index("\n## ", 1)]
+    block = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)[0]
+    command = shlex.split(block.replace("\\\n", " "))
+    folder, _ = fsaverage5_sample
+    (tmp_path / "derivatives").mkdir()
+    (tmp_path / "derivatives" / "firstlevel").symlink_to(folder / "firstlevel")
+    monkeypatch.chdir(tmp_path)
+    assert command[:2] == ["nipype-secondlevel", "run"] and main(command[1:]) == 0
+    out = tmp_path / "results" / "surface"
+    for name in ("hemi-L_contrast-intercept_stat-z_statmap.func.gii",
+                 "hemi-R_contrast-intercept_stat-t_desc-TFCE_logp.func.gii",
+                 "contrast-intercept_stat-z_surfaces.png", "report.html"):
+        assert (out / name).exists(), name
+    corrected = pd.read_csv(out / "contrast-intercept_stat-z_desc-TFCEcorrected_clusters.tsv",
+                            sep="\t")
+    assert {"Size", "Area (mm2)", "Peak FWER p"} <= set(corrected.columns)
