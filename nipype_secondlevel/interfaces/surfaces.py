@@ -62,7 +62,8 @@ class DomainMaps(SimpleInterface):
                                     if isdefined(self.inputs.variance_files) else [])}
         for field, (stem, what, paths) in lists.items():
             self._results[field] = [
-                save_img(as_grid_image(read_map(domain, path, what)), out / f"{stem}{i:05d}.nii")
+                save_img(as_grid_image(read_map(domain, path, what)),
+                         out / f"{stem}{i:05d}_{Path(path).name}.nii")  # errors name the map
                 for i, path in enumerate(paths)]
         self._results["resampled"] = []
         return runtime
