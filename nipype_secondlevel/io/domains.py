@@ -47,6 +47,13 @@ def plan_domain(paths):
     return next(iter(found), "volume")
 
 
+def map_files(domain, paths):
+    """Every file of the maps ``paths``: both files of each GIFTI pair on a surface."""
+    if domain != "surface":
+        return list(paths)
+    return [str(f) for path in paths for f in hemisphere_pair(path)]
+
+
 def domain_value(domain, first_map, surfaces):
     """The domain as a JSON value given to nodes: its kind, a map that sets its layout,
     the user's surfaces ({hemisphere: path or None})."""

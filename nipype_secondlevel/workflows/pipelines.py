@@ -22,6 +22,7 @@ from ..interfaces import (
     SimulatePaired,
 )
 from ..io import naming
+from ..io.domains import map_files
 from ..io.errors import bad_input
 from ..spec import DEFAULTS, resolve
 from .group_analysis import init_group_analysis_wf
@@ -168,8 +169,10 @@ def init_group_pipeline_wf(plan, out_dir, *, source=None, source_exports=None,
                           name="dataset_description", run_without_submitting=True)
     # The run's inputs, which the export never removes nor replaces.
     inputs = [*(plan.options.get(k) for k in ("inputs_table", "design_file", "mask",
-                                              "reference_map")),
-              *(plan.design.paths or []), *(plan.design.variance_paths or []),
+                                              "reference_map", "surface_left",
+                                              "surface_right")),
+              *map_files(plan.domain, [*(plan.design.paths or []),
+                                       *(plan.design.variance_paths or [])]),
               *(path for _, path in (copies or {}).values())]
     sink = pe.Node(DerivativesSink(names=names, out_dir=str(out_dir),
                                    input_files=[str(f) for f in inputs if f is not None]),
