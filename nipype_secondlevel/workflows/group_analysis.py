@@ -90,6 +90,12 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
     contrast and the figures show its significant maps; the parametric thresholded
     maps are still computed.
 
+    On a surface or CIFTI domain (``plan.domain``, :mod:`.surfaces`) ``read_maps``
+    replaces ``resample`` (the maps as grid images) and ``mask`` keeps the domain's
+    support where every map has a value; the estimate, contrasts, thresholds and
+    permutation tests are these nodes; the exported maps are written back as GIFTI pairs
+    or CIFTI files, clusters formed on the domain's graph, pictures drawn on its surfaces.
+
     Parameters
     ----------
     plan : Plan
