@@ -29,7 +29,6 @@ from ..io.sidecars import generated_by, read_sidecar, source_fields, write_sidec
 from ..io.surfaces import element_mask, is_present
 from ..reporting.surface import plot_surface_map, surface_cluster_table, surface_clusters
 from ..spec import DEFAULTS
-from .plotting import _GlassBrainInputSpec
 
 _DOMAIN_DESC = "the data domain (nipype_secondlevel.io.domains.domain_value)"
 
@@ -244,8 +243,13 @@ def _peak_elements(values, domain, two_sided):
     return peaks[np.argsort(-np.abs(values[peaks]), kind="stable")]
 
 
-class _SurfacePictureInputSpec(_GlassBrainInputSpec):
-    domain = traits.Dict(mandatory=True, desc=_DOMAIN_DESC + "; stat_map is its grid image")
+class _SurfacePictureInputSpec(BaseInterfaceInputSpec):
+    stat_map = File(exists=True, mandatory=True, desc="grid image of the map to draw")
+    domain = traits.Dict(mandatory=True, desc=_DOMAIN_DESC)
+    threshold = traits.Float(DEFAULTS["threshold"], usedefault=True,
+                             desc="values with |v| below are hidden")
+    contrast_name = traits.Str("contrast", usedefault=True, desc="label for the title")
+    title = traits.Str(desc="title (default: label and threshold)")
 
 
 class _SurfacePictureOutputSpec(TraitedSpec):
