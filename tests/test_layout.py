@@ -1,11 +1,11 @@
-"""The house rules the README's Layout section states, checked on the source."""
+"""The house rules docs/layout.md states, checked on the source."""
 
 import ast
 
 from conftest import ROOT
 
 PACKAGE = ROOT / "nipype_secondlevel"
-#: Each room and the rooms it may import from (the README's order).
+#: Each room and the rooms it may import from (the order of docs/layout.md).
 #: ``spec`` (the options) imports no room and every room may import it.
 ALLOWED = {room: {*rooms, "spec"} for room, rooms in {
     "spec": set(),

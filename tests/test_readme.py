@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import nibabel as nib
+import numpy as np
 import pandas as pd
 from group_data import make_group_table
 
@@ -65,3 +66,106 @@ def test_the_from_a_bids_dataset_command_runs(tmp_path, monkeypatch, bids_deriva
         if "with --graph" not in line:
             for name in names:
                 assert (out / name).exists(), name
+
+
+def bash_commands(heading):
+    """Each command of the bash blocks of the README section ``heading``, as argument lists
+    (continuation lines joined, comment lines dropped)."""
+    import shlex
+
+    text = README.read_text()
+    section = text[text.index(f"## {heading}"):] + "\n## "
+    section = section[:section.index("\n## ", 1)]
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", section, re.DOTALL):
+        lines = [line for line in block.replace("\\\n", " ").splitlines()
+                 if line.strip() and not line.startswith("#")]
+        commands += [shlex.split(line) for line in lines]
+    return commands
+
+
+def planned(command):
+    """The plan of a command line, read from its workflow (every option checked, the
+    workflow built, not run)."""
+    from nipype_secondlevel.cli import build_parser, build_workflow
+    from nipype_secondlevel.cli_options import join_dash_values
+    from nipype_secondlevel.design.plan import Plan
+
+    assert command[0] == "nipype-secondlevel"
+    args = build_parser().parse_args(join_dash_values(command[1:]))
+    args.argv = command[1:]
+    workflow = build_workflow(args)
+    return Plan.from_json(workflow.get_node("group_analysis_wf.plan").inputs.plan)
+
+
+def test_the_set_up_commands_are_as_ci_and_new_users_run_them():
+    """The two set-up blocks stay as written (CI runs the test command, `.ci/run`)."""
+    assert bash_commands("Install and run the demo")[0] == [
+        "pip", "install", ".", "&&", "nipype-secondlevel", "demo"]
+    assert bash_commands("Development") == [
+        ["pip", "install", "-e", ".[test]", "&&", "python", "-m", "pytest", "-n", "2"]]
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert "pip install -e '.[test]' && python -m pytest -n 2" in ci
+
+
+def test_the_your_own_maps_commands_run_as_written(tmp_path, monkeypatch):
+    """Every command of "Your own maps" on a table with the README's columns: each is
+    accepted and planned as the comments say, and the one-sample test, run, gives scipy's
+    one-sample t."""
+    from scipy import stats
+
+    from nipype_secondlevel.cli import main
+
+    table = make_group_table(tmp_path, n_subjects=6, conditions=("faces", "houses"),
+                             variances=True)
+    rows = pd.read_csv(table, sep="\t")
+    design = pd.DataFrame({c: (rows["condition"] == c).astype(float)
+                           for c in ("faces", "houses")})
+    design.to_csv(tmp_path / "design.tsv", sep="\t", index=False)
+    monkeypatch.chdir(tmp_path)
+    commands = bash_commands("Your own maps")
+    assert len(commands) == 7
+    plans = [planned(c) for c in commands]
+
+    def weights(plan, label):
+        (contrast,) = [c for c in plan.contrasts if c.label == label]
+        return [dict(zip(plan.design.columns, row)) for row in contrast.weights], contrast.kind
+
+    one, paired, two, covariate, f_test, own, mixed = plans
+    assert one.design.columns == ["intercept"] and len(one.design.matrix) == 6
+    assert paired.design.columns[0] == "faces_vs_houses" and len(paired.design.columns) == 7
+    assert weights(two, "patientsMinusControls") == ([{"controls": -1, "patients": 1}], "t")
+    assert weights(two, "controlsMinusPatients") == ([{"controls": 1, "patients": -1}], "t")
+    assert weights(covariate, "age") == ([{"intercept": 0, "age": 1}], "t")
+    assert weights(covariate, "interceptPlus40Age") == ([{"intercept": 1, "age": 40}], "t")
+    assert weights(f_test, "groupsOrAge") == ([{"controls": -1, "patients": 1, "age": 0},
+                                              {"controls": 0, "patients": 0, "age": 1}], "F")
+    assert weights(own, "facesMinusHouses") == ([{"faces": 1, "houses": -1}], "t")
+    assert mixed.options["estimation"] == "mixed" and all(mixed.design.variance_paths)
+
+    assert main(commands[0][1:]) == 0
+    faces = rows[rows["condition"] == "faces"]
+    data = np.stack([nib.load(tmp_path / p).get_fdata() for p in faces["path"]])
+    out = tmp_path / "results" / "run"
+    t = nib.load(out / "contrast-intercept_stat-t_statmap.nii.gz").get_fdata()
+    inside = nib.load(out / "desc-group_mask.nii.gz").get_fdata() > 0
+    expected = stats.ttest_1samp(data[:, inside], 0).statistic
+    np.testing.assert_allclose(t[inside], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_the_other_commands_are_accepted_and_planned(tmp_path, monkeypatch):
+    """The commands of the demo, inference and cluster sections, as written, on a table
+    with the README's columns: every option accepted and the plan made (not run: they
+    download, run 10,000 permutations or need a cluster)."""
+    make_group_table(tmp_path, n_subjects=6, conditions=("faces", "houses"))
+    monkeypatch.chdir(tmp_path)
+    commands = [c for heading in ("Install and run the demo", "Inference",
+                                  "On a cluster") for c in bash_commands(heading)]
+    commands = [c for c in commands if c[0] != "pip"]
+    assert [c[1] for c in commands] == ["localizer", "demo", "run", "demo"]
+    localizer, maxt, cluster, slurm = (planned(c) for c in commands)
+    assert localizer.design.kind == slurm.design.kind == "paired"
+    assert cluster.contrasts[0].permutations.model == "glm"  # Freedman-Lane: a covariate
+    assert maxt.contrasts[0].permutations.n_perm == 10000
+    assert len(maxt.contrasts[0].permutations.chunks) == 4
+    assert not Path("/shared").exists()  # building the SLURM pipeline created nothing
