@@ -48,10 +48,14 @@ def timed(call, *args, **kwargs):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-subjects", type=int, default=30)
-    parser.add_argument("--min-subjects", type=int, default=10)
-    parser.add_argument("--n-perm", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-subjects", type=int, default=30,
+                        help="one-sample maps simulated (default: 30)")
+    parser.add_argument("--min-subjects", type=int, default=10,
+                        help="subjects a voxel needs to be analysed (default: 10)")
+    parser.add_argument("--n-perm", type=int, default=1000,
+                        help="max-T patterns timed, sign flips and permutations (default: 1000)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the simulated maps (default: 0)")
     args = parser.parse_args()
 
     from nilearn.datasets import load_mni152_brain_mask

@@ -14,7 +14,7 @@ interval and the 95% binomial interval expected at a true FWER of 0.05.
     python validation/coverage_fwer_null_simulation.py [n_sim] [n_perm]
 """
 
-import sys
+import argparse
 import time
 
 import numpy as np
@@ -79,4 +79,10 @@ def main(n_sim=200, n_perm=250):
 
 
 if __name__ == "__main__":
-    main(*[int(a) for a in sys.argv[1:3]])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n_sim", type=int, nargs="?", default=200,
+                        help="null simulations per design (default: 200)")
+    parser.add_argument("n_perm", type=int, nargs="?", default=250,
+                        help="random patterns per test (default: 250)")
+    args = parser.parse_args()
+    main(args.n_sim, args.n_perm)
