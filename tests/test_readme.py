@@ -7,6 +7,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import pytest
 from group_data import make_group_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -169,3 +170,27 @@ def test_the_other_commands_are_accepted_and_planned(tmp_path, monkeypatch):
     assert maxt.contrasts[0].permutations.n_perm == 10000
     assert len(maxt.contrasts[0].permutations.chunks) == 4
     assert not Path("/shared").exists()  # building the SLURM pipeline created nothing
+
+
+SCRIPTS = sorted(str(p.relative_to(README.parent)) for folder in ("validation", "benchmarks")
+                 for p in (README.parent / folder).glob("*.py") if p.name != "timing.py")
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_slow_check_script_has_help(tmp_path, script):
+    """`python validation/... --help` and `python benchmarks/... --help`, as the README
+    says: usage, every option described, no traceback, nothing started or written."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(README.parent / script), "--help"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"usage: {Path(script).name}")
+    for line, following in zip(lines, [*lines[1:], ""]):
+        if re.match(r"  \S", line) and not line.startswith("  usage"):
+            described = re.search(r"\S {2,}\S", line) or following.startswith(" " * 8)
+            assert described, f"{script}: {line.strip()} has no help"
+    assert list(tmp_path.iterdir()) == []
