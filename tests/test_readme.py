@@ -194,3 +194,22 @@ def test_every_slow_check_script_has_help(tmp_path, script):
             described = re.search(r"\S {2,}\S", line) or following.startswith(" " * 8)
             assert described, f"{script}: {line.strip()} has no help"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_links_of_the_readme_and_docs_lead_somewhere():
+    """Every relative link of README.md and docs/*.md names a file that exists and, with
+    an anchor, a heading of it (GitHub's anchors: lower case, punctuation dropped)."""
+    def anchors(path):
+        headings = re.findall(r"^#+ (.*)$", path.read_text(), re.MULTILINE)
+        return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+    pages = [README, *sorted((README.parent / "docs").glob("*.md"))]
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # a web address
+            name, _, anchor = target.partition("#")
+            linked = (page.parent / name).resolve() if name else page
+            assert linked.exists(), f"{page.name}: {target}"
+            if anchor:
+                assert anchor in anchors(linked), f"{page.name}: {target}"
