@@ -75,7 +75,7 @@ def bash_commands(heading):
     import shlex
 
     text = README.read_text()
-    section = text[text.index(f"## {heading}"):] + "\n## "
+    section = text[text.index(f"\n## {heading}\n") + 1:] + "\n## "
     section = section[:section.index("\n## ", 1)]
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", section, re.DOTALL):
@@ -124,7 +124,7 @@ def test_the_your_own_maps_commands_run_as_written(tmp_path, monkeypatch):
                            for c in ("faces", "houses")})
     design.to_csv(tmp_path / "design.tsv", sep="\t", index=False)
     monkeypatch.chdir(tmp_path)
-    commands = bash_commands("Your own maps")
+    commands = bash_commands("Your own maps: designs and contrasts")
     assert len(commands) == 7
     plans = [planned(c) for c in commands]
 
@@ -160,8 +160,10 @@ def test_the_other_commands_are_accepted_and_planned(tmp_path, monkeypatch):
     download, run 10,000 permutations or need a cluster)."""
     make_group_table(tmp_path, n_subjects=6, conditions=("faces", "houses"))
     monkeypatch.chdir(tmp_path)
-    commands = [c for heading in ("Install and run the demo", "Inference",
-                                  "On a cluster") for c in bash_commands(heading)]
+    commands = [c for heading in ("Install and run the demo",
+                                  "Inference: corrections and permutation tests",
+                                  "On a cluster: SLURM and other plugins")
+                for c in bash_commands(heading)]
     commands = [c for c in commands if c[0] != "pip"]
     assert [c[1] for c in commands] == ["localizer", "demo", "run", "demo"]
     localizer, maxt, cluster, slurm = (planned(c) for c in commands)
