@@ -103,10 +103,13 @@ def nilearn_max_t(domain, keep, maps, n_perm):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-subjects", type=int, default=30)
-    parser.add_argument("--n-perm", type=int, default=10_000)
-    parser.add_argument("--mne-perm", type=int, default=200)
-    parser.add_argument("--nilearn-perm", type=int, default=200)
+    parser.add_argument("--n-subjects", type=int, default=30, help="maps per run")
+    parser.add_argument("--n-perm", type=int, default=10_000,
+                        help="our permutations (cluster and TFCE)")
+    parser.add_argument("--mne-perm", type=int, default=200,
+                        help="MNE permutations (scaled to --n-perm)")
+    parser.add_argument("--nilearn-perm", type=int, default=200,
+                        help="nilearn max-T permutations (scaled to --n-perm)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from scipy import stats
