@@ -346,14 +346,16 @@ def coverage_null_chunk(X, contrast, Y, plan, start, stop, mask=None, options=No
                 _group_null(setup, group, plan, patterns, options, batch_best, counts, maps,
                             cache, by_dof)
             _maxima_to_z(by_dof, setup.q, batch_best)
-            for j, values in enumerate(maps if maps is not None else [], start=lo - start):
-                shown = _shown(setup, values)
+            if maps is not None:  # the batch's maps in one kernel call, as null_chunk
+                shown = _shown(setup, maps)
+                rows = slice(lo - start, hi - start)
                 if clusters:
-                    sizes[j], masses[j] = spatial.max_cluster_measures(
+                    sizes[rows], masses[rows] = spatial.cluster_maxima(
                         shown, graph, options.cluster_threshold, options.tail)
                 if options.tfce:
-                    tfces[j] = spatial.max_tfce(shown, graph, options.tail, options.tfce_dh,
-                                                options.tfce_E, options.tfce_H)
+                    tfces[rows] = spatial.tfce_maxima(shown, graph, options.tail,
+                                                      options.tfce_dh, options.tfce_E,
+                                                      options.tfce_H)
     if counts is not None:
         counts[~setup.tested] = n_chunk  # not tested: p = 1
     return NullChunk(start, stop, best, counts, sizes, masses, tfces)
