@@ -86,6 +86,23 @@ def bids_table(values):
     return write_work_table(table, Path(values["work_dir"]) / "bids_inputs", source)
 
 
+def first_level_table(values):
+    """Build the inputs table of ``--feat-dirs`` or ``--spm-dirs`` and write it into the
+    work folder (:func:`write_work_table`); returns its path."""
+    if values["feat_dirs"] is not None:
+        from .design.fsl import feat_inputs_table
+
+        table = feat_inputs_table(values["feat_dirs"], values["cope"])
+        source = {"FEATDirs": values["feat_dirs"], "Cope": values["cope"]}
+    else:
+        from .design.spm import spm_inputs_table
+
+        table = spm_inputs_table(values["spm_dirs"], values["con"],
+                                 variances=values["estimation"] != "ols")
+        source = {"SPMDirs": values["spm_dirs"], "Con": values["con"]}
+    return write_work_table(table, Path(values["work_dir"]) / "first_level_inputs", source)
+
+
 def make_plan(command, given, values):
     """The plan of ``command`` from the options given on the command line."""
     from .design.plan import plan_analysis
@@ -100,6 +117,8 @@ def make_plan(command, given, values):
         return plan_localizer(**results)
     if values["bids_dir"] is not None:
         results["inputs_table"] = bids_table(values)
+    elif values["feat_dirs"] is not None or values["spm_dirs"] is not None:
+        results["inputs_table"] = first_level_table(values)
     return plan_analysis(**results)
 
 

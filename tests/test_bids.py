@@ -176,7 +176,7 @@ def test_results_folder_is_a_derivatives_dataset_for_pybids(demo_run, tmp_path):
     files = sorted(p for p in results.iterdir()
                    if p.name != "dataset_description.json" and not p.name.startswith("."))
     statmaps = [p for p in files if p.name.endswith("_statmap.nii.gz")]
-    assert len(statmaps) == 6  # z, t, p, effect, variance and the thresholded z
+    assert len(statmaps) == 7  # z, t, p, effect, variance, the thresholded z and stat-n
     for path in files:
         stem, _, extension = path.name.partition(".")
         *pairs, suffix = stem.split("_")

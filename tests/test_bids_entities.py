@@ -34,7 +34,7 @@ def test_readme_layout_line_finds_every_map_by_its_entities(demo_run, tmp_path, 
         BIDSLayout(results, is_derivative=True).get(contrast="verticalVsHorizontal")
     files = sorted(p for p in results.iterdir()
                    if p.name != "dataset_description.json" and not p.name.startswith("."))
-    assert sum(p.name.endswith("_statmap.nii.gz") for p in files) == 6
+    assert sum(p.name.endswith("_statmap.nii.gz") for p in files) == 7  # and stat-n
     for path in files:
         stem, _, extension = path.name.partition(".")
         *pairs, suffix = stem.split("_")

@@ -121,7 +121,8 @@ def test_results_folder_is_indexed_by_pybids_as_a_derivatives_dataset(bids_runs)
     assert layout.description["GeneratedBy"][0]["Name"] == "nipype-secondlevel"
     files = sorted(p for p in from_bids.iterdir()
                    if p.name != "dataset_description.json" and not p.name.startswith("."))
-    assert sum(p.name.endswith("_statmap.nii.gz") for p in files) == 7  # + dof (mixed)
+    # + dof (mixed) and the count map (stat-n)
+    assert sum(p.name.endswith("_statmap.nii.gz") for p in files) == 8
     for path in files:
         stem, _, extension = path.name.partition(".")
         *pairs, suffix = stem.split("_")

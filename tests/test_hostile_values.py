@@ -91,7 +91,7 @@ def test_values_beyond_float32_and_ignored_scale_slopes_are_said(data, tmp_path)
         (f"nipype-secondlevel: warning: input map {scaled}: its header's scale slope "
          "(scl_slope) is nan, which nibabel ignores: its integer values are read unscaled; if "
          "they were scaled, fix the header"),
-        ("nipype-secondlevel: warning: 1 voxel(s) NaN or infinite in at least one map "
+        ("nipype-secondlevel: warning: 1 voxel(s) infinite in at least one map "
          f"(e.g. {maps[2]}) were left out of the analysis mask")]
     out = tmp_path / "out"
     mask = nib.load(out / "desc-group_mask.nii.gz").get_fdata()

@@ -64,7 +64,7 @@ MANIFEST = ".nipype-secondlevel-results.json"
 
 
 def temporary_files(folder):
-    return [p for p in Path(folder).glob(".*") if p.name != MANIFEST]
+    return [p for p in Path(folder).glob(".*") if p.name not in (MANIFEST, ".bidsignore")]
 
 
 def assert_same_outputs(out, reference, folder, reference_folder):

@@ -58,8 +58,10 @@ def test_summaries_of_blocks_merge_to_the_counts_of_all_the_maps(tmp_path):
     rows = pd.read_csv(table, sep="\t")
     maps = [str(table.parent / p) for p in rows["path"]]
     variances = [str(table.parent / p) for p in rows["variance_path"]]
-    # a NaN voxel in the sixth variance map, a zero (invalid) voxel in the second map
-    for path, voxel, value in ((variances[5], (3, 4, 5), np.nan), (maps[1], (2, 2, 2), 0.0)):
+    # a NaN voxel in the sixth variance map (missing), a zero (invalid) voxel in the second
+    # map, an infinite one in the fourth variance map
+    for path, voxel, value in ((variances[5], (3, 4, 5), np.nan), (maps[1], (2, 2, 2), 0.0),
+                               (variances[3], (1, 1, 1), np.inf)):
         img = nib.load(path)
         data = img.get_fdata()
         data[voxel] = value
@@ -68,8 +70,11 @@ def test_summaries_of_blocks_merge_to_the_counts_of_all_the_maps(tmp_path):
                               for a, b in ((0, 3), (3, 6), (6, 7))])
     effects = np.stack([nib.load(p).get_fdata() for p in maps])
     noise = np.stack([nib.load(p).get_fdata() for p in variances])
+    present = ~np.isnan(effects) & ~np.isnan(noise)
     assert merged.n_maps == 7
-    np.testing.assert_allclose(merged.total, effects.sum(0), rtol=1e-12)
+    np.testing.assert_allclose(merged.total, np.where(present, effects, 0).sum(0), rtol=1e-12)
     assert np.array_equal(merged.valid, ((effects != 0) & np.isfinite(effects)).sum(0))
-    assert np.array_equal(merged.non_finite, ~np.isfinite(noise).all(0))
-    assert merged.non_finite.sum() == 1 and merged.example == variances[5]
+    assert np.array_equal(merged.present, present.sum(0))
+    assert merged.present[3, 4, 5] == 6
+    assert np.array_equal(merged.non_finite, np.isinf(noise).any(0))
+    assert merged.non_finite.sum() == 1 and merged.example == variances[3]

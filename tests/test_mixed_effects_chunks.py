@@ -113,11 +113,13 @@ def test_chunked_estimate_equals_a_brute_force_fit_per_voxel(masked, small_and_l
 
 def test_a_bad_variance_is_counted_over_every_chunk(masked, tmp_path):
     variances = np.load(masked.variance_file)
-    variances[3, [10, 2 * VOXEL_BLOCK + 5]] = [-1.0, np.nan]  # in the first and third chunks
+    # in the first and third chunks (a NaN is a missing value, not a bad one)
+    variances[3, [10, 2 * VOXEL_BLOCK + 5, 7]] = [-1.0, np.inf, np.nan]
     bad = tmp_path / "variances.npy"
     np.save(bad, variances)
-    with pytest.raises(ValueError, match=r"variance data file .*variances.npy: row 3 \(map 4 "
-                       r"in design order\) has 2 negative or non-finite value\(s\) in the mask"):
+    with pytest.raises(ValueError, match=r"variance map of row 4: has a variance of 0 or less, "
+                       r"or infinite, at 2 voxel\(s\) of the analysis mask where its effect "
+                       r"is present \(first: -1 at voxel"):
         run_in(tmp_path / "estimate", ifc.EstimateMixedEffects(
             data_file=masked.data_file, variance_data_file=str(bad), design_matrix=masked.design,
             mask_file=masked.mask, mem_gb=1e-4))

@@ -89,7 +89,7 @@ def negative_variance(tmp_path, mounts):
     variance[3, 4, 5] = -1.0
     write_map(path, variance)
     return (["run", "--inputs", str(table), "--estimation", "mixed"],
-            rf"variance map {path}: has a variance of 0 or less at 1 voxel\(s\)")
+            rf"variance map {path}: has a variance of 0 or less, or infinite, at 1 voxel\(s\)")
 
 
 def localizer_offline(tmp_path, mounts):

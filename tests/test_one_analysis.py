@@ -20,7 +20,7 @@ def test_run_paired_on_the_demo_table_gives_the_demo_maps_byte_for_byte(demo_run
                  "vertical", "horizontal", "--quiet", "--out-dir", str(out),
                  "--work-dir", str(tmp_path / "work")]) == 0
     maps = sorted(p.name for p in demo_out.glob("*.nii.gz") if p.name != "desc-truth_mask.nii.gz")
-    assert len(maps) == 7 and {p.name for p in out.glob("*.nii.gz")} == set(maps)
+    assert len(maps) == 8 and {p.name for p in out.glob("*.nii.gz")} == set(maps)  # + stat-n
     for name in maps:
         assert (out / name).read_bytes() == (demo_out / name).read_bytes(), name
         # The sidecars say the same, apart from where the sources were in the work folder.

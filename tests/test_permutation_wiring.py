@@ -101,7 +101,9 @@ def stand_in(monkeypatch):
     def init_permutation_wf(plan, mem_gb=1.0, name="permutation_wf"):
         calls.append((plan, mem_gb))
         workflow = pe.Workflow(name=name)
-        inputnode = pe.Node(niu.IdentityInterface(fields=INPUTS), name="inputnode")
+        # coverage_data: the data with NaN where missing (undefined here: complete data)
+        inputnode = pe.Node(niu.IdentityInterface(fields=[*INPUTS, "coverage_data"]),
+                            name="inputnode")
         outputnode = pe.Node(niu.IdentityInterface(fields=OUTPUTS), name="outputnode")
         node = pe.Node(StandInPermutations(contrast_names=plan.labels), name="stand_in")
         workflow.connect([(inputnode, node, [(f, f) for f in INPUTS]),

@@ -22,6 +22,9 @@ EXPECTED_OUTPUTS = {
     "report.html",
     "desc-group_mask.json",
     "desc-truth_mask.json",
+    "stat-n_desc-coverage_statmap.nii.gz",
+    "stat-n_desc-coverage_statmap.json",
+    ".bidsignore",
     f"contrast-{LABEL}_stat-z_clusters.json",  # the atlas of the region names
     "dataset_description.json",  # the results folder is a BIDS derivatives dataset
     "plan.json",  # every decision of the analysis

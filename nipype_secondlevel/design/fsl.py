@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..io.errors import bad_input
 from ..io.images import load_img
+from ..spec import DEFAULTS
 from .first_level_folders import (
     check_one_folder_each,
     expand_folders,
@@ -61,7 +62,7 @@ def standard_stats_folder(feat_dir, cope):
                     "write them")
 
 
-def feat_inputs_table(feat_dirs, cope=1):
+def feat_inputs_table(feat_dirs, cope=DEFAULTS["cope"]):
     """The inputs table of contrast ``cope`` of FEAT first-level folders.
 
     Parameters

@@ -17,6 +17,7 @@ plan's rows (:class:`~nipype_secondlevel.interfaces.SelectMaps`).
 """
 
 import json
+import math
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -28,6 +29,7 @@ from ..io.errors import bad_input
 from ..io.grids import check_smoothing
 from ..spec import (
     CLUSTER_CORRECTIONS,
+    DEFAULTS,
     DOMAINS,
     PERMUTATION_CORRECTIONS,
     height_control,
@@ -53,7 +55,7 @@ class Design:
     matrix: list  # one list of floats per row
     rows: dict  # label column (subject; condition, group) -> one label per row
     paths: list = None  # the maps; None: they come from a data source at run time
-    variance_paths: list = None  # first-level variance maps (mixed, fixed effects)
+    variance_paths: list = None  # first-level variance maps (the table's, if it has them)
     blocks: list = field(default_factory=list)  # exchangeability block of every row
 
     def frame(self):
@@ -124,6 +126,28 @@ class Plan:
     def weighted(self):
         """Estimated with the first-level variances (mixed or fixed effects)."""
         return self.options.get("estimation", "ols") != "ols"
+
+    @property
+    def with_variances(self):
+        """The variance maps are read: for a weighted estimate, and whenever the table
+        has them (they show where each map's own mask ends: missing values)."""
+        return self.weighted or self.design.variance_paths is not None
+
+    @property
+    def subjects(self):
+        """The subject of every row (the row itself when the design has no subject)."""
+        return [str(s) for s in self.design.rows.get("subject", range(len(self.design.matrix)))]
+
+    @property
+    def min_subjects(self):
+        """Fewest subjects a voxel is analysed with: --min-subjects, else
+        ceil(--min-coverage x subjects), at least 1."""
+        given = self.options.get("min_subjects")
+        if given:
+            return int(given)
+        fraction = self.options.get("min_coverage")
+        fraction = DEFAULTS["min_coverage"] if fraction is None else fraction
+        return max(math.ceil(fraction * len(set(self.subjects)) - 1e-9), 1)
 
     @property
     def permutations(self):
@@ -225,7 +249,7 @@ def make_plan(values, command, rows=None, source="table", grid=None, made_by="")
         matrix=matrix.to_numpy(dtype=float).tolist(),
         rows={c: list(built.row_labels[c]) for c in built.row_labels.columns},
         paths=built.paths if rows is None else None,
-        variance_paths=built.variance_paths if rows is None and weighted else None,
+        variance_paths=built.variance_paths if rows is None else None,
         blocks=list(built.blocks))
     contrasts = [(label, weights.tolist(), kind, str(spec)) for (label, weights, kind), spec
                  in zip(parse_contrasts(specifications, matrix.columns), specifications)]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..io.errors import bad_input
+from ..spec import DEFAULTS
 from .first_level_folders import (
     check_one_folder_each,
     expand_folders,
@@ -54,7 +55,7 @@ def contrast_image(spm_dir, con):
     raise bad_input(where, f"has no con image: estimate contrast {int(con)} in SPM first")
 
 
-def spm_inputs_table(spm_dirs, con=1, variances=False):
+def spm_inputs_table(spm_dirs, con=DEFAULTS["con"], variances=False):
     """The inputs table of contrast ``con`` of SPM first-level folders.
 
     Parameters

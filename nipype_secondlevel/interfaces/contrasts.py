@@ -12,6 +12,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from ..design.missing_data import load_coverage_fit
 from ..io.errors import bad_input
 from ..io.files import save_img
 from ..io.images import load_img, load_mask, unmask
@@ -19,6 +20,7 @@ from ..io.naming import output_name, plain_name
 from ..io.sidecars import generated_by, source_fields, write_sidecar
 from ..io.tables import read_design
 from ..stats.contrasts import contrast_maps
+from ..stats.coverage import coverage_contrast_maps
 
 STATISTIC_DESCRIPTIONS = {
     "z": "z score with the same one-sided p as t",
@@ -26,13 +28,16 @@ STATISTIC_DESCRIPTIONS = {
     "p": "one-sided p value, P(T > t)",
     "effect": "contrast effect (weights times estimates)",
     "variance": "variance of the contrast effect",
-    "dof": "Kenward-Roger degrees of freedom of t at every voxel (p = P(T_dof > t))",
+    "dof": "degrees of freedom of t at every voxel (p = P(T_dof > t)): Kenward-Roger's, "
+    "or those of the subjects with a value there",
 }
 #: Descriptions of the maps of an F contrast (several rows).
 F_STATISTIC_DESCRIPTIONS = {
     "z": "z score with the same p as F",
     "F": "F statistic of the contrast",
     "p": "p value, P(F > f)",
+    "dof": "denominator degrees of freedom of F at every voxel (those of the subjects with "
+    "a value there)",
 }
 
 
@@ -57,6 +62,9 @@ class _ContrastInputSpec(BaseInterfaceInputSpec):
         "as the plan resolved them (nipype_secondlevel.design.plan)")
     contrast_name = traits.Str(mandatory=True, desc="the contrast's label (its sidecars; "
                                "the sink names its files)")
+    coverage_fit = File(
+        exists=True, desc="the estimate's per-voxel fit with missing values (.npz): every "
+        "voxel on its own subjects and dof (instead of beta, the covariance and dof)")
     preparation = traits.Dict(
         traits.Str, traits.Any,
         desc="how the maps were prepared, added to every sidecar (e.g. SmoothingFWHM, "
@@ -96,7 +104,17 @@ class Contrast(SimpleInterface):
         mask, mask_img = load_mask(self.inputs.mask_file)
         beta = np.asanyarray(load_img(self.inputs.beta, "beta").dataobj)[mask].T
         dof = self.inputs.dof
-        if isdefined(self.inputs.cov_beta):
+        if isdefined(self.inputs.coverage_fit):
+            estimate = self.inputs.coverage_fit
+            fit = load_coverage_fit(estimate)
+            maps, dof = coverage_contrast_maps(fit, rows)
+            analysed = np.isfinite(dof)
+            if analysed.any() and np.ptp(dof[analysed]) > 0:  # dof vary: a map of their own
+                maps["dof"] = dof
+            dof = float(np.median(dof[analysed])) if analysed.any() else 0.0
+            maps = {stat: np.where(analysed, values, 1.0 if stat == "p" else 0.0)
+                    for stat, values in maps.items()}
+        elif isdefined(self.inputs.cov_beta):
             estimate = self.inputs.cov_beta
             kenward_roger = None
             if isdefined(self.inputs.kenward_roger):
@@ -121,7 +139,7 @@ class Contrast(SimpleInterface):
         written = []
         for stat in maps:
             written.append(save_img(
-                unmask(maps[stat], mask, mask_img.affine, fill=1.0 if stat == "p" else 0.0),
+                unmask(maps[stat], mask, mask_img, fill=1.0 if stat == "p" else 0.0),
                 out / plain_name(stat),
             ))
             self._results[f"{stat.lower()}_map"] = written[-1]
@@ -132,7 +150,9 @@ class Contrast(SimpleInterface):
                 "Description": descriptions[stat],
                 "DegreesOfFreedom": dof_record,
                 **({"DegreesOfFreedomMap": output_name("statmap", contrast=label, stat="dof"),
-                    "DegreesOfFreedomMethod": "Kenward-Roger (median of the map given)"}
+                    "DegreesOfFreedomMethod": "Kenward-Roger (median of the map given)"
+                    if not isdefined(self.inputs.coverage_fit) else "the subjects with a "
+                    "value at each voxel (median of the map given)"}
                    if "dof" in maps else {}),
                 "Threshold": None,
                 **(self.inputs.preparation if isdefined(self.inputs.preparation) else {}),

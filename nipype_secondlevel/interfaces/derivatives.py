@@ -10,7 +10,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..io.derivatives import write_dataset_description
+from ..io.derivatives import write_bidsignore, write_dataset_description
 from ..io.files import atomic_path
 from ..io.naming import GRAPH_FORMATS, PLAN, plain_name
 from ..reporting.figures import draw_graph
@@ -25,12 +25,14 @@ class _DatasetDescriptionInputSpec(BaseInterfaceInputSpec):
 
 class _DatasetDescriptionOutputSpec(TraitedSpec):
     out_file = File(exists=True, desc="dataset_description.json")
+    bidsignore = File(exists=True, desc=".bidsignore: our names BIDS does not have yet, so "
+                      "that bids-validator checks the rest")
 
 
 class DatasetDescription(SimpleInterface):
     """Write ``dataset_description.json`` (``DatasetType: derivative``, ``GeneratedBy``
-    naming this package, its version and ``command``), so that the results folder it is
-    exported to is a BIDS derivatives dataset."""
+    naming this package, its version and ``command``) and ``.bidsignore``, so that the
+    results folder it is exported to is a valid BIDS derivatives dataset."""
 
     input_spec = _DatasetDescriptionInputSpec
     output_spec = _DatasetDescriptionOutputSpec
@@ -38,6 +40,7 @@ class DatasetDescription(SimpleInterface):
     def _run_interface(self, runtime):
         self._results["out_file"] = write_dataset_description(
             runtime.cwd, self.inputs.command, name=self.inputs.name)
+        self._results["bidsignore"] = write_bidsignore(runtime.cwd)
         return runtime
 
 

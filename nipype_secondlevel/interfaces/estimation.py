@@ -14,8 +14,14 @@ from nipype.interfaces.base import (
 )
 
 from ..design.matrices import check_estimable
+from ..design.missing_data import (
+    fit_missing_values,
+    n_subjects,
+    read_missing,
+    save_count_map,
+)
 from ..io.errors import bad_input
-from ..io.files import save_img
+from ..io.files import save_arrays, save_img
 from ..io.images import load_mask, load_masked_data, unmask
 from ..io.masked_data import iter_voxel_chunks, masked_data_shape, voxel_chunk_size
 from ..io.progress import Progress
@@ -35,8 +41,16 @@ class _EstimateOLSInputSpec(BaseInterfaceInputSpec):
         desc="input maps, one per design row (all are held in memory; "
         "prefer data_file for large samples)",
     )
+    variance_data_file = File(
+        exists=True, desc="masked first-level variance maps, same rows (MaskedData's "
+        "data_file), if the maps have some: they say where a map's value is missing")
     design_matrix = File(exists=True, mandatory=True, desc="design matrix TSV")
     mask_file = File(exists=True, mandatory=True, desc="analysis mask")
+    coverage = traits.Dict(
+        usedefault=True, desc="missing values (NaN, or 0 with a variance of 0 or NaN): min_subjects, "
+        "subjects, contrasts, zeros_without_variance, variance_files (see "
+        "nipype_secondlevel.design.missing_data); with one missing, every voxel is fitted "
+        "with the subjects present there")
     mem_gb = traits.Float(
         DEFAULTS["mem_gb"], usedefault=True, nohash=True,
         desc="memory budget (GiB) setting the voxels fitted at a time; the results "
@@ -52,7 +66,13 @@ class _EstimateOLSInputSpec(BaseInterfaceInputSpec):
 class _EstimateOLSOutputSpec(TraitedSpec):
     beta = File(exists=True, desc="parameter estimates, one volume per column (4D)")
     residual_variance = File(exists=True, desc="residual variance (RSS / dof)")
-    dof = traits.Float(desc="residual degrees of freedom, n - rank(X)")
+    dof = traits.Float(desc="residual degrees of freedom, n - rank(X) (missing values: "
+                       "the median over the voxels analysed)")
+    coverage_fit = File(desc="with missing values: the per-voxel fit (.npz) the contrasts "
+                        "are computed from")
+    coverage_map = File(exists=True, desc="subjects with a value at every voxel")
+    coverage_data = File(desc="with missing values: the masked data, NaN where a value is "
+                         "missing (.npy, for the permutation tests)")
 
 
 class EstimateOLS(SimpleInterface):
@@ -85,6 +105,20 @@ class EstimateOLS(SimpleInterface):
         else:
             Y = load_masked_data(paths, mask, mask_img.affine)
         n_voxels = int(mask.sum())
+        out = Path(runtime.cwd)
+        if isdefined(self.inputs.data_file):
+            variance_file = (self.inputs.variance_data_file
+                             if isdefined(self.inputs.variance_data_file) else None)
+            Y, _ = read_missing(self.inputs.data_file, variance_file,
+                                voxel_chunk_size(n_maps, self.inputs.mem_gb, n_voxels), mask,
+                                self.inputs.coverage, weighted=False)
+            if Y is not None:
+                self._fit_missing(out, X, Y, mask, mask_img)
+                return runtime
+        self._results["coverage_map"] = save_count_map(
+            out / "coverage.nii.gz", n_subjects(self.inputs.coverage, n_maps), mask,
+            mask_img, self.inputs.coverage,
+            [self.inputs.design_matrix, self.inputs.mask_file])
         if isdefined(self.inputs.chunk_size):
             blocks = -(-max(self.inputs.chunk_size, 1) // VOXEL_BLOCK)
             chunk = blocks * VOXEL_BLOCK
@@ -107,13 +141,24 @@ class EstimateOLS(SimpleInterface):
             beta[:, cols] = fit.beta
             residual_variance[cols] = fit.residual_variance
             del y, fit
-        out = Path(runtime.cwd)
         self._results["beta"] = save_img(
-            unmask(beta, mask, mask_img.affine, dtype=np.float64), out / "beta.nii.gz"
+            unmask(beta, mask, mask_img, dtype=np.float64), out / "beta.nii.gz"
         )
         self._results["residual_variance"] = save_img(
-            unmask(residual_variance, mask, mask_img.affine, dtype=np.float64),
+            unmask(residual_variance, mask, mask_img, dtype=np.float64),
             out / "residual_variance.nii.gz",
         )
         self._results["dof"] = dof
         return runtime
+
+    def _fit_missing(self, out, X, Y, mask, affine):
+        """Every voxel fitted with the maps present there (values missing somewhere)."""
+        inputs = self.inputs
+        results, fit = fit_missing_values(
+            X, Y, None, "ols", inputs.coverage, None, out, mask, affine,
+            [inputs.data_file, inputs.design_matrix, inputs.mask_file])
+        self._results.update(results)
+        self._results["coverage_data"] = save_arrays(out / "coverage_data.npy", Y)
+        self._results["residual_variance"] = save_img(
+            unmask(np.nan_to_num(fit.residual_variance), mask, affine, dtype=np.float64),
+            out / "residual_variance.nii.gz")

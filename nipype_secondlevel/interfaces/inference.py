@@ -53,9 +53,11 @@ from ..io.sidecars import (
     source_fields,
     write_sidecar,
 )
+from ..io.tables import read_design
 from ..reporting.clusters import cluster_table, values_at_peaks
 from ..spec import ACCELERATIONS, CLUSTER_CORRECTIONS, DEFAULTS, PERMUTATION_CORRECTIONS
 from ..stats import permutation as perm
+from ..stats.permutation import coverage as perm_coverage
 from ..stats.spatial import TFCE_SURFACE_E, TFCE_SURFACE_H, graph_from_edges
 
 #: Null distributions written, by NullChunk / PermutationResult field.
@@ -79,6 +81,25 @@ class _OptionsInputSpec(BaseInterfaceInputSpec):
                           "on it")
     domain = traits.Dict(desc="surface or CIFTI data (io.domains.domain_value): clusters and "
                          "TFCE on its neighbour graph, TFCE with the surface exponents")
+    coverage_data = File(
+        exists=True, desc="with missing values: the masked data with NaN where a value is "
+        "missing (the estimate's); every voxel is tested with its present subjects, its "
+        "statistic on the z scale of its own dof")
+    min_subjects = traits.Range(low=1, usedefault=True,
+                                desc="with coverage_data: fewest maps a voxel is tested with")
+
+
+def _coverage_test(inputs, test, options, forming):
+    """(X, data with NaN, options on the z scale) of a test with missing values, or None."""
+    if not isdefined(inputs.coverage_data):
+        return None
+    if test.test.model == "paired":
+        raise bad_input(f"contrast {test.label}", "paired permutation tests with missing "
+                        "values are not available: use --min-coverage 1")
+    if forming is not None:  # cluster-forming p on the z maps
+        options = replace(options, cluster_threshold=perm_coverage.cluster_threshold(
+            forming[0], options.tail))
+    return read_design(inputs.design_matrix)[1], np.load(inputs.coverage_data), options
 
 
 def _mask(inputs, test):
@@ -124,10 +145,17 @@ class PermutationChunk(SimpleInterface):
         if not 0 <= start < stop <= test.plan.n_perm:
             raise bad_input("item", f"[{start}, {stop}) is not a chunk of the "
                             f"{test.plan.n_perm} patterns of {test.label}")
-        where, options = _on_domain(inputs, mask, test.options(inputs.correction)[0])
-        chunk = perm.null_chunk(test.model, test.columns, test.plan, start, stop, where,
-                                options, inputs.mem_gb,
-                                Progress(f"permutations {start:,}-{stop - 1:,} of {test.label}"))
+        options, forming = test.options(inputs.correction)
+        where, options = _on_domain(inputs, mask, options)
+        coverage = _coverage_test(inputs, test, options, forming)
+        if coverage is not None:
+            X, Y, options = coverage
+            chunk = perm_coverage.coverage_null_chunk(X, test.rows, Y, test.plan, start, stop,
+                                                      where, options, inputs.min_subjects)
+        else:
+            chunk = perm.null_chunk(
+                test.model, test.columns, test.plan, start, stop, where, options,
+                inputs.mem_gb, Progress(f"permutations {start:,}-{stop - 1:,} of {test.label}"))
         arrays = {k: v for k, v in vars(chunk).items() if v is not None}
         self._results["chunk_file"] = save_arrays(
             Path(runtime.cwd) / f"nulls_{start:07d}-{stop:07d}.npz", **arrays)
@@ -199,8 +227,14 @@ class MergePermutations(SimpleInterface):
         options, forming = test.options(inputs.correction)
         where, options = _on_domain(inputs, mask, options)
         chunks = [read_chunk(f) for f in inputs.chunk_files]
-        observed = perm.observed_maps(test.model, test.columns, test.plan, where, options,
-                                      inputs.mem_gb)
+        coverage = _coverage_test(inputs, test, options, forming)
+        if coverage is not None:
+            X, Y, options = coverage
+            observed = perm_coverage.coverage_observed_maps(X, test.rows, Y, test.plan, where,
+                                                            options, inputs.min_subjects)
+        else:
+            observed = perm.observed_maps(test.model, test.columns, test.plan, where, options,
+                                          inputs.mem_gb)
         try:
             result = perm.merge_null_chunks(observed, chunks, options, inputs.accel)
         except ValueError as err:

@@ -2,6 +2,7 @@
 the group analysis mask, from the maps or from their blocks' summaries."""
 
 import warnings
+from functools import partial
 from pathlib import Path
 
 import nibabel as nib
@@ -18,8 +19,9 @@ from nipype.interfaces.base import (
 
 from ..io.errors import bad_input
 from ..io.files import save_img
-from ..io.images import load_img
+from ..io.images import keep_units, load_img
 from ..io.masks import (
+    CoverageWarning,
     NonFiniteWarning,
     merge_summaries,
     nilearn_default_mask,
@@ -28,8 +30,9 @@ from ..io.masks import (
     summarize_maps,
     write_summary,
 )
-from ..io.sidecars import generated_by, write_sidecar
+from ..io.sidecars import generated_by, source_fields, write_sidecar
 from ..spec import MASK_STRATEGIES
+from ..stats.missing import missing_values
 
 #: --mask-strategy, and "file" for --mask.
 STRATEGIES = (*MASK_STRATEGIES, "file")
@@ -40,8 +43,10 @@ class _SummarizeMapsInputSpec(BaseInterfaceInputSpec):
         File(exists=True), mandatory=True, desc="input maps (all on one grid)"
     )
     variance_files = traits.List(
-        File(exists=True), desc="first-level variance maps: their NaN or infinite voxels "
-        "leave the mask too")
+        File(exists=True), desc="first-level variance maps, one per map: their infinite "
+        "voxels leave the mask too; with the maps they say where a value is missing")
+    zeros_without_variance = traits.Bool(
+        False, usedefault=True, desc="an exact 0 in a map without a variance map is missing")
 
 
 class _SummarizeMapsOutputSpec(TraitedSpec):
@@ -50,8 +55,9 @@ class _SummarizeMapsOutputSpec(TraitedSpec):
 
 
 class SummarizeMaps(SimpleInterface):
-    """Read a block of maps once: their sum, the number valid (finite and non-zero) at
-    each voxel and the voxels NaN or infinite in any of them (effect or variance). A
+    """Read a block of maps once: their sum, the number valid (finite and non-zero) and
+    present (:func:`~nipype_secondlevel.stats.missing.missing_values`) at each voxel and
+    the voxels infinite in any of them (effect or variance). A
     workflow runs it as a MapNode over blocks of maps and gives the summaries to
     :class:`GroupMask`."""
 
@@ -62,7 +68,8 @@ class SummarizeMaps(SimpleInterface):
         variances = (list(self.inputs.variance_files)
                      if isdefined(self.inputs.variance_files) else [])
         self._results["summary_file"] = write_summary(
-            summarize_maps(list(self.inputs.in_files), variances),
+            summarize_maps(list(self.inputs.in_files), variances, missing=partial(
+                missing_values, zeros_without_variance=self.inputs.zeros_without_variance)),
             Path(runtime.cwd) / "map_summary.npz")
         return runtime
 
@@ -84,8 +91,16 @@ class _GroupMaskInputSpec(BaseInterfaceInputSpec):
         "coverage: voxels valid in at least `coverage` of the maps",
     )
     variance_files = traits.List(
-        File(exists=True), desc="first-level variance maps: their NaN or infinite voxels "
-        "leave the mask too")
+        File(exists=True), desc="first-level variance maps, one per map: their infinite "
+        "voxels leave the mask too; with the maps they say where a value is missing")
+    min_present = traits.Range(
+        low=1, value=1, usedefault=True,
+        desc="fewest maps with a value present at a voxel of the mask (missing values: "
+        "NaN, or 0 with a variance of 0 or NaN)")
+    sources = traits.List(traits.Str, desc="the maps the mask is made from (its sidecar's "
+                          "Sources; the first is its SpatialReference)")
+    why = traits.Str("--min-subjects, --min-coverage", usedefault=True,
+                     desc="what sets min_present (in the warning)")
     mask_file = File(exists=True, desc="a mask image (strategy 'file')")
     coverage = traits.Range(
         low=0.0, high=1.0, value=1.0, usedefault=True,
@@ -104,9 +119,11 @@ class GroupMask(SimpleInterface):
 
     The maps are read once, from ``in_files`` here, or in blocks by
     :class:`SummarizeMaps` (``summary_files``). Whatever the strategy, voxels that
-    are NaN or infinite in any map (effect or variance) are left out, with a
+    are infinite in any map (effect or variance) are left out, with a
     :class:`NonFiniteWarning` giving their number (also in the mask's sidecar,
-    ``NonFiniteVoxelsLeftOut``). A map that
+    ``NonFiniteVoxelsLeftOut``), and so are voxels where fewer than ``min_present``
+    maps have a value (NaN is a missing value), with a :class:`CoverageWarning`
+    (``TooFewMapsVoxelsLeftOut``). A map that
     is 0 (or NaN) everywhere is a one-line error naming it.
     """
 
@@ -121,7 +138,8 @@ class GroupMask(SimpleInterface):
         else:
             variances = (list(self.inputs.variance_files)
                          if isdefined(self.inputs.variance_files) else [])
-            summary = summarize_maps(list(self.inputs.in_files), variances)
+            summary = summarize_maps(list(self.inputs.in_files), variances,
+                                     missing=missing_values)
         reference = summary.mean_img
         if strategy == "nilearn":
             mask = np.asarray(nilearn_default_mask(reference).dataobj) > 0
@@ -139,22 +157,31 @@ class GroupMask(SimpleInterface):
             if source.ndim != 3:
                 raise bad_input("mask", f"expected a 3D image, got shape {source.shape}")
             mask = np.asarray(resample_mask(source, reference).dataobj) > 0
-        # Voxels the strategy would analyse, or where a map has data, that are NaN or
+        # Voxels the strategy would analyse, or where a map has data, that are
         # infinite in some map: left out, and counted.
         left_out = summary.non_finite & (mask | summary.with_data)
         mask &= ~summary.non_finite
         if left_out.any():
             warnings.warn(
-                f"{int(left_out.sum())} voxel(s) NaN or infinite in at least one map (e.g. "
+                f"{int(left_out.sum())} voxel(s) infinite in at least one map (e.g. "
                 f"{summary.example}) were left out of the analysis mask", NonFiniteWarning,
                 stacklevel=2)
+        too_few = mask & (summary.present < self.inputs.min_present)
+        mask &= ~too_few
+        too_few &= summary.present > 0
+        if too_few.any():
+            warnings.warn(
+                f"{int(too_few.sum())} voxel(s) where fewer than {self.inputs.min_present} "
+                f"maps have a value were left out of the analysis mask ({self.inputs.why})",
+                CoverageWarning, stacklevel=2)
         if not mask.any():
             raise bad_input(f"mask ({strategy})", "contains no voxel"
                             + (" once the voxels NaN or infinite in some map are left out"
                                if left_out.any() else ""))
         self._results["n_voxels"] = int(mask.sum())
-        self._results["mask_file"] = save_img(
-            nib.Nifti1Image(mask.astype(np.uint8), reference.affine),
+        self._results["mask_file"] = save_img(  # the maps' units (mm, s) if they say them
+            keep_units(nib.Nifti1Image(mask.astype(np.uint8), reference.affine),
+                       load_img(summary.first, "input map")),
             Path(runtime.cwd) / "mask.nii.gz",
         )
         write_sidecar(self._results["mask_file"], {
@@ -166,7 +193,12 @@ class GroupMask(SimpleInterface):
                if strategy == "file" else {}),
             "VoxelCount": int(mask.sum()),
             "NonFiniteVoxelsLeftOut": int(left_out.sum()),
+            "MinimumMapsPresent": int(self.inputs.min_present),
+            "TooFewMapsVoxelsLeftOut": int(too_few.sum()),
             "InputMapCount": summary.n_maps,
+            **({**source_fields(self.inputs.sources),
+                "SpatialReference": str(Path(self.inputs.sources[0]).absolute())}
+               if isdefined(self.inputs.sources) and self.inputs.sources else {}),
             "GeneratedBy": generated_by("mask"),
         })
         return runtime

@@ -12,6 +12,12 @@ from nipype.interfaces.base import (
 )
 
 from ..design.matrices import check_estimable
+from ..design.missing_data import (
+    fit_missing_values,
+    n_subjects,
+    read_missing,
+    save_count_map,
+)
 from ..io.errors import bad_input
 from ..io.files import save_arrays, save_img
 from ..io.images import load_mask, unmask
@@ -38,6 +44,11 @@ class _EstimateMixedEffectsInputSpec(BaseInterfaceInputSpec):
         desc="masked first-level variance maps (MaskedData's data_file), same rows",
     )
     design_matrix = File(exists=True, mandatory=True, desc="design matrix TSV")
+    coverage = traits.Dict(
+        usedefault=True, desc="missing values (NaN, or 0 with a variance of 0 or NaN): min_subjects, "
+        "subjects, contrasts, zeros_without_variance, variance_files (see "
+        "nipype_secondlevel.design.missing_data); with one missing, every voxel is fitted "
+        "with the subjects present there")
     mask_file = File(exists=True, mandatory=True, desc="analysis mask")
     method = traits.Enum(
         *ESTIMATIONS[1:], usedefault=True,
@@ -67,6 +78,9 @@ class _EstimateMixedEffectsOutputSpec(TraitedSpec):
     between_subject_variance = File(exists=True, desc="REML between-subject variance map")
     dof = traits.Float(desc="degrees of freedom of the contrasts")
     n_not_converged = traits.Int(desc="mask voxels where REML did not converge")
+    coverage_fit = File(desc="with missing values: the per-voxel fit (.npz) the contrasts "
+                        "are computed from")
+    coverage_map = File(exists=True, desc="subjects with a value at every voxel")
 
 
 class EstimateMixedEffects(SimpleInterface):
@@ -91,9 +105,9 @@ class EstimateMixedEffects(SimpleInterface):
 
     def _run_interface(self, runtime):
         design, X = read_design(self.inputs.design_matrix)
+        where = f"design matrix {self.inputs.design_matrix}"
         shape = masked_data_shape(self.inputs.data_file)
         variance_shape = masked_data_shape(self.inputs.variance_data_file)
-        where = f"design matrix {self.inputs.design_matrix}"
         if X.shape[0] != shape[0] or variance_shape != shape:
             raise bad_input(where, f"has {X.shape[0]} rows but the data file has {shape} "
                             f"(maps, voxels) and the variance data file {variance_shape}")
@@ -103,12 +117,22 @@ class EstimateMixedEffects(SimpleInterface):
         # A chunk holds the effects and variances as float64 (and the float32 read):
         # 24 bytes per value; the fit's temporaries are one block's, some 30 MiB.
         chunk = voxel_chunk_size(shape[0], self.inputs.mem_gb, shape[1])
+        out = Path(runtime.cwd)
+        sources = [self.inputs.data_file, self.inputs.variance_data_file,
+                   self.inputs.design_matrix, self.inputs.mask_file]
+        Y, V = read_missing(self.inputs.data_file, self.inputs.variance_data_file, chunk, mask,
+                            self.inputs.coverage, weighted=True)
+        if Y is not None:
+            self._fit_missing(out, X, Y, V, mask, mask_img, sources)
+            return runtime
+        self._results["coverage_map"] = save_count_map(
+            out / "coverage.nii.gz", n_subjects(self.inputs.coverage, shape[0]), mask,
+            mask_img, self.inputs.coverage, sources)
         fit = fit_mixed_effects_chunks(X, self._chunks(chunk), shape[1],
                                        sigma2_between=0.0 if fixed else None)
         dof = min(shape[0] * self.inputs.first_level_dof, DOF_MAX) if fixed else fit.dof
-        out = Path(runtime.cwd)
         self._results["beta"] = save_img(
-            unmask(fit.beta, mask, mask_img.affine, dtype=np.float64), out / "beta.nii.gz"
+            unmask(fit.beta, mask, mask_img, dtype=np.float64), out / "beta.nii.gz"
         )
         self._results["cov_beta"] = save_arrays(out / "cov_beta.npy", fit.cov_beta)
         if not fixed:
@@ -117,12 +141,30 @@ class EstimateMixedEffects(SimpleInterface):
                 cov_beta_derivative=fit.cov_beta_derivative,
                 sigma2_variance=fit.sigma2_variance,
             )
+        self._results["dof"] = float(dof)
+        self._write_between(fit.sigma2_between, int((~fit.converged).sum()), out, mask,
+                            mask_img)
+        return runtime
+
+    def _fit_missing(self, out, X, Y, V, mask, affine, sources):
+        """Every voxel fitted with the maps present there (values missing somewhere)."""
+        results, fit = fit_missing_values(X, Y, V, self.inputs.method, self.inputs.coverage,
+                                          self.inputs.first_level_dof, out, mask, affine,
+                                          sources)
+        self._results.update(results)
+        # The contrasts read the fit; cov_beta is its covariance, for other readers.
+        self._results["cov_beta"] = save_arrays(out / "cov_beta.npy", fit.cov_beta)
+        self._write_between(np.nan_to_num(fit.sigma2_between),
+                            int((fit.analysed & ~fit.converged).sum()), out, mask, affine)
+
+    def _write_between(self, sigma2_between, n_not_converged, out, mask, affine):
+        """The between-subject variance map and its sidecar."""
+        fixed = self.inputs.method == "fixed"
         between = self._results["between_subject_variance"] = save_img(
-            unmask(fit.sigma2_between, mask, mask_img.affine, dtype=np.float64),
+            unmask(sigma2_between, mask, affine, dtype=np.float64),
             out / "between_subject_variance.nii.gz",
         )
-        self._results["dof"] = float(dof)
-        self._results["n_not_converged"] = int((~fit.converged).sum())
+        self._results["n_not_converged"] = n_not_converged
         write_sidecar(between, {
             "Description": "between-subject variance of the mixed-effects model, by REML"
             if not fixed else "between-subject variance: 0 (fixed effects)",
@@ -132,7 +174,6 @@ class EstimateMixedEffects(SimpleInterface):
                              self.inputs.design_matrix, self.inputs.mask_file]),
             "GeneratedBy": generated_by("estimate"),
         })
-        return runtime
 
     def _chunks(self, chunk):
         """(slice, effects, variances) chunk by chunk, holding no chunk between two."""
@@ -140,17 +181,4 @@ class EstimateMixedEffects(SimpleInterface):
                     iter_voxel_chunks(self.inputs.variance_data_file, chunk))
         n_chunks = -(-masked_data_shape(self.inputs.data_file)[1] // chunk)
         for (where, Y), (_, V) in Progress("estimate").track(pairs, n_chunks, "voxel chunks"):
-            yield where, Y, self._checked_variances(V, chunk)
-
-    def _checked_variances(self, V, chunk):
-        """A chunk of the variances; one-line error naming the first map with a negative or
-        non-finite value, counted over all its voxels."""
-        if np.isfinite(V).all() and (V >= 0).all():
-            return V
-        path = self.inputs.variance_data_file
-        counts = sum((~np.isfinite(v) | (v < 0)).sum(axis=1)
-                     for _, v in iter_voxel_chunks(path, chunk))
-        row = int(np.flatnonzero(counts)[0])
-        raise bad_input(f"variance data file {path}",
-                        f"row {row} (map {row + 1} in design order) has "
-                        f"{int(counts[row])} negative or non-finite value(s) in the mask")
+            yield where, Y, V

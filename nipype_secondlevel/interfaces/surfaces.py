@@ -24,11 +24,12 @@ from nipype.interfaces.base import (
 from ..io.domains import as_grid_image, from_grid_image, load_domain, read_map
 from ..io.errors import bad_input
 from ..io.files import save_img, save_tsv
-from ..io.masks import NonFiniteWarning
+from ..io.masks import CoverageWarning, NonFiniteWarning
 from ..io.sidecars import generated_by, read_sidecar, source_fields, write_sidecar
-from ..io.surfaces import element_mask, is_present
+from ..io.surfaces import element_mask
 from ..reporting.surface import plot_surface_map, surface_cluster_table, surface_clusters
 from ..spec import DEFAULTS
+from ..stats.missing import missing_values
 
 _DOMAIN_DESC = "the data domain (nipype_secondlevel.io.domains.domain_value)"
 
@@ -72,6 +73,14 @@ class _DomainMaskInputSpec(_DomainMapsInputSpec):
     in_files = InputMultiObject(File(exists=True), mandatory=True,
                                 desc="grid images of the maps and (variance_files) of the "
                                 "variances (DomainMaps)")
+    min_present = traits.Range(
+        low=1, value=1, usedefault=True,
+        desc="fewest maps with a value present at an element of the mask (the rule of "
+        "nipype_secondlevel.stats.missing)")
+    why = traits.Str("--min-subjects, --min-coverage", usedefault=True,
+                     desc="what sets min_present (in the warning)")
+    zeros_without_variance = traits.Bool(
+        False, usedefault=True, desc="an exact 0 in a map without a variance map is missing")
 
 
 class _DomainMaskOutputSpec(TraitedSpec):
@@ -81,42 +90,53 @@ class _DomainMaskOutputSpec(TraitedSpec):
 
 class DomainMask(SimpleInterface):
     """The elements analysed: the domain's support (fsaverage5: off the medial wall)
-    where every map has a value (finite, not 0) and every variance is finite. Elements
-    NaN or infinite in some map are left out with a warning giving their number."""
+    where at least ``min_present`` maps have a value (not missing: NaN, or 0 with a
+    variance of 0 or NaN, :func:`~nipype_secondlevel.stats.missing.missing_values`) and
+    no map or variance is infinite. Elements infinite in some map, or with too few maps,
+    are left out with a warning giving their number."""
 
     input_spec = _DomainMaskInputSpec
     output_spec = _DomainMaskOutputSpec
 
     def _run_interface(self, runtime):
-        domain = load_domain(self.inputs.domain)
-        variances = (list(self.inputs.variance_files)
-                     if isdefined(self.inputs.variance_files) else [])
+        inputs = self.inputs
+        domain = load_domain(inputs.domain)
+        variances = (list(inputs.variance_files) if isdefined(inputs.variance_files)
+                     else [None] * len(inputs.in_files))
         present = np.zeros(domain.n_elements, dtype=int)
-        non_finite = np.zeros(domain.n_elements, dtype=bool)
-        for path in self.inputs.in_files:
+        infinite = np.zeros(domain.n_elements, dtype=bool)
+        for path, variance_path in zip(inputs.in_files, variances):
             values = from_grid_image(path)
-            present += is_present(values)
-            non_finite |= ~np.isfinite(values)
-        for path in variances:
-            non_finite |= ~np.isfinite(from_grid_image(path))
+            variance = None if variance_path is None else from_grid_image(variance_path)
+            present += ~missing_values(values, variance, inputs.zeros_without_variance)
+            infinite |= np.isinf(values) | (False if variance is None else np.isinf(variance))
         support = domain.support()
-        mask = element_mask(support, present, len(self.inputs.in_files)) & ~non_finite
-        left_out = support & non_finite
+        left_out = support & infinite
         if left_out.any():
-            warnings.warn(f"{int(left_out.sum())} element(s) NaN or infinite in at least one "
-                          "map were left out of the analysis mask", NonFiniteWarning,
+            warnings.warn(f"{int(left_out.sum())} element(s) infinite in at least one map "
+                          "were left out of the analysis mask", NonFiniteWarning,
                           stacklevel=2)
+        too_few = support & ~infinite & (present > 0) & ~element_mask(
+            support, present, inputs.min_present)
+        if too_few.any():
+            warnings.warn(f"{int(too_few.sum())} element(s) where fewer than "
+                          f"{inputs.min_present} maps have a value were left out of the "
+                          f"analysis mask ({inputs.why})", CoverageWarning, stacklevel=2)
+        mask = element_mask(support, present, inputs.min_present) & ~infinite
         if not mask.any():
-            raise bad_input("mask", "contains no element: no vertex or voxel has a value in "
-                            "every map")
+            raise bad_input("mask", f"contains no element: no vertex or voxel has a value in "
+                            f"at least {inputs.min_present} maps ({inputs.why})")
         path = save_img(as_grid_image(mask.astype(np.uint8)), Path(runtime.cwd) / "mask.nii")
         write_sidecar(path, {
             "Type": "Brain",
             "Description": "analysis mask: the elements analysed (1) and left out (0): the "
-                           "domain's support where every map has a finite, non-zero value",
+                           f"domain's support where at least {inputs.min_present} maps have "
+                           "a value and none is infinite",
             "ElementCount": int(mask.sum()),
             "NonFiniteElementsLeftOut": int(left_out.sum()),
-            "InputMapCount": len(self.inputs.in_files),
+            "MinimumMapsPresent": int(inputs.min_present),
+            "TooFewMapsElementsLeftOut": int(too_few.sum()),
+            "InputMapCount": len(inputs.in_files),
             "GeneratedBy": generated_by("mask"),
         })
         self._results["mask_file"] = path

@@ -14,8 +14,8 @@ import warnings
 from pathlib import Path
 
 from .errors import bad_input
-from .files import write_json
-from .naming import DATASET_DESCRIPTION
+from .files import atomic_path, write_json
+from .naming import BIDSIGNORE, DATASET_DESCRIPTION, bidsignore_patterns
 
 #: pybids configuration of the statistical-map entities ``contrast``, ``stat`` and
 #: ``node`` (patterns as in FitLins), a JSON file shipped with the package.
@@ -71,3 +71,12 @@ def write_dataset_description(out_dir, command, name="nipype-secondlevel group a
         "GeneratedBy": [generated_by],
     }
     return write_json(Path(out_dir) / DATASET_DESCRIPTION, description)
+
+
+def write_bidsignore(out_dir):
+    """Write ``.bidsignore`` (:func:`~.naming.bidsignore_patterns`), atomically; returns its
+    path."""
+    path = Path(out_dir) / BIDSIGNORE
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text("\n".join(bidsignore_patterns()) + "\n")
+    return str(path.absolute())

@@ -228,7 +228,11 @@ def check_same_grid(img, shape, affine, path):
 
 
 def unmask(values, mask, affine, fill=0.0, dtype=np.float32):
-    """Put voxel values (n_voxels,) or (k, n_voxels) back into an image."""
+    """Put voxel values (n_voxels,) or (k, n_voxels) back into an image.
+
+    ``affine``: an affine, or an image (the mask's) whose affine and spatial and time
+    units (:func:`keep_units`) the result takes.
+    """
     values = np.asarray(values)
     if values.ndim == 1:
         volume = np.full(mask.shape, fill, dtype=dtype)
@@ -236,4 +240,15 @@ def unmask(values, mask, affine, fill=0.0, dtype=np.float32):
     else:
         volume = np.full(mask.shape + (values.shape[0],), fill, dtype=dtype)
         volume[mask] = values.T
-    return nib.Nifti1Image(volume, affine)
+    if not hasattr(affine, "affine"):
+        return nib.Nifti1Image(volume, affine)
+    return keep_units(nib.Nifti1Image(volume, affine.affine), affine)
+
+
+def keep_units(img, reference):
+    """``img`` with the xyzt units (e.g. mm, s) of ``reference``'s header, when it says
+    them (an image written without units is left as it is); returns ``img``."""
+    units = reference.header.get_xyzt_units()
+    if units != ("unknown", "unknown"):
+        img.header.set_xyzt_units(*units)
+    return img

@@ -41,8 +41,9 @@ def write_masked_data(paths, mask, affine, path, dtype=np.float32, positive=Fals
     ordered, so that :func:`read_voxel_chunk` can memory-map it. Returns the
     absolute path as str.
 
-    Every in-mask value must be finite (the analysis mask leaves out voxels
-    that are not, see :class:`~nipype_secondlevel.interfaces.GroupMask`), and
+    No in-mask value may be infinite (the analysis mask leaves out voxels
+    that are, see :class:`~nipype_secondlevel.interfaces.GroupMask`; NaN marks a
+    missing value), and
     with ``positive`` (first-level variance maps) above 0: otherwise a
     one-line error names the map, the number of voxels and the first one.
     """
@@ -112,12 +113,12 @@ def _hard_link(source, tmp):
 
 def _check_values(values, mask, affine, path, positive):
     """One-line error if a map's in-mask ``values`` are not finite (or, ``positive``, > 0)."""
-    bad = ~np.isfinite(values)
+    bad = np.isinf(values)  # NaN is a missing value (stats.missing), infinite is invalid
     if positive:
         what, problem = "variance map", "a variance of 0 or less"
         bad |= ~(values > 0)
     else:
-        what, problem = "input map", "a NaN or infinite value"
+        what, problem = "input map", "an infinite value"
     if not bad.any():
         return
     first = int(np.flatnonzero(bad)[0])

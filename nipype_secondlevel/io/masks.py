@@ -22,22 +22,29 @@ class NonFiniteWarning(InputWarning):
     """Voxels NaN or infinite in some input map were left out of the analysis mask."""
 
 
+class CoverageWarning(InputWarning):
+    """Voxels with too few maps present were left out of the analysis mask."""
+
+
 class MapSummary(NamedTuple):
     """What :func:`summarize_maps` learns from one pass over a block of maps; blocks read
     in parallel are joined by :func:`merge_summaries`."""
 
-    total: np.ndarray  # voxelwise sum of the effect maps (float64; NaN where one is NaN)
+    total: np.ndarray  # voxelwise sum of the effect maps where present (float64)
     valid: np.ndarray  # number of effect maps finite and non-zero at each voxel
-    non_finite: np.ndarray  # NaN or infinite in at least one map (effect or variance)
+    non_finite: np.ndarray  # infinite in at least one map (effect or variance)
     n_maps: int  # number of effect maps
     affine: np.ndarray
     first: str  # the block's first map (named if blocks are on different grids)
     example: str  # the first map with a non-finite voxel ("" if there is none)
+    present: np.ndarray  # number of maps whose value is present (not missing) at each voxel
 
     @property
     def mean_img(self):
-        """Voxelwise mean of the effect maps (NaN where one is NaN)."""
-        return nib.Nifti1Image(self.total / self.n_maps, self.affine)
+        """Voxelwise mean of the effect maps present (0 where none is)."""
+        mean = np.divide(self.total, self.present, out=np.zeros(self.total.shape),
+                         where=self.present > 0)
+        return nib.Nifti1Image(mean, self.affine)
 
     @property
     def coverage(self):
@@ -50,40 +57,60 @@ class MapSummary(NamedTuple):
         return self.valid > 0
 
 
-def summarize_maps(paths, variance_paths=()):
-    """Sum, coverage and non-finite voxels of the maps, reading each map once.
+def summarize_maps(paths, variance_paths=(), missing=None):
+    """Sum, coverage, maps present and infinite voxels of the maps, reading each map once.
 
-    A voxel is valid in a map when it is finite and non-zero. An effect map
-    with no valid voxel (all 0, or all NaN) and a variance map with no finite
-    value are one-line errors naming the file.
+    A voxel is valid in a map when it is finite and non-zero. ``missing``
+    (``missing(effect, variance or None)`` -> bool array, the caller's rule) says where a
+    map's value is missing; default: where the effect or its variance is NaN. NaN is a
+    missing value, an infinite value (or one beyond float32's range) is invalid. An effect
+    map with no valid voxel (all 0, or all NaN) and a variance map with no finite value
+    are one-line errors naming the file.
     """
     first = load_img(paths[0], "input map")
     shape, affine = first.shape[:3], first.affine
     total = np.zeros(shape)
     valid = np.zeros(shape, np.int32)
+    present = np.zeros(shape, np.int32)
     non_finite = np.zeros(shape, bool)
     example = ""
-    maps = [(p, "input map") for p in paths] + [(p, "variance map") for p in variance_paths]
-    for path, what in Progress("mask summaries").track(maps, len(maps), "maps"):
-        img = load_img(path, what)
-        check_same_grid(img, shape, affine, path)
-        data = read_data(img, path, what).reshape(shape)  # added to float64 as it is
+    variance_paths = list(variance_paths) or [None] * len(paths)
+    for path, variance_path in Progress("mask summaries").track(
+            zip(paths, variance_paths), len(paths), "maps"):
+        data, example = _read_checked(path, "input map", shape, affine, non_finite, example)
+        variance = None
+        if variance_path is not None:
+            variance, example = _read_checked(variance_path, "variance map", shape, affine,
+                                              non_finite, example)
+        here = ~(missing(data, variance) if missing else
+                 np.isnan(data) | (np.isnan(variance) if variance is not None else False))
         finite = fits_float32(data)
-        if not finite.any():
-            raise bad_input(f"{what} {path}", "has no finite value (every voxel is NaN or "
-                            "infinite)")
-        all_finite = finite.all()
-        if not all_finite:
-            non_finite |= ~finite
-            example = example or str(path)
-        if what == "input map":
-            has_data = np.not_equal(data, 0, out=finite, where=finite)  # finite, non-zero
-            if not has_data.any():
-                raise bad_input(f"{what} {path}", "is 0 in every voxel (an empty map)"
-                                if all_finite else "is 0 wherever it is not NaN")
-            total += data
-            valid += has_data
-    return MapSummary(total, valid, non_finite, len(paths), affine, str(paths[0]), example)
+        has_data = np.not_equal(data, 0, out=finite.copy(), where=finite)  # finite, non-zero
+        if not has_data.any():
+            raise bad_input(f"input map {path}", "is 0 in every voxel (an empty map)"
+                            if finite.all() else "is 0 wherever it is not NaN")
+        total += data if here.all() else np.where(here & finite, data, 0.0)
+        valid += has_data
+        present += here & finite
+    return MapSummary(total, valid, non_finite, len(paths), affine, str(paths[0]), example,
+                      present)
+
+
+def _read_checked(path, what, shape, affine, non_finite, example):
+    """A map's data, its infinite voxels added to ``non_finite`` (in place); (data, the
+    first map with one)."""
+    img = load_img(path, what)
+    check_same_grid(img, shape, affine, path)
+    data = read_data(img, path, what).reshape(shape)  # added to float64 as it is
+    finite = fits_float32(data)
+    if not finite.any():
+        raise bad_input(f"{what} {path}", "has no finite value (every voxel is NaN or "
+                        "infinite)")
+    invalid = ~finite & ~np.isnan(data)
+    if invalid.any():
+        non_finite |= invalid
+        example = example or str(path)
+    return data, example
 
 
 def merge_summaries(summaries):
@@ -91,15 +118,17 @@ def merge_summaries(summaries):
     (the sum is added block by block: one block gives the same bits)."""
     first, *rest = summaries
     total, valid, non_finite = first.total.copy(), first.valid.copy(), first.non_finite.copy()
+    present = first.present.copy()
     for part in rest:
         check_same_grid(nib.Nifti1Image(part.valid, part.affine), total.shape, first.affine,
                         part.first)
         total += part.total
         valid += part.valid
         non_finite |= part.non_finite
+        present += part.present
     example = next((part.example for part in summaries if part.example), "")
     return MapSummary(total, valid, non_finite, sum(part.n_maps for part in summaries),
-                      first.affine, first.first, example)
+                      first.affine, first.first, example, present)
 
 
 def write_summary(summary, path):
@@ -107,7 +136,7 @@ def write_summary(summary, path):
     with atomic_path(path) as tmp, open(tmp, "wb") as out:
         np.savez(out, total=summary.total, valid=summary.valid, non_finite=summary.non_finite,
                  n_maps=summary.n_maps, affine=summary.affine, first=summary.first,
-                 example=summary.example)
+                 example=summary.example, present=summary.present)
     return str(Path(path).absolute())
 
 
@@ -116,7 +145,7 @@ def read_summary(path):
     with np.load(path) as saved:
         return MapSummary(saved["total"], saved["valid"], saved["non_finite"],
                           int(saved["n_maps"]), saved["affine"], str(saved["first"]),
-                          str(saved["example"]))
+                          str(saved["example"]), saved["present"])
 
 
 def nilearn_default_mask(mean_img):

@@ -27,6 +27,7 @@ OUTPUTS = {
     "corrected_clusters": ("contrast-{contrast}_stat-z_desc-{desc}corrected", "clusters",
                            ".tsv"),
     "mask": ("desc-group", "mask", ".nii.gz"),
+    "coverage": ("stat-n_desc-coverage", "statmap", ".nii.gz"),
     "between_subject_variance": ("desc-{estimation}", "betweenSubjectVariance", ".nii.gz"),
     "truth_mask": ("desc-truth", "mask", ".nii.gz"),
     "graph": ("desc-pipeline", "graph", ".{format}"),
@@ -34,9 +35,13 @@ OUTPUTS = {
 #: Files named as they are, without entities.
 DESIGN_TABLE, DESIGN_PLOT, REPORT, PLAN = "design.tsv", "design.png", "report.html", "plan.json"
 INPUTS_TABLE, DATASET_DESCRIPTION = "inputs.tsv", "dataset_description.json"
+BIDSIGNORE = ".bidsignore"
+#: Outputs whose names the BIDS specification has (the others go into .bidsignore).
+IN_BIDS = ("mask", "truth_mask")
 
 #: The maps of a contrast, by kind (written by the contrast node as ``<stat>.nii.gz``).
-CONTRAST_STATISTICS = {"t": ("z", "t", "p", "effect", "variance", "dof"), "F": ("z", "F", "p")}
+CONTRAST_STATISTICS = {"t": ("z", "t", "p", "effect", "variance", "dof"),
+                       "F": ("z", "F", "p", "dof")}
 #: desc- entity of every -log10 p map, by PermutationResult field ({stat}: T or F).
 LOGP_DESCS = {
     "logp_max": "max{stat}",
@@ -98,6 +103,19 @@ def graph_files():
     """Rule of the pipeline graph's files."""
     return {plain_name("graph", f".{fmt}"): output_name("graph", format=fmt)
             for fmt in GRAPH_FORMATS}
+
+
+def bidsignore_patterns():
+    """The lines of ``.bidsignore``: our names the BIDS specification does not have yet
+    (BIDS Stats Models' statmap, logp... and our own), as its derivatives conventions do,
+    so that bids-validator checks the rest."""
+    patterns = []
+    for output, (_, suffix, extension) in OUTPUTS.items():
+        if output not in IN_BIDS:
+            extension = ".*" if "{" in extension else extension
+            patterns += [f"*_{suffix}{extension}", f"*_{suffix}.json"]
+    files = (DESIGN_TABLE, DESIGN_PLOT, REPORT, PLAN, INPUTS_TABLE)
+    return list(dict.fromkeys([*patterns, *files, *(f"{Path(f).stem}.json" for f in files)]))
 
 
 def named_files(outputs, rules):

@@ -84,12 +84,6 @@ def space_of(path):
     return space.group(2) + (f"_den-{density.group(2)}" if density else "")
 
 
-def is_present(values):
-    """Where a map has a value: finite and not 0 (0 is how surface maps say "no data")."""
-    values = np.asarray(values)
-    return np.isfinite(values) & (values != 0)
-
-
 def element_mask(support, present, required):
     """The analysis mask of a domain: its support, where enough maps have a value.
 
@@ -98,9 +92,10 @@ def element_mask(support, present, required):
     support : array of bool (n_elements,)
         Elements that can be analysed (the medial wall excluded).
     present : array of int (n_elements,)
-        Per element, the number of maps with a value there (:func:`is_present`).
+        Per element, the number of maps with a value there
+        (:func:`~nipype_secondlevel.stats.missing.missing_values`).
     required : int
-        How many maps an element needs (all of them: the number of maps).
+        How many maps an element needs (``--min-subjects``, ``--min-coverage``).
 
     Returns
     -------

@@ -112,6 +112,9 @@ def check_options(values, command):
         if given(name):
             raise OptionError(f"{said(name)}: with --model the model decides it (its "
                               "Input, GroupBy, Model and Contrasts): change the model file")
+    if given("min_subjects") and given("min_coverage"):
+        raise OptionError(f"{said('min_subjects')}: conflicts with {said('min_coverage')}: "
+                          "give one of them")
     if values.get("design") == "file" and not given("design_file"):
         raise OptionError("--design file: needs --design-file")
 

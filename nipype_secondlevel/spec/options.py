@@ -266,6 +266,31 @@ OPTIONS = (
              "vertex areas and coordinates", ("run",), DESIGN, metavar="FILE",
              default_text="fsaverage5 from nilearn's files when the maps are on it")
       for hemi in ("left", "right")),
+    # --- per-voxel coverage: each voxel analysed with the subjects present there (issue 20) ---
+    Option("min_subjects", Integer(1, 1_000_000), None, "analyse a voxel when at least N "
+           "subjects have a value there (a map's value is missing where it is NaN, or 0 "
+           "with a variance of 0 or NaN: see docs/coverage.md); instead of --min-coverage",
+           ("run",), DESIGN, metavar="N", default_text="from --min-coverage"),
+    Option("min_coverage", Number(0, 1), 0.5, "analyse a voxel when at least this "
+           "fraction of the subjects (rounded up, at least 1) have a value there; 1: only "
+           "voxels every subject covers (SPM's and FLAME's intersection); complete data "
+           "are analysed alike whatever the value", ("run",), DESIGN, metavar="FRACTION"),
+    Option("zeros_without_variance", "flag", False, "an exact 0 in a map given without "
+           "a variance map is missing (maps written 0 outside their own mask, e.g. "
+           "nilearn effect maps alone); default: data", ("run",), DESIGN),
+    *(Option(name, text, None, f"{tool} first-level folders, one per subject (a quoted "
+             f"glob, e.g. '{example}'): {what}; the inputs table built is written into the "
+             "results folder (inputs.tsv)", ("run",), "inputs", metavar="GLOB",
+             one_of="inputs", default_text="none")
+      for name, tool, example, what in (
+          ("feat_dirs", "FSL FEAT", "sub-*/*.feat", ("contrast --cope's cope, varcope (and "
+           "tdof_t) in standard space (reg_standard/, as featregapply writes them)")),
+          ("spm_dirs", "SPM", "sub-*/spm", ("contrast --con's con image (NaN outside each "
+           "subject's mask); OLS only, as SPM writes no contrast variance")))),
+    *(Option(name, Integer(1, 10_000), 1, f"the {tool} contrast number ({image})", ("run",),
+             "inputs", metavar="N", only_with=(folders, None))
+      for name, tool, image, folders in (("cope", "FEAT", "cope<N>", "feat_dirs"),
+                                         ("con", "SPM", "con_000N", "spm_dirs"))),
     # --- graph ---
     Option("pipeline", text, ("demo",), "demo, localizer or run and its options",
            ("graph",), "graph", flag="pipeline", metavar="COMMAND ...", nargs="remainder"),

@@ -168,7 +168,7 @@ def _fit_weighted_columns(fit, X, Y, V, rows, cols, first_level_dof):
         fit.dof[cols] = min(rows.size * first_level_dof, DOF_MAX)
 
 
-def fit_with_missing(X, Y, V=None, method="ols", min_subjects=1, contrasts=None,
+def fit_with_missing(X, Y, V=None, method="ols", min_subjects=None, contrasts=None,
                      first_level_dof=DEFAULTS["first_level_dof"], labels=None):
     """Fit every voxel with the maps present there (NaN marks a missing value).
 
@@ -185,7 +185,7 @@ def fit_with_missing(X, Y, V=None, method="ols", min_subjects=1, contrasts=None,
         values must be positive: check them before (a one-line error naming the
         map is the caller's).
     method : {"ols", "mixed", "fixed"}
-    min_subjects : int
+    min_subjects : int or None
         Fewest maps (subjects with ``labels``) a voxel is analysed with.
     contrasts : list of arrays or None
         The contrasts to be tested: a voxel is analysed when every one is

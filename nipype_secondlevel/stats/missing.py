@@ -187,7 +187,7 @@ class Coverage:
     n_not_estimable: int
 
 
-def coverage(present, X, contrasts=None, min_subjects=1, residual_dof=True, labels=None,
+def coverage(present, X, contrasts=None, min_subjects=None, residual_dof=True, labels=None,
              patterns=None):
     """The voxels analysed with the maps present there.
 
@@ -201,7 +201,8 @@ def coverage(present, X, contrasts=None, min_subjects=1, residual_dof=True, labe
     X : array (n_maps, n_regressors)
     contrasts : list of arrays (p,) or (q, p), or None
         Contrasts to be tested; None requires a full-rank design at every voxel.
-    min_subjects : int
+    min_subjects : int or None
+        None: 1.
     residual_dof : bool
         Require n - rank >= 1 on the present rows (every estimator of the package).
     labels : sequence (n_maps,) or None
@@ -216,6 +217,7 @@ def coverage(present, X, contrasts=None, min_subjects=1, residual_dof=True, labe
     """
     present = np.asarray(present, dtype=bool)
     X = np.asarray(X, dtype=float)
+    min_subjects = 1 if min_subjects is None else min_subjects
     if labels is None:
         counts = present.sum(axis=0)
     else:

@@ -37,7 +37,7 @@ OUTPUT_FIELDS = [
     # the plan, the design, the data and the one estimate
     "plan_file", "design_matrix", "design_table", "design_plot", "blocks", "in_files",
     "variance_files", "resampled", "mask_file", "data_file", "beta", "residual_variance",
-    "dof", "between_subject_variance",
+    "dof", "between_subject_variance", "coverage_map",
     # one list item per contrast, in contrast order
     "contrast_names", "stat_types", "stat_maps", "z_maps", "contrast_files",
     "thresholded_maps", "cluster_tables", "z_thresholds", "glass_brains",
@@ -53,12 +53,12 @@ OUTPUT_FIELDS = [
 ]
 
 
-def masked_data_nodes(name, positive=False):
+def masked_data_nodes(name):
     """The maps' masked values: a MapNode reading blocks of
     :data:`~nipype_secondlevel.io.masked_data.MAPS_PER_READ_BLOCK` consecutive maps
     (run in parallel by MultiProc and SLURM), and ``stack_<name>`` stacking the
     blocks into the one masked data file (byte for byte a single-process read)."""
-    blocks = pe.MapNode(MaskedData(positive=positive), iterfield=["in_files"], name=name,
+    blocks = pe.MapNode(MaskedData(), iterfield=["in_files"], name=name,
                         mem_gb=0.5)
     return blocks, pe.Node(StackMaskedData(), name=f"stack_{name}", mem_gb=0.25)
 
@@ -126,7 +126,7 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
     (corrected_maps with permutations, else thresholded_maps).
     """
     options, design = plan.options, plan.design
-    weighted = plan.weighted
+    weighted, variances = plan.weighted, plan.with_variances
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=INPUT_FIELDS), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=OUTPUT_FIELDS), name="outputnode")
@@ -146,7 +146,7 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
         if options.get("reference_map"):
             resample.inputs.reference = options["reference_map"]
     else:  # surface or CIFTI maps: read into grid images, masked on the domain
-        resample, mask = domain_read_nodes(workflow, domain, weighted)
+        resample, mask = domain_read_nodes(workflow, domain, variances)
     if design.paths is None:  # the maps of a data source, at run time
         select = pe.Node(SelectMaps(rows=design.rows, variances=weighted),
                          name="select_maps", run_without_submitting=True)
@@ -157,15 +157,16 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
         ])
     else:
         resample.inputs.in_files = design.paths
-        if weighted:
+        if variances:
             resample.inputs.variance_files = design.variance_paths
     # The mask's pass over the maps (and variances): blocks read in parallel by MultiProc,
     # merged. Left at nipype's default resource hints, it runs in the submitting process
     # on SLURM (a job per block would cost the demo more than it reads).
+    zeros = bool(options.get("zeros_without_variance"))
     if domain is None:
         summaries = pe.MapNode(
-            SummarizeMaps(),
-            iterfield=["in_files", "variance_files"] if weighted else ["in_files"],
+            SummarizeMaps(zeros_without_variance=zeros),
+            iterfield=["in_files", "variance_files"] if variances else ["in_files"],
             name="summarize_maps")
         if options.get("mask"):
             mask = pe.Node(GroupMask(strategy="file", mask_file=options["mask"]),
@@ -176,16 +177,30 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
             (resample, summaries, [(("out_files", split_into_blocks, MAPS_PER_SUMMARY_BLOCK),
                                     "in_files")]),
             (summaries, mask, [("summary_file", "summary_files")]),
+            (resample, mask, [("out_files", "sources")]),
         ])
-        if weighted:
+        if variances:
             workflow.connect(resample, ("variance_files", split_into_blocks,
                                         MAPS_PER_SUMMARY_BLOCK), summaries, "variance_files")
+    else:
+        mask.inputs.zeros_without_variance = zeros
+    # The coverage rule, on every domain. Not yet with missing values: the voxels every
+    # map covers.
+    if options.get("smoothing_fwhm"):
+        mask.inputs.trait_set(min_present=len(design.matrix), why=(
+            "--smoothing-fwhm: smoothing would mix missing values with data; the voxels "
+            "every map covers"))
+    elif any(c.permutations and c.permutations.model == "paired" for c in plan.contrasts):
+        mask.inputs.trait_set(min_present=len(design.matrix), why=(
+            "paired permutation tests use the voxels every map covers"))
+    else:
+        mask.inputs.min_present = plan.min_subjects
     # The maps the estimate reads: resampled, then smoothed if asked.
     prepared = resample
     if options.get("smoothing_fwhm"):
         prepared = pe.Node(Smooth(fwhm=float(options["smoothing_fwhm"])), name="smooth")
         workflow.connect(resample, "out_files", prepared, "in_files")
-        if weighted:
+        if variances:
             workflow.connect(resample, "variance_files", prepared, "variance_files")
     # The maps' masked values written once (n_maps x n_voxels .npy), read in blocks
     # of maps; the estimate and the permutations read voxel chunks of it.
@@ -198,6 +213,11 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
                            name="estimate", mem_gb=mem_gb)
     else:
         estimate = pe.Node(EstimateOLS(mem_gb=mem_gb), name="estimate", mem_gb=mem_gb)
+    # Missing values: every voxel with the subjects present there (interfaces.coverage).
+    estimate.inputs.coverage = {
+        "min_subjects": plan.min_subjects, "subjects": plan.subjects,
+        "zeros_without_variance": zeros, "variance_files": design.variance_paths or [],
+        "positive_variances": True}
     contrast = pe.MapNode(Contrast(), iterfield=["weights", "contrast_name"], name="contrast")
     contrast.inputs.weights = [c.weights for c in plan.contrasts]
     contrast.inputs.contrast_name = plan.labels
@@ -235,7 +255,8 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
         (mask, estimate, [("mask_file", "mask_file")]),
         (design_node, contrast, [("design_matrix", "design_matrix")]),
         (mask, contrast, [("mask_file", "mask_file")]),
-        (estimate, contrast, [("beta", "beta"), ("dof", "dof")]),
+        (estimate, contrast, [("beta", "beta"), ("dof", "dof"),
+                              ("coverage_fit", "coverage_fit")]),
         (contrast, threshold_node, [("z_map", "z_map")]),
         (mask, threshold_node, [("mask_file", "mask_file")]),
         (write_plan, outputnode, [("plan_file", "plan_file")]),
@@ -245,7 +266,8 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
         (resample, outputnode, [("out_files", "in_files"), ("resampled", "resampled"),
                                 ("variance_files", "variance_files")]),
         (data, outputnode, [("data_file", "data_file")]),
-        (estimate, outputnode, [("beta", "beta"), ("dof", "dof")]),
+        (estimate, outputnode, [("beta", "beta"), ("dof", "dof"),
+                                ("coverage_map", "coverage_map")]),
         (contrast, outputnode, [("stat_map", "stat_maps"),
                                 ("z_map", "z_maps")]),
         (threshold_node, outputnode, [("z_threshold", "z_thresholds")]),
@@ -262,16 +284,21 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
                              "labels")
         workflow.connect(*clusters, outputnode, "cluster_tables")
     # fmt: off
-    if weighted:
-        # Refuses a variance of 0 or less in the mask (an infinite weight), before
-        # the estimate, for mixed and fixed effects alike.
-        variance_blocks, variances = masked_data_nodes("masked_variances", positive=True)
+    if variances:
+        # Read whenever the maps have them: they say where a value is missing. The
+        # estimate refuses a variance of 0 or less beside a present effect (mixed, fixed).
+        variance_blocks, variance_data = masked_data_nodes("masked_variances")
         workflow.connect([
             (prepared, variance_blocks, [(("variance_files", split_into_blocks,
                                            MAPS_PER_READ_BLOCK), "in_files")]),
             (mask, variance_blocks, [("mask_file", "mask_file")]),
-            (variance_blocks, variances, [("data_file", "row_files")]),
-            (variances, estimate, [("data_file", "variance_data_file")]),
+            (variance_blocks, variance_data, [("data_file", "row_files")]),
+            (variance_data, estimate, [("data_file", "variance_data_file")]),
+        ])
+    # fmt: on
+    if weighted:
+        # fmt: off
+        workflow.connect([
             (estimate, contrast, [("cov_beta", "cov_beta")]),
             *([(estimate, contrast, [("kenward_roger", "kenward_roger")])]
               if options["estimation"] == "mixed" else []),
@@ -304,6 +331,7 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
     # fmt: off
     workflow.connect([
         (data, permutation, [("data_file", "inputnode.data_file")]),
+        (estimate, permutation, [("coverage_data", "inputnode.coverage_data")]),
         (design_node, permutation, [("design_matrix", "inputnode.design_matrix")]),
         (mask, permutation, [("mask_file", "inputnode.mask_file")]),
         (contrast, permutation, [("z_map", "inputnode.z_maps")]),

@@ -10,7 +10,7 @@ from ..interfaces.inference import MergePermutations, PermutationChunk
 from ..spec import DEFAULTS
 from .surfaces import plan_domain_value
 
-INPUT_FIELDS = ["data_file", "design_matrix", "mask_file", "z_maps"]
+INPUT_FIELDS = ["data_file", "design_matrix", "mask_file", "z_maps", "coverage_data"]
 #: outputnode field <- merge output (one item per contrast).
 OUTPUT_FIELDS = {
     "logp_maps": "logp_maps",
@@ -66,6 +66,9 @@ def init_permutation_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="permutation_wf"):
     ----------------------
     data_file, design_matrix, mask_file
         Masked data .npy (rows in design order), design TSV, analysis mask.
+    coverage_data
+        With missing values (else undefined): the masked data with NaN where a value is
+        missing; each voxel is tested with its present subjects.
     z_maps
         The contrasts' z maps, in the plan's contrast order.
 
@@ -82,7 +85,8 @@ def init_permutation_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="permutation_wf"):
     outputnode = pe.Node(niu.IdentityInterface(fields=list(OUTPUT_FIELDS)),
                          name="outputnode")
     contrasts = [asdict(c) for c in plan.contrasts]
-    options = {"correction": plan.options["correction"], "mem_gb": mem_gb}
+    options = {"correction": plan.options["correction"], "mem_gb": mem_gb,
+               "min_subjects": plan.min_subjects}
     chunks = pe.MapNode(PermutationChunk(**options), iterfield=["item"], name="chunks",
                         mem_gb=mem_gb)
     chunks.inputs.item = [{"contrast": c, "start": start, "stop": stop}
@@ -96,7 +100,7 @@ def init_permutation_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="permutation_wf"):
         chunks.inputs.domain = merge.inputs.domain = plan_domain_value(plan)
     sizes = [len(c["permutations"]["chunks"]) for c in contrasts]
     data = [("data_file", "data_file"), ("design_matrix", "design_matrix"),
-            ("mask_file", "mask_file")]
+            ("mask_file", "mask_file"), ("coverage_data", "coverage_data")]
     # fmt: off
     workflow.connect([
         (inputnode, chunks, data),

@@ -77,6 +77,7 @@ def exported_outputs(plan):
         "design_table": naming.DESIGN_TABLE,
         "design_plot": naming.DESIGN_PLOT,
         "mask_file": naming.output_name("mask"),
+        "coverage_map": naming.output_name("coverage"),
         "contrast_files": [naming.contrast_maps(c.label, c.kind) for c in contrasts],
         "thresholded_maps": each("thresholded"),
         "cluster_tables": each("clusters"),
@@ -155,8 +156,10 @@ def init_group_pipeline_wf(plan, out_dir, *, source=None, source_exports=None,
     python_call = python_call or f"init_group_pipeline_wf({plan.made_by}, {str(out_dir)!r})"
     analysis = exported_outputs(plan)
     names = {**analysis, **{f"source_{k}": v for k, v in (source_exports or {}).items()},
-             "dataset_description": naming.DATASET_DESCRIPTION}
-    if plan.options.get("bids_dir"):  # the inputs table built from the BIDS folder
+             "dataset_description": naming.DATASET_DESCRIPTION,
+             "bidsignore": naming.BIDSIGNORE}
+    if any(plan.options.get(k) for k in ("bids_dir", "feat_dirs", "spm_dirs")):
+        # the inputs table built from the BIDS, FEAT or SPM folders
         names["inputs_table"] = naming.INPUTS_TABLE
     names.update({key: rule for key, (rule, _) in (copies or {}).items()})
     if report:
@@ -187,7 +190,8 @@ def init_group_pipeline_wf(plan, out_dir, *, source=None, source_exports=None,
                                           for field in source_exports or {}])])
     workflow.connect([
         (analysis_wf, sink, [(f"outputnode.{field}", field) for field in analysis]),
-        (description, sink, [("out_file", "dataset_description")]),
+        (description, sink, [("out_file", "dataset_description"),
+                             ("bidsignore", "bidsignore")]),
     ])
     if graph:
         drawing = pe.Node(PipelineGraph(), name="graph", run_without_submitting=True)

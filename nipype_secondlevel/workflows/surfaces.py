@@ -31,12 +31,13 @@ def plan_domain_value(plan):
                         {h: plan.options.get(f"surface_{h}") for h in HEMISPHERES})
 
 
-def domain_read_nodes(workflow, domain, weighted):
-    """``read_maps`` and ``mask`` of a surface or CIFTI analysis, connected."""
+def domain_read_nodes(workflow, domain, variances):
+    """``read_maps`` and ``mask`` of a surface or CIFTI analysis, connected (the mask
+    reads the variances, when the maps have some, to tell where a value is missing)."""
     read = pe.Node(DomainMaps(domain=domain), name="read_maps")
     mask = pe.Node(DomainMask(domain=domain), name="mask")
     workflow.connect(read, "out_files", mask, "in_files")
-    if weighted:
+    if variances:
         workflow.connect(read, "variance_files", mask, "variance_files")
     return read, mask
 

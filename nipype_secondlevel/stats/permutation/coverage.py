@@ -48,6 +48,7 @@ from .chunks import (
     NullChunk,
     ObservedMaps,
     PermutationOptions,
+    _graph,
     null_chunk,
     observed_maps,
     tail_statistic,
@@ -113,7 +114,7 @@ class _Setup:
         n_voxels = Y.shape[1]
         present = ~np.isnan(Y)
         self.n_present = present.sum(axis=0)
-        self.tested = self.n_present >= max(int(min_subjects), 1)
+        self.tested = self.n_present >= max(int(min_subjects or 1), 1)
         # sign flips of a constant design (one-sample, paired differences): the model
         # depends only on how many rows are present, missing ones weigh 0
         by_count = scheme == "sign-flip" and self.X.shape[1] == 1 and np.ptp(self.X) == 0
@@ -311,7 +312,7 @@ def _maxima_to_z(by_dof, q, best):
 
 
 def coverage_null_chunk(X, contrast, Y, plan, start, stop, mask=None, options=None,
-                        min_subjects=1):
+                        min_subjects=None):
     """Null statistics of patterns ``start..stop-1`` with per-voxel subjects.
 
     As :func:`~.chunks.null_chunk` (same :class:`~.chunks.NullChunk`, merged by
@@ -327,7 +328,7 @@ def coverage_null_chunk(X, contrast, Y, plan, start, stop, mask=None, options=No
         return null_chunk(linear_model(X, contrast), Y, plan, start, stop, mask, options)
     _check(X, contrast, Y, plan, options)
     setup = _Setup(X, contrast, Y, min_subjects, options.tail, plan.scheme)
-    graph = spatial.voxel_graph(mask, options.connectivity) if options.spatial else None
+    graph = _graph(mask, options)
     n_chunk = stop - start
     best = np.full(n_chunk, -np.inf)
     counts = np.zeros(Y.shape[1], dtype=np.int64) if options.uncorrected else None
@@ -366,7 +367,7 @@ def _shown(setup, z):
     return z if setup.q == 1 else np.maximum(z, 0.0)
 
 
-def coverage_observed_maps(X, contrast, Y, plan, mask=None, options=None, min_subjects=1):
+def coverage_observed_maps(X, contrast, Y, plan, mask=None, options=None, min_subjects=None):
     """The observed maps of :func:`coverage_null_chunk`'s test.
 
     Returns
@@ -385,7 +386,7 @@ def coverage_observed_maps(X, contrast, Y, plan, mask=None, options=None, min_su
     out = CoverageObserved(statistic=setup.z, values=setup.values, dof=setup.dof,
                            n_present=setup.n_present, analysed=setup.analysed)
     if options.spatial:
-        graph = spatial.voxel_graph(mask, options.connectivity)
+        graph = _graph(mask, options)
         shown = _shown(setup, setup.z)
         if options.cluster_threshold is not None:
             out.cluster_size, out.cluster_mass = spatial.cluster_maps(
@@ -407,7 +408,7 @@ def _check(X, contrast, Y, plan, options):
 
 def coverage_permutation_test(Y, X, contrast, mask=None, n_perm=DEFAULTS["n_perm"],
                               seed=DEFAULTS["perm_seed"], scheme="sign-flip", blocks=None,
-                              n_chunks=DEFAULTS["n_chunks"], options=None, min_subjects=1):
+                              n_chunks=DEFAULTS["n_chunks"], options=None, min_subjects=None):
     """The whole test with per-voxel subjects in one call (plan, chunks, observed, merge).
 
     Parameters as :func:`~.merge.permutation_test`; ``Y`` has NaN where a map
