@@ -106,7 +106,11 @@ def test_two_groups_age_and_f_equal_the_hand_written_run(bids_derivatives, sites
                "--contrast", "facesPatientsVsControls=[-1, 1, 0, 0, 0]",
                "--contrast", "facesSite=[[0, 0, 1, 0, 0], [0, 0, 0, 1, 0]]")
     written = maps(results)
-    assert len(written) == 11 and written == maps(hand)
+    assert len(written) == 12 and written == maps(hand)
+    # The subjects with a value at every voxel: all ten faces maps, inside the mask.
+    count = nib.load(results / "stat-n_desc-coverage_statmap.nii.gz").get_fdata()
+    inside = nib.load(results / "desc-group_mask.nii.gz").get_fdata() > 0
+    np.testing.assert_array_equal(count, np.where(inside, len(table), 0))
     # The t map equals nilearn's on the design pybids builds from the same model.
     faces = expected[expected["condition"] == "faces"]
     X, metadata, _ = pybids_groups(path, other, faces, node="groups_age")["faces"]

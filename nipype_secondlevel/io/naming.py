@@ -59,7 +59,8 @@ CORRECTION_FIELDS = {
 }
 #: Exports that are maps, with the plain name (no extension) of those of one file per item;
 #: on a surface or CIFTI domain they are written as GIFTI pairs or CIFTI files.
-DOMAIN_MAPS = {"mask_file": "mask", "thresholded_maps": "thresholded",
+DOMAIN_MAPS = {"mask_file": "mask", "coverage_map": "coverage",
+               "thresholded_maps": "thresholded",
                "corrected_maps": "corrected", "between_subject_variance": "between_subject_variance",
                "contrast_files": None, "logp_maps": None}
 #: Extension of a map by domain (a surface map is a ``hemi-L_`` and a ``hemi-R_`` file).

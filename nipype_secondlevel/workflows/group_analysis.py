@@ -266,8 +266,7 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
         (resample, outputnode, [("out_files", "in_files"), ("resampled", "resampled"),
                                 ("variance_files", "variance_files")]),
         (data, outputnode, [("data_file", "data_file")]),
-        (estimate, outputnode, [("beta", "beta"), ("dof", "dof"),
-                                ("coverage_map", "coverage_map")]),
+        (estimate, outputnode, [("beta", "beta"), ("dof", "dof")]),
         (contrast, outputnode, [("stat_map", "stat_maps"),
                                 ("z_map", "z_maps")]),
         (threshold_node, outputnode, [("z_threshold", "z_thresholds")]),
@@ -276,6 +275,7 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
     if domain is None:
         workflow.connect([
             (mask, outputnode, [("mask_file", "mask_file")]),
+            (estimate, outputnode, [("coverage_map", "coverage_map")]),
             (contrast, outputnode, [("out_files", "contrast_files")]),
             (threshold_node, outputnode, [("thresholded_map", "thresholded_maps")]),
             (plot, outputnode, [("out_file", "glass_brains")]),

@@ -58,6 +58,7 @@ def connect_domain_ends(workflow, plan, domain, nodes, outputnode):
     """
     two_sided = [c.two_sided for c in plan.contrasts]
     write_mask = pe.Node(WriteDomainMaps(domain=domain), name="write_mask")
+    write_coverage = pe.Node(WriteDomainMaps(domain=domain), name="write_coverage")
     write_maps = pe.MapNode(WriteDomainMaps(domain=domain), iterfield=["in_files"],
                             name="write_contrast_maps")
     clusters = pe.MapNode(
@@ -69,6 +70,8 @@ def connect_domain_ends(workflow, plan, domain, nodes, outputnode):
         (nodes["contrast"], write_maps, [("out_files", "in_files")]),
         (nodes["threshold"], clusters, [("thresholded_map", "map_file")]),
         (write_mask, outputnode, [("out_files", "mask_file")]),
+        (nodes["estimate"], write_coverage, [("coverage_map", "in_files")]),
+        (write_coverage, outputnode, [("out_files", "coverage_map")]),
         (nodes["mask"], outputnode, [("mask_file", "grid_mask")]),
         (write_maps, outputnode, [("out_files", "contrast_files")]),
         (clusters, outputnode, [("out_files", "thresholded_maps"),
