@@ -1,5 +1,6 @@
 """``python -m nipype_secondlevel`` and the ``nipype-secondlevel`` command (:func:`entry`)."""
 
+import gc
 import sys
 
 
@@ -12,7 +13,12 @@ def entry():
         print("nipype-secondlevel: interrupted; rerun the same command to resume",
               file=sys.stderr)
         return 130
-    return main()
+    code = main()
+    # The interpreter's last garbage collections, over the heap of numpy, scipy, nilearn
+    # and nipype, cost up to a second at exit; nothing in it needs them (files are closed,
+    # exit handlers still run): frozen objects are left out.
+    gc.freeze()
+    return code
 
 
 if __name__ == "__main__":

@@ -21,70 +21,31 @@ reference), :mod:`.chunks` (null chunks and observed maps by voxel chunks),
 FWER p values: ``merge_null_chunks(..., accel="tail")``).
 """
 
-from .accel import ACCELERATIONS, accelerated_fwer
-from .chunks import (
-    TIE_RTOL,
-    NullChunk,
-    ObservedMaps,
-    PermutationOptions,
-    VoxelColumns,
-    null_chunk,
-    observed_maps,
-    tail_statistic,
-    uses_sign_tables,
-)
-from .merge import PermutationResult, fwer_pvalues, merge_null_chunks, permutation_test
-from .model import (
-    LinearModel,
-    choose_scheme,
-    cluster_forming_threshold,
-    linear_model,
-    one_sample_model,
-    partition_design,
-    prepare_data,
-)
-from .plans import (
-    RANDOM_BLOCK,
-    SCHEMES,
-    PermutationPlan,
-    chunk_bounds,
-    n_possible_patterns,
-    plan_patterns,
-    plan_permutations,
-    row_permutations,
-    sign_flip_patterns,
-)
+import importlib
 
-__all__ = [
-    "ACCELERATIONS",
-    "RANDOM_BLOCK",
-    "SCHEMES",
-    "TIE_RTOL",
-    "LinearModel",
-    "NullChunk",
-    "ObservedMaps",
-    "PermutationOptions",
-    "PermutationPlan",
-    "PermutationResult",
-    "VoxelColumns",
-    "accelerated_fwer",
-    "choose_scheme",
-    "chunk_bounds",
-    "cluster_forming_threshold",
-    "fwer_pvalues",
-    "linear_model",
-    "merge_null_chunks",
-    "n_possible_patterns",
-    "null_chunk",
-    "observed_maps",
-    "one_sample_model",
-    "partition_design",
-    "permutation_test",
-    "plan_patterns",
-    "plan_permutations",
-    "prepare_data",
-    "row_permutations",
-    "sign_flip_patterns",
-    "tail_statistic",
-    "uses_sign_tables",
-]
+#: Submodule of every name of the package, imported on first use (PEP 562): planning
+#: a run needs :mod:`.plans` only, not the numba kernels nor scipy.stats.
+_NAMES = {
+    "accel": ("ACCELERATIONS", "accelerated_fwer"),
+    "chunks": ("TIE_RTOL", "NullChunk", "ObservedMaps", "PermutationOptions", "VoxelColumns",
+               "null_chunk", "observed_maps", "tail_statistic", "uses_sign_tables"),
+    "merge": ("PermutationResult", "fwer_pvalues", "merge_null_chunks", "permutation_test"),
+    "model": ("LinearModel", "choose_scheme", "cluster_forming_threshold", "linear_model",
+              "one_sample_model", "partition_design", "prepare_data"),
+    "plans": ("RANDOM_BLOCK", "SCHEMES", "PermutationPlan", "chunk_bounds",
+              "n_possible_patterns", "plan_patterns", "plan_permutations", "row_permutations",
+              "sign_flip_patterns"),
+}
+_MODULE = {name: module for module, names in _NAMES.items() for name in names}
+
+
+def __getattr__(name):
+    if name not in _MODULE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_MODULE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_MODULE))
