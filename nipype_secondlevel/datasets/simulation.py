@@ -10,7 +10,6 @@ negative blob in primary visual cortex.
 import os
 
 import numpy as np
-from scipy import ndimage
 
 from ..io.errors import bad_input
 from ..spec import DEFAULTS
@@ -68,6 +67,8 @@ def gaussian_blob(coords, centre, fwhm_mm):
 
 def smooth_noise(rng, shape, fwhm_vox):
     """White noise smoothed by a Gaussian of ``fwhm_vox`` voxels, rescaled to unit SD."""
+    from scipy import ndimage  # (here: the command imports this module to build the demo)
+
     sigma = fwhm_vox / (2.0 * np.sqrt(2.0 * np.log(2.0)))
     field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
     return field / field.std()

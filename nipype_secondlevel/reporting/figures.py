@@ -8,13 +8,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import matplotlib
-
 from ..io.files import save_figure
 
 
 def _pyplot():
     """pyplot on the Agg backend: pictures are written to files, never shown."""
+    import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

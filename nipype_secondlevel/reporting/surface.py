@@ -7,8 +7,6 @@ gives the elements' neighbours, structures, areas and coordinates; the maps here
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
-from scipy.sparse import csgraph
 
 from ..io.files import save_figure
 from .figures import _pyplot
@@ -28,6 +26,9 @@ def surface_clusters(values, domain, threshold, two_sided=True):
     list of int arrays
         The elements of every cluster.
     """
+    from scipy import sparse
+    from scipy.sparse import csgraph
+
     values = np.asarray(values, dtype=float)
     edges = domain.edges()
     clusters = []

@@ -211,12 +211,18 @@ class Runner:
 
 
 class _WorkerPool:
-    """MultiProc's process pool, each node run through ``interrupts.run_in_worker``."""
+    """MultiProc's process pool, each node run through ``interrupts.run_in_worker``. It
+    forks its workers at its first node: the nodes' libraries are imported just before
+    (:func:`import_node_libraries`), once, and only then (a rerun from the cache needs none)."""
 
     def __init__(self, pool):
         self.pool = pool
+        self.forked = False
 
     def submit(self, function, *args):
+        if not self.forked:
+            self.forked = True
+            import_node_libraries()
         return self.pool.submit(interrupts.run_in_worker, function, *args)
 
     def shutdown(self, *args, **kwargs):
@@ -400,6 +406,17 @@ def run_workflow(workflow, work_dir, plugin="Linear", n_procs=None, progress=Tru
 FORKED_IMPORTS = ("matplotlib.pyplot", "nilearn.plotting", "nilearn.glm", "nilearn.reporting")
 
 
+def import_node_libraries():
+    """Import :data:`FORKED_IMPORTS` (matplotlib on Agg: pictures are written to files,
+    never shown), frozen out of garbage collections (see :func:`frozen_heap`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    for name in FORKED_IMPORTS:
+        importlib.import_module(name)
+    gc.freeze()
+
+
 @contextmanager
 def frozen_heap(freeze=True):
     """Objects made so far (modules, the workflow) left out of garbage collections.
@@ -407,18 +424,13 @@ def frozen_heap(freeze=True):
     nipype's MultiProc scheduler runs a full ``gc.collect()`` at every poll while
     nodes run (every 20 ms here): over the heap of numpy, scipy and nipype that
     was most of a run's CPU time. Frozen objects are not scanned (``gc.freeze``);
-    what the run makes is still collected. The libraries the nodes import when
-    they run (:data:`FORKED_IMPORTS`) are imported first, once: the forked
-    workers share them instead of importing them each.
+    what the run makes is still collected. The libraries the nodes import are
+    frozen too when they are imported, before the workers fork
+    (:class:`_WorkerPool`).
     """
     if not freeze:
         yield
         return
-    import matplotlib
-
-    matplotlib.use("Agg")  # pictures are written to files, never shown
-    for name in FORKED_IMPORTS:
-        importlib.import_module(name)
     gc.freeze()
     try:
         yield

@@ -34,9 +34,6 @@ they run unchanged on any graph.
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, stats
-
-from . import spatial_kernels
 
 #: Accepted values of ``tail``.
 TAILS = ("two-sided", "positive", "negative")
@@ -155,6 +152,8 @@ def voxel_graph(mask, connectivity=1):
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 3:
         raise ValueError(f"mask must be 3D, got shape {mask.shape}")
+    from scipy import ndimage
+
     structure = ndimage.generate_binary_structure(3, connectivity)
     n_vox = int(mask.sum())
     index = np.full(mask.shape, n_vox, dtype=np.int32)  # half the memory traffic of int64
@@ -239,6 +238,8 @@ def tfce_map(values, graph, tail="two-sided", dh="auto", E=TFCE_E, H=TFCE_H):
     if not top > 0:
         return np.zeros(values.shape)
     signs = tail_signs(tail)
+    from . import spatial_kernels  # numba's: imported by what runs a kernel
+
     return spatial_kernels.tfce_pass(
         values, graph.neighbours, graph.forward, tfce_thresholds(top, dh), 1.0 in signs,
         -1.0 in signs, float(E), float(H), True)[1]
@@ -278,6 +279,8 @@ def tfce_maxima(maps, graph, tail="two-sided", dh="auto", E=TFCE_E, H=TFCE_H):
     for row, t in zip(thresholds, steps):
         row[:t.size] = t
     signs = tail_signs(tail)
+    from . import spatial_kernels  # numba's: imported by what runs a kernel
+
     return spatial_kernels.tfce_max_batch(
         maps, graph.neighbours, graph.forward, thresholds,
         np.array([t.size for t in steps], dtype=np.int64), 1.0 in signs, -1.0 in signs,
@@ -306,6 +309,8 @@ def cluster_maps(values, graph, threshold, tail="two-sided"):
     size, mass : ndarrays (n_elements,)
     """
     signs = tail_signs(tail)
+    from . import spatial_kernels  # numba's: imported by what runs a kernel
+
     return spatial_kernels.cluster_pass(np.ascontiguousarray(values, dtype=float),
                                         graph.forward, float(threshold), 1.0 in signs,
                                         -1.0 in signs)
@@ -336,6 +341,8 @@ def cluster_maxima(maps, graph, threshold, tail="two-sided"):
     masses : ndarray (n_maps,)
     """
     signs = tail_signs(tail)
+    from . import spatial_kernels  # numba's: imported by what runs a kernel
+
     return spatial_kernels.cluster_max_batch(np.ascontiguousarray(maps, dtype=float),
                                              graph.forward, float(threshold), 1.0 in signs,
                                              -1.0 in signs)
@@ -348,6 +355,8 @@ def cluster_forming_threshold(p, dof, tail="two-sided", statistic="t"):
     t = isf(p / 2, dof) for a two-sided test, isf(p, dof) otherwise ;
     F (clusters of its z, positive side): z = isf_normal(p)
     """
+    from scipy import stats
+
     if statistic != "t":
         return float(stats.norm.isf(p))
     p = float(p) / (2.0 if check_tail(tail) == "two-sided" else 1.0)

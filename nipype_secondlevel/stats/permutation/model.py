@@ -25,7 +25,6 @@ regressor) this is plain sign flipping / permutation of Y.
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from ...spec import VOXEL_BLOCK  # data are prepared in blocks of it: see spec
 from .. import glm, spatial
@@ -291,6 +290,8 @@ def spatial_map(model, values):
     median (p < 0.5), and 0 elsewhere (where z <= 0, which no positive-side
     cluster or TFCE level includes).
     """
+    from scipy import stats  # (here: planning a permutation test needs none of it)
+
     if model.statistic == "t":
         return values
     q, dof = model.q, model.dof
