@@ -1,18 +1,36 @@
 """``python -m nipype_secondlevel`` and the ``nipype-secondlevel`` command (:func:`entry`)."""
 
 import gc
+import signal
 import sys
+
+#: The signals that stop a run (Ctrl-C, a kill or a cluster's time limit).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def entry():
-    """The command: imports the command line only here, so that a Ctrl-C while it loads
-    (a second or more) ends with the one line of an interrupted run, not a traceback."""
+    """The command. Its first act is to record Ctrl-C and SIGTERM instead of raising them:
+    while the command line loads, an exception could land anywhere in the libraries' code
+    (a finalizer prints and loses it; the run went on), so a signal received then is acted
+    on once it has loaded: the one line of a stopped run and its exit status, nothing run.
+    A shell's background job ignores SIGINT, and keeps ignoring it."""
+    received = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+                for signum in STOP_SIGNALS if signal.getsignal(signum) is not signal.SIG_IGN}
     try:
-        from .cli import main
-    except KeyboardInterrupt:
-        print("nipype-secondlevel: interrupted; rerun the same command to resume",
-              file=sys.stderr)
-        return 130
+        from .cli_options import PROG
+        from .runtime.console import stopped_line
+
+        try:
+            from .cli import main
+        except KeyboardInterrupt:
+            received.append(signal.SIGINT)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        print(stopped_line(PROG, received[0]), file=sys.stderr)
+        return 128 + received[0]
     code = main()
     # The interpreter's last garbage collections, over the heap of numpy, scipy, nilearn
     # and nipype, cost up to a second at exit; nothing in it needs them (files are closed,

@@ -18,7 +18,7 @@ from pathlib import Path
 from .cli_model import resolve_with_model
 from .cli_options import PROG, build_parser, given_options, join_dash_values
 from .io.errors import InputError, bad_input, escaped
-from .runtime.console import one_line_warnings
+from .runtime.console import one_line_warnings, stopped_line
 from .runtime.execution import WorkflowFailed, default_chunks  # (imports no nipype)
 from .spec import PERMUTATION_CORRECTIONS, OptionError, option, resolve
 
@@ -275,8 +275,7 @@ def main(argv=None):
         signum = getattr(err, "signum", signal.SIGINT)
         if os.getpid() != pid:  # a forked worker unwinding a copy of this stack: be silent
             os._exit(128 + signum)
-        what = "interrupted" if signum == signal.SIGINT else f"stopped by {err}"
-        print(f"{PROG}: {what}; rerun the same command to resume", file=sys.stderr)
+        print(stopped_line(PROG, signum), file=sys.stderr)
         return 128 + signum
 
 

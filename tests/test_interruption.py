@@ -303,6 +303,59 @@ sys.exit({script.attr}())
         130, "nipype-secondlevel: interrupted; rerun the same command to resume\n", "")
 
 
+#: The command as its entry point runs it, once Python has started: "ready" is printed
+#: just before the entry point, so that the signal lands in it, not in Python's own start.
+STARTED = """
+import sys
+from nipype_secondlevel.__main__ import entry
+sys.argv[0] = "nipype-secondlevel"
+print("ready", flush=True)
+sys.exit(entry())
+"""
+
+
+def test_ctrl_c_right_after_the_start_stops_the_run_with_one_line(tmp_path):
+    """Issue 23's residual (1 run in 18 lost a Ctrl-C sent in its first 0.3 s and went on):
+    SIGINT from 0 to 0.3 s after the entry point starts: every run ends at once with exit
+    130 and the one line, nothing exported."""
+    for delay in (0.0, 0.01, 0.03, 0.06, 0.1, 0.2, 0.3):
+        log = tmp_path / "run.log"
+        with open(log, "w") as stderr:
+            proc = subprocess.Popen([sys.executable, "-c", STARTED, *DEMO, "--quiet"],
+                                    cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=stderr,
+                                    text=True, start_new_session=True)
+            assert proc.stdout.readline() == "ready\n"
+            time.sleep(delay)
+            os.killpg(proc.pid, signal.SIGINT)
+            assert proc.wait(timeout=60) == 130, (delay, log.read_text())
+        proc.stdout.close()
+        assert log.read_text().splitlines() == [INTERRUPTED], delay
+        assert not (tmp_path / "out").exists(), delay
+
+
+def test_ctrl_c_lost_by_a_finalizer_while_the_command_loads_still_stops_it(tmp_path):
+    """Why a Ctrl-C was lost: raised inside a finalizer (a library's ``__del__``) while the
+    command line loads, Python prints "Exception ignored" and goes on. The entry point
+    records the signal instead, and acts on it once loaded: exit 130, the one line, and
+    the command (here ``--version``) not run."""
+    done = run_python("""
+import gc, signal, sys
+class Finalized:
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)
+class CtrlCInAFinalizer:  # as the command line's module loads
+    def find_spec(self, name, path=None, target=None):
+        if name == "nipype_secondlevel.cli":
+            Finalized()
+            gc.collect()
+sys.meta_path.insert(0, CtrlCInAFinalizer())
+from nipype_secondlevel.__main__ import entry
+sys.argv = ["nipype-secondlevel", "--version"]
+sys.exit(entry())
+""", tmp_path)
+    assert (done.returncode, done.stderr, done.stdout) == (130, INTERRUPTED + "\n", "")
+
+
 def test_ctrl_c_inside_a_finalizer_still_stops_the_run(tmp_path):
     """Issue 23 re-checked: a Ctrl-C landing while a finalizer runs (llvmlite's ``__del__``)
     is lost by Python ("Exception ignored"); the run's hook raises it again once the hook

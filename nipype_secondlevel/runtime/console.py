@@ -26,6 +26,14 @@ SILENCED = (
 )
 
 
+def stopped_line(prog, signum):
+    """The one line of a run stopped by signal ``signum`` (SIGINT: Ctrl-C, SIGTERM)."""
+    import signal
+
+    what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+    return f"{prog}: {what}; rerun the same command to resume"
+
+
 @contextmanager
 def one_line_warnings(prog):
     """Every warning printed as one line ``<prog>: warning: <message>``."""
