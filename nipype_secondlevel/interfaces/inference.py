@@ -57,7 +57,6 @@ from ..io.tables import read_design
 from ..reporting.clusters import cluster_table, values_at_peaks
 from ..spec import ACCELERATIONS, CLUSTER_CORRECTIONS, DEFAULTS, PERMUTATION_CORRECTIONS
 from ..stats import permutation as perm
-from ..stats.permutation import coverage as perm_coverage
 from ..stats.spatial import TFCE_SURFACE_E, TFCE_SURFACE_H, graph_from_edges
 
 #: Null distributions written, by NullChunk / PermutationResult field.
@@ -97,6 +96,8 @@ def _coverage_test(inputs, test, options, forming):
         raise bad_input(f"contrast {test.label}", "paired permutation tests with missing "
                         "values are not available: use --min-coverage 1")
     if forming is not None:  # cluster-forming p on the z maps
+        from ..stats.permutation import coverage as perm_coverage
+
         options = replace(options, cluster_threshold=perm_coverage.cluster_threshold(
             forming[0], options.tail))
     return read_design(inputs.design_matrix)[1], np.load(inputs.coverage_data), options
@@ -150,6 +151,8 @@ class PermutationChunk(SimpleInterface):
         coverage = _coverage_test(inputs, test, options, forming)
         if coverage is not None:
             X, Y, options = coverage
+            from ..stats.permutation import coverage as perm_coverage
+
             chunk = perm_coverage.coverage_null_chunk(X, test.rows, Y, test.plan, start, stop,
                                                       where, options, inputs.min_subjects)
         else:
@@ -230,6 +233,8 @@ class MergePermutations(SimpleInterface):
         coverage = _coverage_test(inputs, test, options, forming)
         if coverage is not None:
             X, Y, options = coverage
+            from ..stats.permutation import coverage as perm_coverage
+
             observed = perm_coverage.coverage_observed_maps(X, test.rows, Y, test.plan, where,
                                                             options, inputs.min_subjects)
         else:
