@@ -10,9 +10,10 @@ contrast node each voxel's maps on its own degrees of freedom. ``settings`` is t
 estimate node's ``coverage`` input, from the plan: ``min_subjects``, ``subjects`` (of
 every row), ``contrasts`` (a voxel is analysed where all are estimable; none: where the
 design has full rank, so that adding a contrast does not rerun the estimate),
-``zeros_without_variance``, ``variance_files`` (named in messages) and
+``zeros_without_variance``, ``variance_files`` (named in messages),
 ``positive_variances`` (refuse a variance of 0 beside an effect, as the workflow does;
-else only negative or infinite ones, which the REML code cannot take).
+else only negative or infinite ones, which the REML code cannot take) and
+``whole_subjects`` (a paired design: where one of a subject's maps is missing, all are).
 """
 
 import warnings
@@ -26,7 +27,13 @@ from ..io.images import unmask
 from ..io.masked_data import iter_voxel_chunks, masked_data_shape
 from ..io.sidecars import generated_by, source_fields, write_sidecar
 from ..stats.coverage import CoverageFit, fit_with_missing
-from ..stats.missing import mark_missing, missing_patterns, missing_values, unusable_variances
+from ..stats.missing import (
+    drop_incomplete_subjects,
+    mark_missing,
+    missing_patterns,
+    missing_values,
+    unusable_variances,
+)
 
 #: The options that leave voxels out of the analysis (named in messages).
 COVERAGE_OPTIONS = "--min-coverage, --min-subjects, --mask"
@@ -74,8 +81,11 @@ def read_missing(data_file, variance_file, chunk, mask, settings, weighted):
             "--estimation ols")
     if not any_missing:
         return None, None
-    return mark_missing(np.load(data_file), np.load(variance_file) if variance_file else None,
+    Y, V = mark_missing(np.load(data_file), np.load(variance_file) if variance_file else None,
                         zeros)
+    if settings.get("whole_subjects"):
+        Y, V = drop_incomplete_subjects(Y, V, settings["subjects"])
+    return Y, V
 
 
 def fit_missing_values(X, Y, V, method, settings, first_level_dof, out, mask, affine,

@@ -89,18 +89,21 @@ class _OptionsInputSpec(BaseInterfaceInputSpec):
 
 
 def _coverage_test(inputs, test, options, forming):
-    """(X, data with NaN, options on the z scale) of a test with missing values, or None."""
+    """(X, contrast, data with NaN, options on the z scale) of a test with missing values,
+    or None. Paired: the differences of the pairs (NaN where a map of the pair is missing),
+    sign-flipped as a one-sample test."""
     if not isdefined(inputs.coverage_data):
         return None
-    if test.test.model == "paired":
-        raise bad_input(f"contrast {test.label}", "paired permutation tests with missing "
-                        "values are not available: use --min-coverage 1")
     if forming is not None:  # cluster-forming p on the z maps
         from ..stats.permutation import coverage as perm_coverage
 
         options = replace(options, cluster_threshold=perm_coverage.cluster_threshold(
             forming[0], options.tail))
-    return read_design(inputs.design_matrix)[1], np.load(inputs.coverage_data), options
+    data = np.load(inputs.coverage_data)
+    if test.test.model == "paired":
+        first, second = (np.asarray(rows, dtype=int) for rows in test.test.pairs)
+        return np.ones((first.size, 1)), np.ones((1, 1)), data[first] - data[second], options
+    return read_design(inputs.design_matrix)[1], test.rows, data, options
 
 
 def _mask(inputs, test):
@@ -150,10 +153,10 @@ class PermutationChunk(SimpleInterface):
         where, options = _on_domain(inputs, mask, options)
         coverage = _coverage_test(inputs, test, options, forming)
         if coverage is not None:
-            X, Y, options = coverage
+            X, contrast, Y, options = coverage
             from ..stats.permutation import coverage as perm_coverage
 
-            chunk = perm_coverage.coverage_null_chunk(X, test.rows, Y, test.plan, start, stop,
+            chunk = perm_coverage.coverage_null_chunk(X, contrast, Y, test.plan, start, stop,
                                                       where, options, inputs.min_subjects)
         else:
             chunk = perm.null_chunk(
@@ -232,10 +235,10 @@ class MergePermutations(SimpleInterface):
         chunks = [read_chunk(f) for f in inputs.chunk_files]
         coverage = _coverage_test(inputs, test, options, forming)
         if coverage is not None:
-            X, Y, options = coverage
+            X, contrast, Y, options = coverage
             from ..stats.permutation import coverage as perm_coverage
 
-            observed = perm_coverage.coverage_observed_maps(X, test.rows, Y, test.plan, where,
+            observed = perm_coverage.coverage_observed_maps(X, contrast, Y, test.plan, where,
                                                             options, inputs.min_subjects)
         else:
             observed = perm.observed_maps(test.model, test.columns, test.plan, where, options,

@@ -102,6 +102,39 @@ def mark_missing(effects, variances=None, zeros_without_variance=False):
     return effects, variances
 
 
+def drop_incomplete_subjects(effects, variances, labels):
+    """Mark every map of a subject missing (NaN) wherever one of them is, in place.
+
+    A paired design's subject is its pair of maps: where one is missing the pair drops
+    from the test at that voxel (both rows), as the paired differences of the
+    permutation tests do; its estimate, dof and count are then those of the complete
+    pairs. missing(s, v) = any over the rows r of s of isnan(E[r, v]) | isnan(V[r, v]).
+
+    Parameters
+    ----------
+    effects : ndarray (n_maps, n_voxels), float, NaN where missing (:func:`mark_missing`)
+    variances : ndarray or None, the same
+    labels : sequence (n_maps,)
+        The subject of every map.
+
+    Returns
+    -------
+    effects, variances : the same arrays
+    """
+    missing = np.isnan(effects)
+    if variances is not None:
+        missing |= np.isnan(variances)
+    _, codes = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
+    for code in np.unique(codes):
+        rows = np.flatnonzero(codes == code)
+        lacking = missing[rows].any(axis=0)
+        for row in rows:
+            effects[row, lacking] = np.nan
+            if variances is not None:
+                variances[row, lacking] = np.nan
+    return effects, variances
+
+
 @dataclass(frozen=True)
 class Pattern:
     """Voxels sharing one set of present maps.

@@ -184,15 +184,11 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
                                         MAPS_PER_SUMMARY_BLOCK), summaries, "variance_files")
     else:
         mask.inputs.zeros_without_variance = zeros
-    # The coverage rule, on every domain. Not yet with missing values: the voxels every
-    # map covers.
+    # The coverage rule, on every domain. Smoothing: the voxels every map covers.
     if options.get("smoothing_fwhm"):
         mask.inputs.trait_set(min_present=len(design.matrix), why=(
             "--smoothing-fwhm: smoothing would mix missing values with data; the voxels "
             "every map covers"))
-    elif any(c.permutations and c.permutations.model == "paired" for c in plan.contrasts):
-        mask.inputs.trait_set(min_present=len(design.matrix), why=(
-            "paired permutation tests use the voxels every map covers"))
     else:
         mask.inputs.min_present = plan.min_subjects
     # The maps the estimate reads: resampled, then smoothed if asked.
@@ -214,10 +210,14 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
     else:
         estimate = pe.Node(EstimateOLS(mem_gb=mem_gb), name="estimate", mem_gb=mem_gb)
     # Missing values: every voxel with the subjects present there (interfaces.coverage).
+    # A paired design's subject drops (both rows) where one of its maps is missing: its
+    # column is then empty, and the voxel analysed where the contrasts are estimable.
+    paired = ({"whole_subjects": True, "contrasts": [c.weights for c in plan.contrasts]}
+              if design.kind == "paired" else {})
     estimate.inputs.coverage = {
         "min_subjects": plan.min_subjects, "subjects": plan.subjects,
         "zeros_without_variance": zeros, "variance_files": design.variance_paths or [],
-        "positive_variances": True}
+        "positive_variances": True, **paired}
     contrast = pe.MapNode(Contrast(), iterfield=["weights", "contrast_name"], name="contrast")
     contrast.inputs.weights = [c.weights for c in plan.contrasts]
     contrast.inputs.contrast_name = plan.labels
