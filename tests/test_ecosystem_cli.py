@@ -165,17 +165,21 @@ def test_bids_errors_are_one_line_before_any_node(bids_derivatives, tmp_path, ca
     code, _, _ = run(tmp_path, "twice", "--bids-dir", str(twice))
     line = one_line_error(capsys, code)
     assert "subject sub-01, condition faces has 2 maps" in line and "space" in line
-    # One contrast: the space would be the condition; --condition-entity keeps the contrast.
-    code, _, _ = run(tmp_path, "entity", "--bids-dir", str(twice), "--bids-contrast", "faces",
-                     "--condition-entity", "contrast")
-    assert "subject sub-01, condition faces has 2 maps" in one_line_error(capsys, code)
+    # One contrast: the space is never the condition (contrast and session only), with
+    # --condition-entity auto (default) or contrast: the line says to filter on it.
+    for name, entity in (("auto", []), ("entity", ["--condition-entity", "contrast"])):
+        code, _, _ = run(tmp_path, name, "--bids-dir", str(twice), "--bids-contrast", "faces",
+                         *entity)
+        assert re.search(r"subject sub-01, condition faces has 2 maps \(.*\); they differ in "
+                         rf"space \({SPACE}, MNI152NLin6Asym\): filter on it$",
+                         one_line_error(capsys, code))
     code, _, _ = run(tmp_path, "filter", "--inputs", str(tmp_path / "t.tsv"), "--task", TASK)
     assert "--task: is a filter of --bids-dir" in one_line_error(capsys, code)
     with pytest.raises(SystemExit) as usage:
         main(["run", "--bids-dir", str(deriv), "--bids-filter", "desc"])
     assert usage.value.code == 2
     assert "--bids-filter: must be ENTITY=VALUE, got 'desc'" in capsys.readouterr().err
-    for name in ("none", "twice", "entity", "filter"):
+    for name in ("none", "twice", "auto", "entity", "filter"):
         assert not (tmp_path / name).exists()
         assert not (tmp_path / f"work_{name}" / "group_wf").exists()
 
