@@ -57,14 +57,13 @@ def write_feat(folder, s, registered=True, in_standard=False, copes=2):
 def test_feat_folders_give_their_standard_space_maps(tmp_path):
     folders = [write_feat(tmp_path / f"sub-{s:02d}" / "run1.feat", s) for s in range(1, 5)]
     table = feat_inputs_table(str(tmp_path / "sub-*" / "*.feat"), cope=2)
-    assert list(table.columns) == ["subject", "condition", "path", "variance_path", "dof_path"]
+    assert list(table.columns) == ["subject", "condition", "path", "variance_path"]
     assert list(table["subject"]) == ["sub-01", "sub-02", "sub-03", "sub-04"]
     assert set(table["condition"]) == {"cope2"}
     for folder, row in zip(folders, table.itertuples()):
         stats = folder / "reg_standard" / "stats"
-        assert (row.path, row.variance_path, row.dof_path) == (
-            str(stats / "cope2.nii.gz"), str(stats / "varcope2.nii.gz"),
-            str(stats / "tdof_t2.nii.gz"))
+        assert (row.path, row.variance_path) == (
+            str(stats / "cope2.nii.gz"), str(stats / "varcope2.nii.gz"))
     # the table is an inputs table the package reads, variances included
     path = write_inputs_table(table, tmp_path / "inputs.tsv", {"FEATDirs": "sub-*/*.feat"})
     again = read_inputs_table(path, require_condition=False, variances=True)

@@ -8,7 +8,8 @@ after FEAT's registration) writes them to ``reg_standard/stats/``, as FEAT's
 own higher-level analysis does; a FEAT run on data already in standard space
 has them in ``stats/`` on the grid of ``reg/standard``. The table has one row
 per folder: ``subject`` (from the folder names), ``condition`` (``cope<N>``),
-``path``, ``variance_path`` and ``dof_path``.
+``path`` and ``variance_path``. ``tdof_t`` is not read: fixed effects take one
+first-level dof for every map (``--first-level-dof``, e.g. the value of tdof_t).
 """
 
 from pathlib import Path
@@ -77,11 +78,11 @@ def feat_inputs_table(feat_dirs, cope=DEFAULTS["cope"]):
     pandas.DataFrame
         ``subject`` (the ``sub-<label>`` folder in the path, else the first
         folder name that differs between them), ``condition`` (``cope<N>``),
-        ``path``, ``variance_path``, ``dof_path`` (absolute; standard space),
+        ``path``, ``variance_path`` (absolute; standard space),
         sorted by subject.
 
     A pattern matching no folder, a folder with no such cope, one whose cope is
-    not in standard space (run ``featregapply``), a missing varcope or tdof, and
+    not in standard space (run ``featregapply``), a missing varcope, and
     two folders of one subject are one-line errors.
     """
     folders = expand_folders(feat_dirs, "FEAT folders")
@@ -93,8 +94,7 @@ def feat_inputs_table(feat_dirs, cope=DEFAULTS["cope"]):
     for folder, label in zip(folders, labels):
         stats_dir = standard_stats_folder(folder, int(cope))
         row = {"subject": label, "condition": f"cope{int(cope)}"}
-        for column, stem in (("path", "cope"), ("variance_path", "varcope"),
-                             ("dof_path", "tdof_t")):
+        for column, stem in (("path", "cope"), ("variance_path", "varcope")):
             image = _image(stats_dir, f"{stem}{int(cope)}")
             if image is None:
                 raise bad_input(f"FEAT folder {folder}", f"has cope{int(cope)} but no "

@@ -283,8 +283,8 @@ OPTIONS = (
              "results folder (inputs.tsv)", ("run",), "inputs", metavar="GLOB",
              one_of="inputs", default_text="none")
       for name, tool, example, what in (
-          ("feat_dirs", "FSL FEAT", "sub-*/*.feat", ("contrast --cope's cope, varcope (and "
-           "tdof_t) in standard space (reg_standard/, as featregapply writes them)")),
+          ("feat_dirs", "FSL FEAT", "sub-*/*.feat", ("contrast --cope's cope and varcope in "
+           "standard space (reg_standard/, as featregapply writes them)")),
           ("spm_dirs", "SPM", "sub-*/spm", ("contrast --con's con image (NaN outside each "
            "subject's mask); OLS only, as SPM writes no contrast variance")))),
     *(Option(name, Integer(1, 10_000), 1, f"the {tool} contrast number ({image})", ("run",),
