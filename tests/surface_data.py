@@ -29,6 +29,16 @@ def write_pair(folder, stem, left, right, space="fsaverage5"):
                  for h, values in (("L", left), ("R", right)))
 
 
+def planar_mesh(rows, cols, spacing=3.0):
+    """A flat rows x cols grid of vertices, two triangles per square: (xyz, faces)."""
+    xyz = np.array([(spacing * c, spacing * r, 0.0) for r in range(rows) for c in range(cols)])
+    faces = [(r * cols + c, r * cols + c + 1, (r + 1) * cols + c) for r in range(rows - 1)
+             for c in range(cols - 1)]
+    faces += [(r * cols + c + 1, (r + 1) * cols + c + 1, (r + 1) * cols + c)
+              for r in range(rows - 1) for c in range(cols - 1)]
+    return xyz, faces
+
+
 def smooth_sample(coordinates, n_maps, seed, effect=0.0, centre=0, width=15.0):
     """(n_maps, n_vertices) smooth noise (a few Gaussian bumps per map) plus an effect
     centred on vertex ``centre``: structured like real maps, so clusters form."""

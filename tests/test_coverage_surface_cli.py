@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from surface_data import write_pair
+from surface_data import planar_mesh, write_pair
 from test_surface_wiring import surface_map, write_surface
 
 from nipype_secondlevel.cli import main
@@ -55,11 +55,7 @@ def check(count, t, maps, gone):
 
 
 def test_gifti_vertices_are_analysed_with_the_subjects_present(tmp_path):
-    xy = np.array([(3.0 * c, 3.0 * r, 0.0) for r in range(SIDE) for c in range(SIDE)])
-    faces = [(r * SIDE + c, r * SIDE + c + 1, (r + 1) * SIDE + c) for r in range(SIDE - 1)
-             for c in range(SIDE - 1)]
-    faces += [(r * SIDE + c + 1, (r + 1) * SIDE + c + 1, (r + 1) * SIDE + c)
-              for r in range(SIDE - 1) for c in range(SIDE - 1)]
+    xy, faces = planar_mesh(SIDE, SIDE)
     surfaces = [write_surface(tmp_path / f"{h}.surf.gii", xy, faces) for h in ("left", "right")]
     n = len(xy)
     maps = np.random.default_rng(8).normal(0.4, 1.0, (N_SUBJECTS, 2 * n)).astype(np.float32)

@@ -10,7 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from surface_data import N_VERTICES, cifti_layout, smooth_sample, write_cifti, write_pair
+from surface_data import (
+    N_VERTICES,
+    cifti_layout,
+    planar_mesh,
+    smooth_sample,
+    write_cifti,
+    write_pair,
+)
 from surface_reference import nilearn_one_sample_z
 from test_mesh_spatial import _brute_tfce, _components
 
@@ -118,12 +125,7 @@ GRID = (7, 6)  # a tiny planar mesh: 42 vertices, two triangles per square
 @pytest.fixture(scope="module")
 def tiny_mesh(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny")
-    rows, cols = GRID
-    xy = np.array([(3.0 * c, 3.0 * r, 0.0) for r in range(rows) for c in range(cols)])
-    faces = [(r * cols + c, r * cols + c + 1, (r + 1) * cols + c) for r in range(rows - 1)
-             for c in range(cols - 1)]
-    faces += [(r * cols + c + 1, (r + 1) * cols + c + 1, (r + 1) * cols + c)
-              for r in range(rows - 1) for c in range(cols - 1)]
+    xy, faces = planar_mesh(*GRID)
     surfaces = [write_surface(folder / f"{h}.surf.gii", xy, faces) for h in ("left", "right")]
     n = len(xy)
     both = np.concatenate([xy, xy + [100.0, 0, 0]])
