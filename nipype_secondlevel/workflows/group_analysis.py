@@ -211,8 +211,10 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
         estimate = pe.Node(EstimateOLS(mem_gb=mem_gb), name="estimate", mem_gb=mem_gb)
     # Missing values: every voxel with the subjects present there (interfaces.coverage).
     # A paired design's subject drops (both rows) where one of its maps is missing: its
-    # column is then empty, and the voxel analysed where the contrasts are estimable.
-    paired = ({"whole_subjects": True, "contrasts": [c.weights for c in plan.contrasts]}
+    # column is then empty, and the voxel analysed where the condition column (the first)
+    # is estimable; not the plan's contrasts, so that a new contrast reruns no estimate.
+    paired = ({"whole_subjects": True,
+               "contrasts": [[1.0] + [0.0] * (len(design.columns) - 1)]}
               if design.kind == "paired" else {})
     estimate.inputs.coverage = {
         "min_subjects": plan.min_subjects, "subjects": plan.subjects,
