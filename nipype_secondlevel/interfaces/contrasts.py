@@ -15,7 +15,7 @@ from nipype.interfaces.base import (
 from ..design.missing_data import load_coverage_fit
 from ..io.errors import bad_input
 from ..io.files import save_img
-from ..io.images import load_img, load_mask, unmask
+from ..io.images import load_img, load_mask, stat_intent, unmask
 from ..io.naming import output_name, plain_name
 from ..io.sidecars import generated_by, source_fields, write_sidecar
 from ..io.tables import read_design
@@ -138,10 +138,9 @@ class Contrast(SimpleInterface):
         sources = [self.inputs.beta, estimate, self.inputs.design_matrix, self.inputs.mask_file]
         written = []
         for stat in maps:
-            written.append(save_img(
-                unmask(maps[stat], mask, mask_img, fill=1.0 if stat == "p" else 0.0),
-                out / plain_name(stat),
-            ))
+            image = unmask(maps[stat], mask, mask_img, fill=1.0 if stat == "p" else 0.0)
+            stat_intent(image, stat, None if "dof" in maps else dof_record)
+            written.append(save_img(image, out / plain_name(stat)))
             self._results[f"{stat.lower()}_map"] = written[-1]
             write_sidecar(written[-1], {
                 "Contrast": label,

@@ -40,7 +40,7 @@ from ..design.permutation_tests import PermutationTest
 from ..io.domains import domain_graph_edges, load_domain
 from ..io.errors import bad_input
 from ..io.files import save_arrays, save_img, save_tsv
-from ..io.images import load_img, load_mask, unmask
+from ..io.images import load_img, load_mask, stat_intent, unmask
 from ..io.naming import CORRECTION_FIELDS, LOGP_DESCS, plain_name
 from ..io.progress import Progress
 from ..io.sidecars import (
@@ -286,7 +286,7 @@ class MergePermutations(SimpleInterface):
             if values is None:
                 continue
             desc = desc.format(stat=stat_name)
-            maps[name] = sidecar(save_img(unmask(values, mask, mask_img.affine),
+            maps[name] = sidecar(save_img(unmask(values, mask, mask_img),
                                           out / plain_name(name)),
                                  f"-log10 p, {desc} permutation p values", methods[name],
                                  field=name)
@@ -315,14 +315,14 @@ class MergePermutations(SimpleInterface):
         self._results["plot_title"] = permutation_title(label, inputs.correction,
                                                         inputs.alpha, fields)
         desc = LOGP_DESCS[field].format(stat=stat_name)
-        img = unmask(kept, mask, mask_img.affine)
+        img = stat_intent(unmask(kept, mask, mask_img), "z")
         self._results["significant_map"] = sidecar(save_img(img, out / "corrected.nii.gz"),
             f"z map where the {desc} permutation p < {inputs.alpha:g}, else 0",
             inputs.correction, {**threshold, "Statistic": "z"})
         table = cluster_table(img, shown, 0, options.tail == "two-sided")
         p_column = ("Cluster FWER p" if inputs.correction in CLUSTER_CORRECTIONS
                     else "Peak FWER p")
-        logp_img = unmask(getattr(result, field), mask, mask_img.affine)
+        logp_img = unmask(getattr(result, field), mask, mask_img)
         table[p_column] = 10.0 ** -values_at_peaks(table, logp_img)
         self._results["cluster_table"] = sidecar(save_tsv(table, out / "corrected_clusters.tsv"),
             f"clusters of the {desc}-corrected z map and the FWER p at each peak",

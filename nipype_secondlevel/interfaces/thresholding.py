@@ -13,7 +13,7 @@ from nipype.interfaces.base import (
 
 from ..io.errors import bad_input
 from ..io.files import save_img, save_tsv
-from ..io.images import load_img
+from ..io.images import load_img, stat_intent
 from ..io.sidecars import (
     generated_by,
     read_sidecar,
@@ -92,7 +92,8 @@ class Threshold(SimpleInterface):
         )
         label = self.inputs.contrast_name
         out = Path(runtime.cwd)
-        self._results["thresholded_map"] = save_img(thresholded, out / "thresholded.nii.gz")
+        self._results["thresholded_map"] = save_img(stat_intent(thresholded, "z"),
+                                                     out / "thresholded.nii.gz")
         self._results["cluster_table"] = save_tsv(table, out / "clusters.tsv")
         self._results["z_threshold"] = float(z_threshold)
         self._results["plot_title"] = threshold_title(

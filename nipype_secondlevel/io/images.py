@@ -245,6 +245,21 @@ def unmask(values, mask, affine, fill=0.0, dtype=np.float32):
     return keep_units(nib.Nifti1Image(volume, affine.affine), affine)
 
 
+def stat_intent(img, stat, dof=None):
+    """``img`` with the NIfTI intent of statistic ``stat``, so that viewers (FSLeyes, AFNI,
+    Mango) show it as one: z, p, t with its degrees of freedom, F with both (``dof``: a
+    number for t, [numerator, denominator] for F; None where they vary from voxel to voxel,
+    which a NIfTI intent cannot say: t and F are then left without one). Returns ``img``."""
+    if stat == "z":
+        img.header.set_intent("z score")
+    elif stat == "p":
+        img.header.set_intent("p value")
+    elif stat in ("t", "F") and dof is not None:
+        img.header.set_intent("t test" if stat == "t" else "f test",
+                              tuple(float(d) for d in np.atleast_1d(dof)))
+    return img
+
+
 def keep_units(img, reference):
     """``img`` with the xyzt units (e.g. mm, s) of ``reference``'s header, when it says
     them (an image written without units is left as it is); returns ``img``."""
