@@ -179,13 +179,16 @@ def permutation_fields(method, statistic, n_perm, exhaustive, seed, scheme, n_bl
 def acceleration_fields(method, fit):
     """The ``Acceleration`` entry of a family-wise p map's ``Correction`` (nothing with
     ``--accel none`` or for a map no fit applies to, such as the uncorrected p):
-    the method, whether it fell back to the permutation p values, and its fit
+    the method, whether it fell back to the permutation p values, where the map's p
+    values come from (the fit, the permutations beyond it, or the permutations: no
+    accepted fit) and the fit with its counts
     (:func:`~nipype_secondlevel.stats.permutation.accelerated_fwer`'s record)."""
     if method == "none" or fit is None:
         return {}
-    return {"Acceleration": {"Method": method, "FellBack": fit["FellBack"],
+    top = ("FellBack", "PValues")
+    return {"Acceleration": {"Method": method, **{k: fit[k] for k in top},
                              "Fit": {k: v for k, v in fit.items()
-                                     if k not in ("Method", "FellBack")}}}
+                                     if k not in ("Method", *top)}}}
 
 
 def describe_permutation_threshold(method, alpha, correction):

@@ -27,21 +27,32 @@ give p values as small as 10^4 permutations would:
     passes, the permutation p values are kept (a fallback, reported).
 ``gamma``
     The Pearson type III (gamma) distribution with the null's mean, standard
-    deviation and skewness (Minas & Montana 2014; scipy's ``pearson3``):
+    deviation and skewness, both unbiased as PALM's (Minas & Montana 2014;
+    scipy's ``pearson3``):
     p = P(X >= observed) for every observed value.
 
-Both fit the null without its first value, the identity (PALM's ``G1out``):
-under the null hypothesis it is one more draw, but with an effect it is far in
-the tail and would bend the fit of the others.
+Both fit the whole null, the identity (the unpermuted maximum) included: it is
+one of the permutations, as in the permutation p, and it is PALM's default
+(``-accel tail``, ``out = false``). An accepted tail fit then covers every
+observed value: the observed maximum is the identity's, a tail value past the
+end of a bounded fit (shape k > 0) makes the Anderson-Darling statistic
+infinite, and that fit is rejected. (PALM's other choice, ``G1out``, leaves the
+identity out; with an effect, the observed value then often lies past the end
+of the fit, where PALM's p is 0.)
 
-Beyond the fitted tail: where the fitted distribution gives p = 0 (past the end
-of a bounded tail, shape k > 0, or a p below the smallest double), the
-permutation p is kept (``KeptBeyondFit`` counts them). It is the conservative
-choice: the fit says nothing there, and the permutation p is exact (never below
-1 / n_perm), so no p value is smaller than either method can support and every
--log10 p stays finite. Each fit comes with a record (a dict of JSON values) for
-the map's sidecar; ``FellBack`` says the fit was not used at all (no tail passed
-the test, or a null without spread).
+Which p each value gets, as Winkler et al. (2016) and PALM's ``palm_pareto``:
+the fit's p where the permutation p is below ``p_threshold`` and the value is
+above the tail's threshold u, the permutation p everywhere else, and the
+permutation p at every value when no tail quantile passes the test (a
+fallback, reported). Where the fitted distribution gives p = 0 (PALM's p there:
+a p below the smallest double, or past the end of a gamma fit with negative
+skewness), the permutation p is kept (``KeptBeyondFit``; PALM's ``palm_gamma``
+puts 1 / n_perm there), so that every -log10 p stays finite and no p is smaller
+than one of the two methods supports. One departure from PALM's code: the
+Anderson-Darling critical values are read at the fitted shape clamped to the
+table's rows, -0.5..0.9 (PALM clamps it to >= 0.5, a slip reported as PALM
+issue 74). Each fit comes with a record (a dict of JSON values) for the map's
+sidecar.
 """
 
 import numpy as np
@@ -166,10 +177,12 @@ def fit_tail(null):
 
 
 def fit_gamma(null):
-    """Mean, standard deviation and skewness of ``null`` (the Pearson type III fit)."""
+    """Mean, standard deviation (n - 1) and skewness (adjusted, scipy's ``bias=False``)
+    of ``null``: the moments of PALM's ``palm_moments`` for the Pearson type III fit."""
     null = np.asarray(null, dtype=float)
-    return {"Mean": float(null.mean()), "StandardDeviation": float(null.std()),
-            "Skewness": float(stats.skew(null)) if null.std() > 0 else 0.0}
+    spread = null.std(ddof=1) if null.size > 1 else 0.0
+    return {"Mean": float(null.mean()), "StandardDeviation": float(spread),
+            "Skewness": float(stats.skew(null, bias=False)) if spread > 0 else 0.0}
 
 
 def accelerated_fwer(observed, null, method, permutation_p, p_threshold=TAIL_P_THRESHOLD):
@@ -180,7 +193,7 @@ def accelerated_fwer(observed, null, method, permutation_p, p_threshold=TAIL_P_T
     observed : array
         Tail statistic (large is significant).
     null : array (n_perm,)
-        Its maximum in every pattern, the identity first (left out of the fit).
+        Its maximum in every pattern, the identity first (all fitted).
     method : {"none", "tail", "gamma"}
     permutation_p : array like ``observed``
         The permutation p values (kept where the fit does not apply).
@@ -192,15 +205,18 @@ def accelerated_fwer(observed, null, method, permutation_p, p_threshold=TAIL_P_T
     p : ndarray like ``observed``
     record : dict
         ``Method``, the fit (see :func:`fit_tail`, :func:`fit_gamma`),
-        ``FellBack`` (no fit was used: the permutation p values), ``Refined``
-        (p values taken from the fit) and ``KeptBeyondFit`` (permutation p values
-        kept where the fit gives 0).
+        ``FellBack`` (no fit was used: the permutation p values), ``PValues``
+        (where the p values come from: ``"fit"``, ``"fit, permutation beyond
+        it"`` or ``"permutation: no accepted fit"``) and how many came from
+        each source: ``Refined`` (the fit), ``KeptBeyondFit`` (the permutations,
+        where the fit gives 0) and ``KeptPermutation`` (the permutations,
+        elsewhere: above ``p_threshold``, below the tail, or no fit).
     """
     observed = np.asarray(observed, dtype=float)
     p = np.array(permutation_p, dtype=float)
     if check_method(method) == "none":
         return p, {"Method": "none"}
-    null = np.asarray(null, dtype=float)[1:]
+    null = np.asarray(null, dtype=float)
     if method == "tail":
         fit = fit_tail(null)
         fitted = np.zeros(observed.shape)
@@ -221,5 +237,8 @@ def accelerated_fwer(observed, null, method, permutation_p, p_threshold=TAIL_P_T
     beyond = use & ~(fitted > 0)  # beyond the fitted support: the permutation p
     use &= ~beyond
     p[use] = fitted[use]
-    return p, {"Method": method, **fit, "FellBack": bool(fell_back), "Refined": int(use.sum()),
-               "KeptBeyondFit": int(beyond.sum())}
+    source = ("permutation: no accepted fit" if fell_back else
+              "fit, permutation beyond it" if beyond.any() else "fit")
+    return p, {"Method": method, **fit, "FellBack": bool(fell_back), "PValues": source,
+               "Refined": int(use.sum()), "KeptBeyondFit": int(beyond.sum()),
+               "KeptPermutation": int(use.size - use.sum() - beyond.sum())}
