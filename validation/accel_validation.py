@@ -14,6 +14,12 @@ Not a test; prints figures measured in one run.
    with ``--small`` permutations and each approximation, against the 95%
    binomial interval of 0.05.
 
+The permutations of a run are drawn once and merged with each method (the
+accelerations only change the merge), so the three methods see the same null
+maxima. Each row says where its p values come from (the sidecar's
+``Acceleration.PValues``: the fit, the permutations beyond it, or the
+permutations when no fit is accepted).
+
     python validation/accel_validation.py [--small 500] [--large 50000] [--n-sim 200]
         [--statistics maxT cluster-size tfce]
 """
@@ -45,6 +51,31 @@ def timed(fn):
     return out, time.process_time() - start
 
 
+def permuted(Y, mask, n_perm, seed, opts):
+    """The observed maps and null chunks of a sign-flip test (as ``permutation_test``),
+    to be merged with each method."""
+    model = perm.linear_model(None, None, n_subjects=Y.shape[0])
+    columns = perm.VoxelColumns.from_array(Y)
+    plan = perm.plan_permutations(Y.shape[0], n_perm, "sign-flip", seed, None, model.X)
+    chunks = [perm.null_chunk(model, columns, plan, 0, plan.n_perm, mask, opts)]
+    return perm.observed_maps(model, columns, plan, mask, opts), chunks
+
+
+def merged(parts, opts, method):
+    return perm.merge_null_chunks(*parts, opts, method)
+
+
+def described(fit):
+    if fit.get("Accepted"):
+        where = f"q={fit['Quantile']:.3f}, shape {fit['Shape']:.3f}"
+    elif "Skewness" in fit:
+        where = f"skewness {fit['Skewness']:.2f}"
+    else:
+        where = "no tail accepted"
+    return (f"p from: {fit['PValues']} ({where}; {fit['Refined']} fitted, "
+            f"{fit['KeptBeyondFit']} beyond, {fit['KeptPermutation']} permutation)")
+
+
 def demo_agreement(args, amplitude):
     from nipype_secondlevel.datasets.simulation import localizer_brain_mask, simulate_paired_sample
 
@@ -54,14 +85,15 @@ def demo_agreement(args, amplitude):
     opts = options(args.statistics, 15)
     print(f"\ndemo data, effect amplitude {amplitude:g}: 16 paired differences, "
           f"{int(mask.sum())} voxels; sign flips, statistics {', '.join(args.statistics)}")
-    large, large_time = timed(lambda: perm.permutation_test(
-        Y, mask=mask, n_perm=args.large, seed=1, options=opts))
+    large, large_time = timed(lambda: merged(permuted(Y, mask, args.large, 1, opts), opts,
+                                             "none"))
     print(f"  {args.large:,} plain permutations: {large_time:.1f} s CPU")
-    for method in ("tail", "gamma"):
-        small, small_time = timed(lambda m=method: perm.permutation_test(
-            Y, mask=mask, n_perm=args.small, seed=2, options=opts, accel=m))
-        print(f"  {args.small:,} permutations with {method}: {small_time:.1f} s CPU "
-              f"({large_time / small_time:.0f}x less than {args.large:,} plain)")
+    parts, small_time = timed(lambda: permuted(Y, mask, args.small, 2, opts))
+    for method in ("none", "tail", "gamma"):
+        small, merge_time = timed(lambda m=method: merged(parts, opts, m))
+        spent = small_time + merge_time
+        print(f"  {args.small:,} permutations, {method}: {spent:.1f} s CPU "
+              f"({large_time / spent:.0f}x less than {args.large:,} plain)")
         for statistic in args.statistics:
             field = FIELDS[statistic]
             reference = 10.0 ** -getattr(large, field)
@@ -71,19 +103,27 @@ def demo_agreement(args, amplitude):
                 getattr(large, field) > 0)
             error = 1.96 * np.sqrt(reference * (1 - reference) / args.large)
             within = np.abs(fitted - reference) <= error
-            fit = small.fits[field]
-            described = (f"fit accepted at q={fit['Quantile']:.3f}, shape {fit['Shape']:.3f}"
-                         if method == "tail" and fit["Accepted"] else
-                         "no fit accepted: permutation p kept" if method == "tail" else
-                         f"skewness {fit['Skewness']:.2f}")
+            source = described(small.fits[field]) if method != "none" else "permutations"
+            floor = (reference <= 1 / args.large * (1 + 1e-9)).sum()
             if where.any():
                 ratio = np.median(fitted[where] / reference[where])
                 print(f"    {statistic:13s} {where.sum():6d} voxels with {1 / args.large:.0e} "
                       f"< p <= {ALPHA}: {within[where].mean():6.1%} within the Monte Carlo "
-                      f"interval, median p ratio {ratio:.2f} ({described})")
+                      f"interval, median p ratio {ratio:.2f}; {floor} at the large run's "
+                      f"floor, there p = {describe_range(fitted, reference, args)}"
+                      f"; {source}")
             else:
-                print(f"    {statistic:13s} no voxel with {1 / args.large:.0e} < p <= {ALPHA} "
-                      f"({described})")
+                print(f"    {statistic:13s} no voxel with {1 / args.large:.0e} < p <= {ALPHA}; "
+                      f"{floor} at the large run's floor, there p = "
+                      f"{describe_range(fitted, reference, args)}; {source}")
+
+
+def describe_range(fitted, reference, args):
+    """The range of the small run's p where the large run's p is at its floor 1 / n."""
+    at_floor = reference <= 1 / args.large * (1 + 1e-9)
+    if not at_floor.any():
+        return "-"
+    return f"{fitted[at_floor].min():.1e}..{fitted[at_floor].max():.1e}"
 
 
 def null_fwer(args):
@@ -91,23 +131,27 @@ def null_fwer(args):
     rng = np.random.default_rng(2016)
     opts = options(args.statistics, 15)
     errors = {(m, s): 0 for m in perm.ACCELERATIONS for s in args.statistics}
+    fell_back = dict.fromkeys(errors, 0)
     start = time.process_time()
     for _ in range(args.n_sim):
         Y = noise_maps(rng, mask, 16)
+        parts = permuted(Y, mask, args.small, int(rng.integers(2**31)), opts)
         for method in perm.ACCELERATIONS:
-            result = perm.permutation_test(Y, mask=mask, n_perm=args.small,
-                                           seed=int(rng.integers(2**31)), options=opts,
-                                           accel=method)
+            result = merged(parts, opts, method)
             for statistic in args.statistics:
                 errors[method, statistic] += int(
                     getattr(result, FIELDS[statistic]).max() > -np.log10(ALPHA))
+                fit = result.fits.get(FIELDS[statistic])
+                fell_back[method, statistic] += int(bool(fit and fit["FellBack"]))
     low, high = stats.binom.interval(0.95, args.n_sim, ALPHA)
     print(f"\nnull data: {args.n_sim} simulations, 16 subjects, {int(mask.sum())} voxels, "
           f"{args.small} permutations each ({time.process_time() - start:.0f} s CPU); 95% "
           f"binomial interval of the rate if the FWER is {ALPHA}: "
           f"[{low / args.n_sim:.3f}, {high / args.n_sim:.3f}]")
     for (method, statistic), count in errors.items():
-        print(f"  {method:6s} {statistic:13s} FWER = {count / args.n_sim:.3f}")
+        print(f"  {method:6s} {statistic:13s} FWER = {count / args.n_sim:.3f}"
+              + (f" (no accepted fit: {fell_back[method, statistic]} of {args.n_sim} "
+                 "simulations)" if method != "none" else ""))
 
 
 def main():
