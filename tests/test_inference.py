@@ -209,6 +209,10 @@ def test_adding_a_contrast_reruns_only_its_items_and_chunks_change_nothing(tmp_p
     options = {"correction": "maxT", "n_perm": 300, "perm_seed": 5}
     work = tmp_path / "work"
     wf = _permutation_wf(folder, 1, n_chunks=2, **options)
+    # the two chunks, run at once, share the budget (1 GiB); the merge has it whole
+    chunk_node, merge_node = wf.get_node("chunks"), wf.get_node("merge")
+    assert (chunk_node.inputs.mem_gb, chunk_node.mem_gb) == (0.5, 0.5)
+    assert (merge_node.inputs.mem_gb, merge_node.mem_gb) == (1.0, 1.0)
     run_workflow(wf, work, progress=False)
     chunks, merges = _result_times(work, "perm_wf", "chunks"), _result_times(work, "perm_wf",
                                                                               "merge")

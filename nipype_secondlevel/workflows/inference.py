@@ -58,7 +58,8 @@ def init_permutation_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="permutation_wf"):
         With a permutation ``correction``; its ``alpha`` is the family-wise error rate
         of the significant maps.
     mem_gb : float
-        Memory budget of every node (data read in voxel chunks), and its hint.
+        Memory budget (data read in voxel chunks) and hint of the merge; a contrast's
+        chunks, which run at once, share it (each ``mem_gb`` / its number of chunks).
     name : str
         Workflow name.
 
@@ -87,8 +88,10 @@ def init_permutation_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="permutation_wf"):
     contrasts = [asdict(c) for c in plan.contrasts]
     options = {"correction": plan.options["correction"], "mem_gb": mem_gb,
                "min_subjects": plan.min_subjects}
-    chunks = pe.MapNode(PermutationChunk(**options), iterfield=["item"], name="chunks",
-                        mem_gb=mem_gb)
+    # a contrast's chunks run at once (one per process): they share the memory budget
+    chunk_gb = mem_gb / max(len(c["permutations"]["chunks"]) for c in contrasts)
+    chunks = pe.MapNode(PermutationChunk(**{**options, "mem_gb": chunk_gb}),
+                        iterfield=["item"], name="chunks", mem_gb=chunk_gb)
     chunks.inputs.item = [{"contrast": c, "start": start, "stop": stop}
                           for c in contrasts for start, stop in c["permutations"]["chunks"]]
     merge = pe.MapNode(MergePermutations(alpha=plan.options["alpha"],
