@@ -20,13 +20,20 @@ MultiProc --n-procs P``, alternately in the same run, and prints:
   /proc, and the kernel's maximum resident set of one process (ru_maxrss);
 - the load average before each run (the machine is shared: compare the ratios
   of one run, not absolute times across runs);
-- at the smallest N, the largest |z difference| with nilearn's ``SecondLevelModel``.
+- at the smallest N, the largest |z difference| with nilearn's ``SecondLevelModel``;
+- with ``--n-perm P``: after each plain run, the same command with ``--correction
+  maxT --n-perm P`` (same plugin, a fresh work folder): its time against the plain
+  run's, its permutation chunks' and merge's spans and the peak memory of its
+  process tree.
 
     python benchmarks/bench_scale.py [--sizes 500 1000 2000] [--mem-gb 2] [--n-procs 2]
+                                     [--plugins Linear MultiProc] [--n-perm 1000]
                                      [--base /work/scale-data] [--keep]
 
 Targets: time linear in N; peak memory of the process tree <= --mem-gb (2 GiB);
-MultiProc on 2 free cores reads the maps about 2x as fast as Linear.
+MultiProc on 2 free cores reads the maps about 2x as fast as Linear; ``run
+--correction maxT --n-perm 1000`` on 10,000 maps <= 2x the plain run, within
+--mem-gb 2 (issue 24).
 """
 
 import argparse
@@ -119,10 +126,12 @@ def write_table(paths, path):
     return path
 
 
-def command(table, work, out, plugin, mem_gb, n_procs):
+def command(table, work, out, plugin, mem_gb, n_procs, n_perm=0):
     cmd = [sys.executable, "-m", "nipype_secondlevel", "run", "--inputs", str(table),
            "--design", "one-sample", "--mask-strategy", "mni152", "--mem-gb", str(mem_gb),
            "--work-dir", str(work), "--out-dir", str(out), "--quiet", "--plugin", plugin]
+    if n_perm:
+        cmd += ["--correction", "maxT", "--n-perm", str(n_perm)]
     return cmd + (["--n-procs", str(n_procs)] if plugin == "MultiProc" else [])
 
 
@@ -304,15 +313,16 @@ def fit_line(sizes, seconds):
     return fixed, per_map
 
 
-def measure(n, paths, args, plugin):
-    """One cold run of the command on the first n maps; a dict of figures."""
-    folder = args.base / f"run_{n}_{plugin}"
+def measure(n, paths, args, plugin, n_perm=0):
+    """One cold run of the command on the first n maps (with ``n_perm``: maxT
+    permutations); a dict of figures."""
+    folder = args.base / (f"run_{n}_{plugin}" + (f"_maxT{n_perm}" if n_perm else ""))
     shutil.rmtree(folder, ignore_errors=True)
     table = write_table(paths[:n], folder / "inputs.tsv")
     work, out = folder / "work", folder / "out"
     load = os.getloadavg()[0]
     _, seconds, tree_peak, maxrss, cpu = measured_run(
-        command(table, work, out, plugin, args.mem_gb, args.n_procs))
+        command(table, work, out, plugin, args.mem_gb, args.n_procs, n_perm))
     analysis = work / "group_wf" / "group_analysis_wf"
     data_file = analysis / "stack_masked_data" / "masked_data.npy"
     row = {
@@ -325,12 +335,20 @@ def measure(n, paths, args, plugin):
         "z_map": out / "contrast-intercept_stat-z_statmap.nii.gz",
         "mask_file": out / "desc-group_mask.nii.gz", "folder": folder,
     }
-    print(f"N = {n:5d} {plugin:9s} (load {load:4.1f}): {seconds:7.1f} s whole command "
+    what = f"maxT, {n_perm:,} permutations" if n_perm else "plain"
+    print(f"N = {n:5d} {plugin:9s} {what} (load {load:4.1f}): {seconds:7.1f} s whole command "
           f"({1000 * seconds / n:5.1f} s per 1000 maps, CPU {cpu:6.1f} s); reading {row['read']:6.1f} s "
           f"({1000 * row['read'] / n:5.1f} ms per map, {row['blocks']} blocks), mask pass "
           f"{row['mask']:5.1f} s, stacking {row['stack']:4.1f} s; peak memory "
           f"{tree_peak / GIB:.2f} GiB (process tree), {maxrss / GIB:.2f} GiB (largest "
           f"process); masked data {row['data_bytes'] / GIB:.2f} GiB", flush=True)
+    if n_perm:
+        permutations = analysis / "permutation_wf"
+        chunks = permutations / "chunks" / "mapflow"
+        row["chunks"] = node_span(chunks)
+        row["merge"] = node_span(permutations / "merge" / "mapflow")
+        print(f"  permutations: {len(list(chunks.iterdir()))} chunks in "
+              f"{row['chunks']:.1f} s, merge {row['merge']:.1f} s", flush=True)
     return row
 
 
@@ -343,6 +361,11 @@ def main():
     parser.add_argument("--base", type=Path, default=Path("/work/scale-data"),
                         help="folder of the simulated maps (kept between runs)")
     parser.add_argument("--keep", action="store_true", help="keep the work folders")
+    parser.add_argument("--plugins", nargs="+", default=["Linear", "MultiProc"],
+                        choices=["Linear", "MultiProc"], help="plugins of the runs")
+    parser.add_argument("--n-perm", type=int, default=0,
+                        help="also run --correction maxT --n-perm N after each plain run "
+                        "(0: not)")
     parser.add_argument("--read-maps", type=int, default=512,
                         help="maps of the paired reading A/B (0: skip it)")
     parser.add_argument("--read-repeats", type=int, default=4,
@@ -387,20 +410,32 @@ def main():
     for n in args.estimate_maps:
         measure_estimate(n, args.base, args.mem_gb)
     rows = {}
+    first_plugin = args.plugins[0]
     for i, n in enumerate(sizes):
         # A/B in turn, the order alternating with N, so that load drifts fall on both.
-        plugins = ("Linear", "MultiProc") if i % 2 == 0 else ("MultiProc", "Linear")
+        plugins = args.plugins if i % 2 == 0 else args.plugins[::-1]
         for plugin in plugins:
             rows[n, plugin] = measure(n, paths, args, plugin)
-            if not args.keep and (n != sizes[0] or plugin != "Linear"):
+            if args.n_perm:
+                permuted = measure(n, paths, args, plugin, args.n_perm)
+                print(f"N = {n:5d} {plugin}: maxT with {args.n_perm:,} permutations / plain "
+                      f"= {permuted['seconds'] / rows[n, plugin]['seconds']:.2f}x (target <= "
+                      f"2x at 10,000 maps); peak memory {permuted['tree_peak'] / GIB:.2f} GiB "
+                      f"(process tree) with --mem-gb {args.mem_gb:g}", flush=True)
+                rows[n, plugin, "maxT"] = permuted
+                if not args.keep:
+                    shutil.rmtree(permuted["folder"], ignore_errors=True)
+            if not args.keep and (n != sizes[0] or plugin != first_plugin):
                 shutil.rmtree(rows[n, plugin]["folder"], ignore_errors=True)
-        linear, multi = rows[n, "Linear"], rows[n, "MultiProc"]
-        print(f"N = {n:5d}: reading Linear / MultiProc = {linear['read'] / multi['read']:.2f}x,"
-              f" whole command {linear['seconds'] / multi['seconds']:.2f}x", flush=True)
+        if len(args.plugins) == 2:
+            linear, multi = rows[n, "Linear"], rows[n, "MultiProc"]
+            print(f"N = {n:5d}: reading Linear / MultiProc = "
+                  f"{linear['read'] / multi['read']:.2f}x, whole command "
+                  f"{linear['seconds'] / multi['seconds']:.2f}x", flush=True)
 
     if not sizes:
         return 0
-    first = rows[sizes[0], "Linear"]
+    first = rows[sizes[0], first_plugin]
     diff, n_vox = compare_with_nilearn(paths[:sizes[0]], str(first["z_map"]),
                                        str(first["mask_file"]))
     print(f"N = {sizes[0]}: max |z - nilearn SecondLevelModel z| = {diff:.2e} over "
@@ -412,7 +447,7 @@ def main():
           f"with --mem-gb {args.mem_gb:g})")
     if len(sizes) < 2:
         return 0
-    for plugin in ("Linear", "MultiProc"):
+    for plugin in args.plugins:
         fixed, per_map = fit_line(sizes, [rows[n, plugin]["seconds"] for n in sizes])
         _, read_per_map = fit_line(sizes, [rows[n, plugin]["read"] for n in sizes])
         (n0, n1) = sizes[0], sizes[-1]
@@ -424,7 +459,7 @@ def main():
               f"(reading {1000 * read_per_map:.1f} ms per map); time ratio N={n1}/N={n0} "
               f"{ratio:.2f} (linear: {n1 / n0:.2f})"
               + (f"; extrapolated (not measured here) {extrapolated}" if extrapolated else ""))
-    data_per_map = rows[sizes[-1], "Linear"]["data_bytes"] / sizes[-1]
+    data_per_map = rows[sizes[-1], first_plugin]["data_bytes"] / sizes[-1]
     map_bytes = os.path.getsize(paths[0])
     print(f"disk per map: {map_bytes / 2**20:.2f} MiB input + {data_per_map / 2**20:.2f} MiB "
           f"masked data (twice while it is read in several blocks: the blocks and their "
