@@ -1,7 +1,8 @@
 """Surface and CIFTI analyses through the command line: z maps against nilearn's
 SecondLevelModel on SurfaceImage and a per-element scipy t test, exhaustive cluster and
-TFCE p maps on a tiny mesh against a brute-force loop over the sign flips written here,
-and the one-line refusals before anything runs."""
+TFCE p maps on a tiny mesh (extents in vertices or in mm^2 of vertex area) against a
+brute-force loop over the sign flips written here, and the one-line refusals before
+anything runs."""
 
 import json
 
@@ -135,7 +136,14 @@ def tiny_mesh(tmp_path_factory):
     edges = np.unique(np.sort(np.concatenate(
         [np.array(faces)[:, [0, 1]], np.array(faces)[:, [1, 2]],
          np.array(faces)[:, [2, 0]]]), axis=1), axis=0)
-    return folder, surfaces, pairs, maps, np.concatenate([edges, edges + n])
+    corners = xy[np.array(faces)]
+    third = np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0],
+                                    corners[:, 2] - corners[:, 0]), axis=1) / 6
+    areas = np.zeros(n)
+    for corner in range(3):
+        np.add.at(areas, np.array(faces)[:, corner], third)
+    return (folder, surfaces, pairs, maps, np.concatenate([edges, edges + n]),
+            np.concatenate([areas, areas]))
 
 
 def flipped_t_maps(maps):
@@ -146,32 +154,39 @@ def flipped_t_maps(maps):
     return flipped.mean(1) / (flipped.std(1, ddof=1) / np.sqrt(n))
 
 
-@pytest.mark.parametrize("correction", ["cluster-size", "tfce"])
+@pytest.mark.parametrize("correction, extent", [("cluster-size", "vertices"),
+                                               ("cluster-size", None), ("tfce", None)])
 def test_exhaustive_cluster_and_tfce_p_on_a_mesh_are_the_brute_force_enumeration(
-        tiny_mesh, tmp_path, correction):
-    _, surfaces, pairs, maps, edges = tiny_mesh
+        tiny_mesh, tmp_path, correction, extent):
+    """Extents in vertices (--surface-extent vertices) or, by default, in mm^2."""
+    _, surfaces, pairs, maps, edges, areas = tiny_mesh
     table = write_table(tmp_path, [left for left, _ in pairs])
     assert run(tmp_path, "--inputs", str(table), "--surface-left", str(surfaces[0]),
                "--surface-right", str(surfaces[1]), "--correction", correction,
-               "--n-perm", "32",
+               "--n-perm", "32", *(["--surface-extent", extent] if extent else []),
                *(["--cluster-forming-p", "0.05"] if correction != "tfce" else [])) == 0
     n = maps.shape[1]
     t_maps = flipped_t_maps(maps)
+    plan = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert plan["options"]["surface_extent"] == (extent or "area")
+    weights = areas if plan["options"]["surface_extent"] == "area" else None
+    assert len(np.unique(areas)) > 2  # corners, edges and inside of the grid differ
     if correction == "cluster-size":
-        plan = json.loads((tmp_path / "out" / "plan.json").read_text())
         threshold = plan["contrasts"][0]["permutations"]["cluster_forming"][1]
 
         def statistic(t):
             size = np.zeros(n)
             for sign in (1, -1):
                 labels = _components(edges, n, sign * t > threshold)
-                counts = np.bincount(labels[labels >= 0], minlength=1)
-                size[labels >= 0] = counts[labels[labels >= 0]]
+                inside = labels >= 0
+                counts = np.bincount(labels[inside], minlength=1,
+                                     weights=None if weights is None else weights[inside])
+                size[inside] = counts[labels[inside]]
             return size
         desc = "clusterSize"
     else:
         def statistic(t):
-            return np.abs(_brute_tfce(t, edges, n, 1.0, 2.0))
+            return np.abs(_brute_tfce(t, edges, n, 1.0, 2.0, weights))
         desc = "TFCE"
     observed = statistic(t_maps[0])
     maxima = np.array([statistic(t).max() for t in t_maps])
@@ -179,6 +194,14 @@ def test_exhaustive_cluster_and_tfce_p_on_a_mesh_are_the_brute_force_enumeration
     logp = surface_map(tmp_path, f"contrast-intercept_stat-t_desc-{desc}_logp")
     assert observed.max() > 0 and 0 < p.min() < 1
     np.testing.assert_allclose(logp, -np.log10(p), atol=1e-6)
+    sidecar = json.loads((tmp_path / "out" / f"hemi-L_contrast-intercept_stat-t_desc-{desc}"
+                          "_logp.json").read_text())
+    assert sidecar["Correction"]["Extent"]["Measure"] == (extent or "area")
+    assert sidecar["Correction"]["Extent"]["Unit"] == ("elements" if extent else "mm2")
+    nulls = pd.read_csv(tmp_path / "out" / "contrast-intercept_desc-nulls_permutations.tsv",
+                        sep="\t")
+    column = "max_cluster_size" if correction == "cluster-size" else "max_tfce"
+    np.testing.assert_allclose(np.sort(nulls[column]), np.sort(maxima), rtol=1e-5)  # float32 maps
 
 
 def _refusal(capsys, folder, *args):
@@ -212,6 +235,12 @@ def test_bad_surface_inputs_are_refused_in_one_line_before_the_run(fsaverage5_sa
     err = _refusal(capsys, tmp_path, "--inputs", str(write_table(tmp_path, [volume, volume])),
                    "--surface-left", str(lefts[0]))
     assert "--surface-left" in err and "NIfTI volume" in err
+    err = _refusal(capsys, tmp_path, "--inputs", str(write_table(tmp_path, [volume, volume])),
+                   "--correction", "tfce", "--surface-extent", "area")
+    assert "--surface-extent area" in err and "NIfTI volume" in err
+    err = _refusal(capsys, tmp_path, "--inputs", str(write_table(tmp_path, lefts)),
+                   "--surface-extent", "vertices")
+    assert "--surface-extent" in err and "--correction" in err
 
 
 def test_cifti_maps_of_another_layout_are_refused_in_one_line(tmp_path, capsys):
@@ -221,6 +250,12 @@ def test_cifti_maps_of_another_layout_are_refused_in_one_line(tmp_path, capsys):
     second = write_cifti(tmp_path / "b.dscalar.nii", np.ones((1, len(other))), other)
     err = _refusal(capsys, tmp_path, "--inputs", str(write_table(tmp_path, [first, second])))
     assert "b.dscalar.nii" in err and "brain models" in err
+    surfaces = [write_surface(tmp_path / f"{h}.surf.gii", fsaverage5_mesh(h).coordinates,
+                              fsaverage5_mesh(h).faces) for h in ("left", "right")]
+    err = _refusal(capsys, tmp_path, "--inputs", str(write_table(tmp_path, [first, first])),
+                   "--surface-left", str(surfaces[0]), "--surface-right", str(surfaces[1]),
+                   "--correction", "tfce", "--surface-extent", "area")
+    assert "--surface-extent area" in err and "voxels" in err
 
 
 def test_the_readme_surface_command_runs(fsaverage5_sample, tmp_path, monkeypatch):

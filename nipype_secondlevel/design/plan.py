@@ -24,7 +24,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..io.domains import NOT_APPLICABLE, check_domain, check_domain_options, plan_domain
+from ..io.domains import (
+    NOT_APPLICABLE,
+    check_domain,
+    check_domain_options,
+    plan_domain,
+    surface_extent,
+)
 from ..io.errors import bad_input
 from ..io.grids import check_smoothing
 from ..spec import (
@@ -270,10 +276,14 @@ def plan_design(values, command, design, contrasts, *, source="table", grid=None
         domain = plan_domain([*design.paths, *(design.variance_paths or [])])
         check_domain_options(values, domain, design.paths[0])
     if domain != "volume":
-        check_domain(domain, design.paths, {h: values.get(f"surface_{h}") for h in
-                                            ("left", "right")}, design.variance_paths)
+        built = check_domain(domain, design.paths, {h: values.get(f"surface_{h}") for h in
+                                                    ("left", "right")}, design.variance_paths)
         values = {**values, **NOT_APPLICABLE}
-    elif design.paths is not None:
+        if values.get("surface_extent") is not None:
+            values["surface_extent"] = surface_extent(values["surface_extent"], built)
+    elif values.get("surface_extent") is not None:
+        values = {**values, "surface_extent": None}  # volumes: clusters count voxels
+    if domain == "volume" and design.paths is not None:
         check_headers(values, design)
         grid = _grid(values.get("reference_map") or design.paths[0])
     if grid is not None:

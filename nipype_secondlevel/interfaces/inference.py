@@ -37,7 +37,7 @@ from nipype.interfaces.base import (
 )
 
 from ..design.permutation_tests import PermutationTest
-from ..io.domains import domain_graph_edges, load_domain
+from ..io.domains import domain_graph_edges, extent_weights, load_domain
 from ..io.errors import bad_input
 from ..io.files import save_arrays, save_img, save_tsv
 from ..io.images import load_img, load_mask, stat_intent, unmask
@@ -55,7 +55,13 @@ from ..io.sidecars import (
 )
 from ..io.tables import read_design
 from ..reporting.clusters import cluster_table, values_at_peaks
-from ..spec import ACCELERATIONS, CLUSTER_CORRECTIONS, DEFAULTS, PERMUTATION_CORRECTIONS
+from ..spec import (
+    ACCELERATIONS,
+    CLUSTER_CORRECTIONS,
+    DEFAULTS,
+    EXTENT_CORRECTIONS,
+    PERMUTATION_CORRECTIONS,
+)
 from ..stats import permutation as perm
 from ..stats.spatial import TFCE_SURFACE_E, TFCE_SURFACE_H, graph_from_edges
 
@@ -78,8 +84,9 @@ class _OptionsInputSpec(BaseInterfaceInputSpec):
     mem_gb = traits.Float(DEFAULTS["mem_gb"], usedefault=True, nohash=True,
                           desc="memory budget (GiB) of the data held; results do not depend "
                           "on it")
-    domain = traits.Dict(desc="surface or CIFTI data (io.domains.domain_value): clusters and "
-                         "TFCE on its neighbour graph, TFCE with the surface exponents")
+    domain = traits.Dict(desc="surface or CIFTI data (io.domains.domain_value) and the "
+                         "extent of its clusters (extent: area, vertices): clusters and TFCE "
+                         "on its neighbour graph, TFCE with the surface exponents")
     coverage_data = File(
         exists=True, desc="with missing values: the masked data with NaN where a value is "
         "missing (the estimate's); every voxel is tested with its present subjects, its "
@@ -116,11 +123,12 @@ def _mask(inputs, test):
 
 def _on_domain(inputs, mask, options):
     """``(mask, options)``; on a surface or CIFTI domain ``(its neighbour graph among the
-    mask's elements, options with TFCE's surface exponents)``."""
+    mask's elements, weighted by their areas with extent "area", options with TFCE's
+    surface exponents)``."""
     if not isdefined(inputs.domain):
         return mask, options
     edges = domain_graph_edges(load_domain(inputs.domain), mask)
-    return (graph_from_edges(edges, int(mask.sum())),
+    return (graph_from_edges(edges, int(mask.sum()), extent_weights(inputs.domain, mask)),
             replace(options, tfce_E=TFCE_SURFACE_E, tfce_H=TFCE_SURFACE_H))
 
 
@@ -232,6 +240,7 @@ class MergePermutations(SimpleInterface):
         mask, mask_img = _mask(inputs, test)
         options, forming = test.options(inputs.correction)
         where, options = _on_domain(inputs, mask, options)
+        extent = inputs.domain.get("extent") if isdefined(inputs.domain) else None
         chunks = [read_chunk(f) for f in inputs.chunk_files]
         coverage = _coverage_test(inputs, test, options, forming)
         if coverage is not None:
@@ -260,7 +269,8 @@ class MergePermutations(SimpleInterface):
                 method, stat, test.plan.n_perm, test.plan.exhaustive, test.plan.seed,
                 test.scheme, test.n_blocks, options.tail,
                 forming if method in CLUSTER_CORRECTIONS else None,
-                (options.tfce_E, options.tfce_H) if method == "tfce" else None)
+                (options.tfce_E, options.tfce_H) if method == "tfce" else None,
+                extent if method in EXTENT_CORRECTIONS else None)
 
         def sidecar(path, description, method, extra=None, field=None):
             write_sidecar(path, {

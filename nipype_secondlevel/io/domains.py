@@ -139,13 +139,15 @@ NOT_APPLICABLE = {"mask_strategy": None, "atlases": []}
 
 
 def check_domain_options(values, domain, first_map):
-    """Refuse in one line an option of the other domains: ``--surface-left/right`` with
-    volumes, a volume option (smoothing, mask, reference map) with surface or CIFTI maps."""
+    """Refuse in one line an option of the other domains: ``--surface-left/right`` or
+    ``--surface-extent`` with volumes, a volume option (smoothing, mask, reference map)
+    with surface or CIFTI maps."""
     from ..spec import option
 
     if domain == "volume":
         given = next((f"surface_{h}" for h in HEMISPHERES if values.get(f"surface_{h}")),
-                     None)
+                     "surface_extent" if values.get("surface_extent") not in (None, "auto")
+                     else None)
         if given:
             raise bad_input(f"{option(given, 'run').switch} {values[given]}",
                             f"is for GIFTI or CIFTI maps, and {first_map} is a NIfTI volume; "
@@ -156,3 +158,26 @@ def check_domain_options(values, domain, first_map):
         raise bad_input(f"{option(given, 'run').switch} {values[given]}",
                         f"applies to NIfTI volumes, and the maps are {domain} maps "
                         f"({first_map}); leave it out")
+
+
+def surface_extent(value, domain):
+    """``--surface-extent`` on a surface or CIFTI domain: "area" or "vertices" (None when
+    it does not apply); auto is area unless the domain holds voxels. Area is refused in
+    one line for CIFTI maps with voxels: a voxel has a volume, not an area."""
+    has_voxels = not np.all(domain.is_vertex)
+    if value == "auto":
+        return "vertices" if has_voxels else "area"
+    if value == "area" and has_voxels:
+        raise bad_input("--surface-extent area", f"sums vertex areas (mm2), and the CIFTI "
+                        f"maps ({domain.source}) hold voxels too: give --surface-extent "
+                        "vertices")
+    return value
+
+
+def extent_weights(value, mask):
+    """The per-element extents of the elements of ``mask`` for a domain value carrying
+    an ``extent`` (:func:`~..workflows.surfaces.permutation_domain_value`): their vertex areas
+    in mm^2 for "area", else None (clusters measured by their number of elements)."""
+    if value.get("extent") != "area":
+        return None
+    return load_domain(value).vertex_areas()[np.asarray(mask, dtype=bool).reshape(-1)]

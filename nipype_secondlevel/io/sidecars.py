@@ -142,6 +142,13 @@ PERMUTATION_METHODS = {
     "tfce": ("TFCE", "FWER (TFCE permutation)"),
 }
 
+#: How a cluster's extent (cluster-size, TFCE) is measured on a mesh (--surface-extent).
+EXTENTS = {
+    "area": {"Unit": "mm2", "Description": "the sum of its vertex areas, a third of the area "
+             "of each triangle of the mesh a vertex belongs to (PALM -s)"},
+    "vertices": {"Unit": "elements", "Description": "its number of vertices (and voxels)"},
+}
+
 
 def _permutations_text(n_perm, exhaustive, seed, scheme):
     patterns = "sign flips" if scheme == "sign-flip" else "permutations"
@@ -150,12 +157,14 @@ def _permutations_text(n_perm, exhaustive, seed, scheme):
 
 
 def permutation_fields(method, statistic, n_perm, exhaustive, seed, scheme, n_blocks,
-                       tail, cluster_forming=None, tfce=None):
+                       tail, cluster_forming=None, tfce=None, extent=None):
     """The ``Correction`` entry of a permutation map's sidecar.
 
     ``method`` is a correction of :data:`PERMUTATION_METHODS` or "uncorrected";
     ``cluster_forming`` is ``(p, statistic value)`` for cluster methods and
-    ``tfce`` is ``(E, H)`` for TFCE; ``n_blocks`` is None without blocks.
+    ``tfce`` is ``(E, H)`` for TFCE; ``n_blocks`` is None without blocks;
+    ``extent`` ("area", "vertices") how clusters are measured on a mesh
+    (:data:`EXTENTS`; None on volumes, where voxels are counted).
     """
     fields = {
         "Method": method,
@@ -173,6 +182,8 @@ def permutation_fields(method, statistic, n_perm, exhaustive, seed, scheme, n_bl
                                              "Statistic": "t" if statistic == "t" else "z"}
     if tfce is not None:
         fields["TFCE"] = {"E": float(tfce[0]), "H": float(tfce[1])}
+    if extent is not None:
+        fields["Extent"] = {"Measure": extent, **EXTENTS[extent]}
     return fields
 
 
@@ -208,6 +219,9 @@ def describe_permutation_threshold(method, alpha, correction):
         if correction["Tail"] == "two-sided":
             value = f"|{value}|"
         text += f", cluster-forming p < {forming['p']:g} ({value} > {forming['Value']:.2f})"
+    extent = correction.get("Extent")
+    if extent:
+        text += f", cluster extent in {extent['Unit']} ({extent['Description']})"
     return text
 
 

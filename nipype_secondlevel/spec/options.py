@@ -11,10 +11,12 @@ from .values import (
     CORRECTIONS,
     DESIGNS,
     ESTIMATIONS,
+    EXTENT_CORRECTIONS,
     MASK_STRATEGIES,
     PERM_SCHEMES,
     PERMUTATION_CORRECTIONS,
     PLUGINS,
+    SURFACE_EXTENTS,
     Integer,
     Number,
     OptionError,
@@ -291,6 +293,12 @@ OPTIONS = (
              "inputs", metavar="N", only_with=(folders, None))
       for name, tool, image, folders in (("cope", "FEAT", "cope<N>", "feat_dirs"),
                                          ("con", "SPM", "con_000N", "spm_dirs"))),
+    Option("surface_extent", SURFACE_EXTENTS, "auto", "GIFTI or CIFTI maps: a cluster's "
+           "extent, for cluster-size and in TFCE: area, the sum of its vertex areas in mm2 "
+           "(a third of each adjacent triangle's area, as PALM -s); vertices, its number of "
+           "vertices (and voxels); auto: area, or vertices when CIFTI maps hold voxels (an "
+           "area and a volume do not add up); refused with NIfTI volumes", ("run",),
+           INFERENCE, only_with=("correction", EXTENT_CORRECTIONS)),
     # --- graph ---
     Option("pipeline", text, ("demo",), "demo, localizer or run and its options",
            ("graph",), "graph", flag="pipeline", metavar="COMMAND ...", nargs="remainder"),

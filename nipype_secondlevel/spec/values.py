@@ -50,6 +50,11 @@ ANALYSES = ("run", "demo", "localizer")
 #: Data domains of an analysis, decided by the plan from the maps: NIfTI volumes, GIFTI
 #: hemisphere pairs (``.func.gii``/``.shape.gii``), CIFTI-2 dense scalars.
 DOMAINS = ("volume", "surface", "cifti")
+#: --surface-extent: the extent of a cluster (and in TFCE) on a mesh: summed vertex areas
+#: (mm^2, PALM's -s) or the number of elements; auto: area unless CIFTI maps hold voxels.
+SURFACE_EXTENTS = ("auto", "area", "vertices")
+#: The corrections that measure cluster extents (--surface-extent applies to them).
+EXTENT_CORRECTIONS = ("cluster-size", "tfce")
 #: Voxels per block of a chunked computation (estimation, permutations): chunks are whole
 #: blocks starting at multiples of it, so no result depends on the memory budget.
 VOXEL_BLOCK = 4096

@@ -18,8 +18,10 @@ tests assert it):
 * TFCE uses the thresholds of nilearn's ``_return_score_threshs`` and, as
   fslmaths and nilearn, does not multiply by ``dh``; for a two-sided test the
   negative side is enhanced separately and returned negative. The extent of a
-  cluster is its number of elements, on a mesh too (PALM's ``-s surface 1``;
-  PALM's default weighs vertices by their area, which the kernels do not do).
+  cluster (its size, and the extent term of TFCE) is its number of elements, or,
+  when the graph has ``weights``, the sum of its elements' weights: on a mesh the
+  vertex areas in mm^2, as PALM's ``-s`` surface (``-s surface 1``: the count).
+  Masses are not weighted (PALM's ``palm_clusterm`` neither).
 
 Algorithm (exact, not an approximation)
 ---------------------------------------
@@ -56,10 +58,14 @@ class NeighbourGraph:
     forward : ndarray of int32 (n_elements, max_forward)
         Part of ``neighbours``, padded the same way, such that every pair of
         neighbouring elements is listed once.
+    weights : ndarray of float (n_elements,) or None
+        The extent of each element (a vertex's area in mm^2): a cluster's size is the
+        sum of its elements' weights; None: its number of elements.
     """
 
     neighbours: np.ndarray
     forward: np.ndarray
+    weights: np.ndarray = None
 
     @property
     def n_elements(self):
@@ -73,8 +79,8 @@ class VoxelGraph(NeighbourGraph):
 
     Attributes
     ----------
-    neighbours, forward
-        As :class:`NeighbourGraph`; the columns of ``forward`` are those of
+    neighbours, forward, weights
+        As :class:`NeighbourGraph` (no weights); the columns of ``forward`` are those of
         ``neighbours`` whose offsets are lexicographically positive.
     mask : ndarray of bool, 3D
     structure : ndarray of bool (3, 3, 3)
@@ -85,7 +91,7 @@ class VoxelGraph(NeighbourGraph):
     structure: np.ndarray = None
 
 
-def graph_from_edges(edges, n_elements):
+def graph_from_edges(edges, n_elements, weights=None):
     """Neighbour table of ``n_elements`` elements joined by ``edges``.
 
     Parameters
@@ -95,6 +101,9 @@ def graph_from_edges(edges, n_elements):
         order; repeated pairs and either orientation are allowed, self-loops
         are dropped.
     n_elements : int
+    weights : array of float (n_elements,) or None
+        Extent of each element (e.g. vertex areas), finite and >= 0; None: clusters
+        are measured by their number of elements.
 
     Returns
     -------
@@ -109,7 +118,11 @@ def graph_from_edges(edges, n_elements):
     edges = np.unique(np.sort(edges[edges[:, 0] != edges[:, 1]], axis=1), axis=0)
     both = np.concatenate([edges, edges[:, ::-1]])
     both = both[np.lexsort((both[:, 1], both[:, 0]))]
-    return NeighbourGraph(_padded(both, n), _padded(edges, n))
+    if weights is not None:
+        weights = np.ascontiguousarray(weights, dtype=float)
+        if weights.shape != (n,) or not np.all(np.isfinite(weights) & (weights >= 0)):
+            raise ValueError(f"weights must be {n} finite values >= 0")
+    return NeighbourGraph(_padded(both, n), _padded(edges, n), weights)
 
 
 def _padded(pairs, n):
@@ -167,7 +180,8 @@ def voxel_graph(mask, connectivity=1):
         c = coords + off
         neighbours[:, col] = padded[c[:, 0], c[:, 1], c[:, 2]]
     forward = [col for col, off in enumerate(offsets) if tuple(off) > (0, 0, 0)]
-    return VoxelGraph(neighbours, np.ascontiguousarray(neighbours[:, forward]), mask, structure)
+    return VoxelGraph(neighbours, np.ascontiguousarray(neighbours[:, forward]), mask=mask,
+                      structure=structure)
 
 
 def tfce_thresholds(max_value, dh="auto"):
@@ -211,6 +225,8 @@ def tfce_map(values, graph, tail="two-sided", dh="auto", E=TFCE_E, H=TFCE_H):
 
     tfce(v) = sum_{h_k <= value(v)} size(cluster of v at h_k)^E * h_k^H
 
+    (size: the cluster's elements, or the sum of their ``graph.weights``)
+
     Equal to nilearn's ``calculate_tfce`` (Smith & Nichols 2009, NeuroImage
     44:83-98, without the factor dh as in fslmaths), computed exactly but
     without labelling the volume once per threshold (see the module notes).
@@ -242,7 +258,7 @@ def tfce_map(values, graph, tail="two-sided", dh="auto", E=TFCE_E, H=TFCE_H):
 
     return spatial_kernels.tfce_pass(
         values, graph.neighbours, graph.forward, tfce_thresholds(top, dh), 1.0 in signs,
-        -1.0 in signs, float(E), float(H), True)[1]
+        -1.0 in signs, float(E), float(H), True, graph.weights)[1]
 
 
 def max_tfce(values, graph, tail="two-sided", dh="auto", E=TFCE_E, H=TFCE_H):
@@ -284,7 +300,7 @@ def tfce_maxima(maps, graph, tail="two-sided", dh="auto", E=TFCE_E, H=TFCE_H):
     return spatial_kernels.tfce_max_batch(
         maps, graph.neighbours, graph.forward, thresholds,
         np.array([t.size for t in steps], dtype=np.int64), 1.0 in signs, -1.0 in signs,
-        float(E), float(H))
+        float(E), float(H), graph.weights)
 
 
 # ------------------------------------------------------------ clusters
@@ -294,6 +310,7 @@ def cluster_maps(values, graph, threshold, tail="two-sided"):
     """Size and mass of the cluster of every element (0 outside clusters).
 
     cluster = connected elements with s * value > threshold (s = +1 or -1) ;
+    size = its number of elements, or the sum of their ``graph.weights`` ;
     mass = sum over the cluster of (|value| - threshold)
 
     Parameters
@@ -307,13 +324,14 @@ def cluster_maps(values, graph, threshold, tail="two-sided"):
     Returns
     -------
     size, mass : ndarrays (n_elements,)
+        ``size`` of int without weights, of float with them.
     """
     signs = tail_signs(tail)
     from . import spatial_kernels  # numba's: imported by what runs a kernel
 
     return spatial_kernels.cluster_pass(np.ascontiguousarray(values, dtype=float),
                                         graph.forward, float(threshold), 1.0 in signs,
-                                        -1.0 in signs)
+                                        -1.0 in signs, graph.weights)
 
 
 def max_cluster_measures(values, graph, threshold, tail="two-sided"):
@@ -323,12 +341,12 @@ def max_cluster_measures(values, graph, threshold, tail="two-sided"):
 
     Returns
     -------
-    max_size : int
+    max_size : int, or float with ``graph.weights``
     max_mass : float
     """
     sizes, masses = cluster_maxima(np.asarray(values, dtype=float)[None], graph, threshold,
                                    tail)
-    return int(sizes[0]), float(masses[0])
+    return sizes[0].item(), float(masses[0])
 
 
 def cluster_maxima(maps, graph, threshold, tail="two-sided"):
@@ -337,7 +355,7 @@ def cluster_maxima(maps, graph, threshold, tail="two-sided"):
 
     Returns
     -------
-    sizes : ndarray of int (n_maps,)
+    sizes : ndarray of int (n_maps,), of float with ``graph.weights``
     masses : ndarray (n_maps,)
     """
     signs = tail_signs(tail)
@@ -345,7 +363,7 @@ def cluster_maxima(maps, graph, threshold, tail="two-sided"):
 
     return spatial_kernels.cluster_max_batch(np.ascontiguousarray(maps, dtype=float),
                                              graph.forward, float(threshold), 1.0 in signs,
-                                             -1.0 in signs)
+                                             -1.0 in signs, graph.weights)
 
 
 def cluster_forming_threshold(p, dof, tail="two-sided", statistic="t"):

@@ -8,7 +8,10 @@ being enhanced, 0 when it does not.
 TFCE
 ----
 tfce(v) = sum_{k <= level(v)} size(cluster of v at h_k)^E h_k^H, with level(v)
-the number of thresholds h_1 < ... < h_K that |value(v)| reaches.
+the number of thresholds h_1 < ... < h_K that |value(v)| reaches. A cluster's size
+is its number of voxels, or with ``weights`` the sum of its voxels' weights (a
+mesh's vertex areas: PALM's area-weighted TFCE and cluster extent). Without
+weights the kernels count in int64, as before weights existed.
 
 1. Levels and basins: a voxel's level is signed by its side, 0 below h_1 (it
    takes part in no event). Every voxel of a level > 0 points to its
@@ -48,7 +51,30 @@ selects and counted stores, which the compiler keeps branch-free.
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
+
+
+def _unit(weights, v):
+    """The extent of element ``v``: 1 (``weights`` None) or ``weights[v]`` (numba only)."""
+
+
+def _extents(weights, n):
+    """n zero extents: int64 counts (``weights`` None) or float sums (numba only)."""
+
+
+@overload(_unit, inline="always")
+def _unit_typed(weights, v):
+    if isinstance(weights, types.NoneType):
+        return lambda weights, v: 1
+    return lambda weights, v: weights[v]
+
+
+@overload(_extents, inline="always")
+def _extents_typed(weights, n):
+    if isinstance(weights, types.NoneType):
+        return lambda weights, n: np.zeros(n, np.int64)
+    return lambda weights, n: np.zeros(n)
 
 
 @njit(cache=True, nogil=True)
@@ -116,10 +142,10 @@ def _signed_levels(values, positive, negative, thresholds, level):
 
 
 @njit(cache=True, nogil=True)
-def _basins(values, neighbours, level, starts, voxel_map, padded, up, basin, joining):
+def _basins(values, neighbours, level, starts, by_voxel, padded, up, basin, joining):
     """Basin (0..n_basins-1) of every voxel into ``basin`` (-1 off the sides and
     at the sentinel, index n), and the voxels of level > 0 sorted by decreasing
-    level into ``joining`` (their index if ``voxel_map``, else their basin).
+    level into ``joining`` (their index if ``by_voxel``, else their basin).
     Returns n_basins.
 
     Ascent from a voxel of side s goes to the neighbour of largest s * value
@@ -163,7 +189,7 @@ def _basins(values, neighbours, level, starts, voxel_map, padded, up, basin, joi
         if k != 0:
             b = basin[up[v]]  # a peak's own number (up[peak] = peak)
             basin[v] = b
-            joining[at[n_levels - k]] = v if voxel_map else b
+            joining[at[n_levels - k]] = v if by_voxel else b
             at[n_levels - k] += 1
     return n_basins
 
@@ -208,15 +234,17 @@ def _extent(size, E):
 
 @njit(cache=True, nogil=True)
 def _events(n, level, basin, n_basins, starts, joining, pairs, saddle_starts, thresholds,
-            positive, E, H, voxel_map):
+            positive, E, H, voxel_map, weights):
     """The union-find by decreasing level (see the module notes): the largest TFCE,
-    and the voxel map if ``voxel_map``."""
+    and the voxel map if ``voxel_map``; ``joining`` holds voxels if ``voxel_map`` or
+    ``weights`` is not None, else basins."""
     n_levels = thresholds.size
     prefix = np.zeros(n_levels + 1)
     for k in range(n_levels):
         prefix[k + 1] = prefix[k] + thresholds[k] ** H
     parent = np.full(n_basins, -1, np.int64)
-    size = np.zeros(n_basins, np.int64)
+    size = _extents(weights, n_basins)
+    by_voxel = voxel_map or weights is not None
     since = np.zeros(n_basins, np.int64)  # contributions of levels since..k+1 not added
     total = np.zeros(n_basins)  # voxel map: the root's running sum; else largest of its voxels
     offset = np.zeros(n_basins)  # voxel map: a basin's sum minus its parent's
@@ -225,7 +253,7 @@ def _events(n, level, basin, n_basins, starts, joining, pairs, saddle_starts, th
         k = n_levels - slot
         last, r, before = -1, -1, 0.0
         for i in range(starts[slot], starts[slot + 1]):  # voxels of level k join
-            b = basin[joining[i]] if voxel_map else joining[i]
+            b = basin[joining[i]] if by_voxel else joining[i]
             if b != last:  # (no set changes between the joins of a level)
                 if parent[b] < 0:
                     parent[b], since[b] = b, k
@@ -234,7 +262,7 @@ def _events(n, level, basin, n_basins, starts, joining, pairs, saddle_starts, th
                     total[r] += _extent(size[r], E) * (prefix[since[r]] - prefix[k])
                     since[r] = k
                 last, before = b, -(total[r] + (offset[b] if b != r else 0.0))
-            size[r] += 1
+            size[r] += _unit(weights, joining[i])
             if voxel_map:
                 out[joining[i]] = before
         for j in range(saddle_starts[slot], saddle_starts[slot + 1]):  # basins meet at k
@@ -276,8 +304,10 @@ def _events(n, level, basin, n_basins, starts, joining, pairs, saddle_starts, th
 
 
 @njit(cache=True, nogil=True)
-def tfce_pass(values, neighbours, forward, thresholds, positive, negative, E, H, voxel_map):
-    """Largest TFCE of the sides, and the voxel map if ``voxel_map`` (else empty).
+def tfce_pass(values, neighbours, forward, thresholds, positive, negative, E, H, voxel_map,
+              weights=None):
+    """Largest TFCE of the sides, and the voxel map if ``voxel_map`` (else empty);
+    cluster sizes are sums of ``weights`` (n,) when given, else counts.
 
     The voxel map is negative on the negative side when both sides are
     enhanced (see the module notes for the algorithm).
@@ -287,24 +317,25 @@ def tfce_pass(values, neighbours, forward, thresholds, positive, negative, E, H,
     up, basin, joining = np.empty(n, np.int32), np.empty(n + 1, np.int32), np.empty(n, np.int32)
     pair = np.empty(n * forward.shape[1] + 1, np.int64)
     return _tfce_work(values, neighbours, forward, thresholds, positive, negative, E, H,
-                      voxel_map, level, np.empty(n + 1), up, basin, joining, pair,
+                      voxel_map, weights, level, np.empty(n + 1), up, basin, joining, pair,
                       np.empty(pair.size, np.int32))
 
 
 @njit(cache=True, nogil=True)
 def _tfce_work(values, neighbours, forward, thresholds, positive, negative, E, H, voxel_map,
-               level, padded, up, basin, joining, pair, saddle):
+               weights, level, padded, up, basin, joining, pair, saddle):
     """:func:`tfce_pass` with its work arrays given."""
     starts = _signed_levels(values, positive, negative, thresholds, level)
-    n_basins = _basins(values, neighbours, level, starts, voxel_map, padded, up, basin,
-                       joining)
+    n_basins = _basins(values, neighbours, level, starts, voxel_map or weights is not None,
+                       padded, up, basin, joining)
     pairs, saddle_starts = _saddles(forward, level, basin, thresholds.size, pair, saddle)
     return _events(values.size, level, basin, n_basins, starts, joining, pairs,
-                   saddle_starts, thresholds, positive, E, H, voxel_map)
+                   saddle_starts, thresholds, positive, E, H, voxel_map, weights)
 
 
 @njit(cache=True, nogil=True)
-def tfce_max_batch(maps, neighbours, forward, thresholds, n_levels, positive, negative, E, H):
+def tfce_max_batch(maps, neighbours, forward, thresholds, n_levels, positive, negative, E, H,
+                   weights=None):
     """Largest TFCE of every row of ``maps`` (n_maps, n), as :func:`tfce_pass`;
     row m has the thresholds ``thresholds[m, :n_levels[m]]`` (0 levels: TFCE 0)."""
     n_maps, n = maps.shape
@@ -317,19 +348,20 @@ def tfce_max_batch(maps, neighbours, forward, thresholds, n_levels, positive, ne
     for m in range(n_maps):
         if n_levels[m] > 0:
             out[m] = _tfce_work(maps[m], neighbours, forward, thresholds[m, :n_levels[m]],
-                                positive, negative, E, H, False, level, padded, up, basin,
-                                joining, pair, saddle)[0]
+                                positive, negative, E, H, False, weights, level, padded, up,
+                                basin, joining, pair, saddle)[0]
     return out
 
 
 @njit(cache=True, nogil=True)
-def _clusters(values, forward, threshold, positive, negative, side, parent, size, mass):
+def _clusters(values, forward, threshold, positive, negative, weights, side, parent, size,
+              mass):
     """Clusters of the sides into work arrays of n items: ``side`` is +1 where
     ``positive`` and value > threshold, -1 where ``negative`` and -value >
     threshold, else 0 (threshold >= 0); every voxel of a side points in
-    ``parent`` to its cluster's root (its first voxel), whose ``size`` and
-    ``mass`` are the cluster's (masses summed in voxel order, as np.bincount);
-    0 elsewhere."""
+    ``parent`` to its cluster's root (its first voxel), whose ``size`` (its
+    voxels, or the sum of their ``weights``) and ``mass`` are the cluster's
+    (summed in voxel order, as np.bincount); 0 elsewhere."""
     n = values.size
     for v in range(n):
         x = values[v]
@@ -349,18 +381,20 @@ def _clusters(values, forward, threshold, positive, negative, side, parent, size
     for v in range(n):
         if side[v] != 0:
             r = find(parent, v)
-            size[r] += 1
+            size[r] += _unit(weights, v)
             mass[r] += side[v] * values[v] - threshold
 
 
 @njit(cache=True, nogil=True)
-def cluster_pass(values, forward, threshold, positive, negative):
-    """Size and mass of the cluster of every voxel (0 outside clusters)."""
+def cluster_pass(values, forward, threshold, positive, negative, weights=None):
+    """Size (a sum of ``weights`` when given) and mass of the cluster of every voxel
+    (0 outside clusters)."""
     n = values.size
     side, parent = np.empty(n, np.int8), np.empty(n, np.int64)
-    size, mass = np.empty(n, np.int64), np.empty(n)
-    _clusters(values, forward, threshold, positive, negative, side, parent, size, mass)
-    size_map, mass_map = np.zeros(n, np.int64), np.zeros(n)
+    size, mass = _extents(weights, n), np.empty(n)
+    _clusters(values, forward, threshold, positive, negative, weights, side, parent, size,
+              mass)
+    size_map, mass_map = _extents(weights, n), np.zeros(n)
     for v in range(n):
         if side[v] != 0:
             size_map[v], mass_map[v] = size[parent[v]], mass[parent[v]]
@@ -368,15 +402,16 @@ def cluster_pass(values, forward, threshold, positive, negative):
 
 
 @njit(cache=True, nogil=True)
-def cluster_max_batch(maps, forward, threshold, positive, negative):
-    """Largest cluster size and mass of every row of ``maps`` (0 without clusters)."""
+def cluster_max_batch(maps, forward, threshold, positive, negative, weights=None):
+    """Largest cluster size (a sum of ``weights`` when given) and mass of every row of
+    ``maps`` (0 without clusters)."""
     n_maps, n = maps.shape
     side, parent = np.empty(n, np.int8), np.empty(n, np.int64)
-    size, mass = np.empty(n, np.int64), np.empty(n)
-    sizes, masses = np.zeros(n_maps, np.int64), np.zeros(n_maps)
+    size, mass = _extents(weights, n), np.empty(n)
+    sizes, masses = _extents(weights, n_maps), np.zeros(n_maps)
     for m in range(n_maps):
         if n:
-            _clusters(maps[m], forward, threshold, positive, negative, side, parent, size,
-                      mass)
+            _clusters(maps[m], forward, threshold, positive, negative, weights, side, parent,
+                      size, mass)
             sizes[m], masses[m] = size.max(), mass.max()
     return sizes, masses

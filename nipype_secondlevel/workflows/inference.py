@@ -8,7 +8,7 @@ from nipype.pipeline import engine as pe
 
 from ..interfaces.inference import MergePermutations, PermutationChunk
 from ..spec import DEFAULTS
-from .surfaces import plan_domain_value
+from .surfaces import permutation_domain_value
 
 INPUT_FIELDS = ["data_file", "design_matrix", "mask_file", "z_maps", "coverage_data"]
 #: outputnode field <- merge output (one item per contrast).
@@ -100,7 +100,7 @@ def init_permutation_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="permutation_wf"):
                        mem_gb=mem_gb)
     merge.inputs.contrast = contrasts
     if plan.domain != "volume":  # clusters and TFCE on the domain's neighbour graph
-        chunks.inputs.domain = merge.inputs.domain = plan_domain_value(plan)
+        chunks.inputs.domain = merge.inputs.domain = permutation_domain_value(plan)
     sizes = [len(c["permutations"]["chunks"]) for c in contrasts]
     data = [("data_file", "data_file"), ("design_matrix", "design_matrix"),
             ("mask_file", "mask_file"), ("coverage_data", "coverage_data")]

@@ -31,6 +31,12 @@ def plan_domain_value(plan):
                         {h: plan.options.get(f"surface_{h}") for h in HEMISPHERES})
 
 
+def permutation_domain_value(plan):
+    """The domain of the permutation nodes: the plan's, with the extent of its clusters
+    and TFCE (``extent``: "area", "vertices" or None, ``--surface-extent`` resolved)."""
+    return {**plan_domain_value(plan), "extent": plan.options.get("surface_extent")}
+
+
 def domain_read_nodes(workflow, domain, variances):
     """``read_maps`` and ``mask`` of a surface or CIFTI analysis, connected (the mask
     reads the variances, when the maps have some, to tell where a value is missing)."""
