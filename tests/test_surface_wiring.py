@@ -97,6 +97,16 @@ def test_a_surface_run_gives_nilearns_z_on_the_surface(fsaverage5_sample):
     assert kept.sum() == (np.flatnonzero(ranked).max() + 1 if ranked.any() else 0) > 0
     clusters = pd.read_csv(folder / "out" / "contrast-intercept_stat-z_clusters.tsv", sep="\t")
     assert clusters["Size"].sum() == kept.sum() and (clusters["Area (mm2)"] > 0).all()
+    # no surface atlas offline: the peaks are vertex indices and mesh coordinates, said so
+    table_sidecar = json.loads((folder / "out" / "contrast-intercept_stat-z_clusters.json")
+                               .read_text())
+    assert table_sidecar["Atlas"] is None and "vertex index" in table_sidecar["PeakLocation"]
+    peak = clusters.iloc[0]
+    hemi_offset = 0 if peak["Structure"] == "left" else N_VERTICES
+    xyz = fsaverage5_mesh(peak["Structure"]).coordinates[int(peak["Peak"])]
+    np.testing.assert_allclose(peak[["X", "Y", "Z"]].astype(float), xyz, atol=1e-6)
+    assert abs(z[hemi_offset + int(peak["Peak"])]) == pytest.approx(np.abs(z[kept]).max(),
+                                                                   rel=1e-5)
     assert (folder / "out" / "contrast-intercept_stat-z_surfaces.png").stat().st_size > 0
     report = (folder / "out" / "report.html").read_text()
     assert "Surfaces (lateral and medial views)" in report and "Glass brain" not in report

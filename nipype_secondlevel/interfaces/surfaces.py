@@ -27,7 +27,12 @@ from ..io.files import save_img, save_tsv
 from ..io.masks import CoverageWarning, NonFiniteWarning
 from ..io.sidecars import generated_by, read_sidecar, source_fields, write_sidecar
 from ..io.surfaces import element_mask
-from ..reporting.surface import plot_surface_map, surface_cluster_table, surface_clusters
+from ..reporting.surface import (
+    PEAK_LOCATION,
+    plot_surface_map,
+    surface_cluster_table,
+    surface_clusters,
+)
 from ..spec import DEFAULTS
 from ..stats.missing import missing_values
 
@@ -248,6 +253,7 @@ class DomainClusters(SimpleInterface):
             "Description": "clusters of the map on the domain's neighbour graph: peak "
                            "element, size (elements), area (mm2), peak position (mm)",
             "Threshold": fields.get("Threshold"),
+            **PEAK_LOCATION,
             "SpatialReference": domain.describe(),
             **source_fields([inputs.map_file]),
             "GeneratedBy": generated_by("clusters"),

@@ -13,6 +13,19 @@ from .figures import _pyplot
 
 #: Views of each hemisphere in the pictures, one row per hemisphere.
 VIEWS = ("lateral", "medial")
+#: Where a surface cluster table's peaks are, said in its sidecar. No surface atlas is
+#: available offline: nilearn's package data holds fsaverage5's meshes and sulcal,
+#: curvature, thickness and area maps, no parcellation (Destrieux and Desikan-Killiany
+#: are downloads), so the peaks are not labelled with regions.
+PEAK_LOCATION = {
+    "Atlas": None,
+    "PeakLocation": "no surface atlas is available offline (nilearn ships no surface "
+                    "parcellation; Destrieux and Desikan-Killiany are downloads), so peaks "
+                    "are not labelled with regions: Peak is the peak's vertex index in its "
+                    "hemisphere's mesh (a CIFTI voxel's i,j,k), X, Y, Z its position in mm "
+                    "on the surfaces of SpatialReference (fsaverage5: the midthickness, "
+                    "fsaverage's MNI305-like coordinates; a CIFTI voxel: by its affine)",
+}
 
 
 def surface_clusters(values, domain, threshold, two_sided=True):
