@@ -4,7 +4,9 @@ TFCE p maps on a tiny mesh (extents in vertices or in mm^2 of vertex area) again
 brute-force loop over the sign flips written here, and the one-line refusals before
 anything runs."""
 
+import html
 import json
+import re
 
 import nibabel as nib
 import numpy as np
@@ -21,6 +23,7 @@ from surface_data import (
 )
 from surface_reference import nilearn_one_sample_z
 from test_mesh_spatial import _brute_tfce, _components
+from test_viewer import Resources
 
 from nipype_secondlevel.cli import main
 from nipype_secondlevel.io.meshes import fsaverage5_mesh
@@ -111,6 +114,13 @@ def test_a_surface_run_gives_nilearns_z_on_the_surface(fsaverage5_sample):
     report = (folder / "out" / "report.html").read_text()
     assert "Surfaces (lateral and medial views)" in report and "Glass brain" not in report
     assert f"{int(mask.sum())} of {2 * N_VERTICES} elements analysed" in report
+    # the interactive surface viewer: nilearn's view_surf page inline, fetching nothing
+    assert "Interactive surface viewer" in report and report.count("<iframe srcdoc=") == 1
+    page = html.unescape(report.split('<iframe srcdoc="', 1)[1].split('"', 1)[0])
+    inner = Resources(page)
+    assert not re.search(r"<script[^>]*\bsrc\s*=", page) and "plotly" in page
+    assert all(not re.match(r"\s*(https?:)?//", url) for url in inner.urls), inner.urls
+    assert len(inner.scripts) >= 3 and "left and right hemispheres" in report
 
 
 def test_a_cifti_run_gives_the_t_test_of_every_grayordinate(tmp_path):

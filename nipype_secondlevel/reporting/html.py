@@ -4,7 +4,8 @@ Sections: design (picture and table), contrast weights, for each contrast the
 thresholded glass brain and orthogonal slices with the threshold and correction
 stated, an interactive viewer of the unthresholded z map with the threshold
 marked (:mod:`~nipype_secondlevel.reporting.viewer`) and the cluster table (with
-region names when atlases were used), the analysis mask, and provenance (command line
+region names when atlases were used); on surfaces the surface pictures and nilearn's
+``view_surf`` of both hemispheres (:mod:`~nipype_secondlevel.reporting.surface`), the analysis mask, and provenance (command line
 or Python call, parameters, package versions, input files with SHA-256, the
 workflow graph, per-node run time and cache hits).
 
@@ -39,6 +40,7 @@ from .figures import (
     slices_uri,
 )
 from .provenance import input_files, package_versions
+from .surface import surface_viewer_html
 from .viewer import viewer_html
 
 SECTIONS = {
@@ -158,9 +160,14 @@ def contrast_section(result, index, domain=None):
     title = f"{label}: {description.split(',')[0]}"
     names = result.names or (Path(result.thresholded_map).name, Path(result.cluster_table).name)
     if domain is not None:
+        from ..io.domains import from_grid_image
+
+        viewer = surface_viewer_html(from_grid_image(result.thresholded_map), domain,
+                                     z_threshold, title=label)
         return _contrast_parts(label, threshold, description, meta, [
             "<h4>Surfaces (lateral and medial views)</h4>",
-            img_tag(file_data_uri(result.glass_brain), f"surfaces of {label}")],
+            img_tag(file_data_uri(result.glass_brain), f"surfaces of {label}"),
+            f'<h4 id="viewer-{esc(label)}">Interactive surface viewer</h4>', viewer],
             clusters, names), label, meta
     thresholded = nib.load(result.thresholded_map)
     if result.glass_brain:

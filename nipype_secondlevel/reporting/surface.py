@@ -137,6 +137,43 @@ def plot_surface_map(values, domain, path, threshold=None, title=None, vmax=None
         plt.close(fig)
 
 
+def surface_viewer_html(values, domain, threshold=None, title=None, width=700, height=500):
+    """The report's interactive viewer of a map on both hemispheres: nilearn's
+    ``view_surf`` (its plotly JavaScript inline, nothing fetched) in an iframe.
+
+    The hemispheres of the domain's picture meshes (the cortex of CIFTI) are drawn as one
+    mesh, set apart along x where they overlap (inflated surfaces), over fsaverage5's
+    sulcal depth; values with ``|value| < threshold`` are hidden, as in the pictures (the
+    zeros when ``threshold`` is None).
+    """
+    from nilearn.plotting import view_surf
+
+    from .viewer import framed, offline_page
+
+    maps = domain.surface_maps(values)
+    parts = [(mesh.coordinates.copy(), mesh.faces, on_mesh)
+             for mesh, on_mesh in maps.values()]
+    if len(parts) == 2 and parts[0][0][:, 0].max() > parts[1][0][:, 0].min():
+        parts[0][0][:, 0] -= parts[0][0][:, 0].max() + 5.0  # left to x < -5 mm
+        parts[1][0][:, 0] -= parts[1][0][:, 0].min() - 5.0  # right to x > 5 mm
+    offsets = np.cumsum([0] + [len(xyz) for xyz, _, _ in parts])
+    coordinates = np.concatenate([xyz for xyz, _, _ in parts])
+    faces = np.concatenate([f + offset for (_, f, _), offset in zip(parts, offsets)])
+    shown = np.concatenate([v for _, _, v in parts])
+    backgrounds = _backgrounds(domain)
+    background = (np.concatenate([backgrounds[h] for h in maps]) if backgrounds else None)
+    top = float(np.max(np.abs(shown), initial=0.0))
+    view = view_surf((coordinates, faces), shown, bg_map=background,
+                     threshold=threshold or 1e-6, vmax=max(top, 1.5 * (threshold or 0), 1e-3),
+                     symmetric_cmap=True, title=title, title_fontsize=16)
+    view.resize(width, height)
+    caption = (f"{' and '.join(maps)} hemisphere{'s' * (len(maps) > 1)}: the map of the "
+               "pictures above, " + (f"|z| > {threshold:.2f}" if threshold else "nothing "
+                                     "survives") + ". Drag to turn, scroll to zoom.")
+    return framed(offline_page(view), width, height, title or "interactive surface viewer",
+                  caption)
+
+
 def _backgrounds(domain):
     """Sulcal depth under fsaverage5's pictures (shipped with nilearn); none elsewhere."""
     if domain.space != "fsaverage5":

@@ -1,4 +1,5 @@
-"""An interactive slice viewer of an unthresholded z map for the HTML report.
+"""An interactive slice viewer of an unthresholded z map for the HTML report, and the
+offline page and frame of any nilearn viewer (the surface viewer's too).
 
 nilearn's ``view_img`` (brainsprite) draws the map on nilearn's bundled MNI152
 template (at 2 mm, as the report's other figures); its JavaScript and images are
@@ -11,12 +12,14 @@ cannot clash with the report's.
 
 import html
 import re
+from html.parser import HTMLParser
 
 import numpy as np
 
-#: A reference to anything outside the page (a remote script, style, icon or image).
-_REMOTE = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|@import|url\(\s*["']?"""
-                     r"""\s*(?:https?:)?//""", re.IGNORECASE)
+#: A remote address in an attribute or a style (a scheme's or a protocol-relative one).
+_REMOTE = re.compile(r"""^\s*(?:[a-z][a-z0-9+.-]*:)?//""", re.IGNORECASE)
+_STYLE_REMOTE = re.compile(r"""@import|url\(\s*["']?\s*(?:[a-z][a-z0-9+.-]*:)?//""",
+                           re.IGNORECASE)
 _ICON = re.compile(r"<link\b[^>]*\brel=\"icon\"[^>]*>", re.IGNORECASE | re.DOTALL)
 
 
@@ -54,12 +57,51 @@ def viewer_page(z_img, threshold, two_sided=True, title=None, width=600):
         cmap=threshold_colormap(threshold, vmax, two_sided), symmetric_cmap=True,
         vmax=vmax, colorbar=True, title=title, width_view=width, black_bg=True,
     )
+    return offline_page(view), view.width, view.height
+
+
+class _Loads(HTMLParser):
+    """What a browser would load from elsewhere: tags' src, href, srcset or data
+    addresses, and @import or url() in styles (text inside scripts is no load)."""
+
+    def __init__(self, page):
+        super().__init__()
+        self.remote, self._style = [], False
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        self._style = tag == "style"
+        for name, value in attrs:
+            if (name in ("src", "href", "srcset", "data") and _REMOTE.match(value or "")
+                    or name == "style" and _STYLE_REMOTE.search(value or "")):
+                self.remote.append(f"<{tag} {name}={value!r}>")
+
+    def handle_data(self, data):
+        if self._style and _STYLE_REMOTE.search(data):
+            self.remote.append(data[:80])
+
+    def handle_endtag(self, tag):
+        self._style = False
+
+
+def offline_page(view):
+    """A nilearn viewer's standalone page (str), which loads nothing from elsewhere: its
+    favicon link removed; RuntimeError if it refers to any other remote resource."""
     page = _ICON.sub("", view.get_standalone())  # nilearn's favicon is a remote link
-    remote = _REMOTE.search(page)
+    remote = _Loads(page).remote
     if remote:
         raise RuntimeError(f"nilearn's viewer page refers to a remote resource "
-                           f"({page[remote.start():remote.start() + 80]!r})")
-    return page, view.width, view.height
+                           f"({remote[0][:80]!r})")
+    return page
+
+
+def framed(page, width, height, title, caption):
+    """A viewer's page in an ``<iframe srcdoc>`` (its scripts and ids cannot clash with
+    the report's) with a caption: ``<figure class="viewer">...``."""
+    return (f'<figure class="viewer"><iframe srcdoc="{html.escape(page, quote=True)}" '
+            f'width="{width}" height="{height}" style="border:0" '
+            f'title="{html.escape(title, quote=True)}">'
+            f"</iframe><figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
 def viewer_html(z_img, threshold, two_sided=True, title=None, caption=None, width=600):
@@ -89,7 +131,4 @@ def viewer_html(z_img, threshold, two_sided=True, title=None, caption=None, widt
     sign = "|z|" if two_sided else "z"
     caption = caption or (f"Unthresholded z map; voxels with {sign} < {threshold:.2f} (below "
                           "the threshold) are faint. Click to move the cursor.")
-    return (f'<figure class="viewer"><iframe srcdoc="{html.escape(page, quote=True)}" '
-            f'width="{view_width}" height="{view_height}" style="border:0" '
-            f'title="{html.escape(title or "interactive z map viewer", quote=True)}">'
-            f"</iframe><figcaption>{html.escape(caption)}</figcaption></figure>")
+    return framed(page, view_width, view_height, title or "interactive z map viewer", caption)
