@@ -278,6 +278,20 @@ def test_cifti_maps_of_another_layout_are_refused_in_one_line(tmp_path, capsys):
     assert "--surface-extent area" in err and "voxels" in err
 
 
+def test_auto_extent_is_area_on_a_mesh_and_vertices_beside_voxels():
+    from nipype_secondlevel.io.cifti import CiftiDomain
+    from nipype_secondlevel.io.domains import surface_extent
+    from nipype_secondlevel.io.surfaces import SurfaceDomain
+
+    meshes = {h: fsaverage5_mesh(h) for h in ("left", "right")}
+    layout = cifti_layout()
+    assert surface_extent("auto", SurfaceDomain.fsaverage5()) == "area"
+    assert surface_extent("auto", CiftiDomain(layout, meshes)) == "vertices"
+    cortex = CiftiDomain(layout[:layout.surface_mask.sum()], meshes)  # no voxels
+    assert surface_extent("auto", cortex) == "area"
+    assert surface_extent("vertices", SurfaceDomain.fsaverage5()) == "vertices"
+
+
 def test_the_readme_surface_command_runs(fsaverage5_sample, tmp_path, monkeypatch):
     """The command of the README's "Surface and CIFTI data", as written."""
     import re
