@@ -5,11 +5,13 @@ Not a test. Each simulation draws N one-sample maps with no effect over fsaverag
 vertices (a few random Gaussian bumps of 12 mm plus white noise per map, as the tests'
 generator; symmetric about 0, so sign flips are exact), leaves the medial wall out, runs
 the permutation test on the mesh's neighbour graph (both hemispheres one family; TFCE
-with E = 1, H = 2; cluster-forming p < 0.001) and records whether any vertex is declared
+with E = 1, H = 2; cluster-forming p < 0.001; cluster extents in mm² of vertex area, the
+default, or in vertices with ``--extent vertices``) and records whether any vertex is declared
 significant at alpha = 0.05. The observed rates are printed with their Clopper-Pearson
 95% interval and the central 95% binomial interval expected if the true FWER is 0.05.
 
     python validation/surface_fwer_null_simulation.py [--n-sim 200] [--n-perm 200]
+        [--extent area|vertices]
 """
 
 import argparse
@@ -26,7 +28,7 @@ ALPHA = 0.05
 N_SUBJECTS = 12
 
 
-def main(n_sim, n_perm):
+def main(n_sim, n_perm, extent):
     from surface_data import smooth_sample
 
     from nipype_secondlevel.io.domains import domain_graph_edges
@@ -40,7 +42,8 @@ def main(n_sim, n_perm):
 
     domain = SurfaceDomain.fsaverage5()
     keep = domain.support()
-    graph = graph_from_edges(domain_graph_edges(domain, keep), int(keep.sum()))
+    graph = graph_from_edges(domain_graph_edges(domain, keep), int(keep.sum()),
+                             weights=domain.vertex_areas()[keep] if extent == "area" else None)
     xyz = domain.coordinates()
     model = perm.linear_model(None, None, n_subjects=N_SUBJECTS)
     options = perm.PermutationOptions(
@@ -48,7 +51,8 @@ def main(n_sim, n_perm):
         cluster_threshold=perm.cluster_forming_threshold(model, 0.001, "two-sided"))
     low, high = stats.binom.interval(0.95, n_sim, ALPHA)
     print(f"{n_sim} null simulations, fsaverage5 ({int(keep.sum()):,} vertices off the "
-          f"medial wall), N = {N_SUBJECTS}, {n_perm} random sign flips each")
+          f"medial wall), N = {N_SUBJECTS}, {n_perm} random sign flips each, extents in "
+          f"{extent}")
     print(f"alpha = {ALPHA}; 95% binomial interval of the observed rate if the true FWER is "
           f"{ALPHA}: [{low / n_sim:.3f}, {high / n_sim:.3f}]")
     errors = {"max-T": 0, "cluster size": 0, "cluster mass": 0, "TFCE": 0}
@@ -74,5 +78,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-sim", type=int, default=200, help="null simulations")
     parser.add_argument("--n-perm", type=int, default=200, help="random sign flips per test")
+    parser.add_argument("--extent", choices=("area", "vertices"), default="area",
+                        help="cluster extent (size, TFCE): mm² of vertex area or vertices")
     args = parser.parse_args()
-    main(args.n_sim, args.n_perm)
+    main(args.n_sim, args.n_perm, args.extent)

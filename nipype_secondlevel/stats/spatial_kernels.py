@@ -37,7 +37,8 @@ weights the kernels count in int64, as before weights existed.
 The largest TFCE does not depend on how the clusters are cut into basins nor
 on the order of the events within a level (every set's contributions use its
 size at the level above, maxima and sizes combine exactly), so its bits are
-those of a labelling per threshold.
+those of a labelling per threshold (with weights, up to the rounding of their
+sums, whose order follows the events).
 
 Clusters at one threshold are a union-find over the voxels, in voxel order,
 joining every neighbour pair once (the ``forward`` table).
