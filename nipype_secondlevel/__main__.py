@@ -15,29 +15,29 @@ def entry():
     on once it has loaded: the one line of a stopped run and its exit status, nothing run.
     A shell's background job ignores SIGINT, and keeps ignoring it."""
     received = []
-    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum))
-                for signum in STOP_SIGNALS if signal.getsignal(signum) is not signal.SIG_IGN}
-    try:
-        from .cli_options import PROG
-        from .runtime.console import stopped_line
+    previous = {}
+    try:  # a Ctrl-C may also land while the handlers are installed, or given back
+        for signum in STOP_SIGNALS:
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                previous[signum] = signal.signal(signum, lambda sig, frame: received.append(sig))
+        from .cli import main
 
-        try:
-            from .cli import main
-        except KeyboardInterrupt:
-            received.append(signal.SIGINT)
-    finally:
-        for signum, handler in previous.items():
+        for signum, handler in previous.items():  # main() sets up its own
             signal.signal(signum, handler)
-    if received:
-        print(stopped_line(PROG, received[0]), file=sys.stderr)
-        return 128 + received[0]
-    code = main()
-    # The interpreter's last garbage collections, over the heap of numpy, scipy, nilearn
-    # and nipype, cost up to a second at exit; nothing in it needs them (files are closed,
-    # exit handlers still run): frozen objects are left out.
-    gc.freeze()
-    return code
+        if not received:
+            code = main()
+            # The interpreter's last garbage collections, over the heap of numpy, scipy,
+            # nilearn and nipype, cost up to a second at exit; nothing in it needs them
+            # (files are closed, exit handlers still run): frozen objects are left out.
+            gc.freeze()
+            return code
+    except KeyboardInterrupt:
+        received.append(signal.SIGINT)
+    from .cli_options import PROG
+    from .runtime.console import stopped_line
 
+    print(stopped_line(PROG, received[0]), file=sys.stderr)
+    return 128 + received[0]
 
 if __name__ == "__main__":
     sys.exit(entry())
