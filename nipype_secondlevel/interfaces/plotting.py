@@ -16,12 +16,21 @@ from ..reporting.figures import plot_glass_brain
 from ..spec import DEFAULTS
 
 
-class _GlassBrainInputSpec(BaseInterfaceInputSpec):
+class PictureInputSpec(BaseInterfaceInputSpec):
+    """What every picture of a map takes: the map, its threshold and its title."""
+
     stat_map = File(exists=True, mandatory=True, desc="map to draw (e.g. the z map)")
     threshold = traits.Float(DEFAULTS["threshold"], usedefault=True,
                              desc="values with |v| below are hidden")
     contrast_name = traits.Str("contrast", usedefault=True, desc="label for the title")
     title = traits.Str(desc="title drawn on the picture (default: label and threshold)")
+
+
+def picture_title(inputs):
+    """The title a picture gets: the one given, else the label and the threshold."""
+    if isdefined(inputs.title):
+        return inputs.title
+    return f"{inputs.contrast_name}: |z| > {inputs.threshold:.2f}"
 
 
 class _GlassBrainOutputSpec(TraitedSpec):
@@ -31,20 +40,14 @@ class _GlassBrainOutputSpec(TraitedSpec):
 class GlassBrain(SimpleInterface):
     """Glass brain with colour bar and signed values (``plot_abs=False``)."""
 
-    input_spec = _GlassBrainInputSpec
+    input_spec = PictureInputSpec
     output_spec = _GlassBrainOutputSpec
 
     def _run_interface(self, runtime):
-        label = self.inputs.contrast_name
-        title = (
-            self.inputs.title
-            if isdefined(self.inputs.title)
-            else f"{label}: |z| > {self.inputs.threshold:.2f}"
-        )
         self._results["out_file"] = plot_glass_brain(
             load_img(self.inputs.stat_map, "statistical map"),
             Path(runtime.cwd) / "glassbrain.png",
             self.inputs.threshold,
-            title,
+            picture_title(self.inputs),
         )
         return runtime

@@ -35,6 +35,7 @@ from ..reporting.surface import (
 )
 from ..spec import DEFAULTS
 from ..stats.missing import missing_values
+from .plotting import PictureInputSpec, picture_title
 
 _DOMAIN_DESC = "the data domain (nipype_secondlevel.io.domains.domain_value)"
 
@@ -269,13 +270,8 @@ def _peak_elements(values, domain, two_sided):
     return peaks[np.argsort(-np.abs(values[peaks]), kind="stable")]
 
 
-class _SurfacePictureInputSpec(BaseInterfaceInputSpec):
-    stat_map = File(exists=True, mandatory=True, desc="grid image of the map to draw")
+class _SurfacePictureInputSpec(PictureInputSpec):
     domain = traits.Dict(mandatory=True, desc=_DOMAIN_DESC)
-    threshold = traits.Float(DEFAULTS["threshold"], usedefault=True,
-                             desc="values with |v| below are hidden")
-    contrast_name = traits.Str("contrast", usedefault=True, desc="label for the title")
-    title = traits.Str(desc="title (default: label and threshold)")
 
 
 class _SurfacePictureOutputSpec(TraitedSpec):
@@ -289,8 +285,7 @@ class SurfacePicture(SimpleInterface):
     output_spec = _SurfacePictureOutputSpec
 
     def _run_interface(self, runtime):
-        title = (self.inputs.title if isdefined(self.inputs.title)
-                 else f"{self.inputs.contrast_name}: |z| > {self.inputs.threshold:.2f}")
+        title = picture_title(self.inputs)
         self._results["out_file"] = plot_surface_map(
             from_grid_image(self.inputs.stat_map), load_domain(self.inputs.domain),
             Path(runtime.cwd) / "surfaces.png", threshold=self.inputs.threshold or None,
