@@ -18,8 +18,16 @@ import argparse
 import time
 
 import numpy as np
-from fwer_null_simulation import ALPHA, RADIUS, SHAPE, one_sample, sphere, two_sample_covariate
-from scipy import stats
+from fwer_null_simulation import (
+    ALPHA,
+    RADIUS,
+    SHAPE,
+    one_sample,
+    print_expected_interval,
+    print_rates,
+    sphere,
+    two_sample_covariate,
+)
 
 from nipype_secondlevel.stats import permutation as perm
 from nipype_secondlevel.stats.permutation.coverage import (
@@ -63,19 +71,14 @@ def simulate(design, n_sim, n_perm, mask):
 
 def main(n_sim=200, n_perm=250):
     mask = sphere(SHAPE, RADIUS)
-    low, high = stats.binom.interval(0.95, n_sim, ALPHA)
     print(f"{n_sim} null simulations per design, {int(mask.sum())} voxels, {n_perm} random "
           f"patterns each, at least {MIN_SUBJECTS} subjects per voxel")
-    print(f"95% binomial interval of the observed rate if the true FWER is {ALPHA}: "
-          f"[{low / n_sim:.3f}, {high / n_sim:.3f}]")
+    print_expected_interval(n_sim)
     for name, design in (("one-sample", one_sample),
                          ("two-sample-covariate", two_sample_covariate)):
         errors, missing, seconds = simulate(design, n_sim, n_perm, mask)
         print(f"\n{name}: {missing:.0%} of the voxels miss some subject ({seconds:.0f} s)")
-        for method, count in errors.items():
-            ci = stats.binomtest(count, n_sim).proportion_ci(0.95)
-            print(f"  {method:14s} FWER = {count / n_sim:.3f} ({count}/{n_sim}; "
-                  f"Clopper-Pearson 95% CI [{ci.low:.3f}, {ci.high:.3f}])")
+        print_rates(errors, n_sim)
 
 
 if __name__ == "__main__":

@@ -101,23 +101,33 @@ def simulate(name, n_sim, n_perm, mask):
     return errors, time.perf_counter() - start, model
 
 
+def print_expected_interval(n_sim):
+    """The central 95% binomial interval of the observed rate if the true FWER is ALPHA."""
+    low, high = stats.binom.interval(0.95, n_sim, ALPHA)
+    print(f"alpha = {ALPHA}; 95% binomial interval of the observed rate if the true FWER is "
+          f"{ALPHA}: [{low / n_sim:.3f}, {high / n_sim:.3f}]")
+
+
+def print_rates(errors, n_sim, width=14):
+    """Each method's observed FWER with its Clopper-Pearson 95% interval."""
+    for method, count in errors.items():
+        ci = stats.binomtest(count, n_sim).proportion_ci(0.95)
+        print(f"  {method:{width}s} FWER = {count / n_sim:.3f} ({count}/{n_sim}; "
+              f"Clopper-Pearson 95% CI [{ci.low:.3f}, {ci.high:.3f}])")
+
+
 def main(n_sim=500, n_perm=250, *names):
     names = names or tuple(DESIGNS)
     mask = sphere(SHAPE, RADIUS)
-    low, high = stats.binom.interval(0.95, n_sim, ALPHA)
     print(f"{n_sim} null simulations per design, {int(mask.sum())} voxels (sphere r={RADIUS} "
           f"in {SHAPE}), Gaussian smoothing sigma={SIGMA} voxels, {n_perm} random patterns "
           f"each, cluster-forming p < 0.001")
-    print(f"alpha = {ALPHA}; 95% binomial interval of the observed rate if the true FWER is "
-          f"{ALPHA}: [{low / n_sim:.3f}, {high / n_sim:.3f}]")
+    print_expected_interval(n_sim)
     for name in names:
         errors, seconds, model = simulate(name, n_sim, n_perm, mask)
         print(f"\n{name} ({model.statistic} contrast, dof {model.degrees_of_freedom}; "
               f"{seconds:.0f} s)")
-        for method, count in errors.items():
-            ci = stats.binomtest(count, n_sim).proportion_ci(0.95)
-            print(f"  {method:24s} FWER = {count / n_sim:.3f} ({count}/{n_sim}; "
-                  f"Clopper-Pearson 95% CI [{ci.low:.3f}, {ci.high:.3f}])")
+        print_rates(errors, n_sim, width=24)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
+from fwer_null_simulation import ALPHA, print_expected_interval, print_rates
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-ALPHA = 0.05
 N_SUBJECTS = 12
 
 
@@ -49,12 +48,10 @@ def main(n_sim, n_perm, extent):
     options = perm.PermutationOptions(
         tfce=True, tfce_E=TFCE_SURFACE_E, tfce_H=TFCE_SURFACE_H,
         cluster_threshold=perm.cluster_forming_threshold(model, 0.001, "two-sided"))
-    low, high = stats.binom.interval(0.95, n_sim, ALPHA)
     print(f"{n_sim} null simulations, fsaverage5 ({int(keep.sum()):,} vertices off the "
           f"medial wall), N = {N_SUBJECTS}, {n_perm} random sign flips each, extents in "
           f"{extent}")
-    print(f"alpha = {ALPHA}; 95% binomial interval of the observed rate if the true FWER is "
-          f"{ALPHA}: [{low / n_sim:.3f}, {high / n_sim:.3f}]")
+    print_expected_interval(n_sim)
     errors = {"max-T": 0, "cluster size": 0, "cluster mass": 0, "TFCE": 0}
     cut = -np.log10(ALPHA)
     start = time.perf_counter()
@@ -68,10 +65,7 @@ def main(n_sim, n_perm, extent):
                              ("TFCE", result.logp_tfce)):
             errors[method] += int(logp.max() >= cut)
     print(f"({time.perf_counter() - start:.0f} s)")
-    for method, count in errors.items():
-        ci = stats.binomtest(count, n_sim).proportion_ci(0.95)
-        print(f"  {method:14s} FWER = {count / n_sim:.3f} ({count}/{n_sim}; "
-              f"Clopper-Pearson 95% CI [{ci.low:.3f}, {ci.high:.3f}])")
+    print_rates(errors, n_sim)
 
 
 if __name__ == "__main__":
