@@ -1,8 +1,8 @@
 """Per-vertex coverage on surfaces, through the command line (a tiny mesh): vertices NaN
 (or 0, with --zeros-without-variance) in some subjects' GIFTI maps are analysed with the
 subjects present there (scipy's one-sample t on them), the count map is written as a GIFTI
-pair, and vertices with too few subjects leave the mask. (CIFTI takes the same mask and
-writer nodes; its run on fsaverage5's surfaces costs 15 s more, left out.)"""
+pair, and vertices with too few subjects leave the mask. (CIFTI's coverage is checked by
+test_surface_wiring.py's CIFTI run.)"""
 
 import numpy as np
 import pandas as pd

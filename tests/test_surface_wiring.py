@@ -124,20 +124,38 @@ def test_a_surface_run_gives_nilearns_z_on_the_surface(fsaverage5_sample):
 
 
 def test_a_cifti_run_gives_the_t_test_of_every_grayordinate(tmp_path):
+    """Per-grayordinate coverage too: NaN in some subjects' maps (on the cortex and in the
+    volume parts) leaves those grayordinates to the subjects present there, and those with
+    fewer than --min-subjects leave the mask; the count map is a dscalar of the layout."""
     layout = cifti_layout()
     rng = np.random.default_rng(2)
-    maps = rng.standard_normal((4, len(layout))) + 0.5
+    maps = rng.standard_normal((6, len(layout))) + 0.5
+    gone = np.zeros(maps.shape, dtype=bool)
+    gone[0, :7] = gone[1, 4:9] = True  # left cortex
+    gone[2, -5:] = True  # the volume's grayordinates
+    gone[[0, 1, 3], 20:22] = True  # three subjects left: out with --min-subjects 4
     paths = [write_cifti(tmp_path / f"sub-{i}_stat-effect_statmap.dscalar.nii", y[None],
-                         layout) for i, y in enumerate(maps)]
+                         layout) for i, y in enumerate(np.where(gone, np.nan, maps))]
     surfaces = [write_surface(tmp_path / f"{h}.surf.gii", fsaverage5_mesh(h).coordinates,
                               fsaverage5_mesh(h).faces) for h in ("left", "right")]
-    assert run(tmp_path, "--inputs", str(write_table(tmp_path, paths)),
-               "--surface-left", str(surfaces[0]), "--surface-right", str(surfaces[1])) == 0
+    with pytest.warns(UserWarning, match="2 element"):
+        assert run(tmp_path, "--inputs", str(write_table(tmp_path, paths)),
+                   "--min-subjects", "4", "--surface-left", str(surfaces[0]),
+                   "--surface-right", str(surfaces[1])) == 0
     out = nib.load(tmp_path / "out" / "contrast-intercept_stat-z_statmap.dscalar.nii")
     assert out.header.get_axis(1) == layout
-    t = stats.ttest_1samp(maps, 0.0).statistic
-    expected = stats.norm.isf(stats.t.sf(t, df=3))
+    count = nib.load(tmp_path / "out" / "stat-n_desc-coverage_statmap.dscalar.nii")
+    assert count.header.get_axis(1) == layout
+    n = (~gone).sum(axis=0)
+    analysed = n >= 4
+    np.testing.assert_array_equal(count.get_fdata()[0], np.where(analysed, n, 0))
+    expected = np.zeros(len(layout))
+    for g in np.flatnonzero(analysed):
+        y = maps[~gone[:, g], g]
+        t = stats.ttest_1samp(y, 0.0).statistic
+        expected[g] = stats.norm.isf(stats.t.sf(t, df=len(y) - 1))
     np.testing.assert_allclose(out.get_fdata()[0], expected, rtol=1e-4, atol=1e-4)
+    assert (~analysed).sum() == 2 and (n[analysed] < 6).sum() == 14
 
 
 GRID = (7, 6)  # a tiny planar mesh: 42 vertices, two triangles per square
