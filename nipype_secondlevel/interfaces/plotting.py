@@ -1,4 +1,5 @@
-"""Plot: a glass brain of a statistical map, as in nilearn's example."""
+"""Pictures of a statistical map: a glass brain, as in nilearn's example, and the
+cortical surfaces' views of a surface or CIFTI map."""
 
 from pathlib import Path
 
@@ -11,8 +12,10 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from ..io.domains import from_grid_image, load_domain
 from ..io.images import load_img
 from ..reporting.figures import plot_glass_brain
+from ..reporting.surface import plot_surface_map
 from ..spec import DEFAULTS
 
 
@@ -50,4 +53,27 @@ class GlassBrain(SimpleInterface):
             self.inputs.threshold,
             picture_title(self.inputs),
         )
+        return runtime
+
+
+class _SurfacePictureInputSpec(PictureInputSpec):
+    domain = traits.Dict(mandatory=True, desc="the data domain (io.domains.domain_value)")
+
+
+class _SurfacePictureOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="lateral and medial views of both hemispheres (PNG)")
+
+
+class SurfacePicture(SimpleInterface):
+    """A map on the cortical surfaces: lateral and medial views of both hemispheres."""
+
+    input_spec = _SurfacePictureInputSpec
+    output_spec = _SurfacePictureOutputSpec
+
+    def _run_interface(self, runtime):
+        title = picture_title(self.inputs)
+        self._results["out_file"] = plot_surface_map(
+            from_grid_image(self.inputs.stat_map), load_domain(self.inputs.domain),
+            Path(runtime.cwd) / "surfaces.png", threshold=self.inputs.threshold or None,
+            title=title)
         return runtime

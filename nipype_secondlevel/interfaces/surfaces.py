@@ -4,7 +4,8 @@ DomainMaps reads every map (a GIFTI pair, a CIFTI file) into the (n, 1, 1) grid 
 the volume's nodes read; DomainMask is the analysis mask over the domain's elements;
 WriteDomainMaps writes grid images back as GIFTI pairs or CIFTI files with their
 sidecars; DomainClusters thresholds clusters on the domain's neighbour graph and
-tabulates them (vertices and mm^2); SurfacePicture draws a map on the surfaces.
+tabulates them (vertices and mm^2). (SurfacePicture, in :mod:`.plotting`, draws a map
+on the surfaces.)
 """
 
 import warnings
@@ -29,13 +30,11 @@ from ..io.sidecars import generated_by, read_sidecar, source_fields, write_sidec
 from ..io.surfaces import element_mask
 from ..reporting.surface import (
     PEAK_LOCATION,
-    plot_surface_map,
     surface_cluster_table,
     surface_clusters,
 )
 from ..spec import DEFAULTS
 from ..stats.missing import missing_values
-from .plotting import PictureInputSpec, picture_title
 
 _DOMAIN_DESC = "the data domain (nipype_secondlevel.io.domains.domain_value)"
 
@@ -268,26 +267,3 @@ def _peak_elements(values, domain, two_sided):
                       for c in surface_clusters(values, domain, 0.0, two_sided)],
                      dtype=np.int64)
     return peaks[np.argsort(-np.abs(values[peaks]), kind="stable")]
-
-
-class _SurfacePictureInputSpec(PictureInputSpec):
-    domain = traits.Dict(mandatory=True, desc=_DOMAIN_DESC)
-
-
-class _SurfacePictureOutputSpec(TraitedSpec):
-    out_file = File(exists=True, desc="lateral and medial views of both hemispheres (PNG)")
-
-
-class SurfacePicture(SimpleInterface):
-    """A map on the cortical surfaces: lateral and medial views of both hemispheres."""
-
-    input_spec = _SurfacePictureInputSpec
-    output_spec = _SurfacePictureOutputSpec
-
-    def _run_interface(self, runtime):
-        title = picture_title(self.inputs)
-        self._results["out_file"] = plot_surface_map(
-            from_grid_image(self.inputs.stat_map), load_domain(self.inputs.domain),
-            Path(runtime.cwd) / "surfaces.png", threshold=self.inputs.threshold or None,
-            title=title)
-        return runtime

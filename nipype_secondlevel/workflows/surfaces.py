@@ -11,11 +11,11 @@ thresholds and the permutation tests are the volume's nodes.
 
 from nipype.pipeline import engine as pe
 
+from ..interfaces.plotting import SurfacePicture
 from ..interfaces.surfaces import (
     DomainClusters,
     DomainMaps,
     DomainMask,
-    SurfacePicture,
     WriteDomainMaps,
 )
 from ..io.domains import domain_value
