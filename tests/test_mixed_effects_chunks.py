@@ -2,6 +2,7 @@
 by --mem-gb, gives the same bits whatever the chunks, and equals a per-voxel brute force."""
 
 import json
+import re
 from types import SimpleNamespace
 
 import nibabel as nib
@@ -15,7 +16,8 @@ from mixed_reference import reference_gls, reference_reml_sigma2
 from nipype_secondlevel import interfaces as ifc
 from nipype_secondlevel.cli import main
 from nipype_secondlevel.io.masked_data import VOXEL_BLOCK
-from nipype_secondlevel.stats.mixed_effects import fit_mixed_effects
+from nipype_secondlevel.io.progress import INTERVAL_ENV
+from nipype_secondlevel.stats.mixed_effects import block_size, fit_mixed_effects
 
 #: 22^3 = 10,648 voxels inside: three chunks at the smallest budget.
 SHAPE = (24, 24, 24)
@@ -125,18 +127,29 @@ def test_a_bad_variance_is_counted_over_every_chunk(masked, tmp_path):
             mask_file=masked.mask, mem_gb=1e-4))
 
 
-def test_run_mixed_gives_the_same_maps_with_a_small_mem_gb(tmp_path, table):
+def test_run_mixed_gives_the_same_maps_with_a_small_mem_gb(tmp_path, table, monkeypatch, capfd):
     options = ["--inputs", str(table), "--design", "two-sample", "--conditions", "a",
                "--covariates", "age", "--estimation", "mixed",
                "--contrast", "patients - controls", "--contrast", "groups=patients - controls; age",
-               "--mask-strategy", "coverage", "--quiet"]
+               "--mask-strategy", "coverage"]
+    monkeypatch.setenv(INTERVAL_ENV, "0")  # a progress line after every block of the fit
 
-    def run(name, mem_gb):
+    def run(name, mem_gb, *quiet):
         assert main(["run", *options, "--mem-gb", str(mem_gb), "--out-dir", str(tmp_path / name),
-                     "--work-dir", str(tmp_path / f"work_{name}")]) == 0
+                     "--work-dir", str(tmp_path / f"work_{name}"), *quiet]) == 0
         return {p.name: p for p in (tmp_path / name).glob("*.nii.gz")}
 
-    small, large = run("small", 0.0001), run("large", 8)
+    small = run("small", 0.0001, "--quiet")
+    assert capfd.readouterr().err == ""
+    # All voxels in one chunk: the fit reports its blocks of voxels, as the other progress
+    large = run("large", 8)
+    n_voxels = int((nib.load(next(tmp_path.glob("work_large/**/mask.nii.gz"))).get_fdata()
+                    > 0).sum())
+    lines = [line for line in capfd.readouterr().err.splitlines()
+             if line.startswith("estimate: ")]
+    assert len(lines) == -(-n_voxels // block_size(8)) - 1, lines
+    assert all(re.fullmatch(rf"estimate: \d+% \([\d,]+ of {n_voxels:,} voxels\), \d+ s left",
+                            line) for line in lines), lines
     assert small.keys() == large.keys()
     assert {"contrast-patientsMinusControls_stat-dof_statmap.nii.gz",
             "contrast-groups_stat-F_statmap.nii.gz",
@@ -149,5 +162,5 @@ def test_run_mixed_gives_the_same_maps_with_a_small_mem_gb(tmp_path, table):
     # Another --mem-gb on the same work folder: the estimate comes from the cache.
     result = tmp_path / "work_small/group_wf/group_analysis_wf/estimate/result_estimate.pklz"
     stamp = result.stat().st_mtime_ns
-    run("small", 4)
+    run("small", 4, "--quiet")
     assert result.stat().st_mtime_ns == stamp

@@ -89,17 +89,18 @@ def read_missing(data_file, variance_file, chunk, mask, settings, weighted):
 
 
 def fit_missing_values(X, Y, V, method, settings, first_level_dof, out, mask, affine,
-                       sources):
+                       sources, progress=None):
     """Every voxel fitted with the maps present there; the outputs the estimate nodes
     share, written in ``out``: ``beta`` (0 where a voxel is not analysed), ``dof`` (the
     median over the voxels analysed), ``coverage_fit``, ``coverage_map``; and the fit.
 
-    Warns (one line) with the number of voxels of the mask left out.
+    Warns (one line) with the number of voxels of the mask left out; ``progress`` as
+    :func:`~..stats.coverage.fit_with_missing`'s.
     """
     fit = fit_with_missing(
         X, Y, V, method=method, min_subjects=settings.get("min_subjects"),
         contrasts=settings.get("contrasts") or None, first_level_dof=first_level_dof,
-        labels=settings.get("subjects") or None)
+        labels=settings.get("subjects") or None, progress=progress)
     if fit.n_too_few or fit.n_not_estimable:
         warnings.warn(
             f"{fit.n_too_few + fit.n_not_estimable} voxel(s) of the mask were not analysed: "

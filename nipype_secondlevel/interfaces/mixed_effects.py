@@ -129,7 +129,8 @@ class EstimateMixedEffects(SimpleInterface):
             out / "coverage.nii.gz", n_subjects(self.inputs.coverage, shape[0]), mask,
             mask_img, self.inputs.coverage, sources)
         fit = fit_mixed_effects_chunks(X, self._chunks(chunk), shape[1],
-                                       sigma2_between=0.0 if fixed else None)
+                                       sigma2_between=0.0 if fixed else None,
+                                       progress=Progress("estimate"))
         dof = min(shape[0] * self.inputs.first_level_dof, DOF_MAX) if fixed else fit.dof
         self._results["beta"] = save_img(
             unmask(fit.beta, mask, mask_img, dtype=np.float64), out / "beta.nii.gz"
@@ -150,7 +151,7 @@ class EstimateMixedEffects(SimpleInterface):
         """Every voxel fitted with the maps present there (values missing somewhere)."""
         results, fit = fit_missing_values(X, Y, V, self.inputs.method, self.inputs.coverage,
                                           self.inputs.first_level_dof, out, mask, affine,
-                                          sources)
+                                          sources, Progress("estimate"))
         self._results.update(results)
         # The contrasts read the fit; cov_beta is its covariance, for other readers.
         self._results["cov_beta"] = save_arrays(out / "cov_beta.npy", fit.cov_beta)
@@ -179,6 +180,5 @@ class EstimateMixedEffects(SimpleInterface):
         """(slice, effects, variances) chunk by chunk, holding no chunk between two."""
         pairs = zip(iter_voxel_chunks(self.inputs.data_file, chunk),
                     iter_voxel_chunks(self.inputs.variance_data_file, chunk))
-        n_chunks = -(-masked_data_shape(self.inputs.data_file)[1] // chunk)
-        for (where, Y), (_, V) in Progress("estimate").track(pairs, n_chunks, "voxel chunks"):
+        for (where, Y), (_, V) in pairs:
             yield where, Y, V

@@ -169,7 +169,7 @@ def _fit_weighted_columns(fit, X, Y, V, rows, cols, first_level_dof):
 
 
 def fit_with_missing(X, Y, V=None, method="ols", min_subjects=None, contrasts=None,
-                     first_level_dof=DEFAULTS["first_level_dof"], labels=None):
+                     first_level_dof=DEFAULTS["first_level_dof"], labels=None, progress=None):
     """Fit every voxel with the maps present there (NaN marks a missing value).
 
     beta_v = fit(X[r_v], Y[r_v, v]) at every voxel with |r_v| >= min_subjects and an
@@ -195,6 +195,8 @@ def fit_with_missing(X, Y, V=None, method="ols", min_subjects=None, contrasts=No
         Fixed effects: degrees of freedom of each map (nilearn's default 100).
     labels : sequence or None
         Subject of every map, for ``min_subjects`` (see :func:`.missing.coverage`).
+    progress : callable or None
+        ``progress(done, n_voxels, "voxels")`` after every block of voxels.
 
     Returns
     -------
@@ -223,6 +225,8 @@ def fit_with_missing(X, Y, V=None, method="ols", min_subjects=None, contrasts=No
     for pattern in fit.patterns:  # dof_v = n_v - rank(X[r_v])
         fit.dof[pattern.voxels] = pattern.rows.size - np.linalg.matrix_rank(X[pattern.rows])
     for start in range(0, Y.shape[1], BLOCK_VOXELS):
+        if progress:
+            progress(start, Y.shape[1], "voxels")
         block = np.arange(start, min(start + BLOCK_VOXELS, Y.shape[1]))
         block = block[cover.analysed[block]]
         if block.size == 0:

@@ -236,7 +236,7 @@ def fit_mixed_effects(X, Y, V, sigma2_between=None, max_iter=50, tol=1e-8, n_gri
 
 
 def fit_mixed_effects_chunks(X, chunks, n_voxels, sigma2_between=None, max_iter=50, tol=1e-8,
-                             n_grid=21):
+                             n_grid=21, progress=None):
     """:func:`fit_mixed_effects` on maps given as voxel chunks, one chunk in memory at a time.
 
     Each voxel's estimate depends on that voxel's values only, and every chunk
@@ -257,6 +257,8 @@ def fit_mixed_effects_chunks(X, chunks, n_voxels, sigma2_between=None, max_iter=
     sigma2_between, max_iter, tol, n_grid
         As in :func:`fit_mixed_effects` (an array ``sigma2_between`` has
         ``n_voxels`` values).
+    progress : callable or None
+        ``progress(done, n_voxels, "voxels")`` after every block.
 
     Returns
     -------
@@ -299,6 +301,8 @@ def fit_mixed_effects_chunks(X, chunks, n_voxels, sigma2_between=None, max_iter=
             block = slice(a, b)
             _fit_block(X, basis, Y[:, a - first:b - first], V[:, a - first:b - first],
                        None if fixed is None else np.array(fixed[block]), fit, block, options)
+            if progress:
+                progress(filled + b - first, n_voxels, "voxels")
         filled += stop - first
         del Y, V  # before the next chunk is read
     if filled != n_voxels:
