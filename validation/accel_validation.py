@@ -153,7 +153,7 @@ def bias_z(p, reference, se, repeats):
     return np.abs(p.mean(0) - reference) / np.sqrt(p.var(0, ddof=1) / repeats + se**2)
 
 
-def judged(p, fitted, beyond, plain, reference, n_large):
+def judged(p, fitted, beyond, plain, reference, n_large, n_small):
     """The three criteria at the points of one statistic and method (see the module notes)."""
     se = np.sqrt(reference * (1 - reference) / n_large)
     where = (reference <= ALPHA) & (reference > 1 / n_large * (1 + 1e-9))
@@ -163,7 +163,9 @@ def judged(p, fitted, beyond, plain, reference, n_large):
     ratio = np.median(p.std(0, ddof=1)[claims] / plain.std(0, ddof=1)[claims]) if (
         claims.any()) else np.nan
     low = beyond & (p < reference - 2 * se)
+    bias = (p.mean(0) - reference)[where] * n_small  # in units of 1 / n_small
     return {"z": z, "where": where, "a": bool((z[where] <= 2).all()), "ratio": ratio,
+            "bias": f"{bias.min():+.1f}..{bias.max():+.1f}" if bias.size else "-",
             "claims": int(claims.sum()), "pairs": int(beyond.sum()),
             "violations": int(low.sum())}
 
@@ -206,17 +208,18 @@ def demo_agreement(pool, args, amplitude):
             fitted = np.array([o[1] for o in out[method]])
             beyond = np.array([o[2] for o in out[method]])
             rows.append((statistic, method, judged(p[method], fitted, beyond, p["none"],
-                                                    reference, args.large)))
+                                                    reference, args.large, args.small)))
     print(f"\n  amplitude {amplitude:g}: the criteria (R = {args.repeats} runs of {args.small};"
           f" p_large from {args.large:,})")
-    print(f"  {'statistic':13s} {'method':6s} | (a) unbiased: points, worst z, pass | "
+    print(f"  {'statistic':13s} {'method':6s} | (a) unbiased: points, worst z, bias x "
+          f"{args.small}, pass | "
           f"(b) sd / plain's sd: points, median, pass | (c) runs beyond, below, pass")
     for statistic, method, r in rows:
         ratio = "-" if method == "none" or np.isnan(r["ratio"]) else f"{r['ratio']:.2f}"
         b_pass = "-" if ratio == "-" else ("pass" if r["ratio"] < 1 else "FAIL")
         worst = f"{r['z'][r['where']].max():.1f}" if r["where"].any() else "-"
         print(f"  {statistic:13s} {method:6s} | {int(r['where'].sum()):3d} {worst:>6s} "
-              f"{'pass' if r['a'] else 'FAIL':4s} | {r['claims']:3d} {ratio:>5s} {b_pass:4s} "
+              f"{r['bias']:>11s} {'pass' if r['a'] else 'FAIL':4s} | {r['claims']:3d} {ratio:>5s} {b_pass:4s} "
               f"| {r['pairs']:4d} {r['violations']:3d} "
               f"{'pass' if not r['violations'] else 'FAIL'}")
 
