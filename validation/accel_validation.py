@@ -21,7 +21,8 @@ Localizer grid, sign flips; effect ``--amplitudes``, the demo's 2 first): the
 peak |t| (max-T) and the peak TFCE of every cluster of |t| above the
 cluster-forming threshold (p = 0.001), and every such cluster's size, where
 p_large <= 0.05; and the values of the large run's null maxima at which
-p_large = 0.05, 0.01, 0.002 and 0.0005 ("levels": the estimator across the range).
+p_large = 0.05, 0.01, 0.002 and 0.0005 ("levels": the estimator across the range),
+those up to the map's maximum (the identity's, which no voxel exceeds).
 A point's p is that of the merge (``fwer_pvalues``, then ``accelerated_fwer``:
 per value, so the map's p at that voxel). The large run is drawn once per
 amplitude and statistics and kept in ``--cache`` between invocations.
@@ -54,6 +55,9 @@ LEVELS = (0.05, 0.01, 0.002, 0.0005)
 FIELDS = {"maxT": "logp_max", "cluster-size": "logp_cluster_size", "tfce": "logp_tfce"}
 NULLS = {"maxT": "max_statistic", "cluster-size": "max_cluster_size", "tfce": "max_tfce"}
 METHODS = ("none", "tail", "gamma")
+#: PALM's ``-accel tail out`` / ``gamma out`` (the identity left out of the fitted null):
+#: not the package's rule, printed beside it for comparison.
+COMPARED = (*METHODS, "tail-out", "gamma-out")
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / (
     "nipype-secondlevel/accel_validation")
 
@@ -129,21 +133,27 @@ def test_points(statistic, observed, opts, mask, null):
             if perm.fwer_pvalues([value], null)[0] <= ALPHA and value not in values:
                 labels.append(f"{'+-'[sign < 0]}cluster of {inside.sum()}")
                 values.append(value)
-    ordered = np.sort(null)
+    # the levels up to the map's maximum (the identity's): no voxel can be beyond it
+    ordered, largest = np.sort(null), null[0]
     for level in (lv for lv in LEVELS if round(lv * null.size) >= 1):
-        labels.append(f"level {level:g}")
-        values.append(ordered[null.size - round(level * null.size)])
+        value = ordered[null.size - round(level * null.size)]
+        if value <= largest:
+            labels.append(f"level {level:g}")
+            values.append(value)
     return labels, np.array(values, dtype=float)
 
 
 def estimates(values, null, method, n_small):
-    """p at ``values`` from one run's null maxima; whether the fit gave each; whether each
-    lies beyond the run's permutations (only the identity's maximum reaches it)."""
-    p = perm.fwer_pvalues(values, null)
-    beyond = p <= 1 / n_small * (1 + 1e-9)
+    """p at ``values`` from one run's null maxima (the identity's first); whether the fit
+    gave each; whether each lies beyond the run's permutations (only the identity's
+    maximum reaches it). ``method`` "tail-out", "gamma-out": PALM's ``-accel tail out``,
+    the identity left out of the null (not the package's rule: a comparison)."""
+    beyond = perm.fwer_pvalues(values, null) <= 1 / n_small * (1 + 1e-9)
+    method, _, out = method.partition("-")
+    null = null[1:] if out else null
+    plain = perm.fwer_pvalues(values, null)
     if method == "none":
-        return p, np.zeros(p.shape, bool), beyond
-    plain = p
+        return plain, np.zeros(plain.shape, bool), beyond
     p, record = perm.accelerated_fwer(values, null, method, plain)
     return p, ~record["FellBack"] & (p != plain), beyond
 
@@ -195,30 +205,30 @@ def demo_agreement(pool, args, amplitude):
         reference = perm.fwer_pvalues(values, large[statistic])
         se = np.sqrt(reference * (1 - reference) / args.large)
         out = {m: [estimates(values, null[statistic], m, args.small) for null, _ in runs]
-               for m in METHODS}
-        p = {m: np.array([o[0] for o in out[m]]) for m in METHODS}
+               for m in COMPARED}
+        p = {m: np.array([o[0] for o in out[m]]) for m in COMPARED}
         print(f"\n  {statistic}: p_{args.large} and, over {args.repeats} runs of "
               f"{args.small}, mean p (sd) [z of (a)]")
         for i, label in enumerate(labels):
             print(f"    {label:22s} value {values[i]:10.4g}  p_large {reference[i]:.2e}  "
                   + "  ".join(f"{m} {p[m][:, i].mean():.2e} ({p[m][:, i].std(ddof=1):.1e})"
                               f" [{bias_z(p[m][:, i], reference[i], se[i], args.repeats):.1f}]"
-                              for m in METHODS))
-        for method in METHODS:
+                              for m in COMPARED))
+        for method in COMPARED:
             fitted = np.array([o[1] for o in out[method]])
             beyond = np.array([o[2] for o in out[method]])
             rows.append((statistic, method, judged(p[method], fitted, beyond, p["none"],
                                                     reference, args.large, args.small)))
     print(f"\n  amplitude {amplitude:g}: the criteria (R = {args.repeats} runs of {args.small};"
           f" p_large from {args.large:,})")
-    print(f"  {'statistic':13s} {'method':6s} | (a) unbiased: points, worst z, bias x "
+    print(f"  {'statistic':13s} {'method':9s} | (a) unbiased: points, worst z, bias x "
           f"{args.small}, pass | "
           f"(b) sd / plain's sd: points, median, pass | (c) runs beyond, below, pass")
     for statistic, method, r in rows:
         ratio = "-" if method == "none" or np.isnan(r["ratio"]) else f"{r['ratio']:.2f}"
         b_pass = "-" if ratio == "-" else ("pass" if r["ratio"] < 1 else "FAIL")
         worst = f"{r['z'][r['where']].max():.1f}" if r["where"].any() else "-"
-        print(f"  {statistic:13s} {method:6s} | {int(r['where'].sum()):3d} {worst:>6s} "
+        print(f"  {statistic:13s} {method:9s} | {int(r['where'].sum()):3d} {worst:>6s} "
               f"{r['bias']:>11s} {'pass' if r['a'] else 'FAIL':4s} | {r['claims']:3d} {ratio:>5s} {b_pass:4s} "
               f"| {r['pairs']:4d} {r['violations']:3d} "
               f"{'pass' if not r['violations'] else 'FAIL'}")
@@ -244,6 +254,11 @@ def _null_simulation(args):
             out[method, statistic] = (
                 getattr(result, FIELDS[statistic]).max() > -np.log10(ALPHA),
                 bool(fit and fit["FellBack"]))
+    for method in COMPARED[len(METHODS):]:  # at the map's maximum, the identity's
+        for statistic in statistics:
+            null = getattr(parts[1][0], NULLS[statistic])
+            p, fitted, _ = estimates(null[:1], null, method, n_perm)
+            out[method, statistic] = (p[0] < ALPHA, not fitted[0])
     return out
 
 
@@ -260,9 +275,10 @@ def null_fwer(pool, args):
         count = sum(out[key][0] for out in sims)
         fell_back = sum(out[key][1] for out in sims)
         method, statistic = key
-        print(f"  {method:6s} {statistic:13s} FWER = {count / args.n_sim:.3f} "
+        why = "no accepted fit" if method in METHODS else "the maximum's p not from a fit"
+        print(f"  {method:9s} {statistic:13s} FWER = {count / args.n_sim:.3f} "
               f"{'pass' if low <= count <= high else 'FAIL'}"
-              + (f" (no accepted fit: {fell_back} of {args.n_sim} simulations)"
+              + (f" ({why}: {fell_back} of {args.n_sim} simulations)"
                  if method != "none" else ""))
 
 
