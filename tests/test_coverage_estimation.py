@@ -285,6 +285,19 @@ def test_chunks_on_block_bounds_give_the_same_bits():
     assert whole.analysed.sum() > 8000 and len(whole.patterns) > 50
 
 
+def test_the_fit_reports_its_blocks_of_voxels_and_the_same_bits():
+    rng = np.random.default_rng(7)
+    Y = rng.normal(size=(8, 2500))
+    V = rng.uniform(0.5, 2.0, size=Y.shape)
+    Y[rng.random(Y.shape) < 0.05] = np.nan
+    calls = []
+    fit = fit_with_missing(np.ones((8, 1)), Y, V, method="mixed", min_subjects=4,
+                           progress=lambda *call: calls.append(call))
+    assert calls == [(0, 2500, "voxels"), (1024, 2500, "voxels"), (2048, 2500, "voxels")]
+    quiet = fit_with_missing(np.ones((8, 1)), Y, V, method="mixed", min_subjects=4)
+    np.testing.assert_array_equal(fit.beta, quiet.beta)
+
+
 def test_bad_arguments():
     X = np.ones((4, 1))
     with pytest.raises(ValueError, match="method must be one of ols, mixed, fixed"):

@@ -196,7 +196,7 @@ def fit_with_missing(X, Y, V=None, method="ols", min_subjects=None, contrasts=No
     labels : sequence or None
         Subject of every map, for ``min_subjects`` (see :func:`.missing.coverage`).
     progress : callable or None
-        ``progress(done, n_voxels, "voxels")`` after every block of voxels.
+        ``progress(done, n_voxels, "voxels")`` as every block of voxels starts.
 
     Returns
     -------
