@@ -45,12 +45,18 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from fwer_null_simulation import RADIUS, SHAPE, noise_maps, sphere
+from fwer_null_simulation import (
+    ALPHA,
+    RADIUS,
+    SHAPE,
+    noise_maps,
+    print_expected_interval,
+    sphere,
+)
 from scipy import ndimage, stats
 
 from nipype_secondlevel.stats import permutation as perm
 
-ALPHA = 0.05
 LEVELS = (0.05, 0.01, 0.002, 0.0005)
 FIELDS = {"maxT": "logp_max", "cluster-size": "logp_cluster_size", "tfce": "logp_tfce"}
 NULLS = {"maxT": "max_statistic", "cluster-size": "max_cluster_size", "tfce": "max_tfce"}
@@ -62,10 +68,14 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / (
     "nipype-secondlevel/accel_validation")
 
 
+def forming_threshold(dof):
+    """The cluster-forming threshold of t (p = 0.001) of a one-sample test."""
+    return perm.cluster_forming_threshold(perm.one_sample_model(dof + 1), 0.001)
+
+
 def options(statistics, dof):
-    threshold = perm.cluster_forming_threshold(perm.one_sample_model(dof + 1), 0.001)
     return perm.PermutationOptions(
-        cluster_threshold=threshold if "cluster-size" in statistics else None,
+        cluster_threshold=forming_threshold(dof) if "cluster-size" in statistics else None,
         tfce="tfce" in statistics, uncorrected=False)
 
 
@@ -115,13 +125,13 @@ def large_run(pool, args, amplitude, Y, mask, opts):
     return null, cpu, False
 
 
-def test_points(statistic, observed, opts, mask, null):
+def test_points(statistic, observed, mask, null):
     """(labels, values) where the statistic is tested: map points with p <= 0.05, levels."""
     shown = np.zeros(mask.shape)
     shown[mask] = observed.statistic
     labels, values = [], []
     for sign in (1, -1):
-        clusters, count = ndimage.label(sign * shown > opts.cluster_threshold)
+        clusters, count = ndimage.label(sign * shown > forming_threshold(15))
         for k in range(1, count + 1):
             inside = (clusters == k)[mask]
             if statistic == "maxT":
@@ -205,7 +215,7 @@ def demo_agreement(pool, args, amplitude):
           f"{args.large:,} plain), {time.time() - start:.0f} s wall in all")
     rows = []
     for statistic in args.statistics:
-        labels, values = test_points(statistic, observed, opts, mask, large[statistic])
+        labels, values = test_points(statistic, observed, mask, large[statistic])
         reference = perm.fwer_pvalues(values, large[statistic])
         se = np.sqrt(reference * (1 - reference) / args.large)
         out = {m: [estimates(values, null[statistic], m) for null, _ in runs]
@@ -273,8 +283,8 @@ def null_fwer(pool, args):
     low, high = stats.binom.interval(0.95, args.n_sim, ALPHA)
     print(f"\nnull data: {args.n_sim} simulations, 16 subjects, "
           f"{int(sphere(SHAPE, RADIUS).sum())} voxels, {args.small} permutations each "
-          f"({time.time() - start:.0f} s wall); 95% binomial interval of the rate if the "
-          f"FWER is {ALPHA}: [{low / args.n_sim:.3f}, {high / args.n_sim:.3f}]")
+          f"({time.time() - start:.0f} s wall)")
+    print_expected_interval(args.n_sim)
     for key in sims[0]:
         count = sum(out[key][0] for out in sims)
         fell_back = sum(out[key][1] for out in sims)
