@@ -10,7 +10,7 @@ from .group_design import DesignMatrix, SelectMaps
 from .masking import GroupMask, SummarizeMaps
 from .mixed_effects import EstimateMixedEffects
 from .plotting import GlassBrain
-from .report import HTMLReport
+from .report import ContrastSlices, ContrastViewer, HTMLReport
 from .resampling import ResampleMaps
 from .simulation import SimulatePaired
 from .sink import DerivativesSink
@@ -20,6 +20,8 @@ from .thresholding import Threshold
 __all__ = [
     "AnatomicalLabels",
     "Contrast",
+    "ContrastSlices",
+    "ContrastViewer",
     "DatasetDescription",
     "DerivativesSink",
     "DesignMatrix",

@@ -36,7 +36,7 @@ from nipype.interfaces.base import (
 
 from ..io.domains import load_domain
 from ..io.files import atomic_path
-from ..reporting.html import ContrastResult, build_report
+from ..reporting.html import ContrastResult, build_report, contrast_slices, contrast_viewer
 from ..reporting.provenance import node_runs
 
 
@@ -61,6 +61,12 @@ class _HTMLReportInputSpec(BaseInterfaceInputSpec):
     glass_brains = InputMultiObject(
         File(exists=True), desc="glass brain pictures, one per entry (drawn if not given)"
     )
+    slices = InputMultiObject(
+        File(exists=True), desc="orthogonal slices (PNG of ContrastSlices), one per entry "
+        "(drawn if not given)")
+    viewers = InputMultiObject(
+        File(exists=True), desc="interactive viewers (HTML of ContrastViewer), one per entry "
+        "(made if not given)")
     file_names = traits.List(
         traits.List(traits.Str, minlen=2, maxlen=2),
         desc="the exported names of each entry's thresholded map and cluster table "
@@ -100,17 +106,19 @@ class HTMLReport(SimpleInterface):
         stat_maps = list(inputs.stat_maps)
         thresholded = list(inputs.thresholded_maps)
         clusters = list(inputs.cluster_tables)
-        glass = list(_get(inputs.glass_brains, [None] * len(stat_maps)))
+        glass, slices, viewers = (list(_get(files, [None] * len(stat_maps))) for files in
+                                  (inputs.glass_brains, inputs.slices, inputs.viewers))
         names = [tuple(n) if n else None
                  for n in _get(inputs.file_names, [None] * len(stat_maps))]
-        if not len(stat_maps) == len(thresholded) == len(clusters) == len(glass) == len(names):
+        if len({len(stat_maps), len(thresholded), len(clusters), len(glass), len(names),
+                len(slices), len(viewers)}) > 1:
             raise ValueError(
                 f"{len(stat_maps)} stat maps, {len(thresholded)} thresholded maps, "
-                f"{len(clusters)} cluster tables and {len(glass)} glass brains: "
-                "give one of each per contrast"
+                f"{len(clusters)} cluster tables, {len(glass)} glass brains, {len(slices)} "
+                f"slices and {len(viewers)} viewers: give one of each per contrast"
             )
-        contrasts = [ContrastResult(*files) for files in zip(stat_maps, thresholded,
-                                                             clusters, glass, names)]
+        contrasts = [ContrastResult(*files) for files in zip(
+            stat_maps, thresholded, clusters, glass, names, slices, viewers)]
         run_started = _get(inputs.run_started)
         runs = node_runs(Path(runtime.cwd).parent, _get(inputs.node_folders, {}), run_started)
         text = build_report(
@@ -131,5 +139,51 @@ class HTMLReport(SimpleInterface):
         out = Path(runtime.cwd) / "report.html"
         with atomic_path(out) as tmp:
             tmp.write_text(text, encoding="utf-8")
+        self._results["out_file"] = str(out.absolute())
+        return runtime
+
+
+class _ContrastPictureInputSpec(BaseInterfaceInputSpec):
+    stat_map = File(exists=True, mandatory=True, desc="unthresholded z map (with its sidecar)")
+    thresholded_map = File(exists=True, mandatory=True,
+                           desc="its thresholded map (the sidecar states the threshold)")
+
+
+class _ContrastSlicesInputSpec(_ContrastPictureInputSpec):
+    cluster_table = File(exists=True, mandatory=True, desc="its cluster table (the peaks)")
+
+
+class _ContrastPictureOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="the picture (PNG) or the viewer (HTML fragment)")
+
+
+class ContrastSlices(SimpleInterface):
+    """The report's orthogonal slices of a contrast (``slices.png``), drawn beside the
+    other nodes rather than inside the report node."""
+
+    input_spec = _ContrastSlicesInputSpec
+    output_spec = _ContrastPictureOutputSpec
+
+    def _run_interface(self, runtime):
+        out = Path(runtime.cwd) / "slices.png"
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(contrast_slices(self.inputs.stat_map, self.inputs.thresholded_map,
+                                            self.inputs.cluster_table))
+        self._results["out_file"] = str(out.absolute())
+        return runtime
+
+
+class ContrastViewer(SimpleInterface):
+    """The report's interactive viewer of a contrast's z map (``viewer.html``, a fragment
+    of the page), made beside the other nodes rather than inside the report node."""
+
+    input_spec = _ContrastPictureInputSpec
+    output_spec = _ContrastPictureOutputSpec
+
+    def _run_interface(self, runtime):
+        out = Path(runtime.cwd) / "viewer.html"
+        with atomic_path(out) as tmp:
+            tmp.write_text(contrast_viewer(self.inputs.stat_map, self.inputs.thresholded_map),
+                           encoding="utf-8")
         self._results["out_file"] = str(out.absolute())
         return runtime

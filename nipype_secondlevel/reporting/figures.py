@@ -90,10 +90,15 @@ def file_data_uri(path):
     return data_uri(path.read_bytes(), mime)
 
 
-def figure_uri(fig):
+def figure_png(fig):
+    """The PNG bytes of a matplotlib figure at the report's resolution."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
-    return data_uri(buffer.getvalue(), "image/png")
+    return buffer.getvalue()
+
+
+def figure_uri(fig):
+    return data_uri(figure_png(fig), "image/png")
 
 
 _BACKGROUND = {}
@@ -123,8 +128,8 @@ def peak_coordinates(clusters):
     return tuple(float(row[c]) for c in ("X", "Y", "Z"))
 
 
-def slices_uri(stat_img, threshold, cut_coords, title):
-    """Orthogonal slices of a thresholded map (nilearn plot_stat_map) as a PNG URI."""
+def slices_png(stat_img, threshold, cut_coords, title):
+    """Orthogonal slices of a thresholded map (nilearn plot_stat_map) as PNG bytes."""
     plt = _pyplot()
     from nilearn.plotting import plot_stat_map
 
@@ -134,7 +139,7 @@ def slices_uri(stat_img, threshold, cut_coords, title):
         cut_coords=cut_coords, colorbar=True, title=plain_text(title), figure=fig,
     )
     try:
-        return figure_uri(fig)
+        return figure_png(fig)
     finally:
         display.close()
         plt.close(fig)

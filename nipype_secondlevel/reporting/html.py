@@ -32,12 +32,13 @@ import pandas as pd
 from ..io.naming import output_name
 from ..io.sidecars import read_sidecar, sidecar_path
 from .figures import (
+    data_uri,
     file_data_uri,
     glass_brain_uri,
     mask_uri,
     peak_coordinates,
     render_graph,
-    slices_uri,
+    slices_png,
 )
 from .provenance import input_files, package_versions
 from .surface import surface_viewer_html
@@ -88,6 +89,8 @@ class ContrastResult:
     cluster_table: str
     glass_brain: str = None
     names: tuple = None  # the exported names of the thresholded map and the cluster table
+    slices: str = None  # its orthogonal slices (PNG of contrast_slices); drawn if None
+    viewer: str = None  # its viewer (HTML fragment of contrast_viewer); made if None
 
 
 def esc(value):
@@ -145,15 +148,45 @@ def dof_text(meta):
     return f" Degrees of freedom: {dof:g}."
 
 
+def _described(stat_map, thresholded_map, label):
+    """A contrast's sidecar (its thresholded map's, else its z map's), label and threshold."""
+    meta = read_sidecar(thresholded_map) or read_sidecar(stat_map)
+    return meta, meta.get("Contrast", label), meta.get("Threshold") or {}
+
+
+def contrast_slices(stat_map, thresholded_map, cluster_table, label="contrast"):
+    """PNG bytes: the orthogonal slices of a contrast's thresholded map at its strongest
+    peak, with the threshold of its sidecar (``label`` when the sidecar names none)."""
+    import nibabel as nib
+
+    _, label, threshold = _described(stat_map, thresholded_map, label)
+    clusters = pd.read_csv(cluster_table, sep="\t")
+    return slices_png(nib.load(thresholded_map), threshold.get("Value"),
+                      peak_coordinates(clusters), label)
+
+
+def contrast_viewer(stat_map, thresholded_map, label="contrast"):
+    """HTML fragment: the interactive viewer of a contrast's z map, its threshold marked."""
+    import nibabel as nib
+    import numpy as np
+
+    _, label, threshold = _described(stat_map, thresholded_map, label)
+    z_threshold = threshold.get("Value")
+    z_img = nib.load(stat_map)
+    # With no voxel passing, the threshold drawn is the largest |z|: every voxel faint.
+    marked = z_threshold if z_threshold is not None else float(
+        np.nanmax(np.abs(np.asanyarray(z_img.dataobj)))) + 1e-3
+    return viewer_html(z_img, marked, two_sided=threshold.get("TwoSided", True),
+                       title=f"{label} (unthresholded z)")
+
+
 def contrast_section(result, index, domain=None):
     """Glass brain, orthogonal slices, threshold statement and cluster table of a contrast;
     on a surface or CIFTI ``domain``, its surface picture (``result.glass_brain``)."""
     import nibabel as nib
-    import numpy as np
 
-    meta = read_sidecar(result.thresholded_map) or read_sidecar(result.stat_map)
-    label = meta.get("Contrast", f"contrast {index + 1}")
-    threshold = meta.get("Threshold") or {}
+    meta, label, threshold = _described(result.stat_map, result.thresholded_map,
+                                        f"contrast {index + 1}")
     z_threshold = threshold.get("Value")
     description = threshold.get("Description", "threshold not recorded")
     clusters = pd.read_csv(result.cluster_table, sep="\t")
@@ -169,18 +202,14 @@ def contrast_section(result, index, domain=None):
             img_tag(file_data_uri(result.glass_brain), f"surfaces of {label}"),
             f'<h4 id="viewer-{esc(label)}">Interactive surface viewer</h4>', viewer],
             clusters, names), label, meta
-    thresholded = nib.load(result.thresholded_map)
     if result.glass_brain:
         glass = file_data_uri(result.glass_brain)
     else:
-        glass = glass_brain_uri(thresholded, z_threshold, title)
-    slices = slices_uri(thresholded, z_threshold, peak_coordinates(clusters), label)
-    z_img = nib.load(result.stat_map)
-    # With no voxel passing, the threshold drawn is the largest |z|: every voxel faint.
-    marked = z_threshold if z_threshold is not None else float(
-        np.nanmax(np.abs(np.asanyarray(z_img.dataobj)))) + 1e-3
-    viewer = viewer_html(z_img, marked, two_sided=threshold.get("TwoSided", True),
-                         title=f"{label} (unthresholded z)")
+        glass = glass_brain_uri(nib.load(result.thresholded_map), z_threshold, title)
+    slices = (file_data_uri(result.slices) if result.slices else data_uri(contrast_slices(
+        result.stat_map, result.thresholded_map, result.cluster_table, label), "image/png"))
+    viewer = (Path(result.viewer).read_text(encoding="utf-8") if result.viewer
+              else contrast_viewer(result.stat_map, result.thresholded_map, label))
     return _contrast_parts(label, threshold, description, meta, [
         "<h4>Glass brain</h4>", img_tag(glass, f"glass brain of {label}"),
         "<h4>Orthogonal slices (strongest peak)</h4>",

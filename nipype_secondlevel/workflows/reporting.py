@@ -8,7 +8,7 @@ import time
 from nipype.interfaces.utility import IdentityInterface
 from nipype.pipeline import engine as pe
 
-from ..interfaces.report import HTMLReport
+from ..interfaces.report import ContrastSlices, ContrastViewer, HTMLReport
 
 
 def _jsonable(value):
@@ -64,6 +64,26 @@ REPORT_FIELDS = {
 #: On a surface or CIFTI domain: the grid images of the mask and significance maps.
 DOMAIN_REPORT_FIELDS = {**REPORT_FIELDS, "mask_file": "grid_mask",
                         "thresholded_maps": "significance_grid_maps"}
+
+
+#: Inputs of the picture nodes -> the report's input of the same file.
+REPORT_NAMES = {"stat_map": "stat_maps", "thresholded_map": "thresholded_maps",
+                "cluster_table": "cluster_tables"}
+
+
+def add_picture_nodes(workflow, analysis_wf, report):
+    """The report's slices and viewer of each contrast as nodes of their own (MapNodes
+    over the contrasts), which MultiProc runs beside the glass brain and the atlas labels
+    instead of inside the report node at the end of the run."""
+    pictures = {"slices": (ContrastSlices(), ["stat_map", "thresholded_map", "cluster_table"]),
+                "viewers": (ContrastViewer(), ["stat_map", "thresholded_map"])}
+    for name, (interface, fields) in pictures.items():
+        node = pe.MapNode(interface, iterfield=fields, name=f"report_{name}")
+        workflow.connect([
+            (analysis_wf, node, [(f"outputnode.{REPORT_FIELDS[REPORT_NAMES[f]]}", f)
+                                 for f in fields]),
+            (node, report, [("out_file", name)]),
+        ])
 
 
 def add_report(workflow, source, analysis_wf, sink, parameters, command=None,
@@ -125,6 +145,8 @@ def add_report(workflow, source, analysis_wf, sink, parameters, command=None,
                                 else DOMAIN_REPORT_FIELDS).items()]),
         (report, sink, [("out_file", "report")]),
     ])
+    if domain is None:
+        add_picture_nodes(workflow, analysis_wf, report)
     report.inputs.node_folders = upstream_node_folders(workflow, exclude={"report", sink.name})
     report.inputs.graph_dot = workflow_dot(workflow)
     return report
