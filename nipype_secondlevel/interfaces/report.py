@@ -28,6 +28,7 @@ from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
     InputMultiObject,
+    OutputMultiObject,
     SimpleInterface,
     TraitedSpec,
     isdefined,
@@ -144,46 +145,58 @@ class HTMLReport(SimpleInterface):
 
 
 class _ContrastPictureInputSpec(BaseInterfaceInputSpec):
-    stat_map = File(exists=True, mandatory=True, desc="unthresholded z map (with its sidecar)")
-    thresholded_map = File(exists=True, mandatory=True,
-                           desc="its thresholded map (the sidecar states the threshold)")
+    stat_maps = InputMultiObject(File(exists=True), mandatory=True,
+                                 desc="unthresholded z maps, one per contrast (with sidecars)")
+    thresholded_maps = InputMultiObject(
+        File(exists=True), mandatory=True,
+        desc="their thresholded maps (the sidecars state the thresholds)")
 
 
 class _ContrastSlicesInputSpec(_ContrastPictureInputSpec):
-    cluster_table = File(exists=True, mandatory=True, desc="its cluster table (the peaks)")
+    cluster_tables = InputMultiObject(File(exists=True), mandatory=True,
+                                      desc="their cluster tables (the peaks)")
 
 
 class _ContrastPictureOutputSpec(TraitedSpec):
-    out_file = File(exists=True, desc="the picture (PNG) or the viewer (HTML fragment)")
+    out_files = OutputMultiObject(
+        File(exists=True), desc="one per contrast: the picture (PNG) or the viewer (HTML)")
+
+
+def _write_each(runtime, results, stem, suffix, make, *lists):
+    """``make(*files)`` of each contrast written to ``<stem>_<i><suffix>`` atomically."""
+    if len({len(files) for files in lists}) > 1:
+        raise ValueError(f"{stem}: give one file of each kind per contrast")
+    results["out_files"] = []
+    for i, files in enumerate(zip(*lists)):
+        content = make(*files)
+        out = Path(runtime.cwd) / f"{stem}_{i}{suffix}"
+        with atomic_path(out) as tmp:
+            (tmp.write_bytes(content) if isinstance(content, bytes)
+             else tmp.write_text(content, encoding="utf-8"))
+        results["out_files"].append(str(out.absolute()))
+    return runtime
 
 
 class ContrastSlices(SimpleInterface):
-    """The report's orthogonal slices of a contrast (``slices.png``), drawn beside the
-    other nodes rather than inside the report node."""
+    """The report's orthogonal slices of each contrast (``slices_<i>.png``), drawn beside
+    the other nodes rather than inside the report node."""
 
     input_spec = _ContrastSlicesInputSpec
     output_spec = _ContrastPictureOutputSpec
 
     def _run_interface(self, runtime):
-        out = Path(runtime.cwd) / "slices.png"
-        with atomic_path(out) as tmp:
-            tmp.write_bytes(contrast_slices(self.inputs.stat_map, self.inputs.thresholded_map,
-                                            self.inputs.cluster_table))
-        self._results["out_file"] = str(out.absolute())
-        return runtime
+        return _write_each(runtime, self._results, "slices", ".png", contrast_slices,
+                           self.inputs.stat_maps, self.inputs.thresholded_maps,
+                           self.inputs.cluster_tables)
 
 
 class ContrastViewer(SimpleInterface):
-    """The report's interactive viewer of a contrast's z map (``viewer.html``, a fragment
-    of the page), made beside the other nodes rather than inside the report node."""
+    """The report's interactive viewer of each contrast's z map (``viewer_<i>.html``, a
+    fragment of the page), made beside the other nodes rather than inside the report node."""
 
     input_spec = _ContrastPictureInputSpec
     output_spec = _ContrastPictureOutputSpec
 
     def _run_interface(self, runtime):
-        out = Path(runtime.cwd) / "viewer.html"
-        with atomic_path(out) as tmp:
-            tmp.write_text(contrast_viewer(self.inputs.stat_map, self.inputs.thresholded_map),
-                           encoding="utf-8")
-        self._results["out_file"] = str(out.absolute())
-        return runtime
+        return _write_each(runtime, self._results, "viewer", ".html", contrast_viewer,
+                           self.inputs.stat_maps, self.inputs.thresholded_maps)

@@ -66,23 +66,18 @@ DOMAIN_REPORT_FIELDS = {**REPORT_FIELDS, "mask_file": "grid_mask",
                         "thresholded_maps": "significance_grid_maps"}
 
 
-#: Inputs of the picture nodes -> the report's input of the same file.
-REPORT_NAMES = {"stat_map": "stat_maps", "thresholded_map": "thresholded_maps",
-                "cluster_table": "cluster_tables"}
-
-
 def add_picture_nodes(workflow, analysis_wf, report):
-    """The report's slices and viewer of each contrast as nodes of their own (MapNodes
-    over the contrasts), which MultiProc runs beside the glass brain and the atlas labels
-    instead of inside the report node at the end of the run."""
-    pictures = {"slices": (ContrastSlices(), ["stat_map", "thresholded_map", "cluster_table"]),
-                "viewers": (ContrastViewer(), ["stat_map", "thresholded_map"])}
+    """The report's slices and viewers of the contrasts as nodes of their own, which
+    MultiProc runs beside the glass brain and the atlas labels instead of inside the
+    report node at the end of the run."""
+    pictures = {"slices": (ContrastSlices(), ["stat_maps", "thresholded_maps",
+                                              "cluster_tables"]),
+                "viewers": (ContrastViewer(), ["stat_maps", "thresholded_maps"])}
     for name, (interface, fields) in pictures.items():
-        node = pe.MapNode(interface, iterfield=fields, name=f"report_{name}")
+        node = pe.Node(interface, name=f"report_{name}")
         workflow.connect([
-            (analysis_wf, node, [(f"outputnode.{REPORT_FIELDS[REPORT_NAMES[f]]}", f)
-                                 for f in fields]),
-            (node, report, [("out_file", name)]),
+            (analysis_wf, node, [(f"outputnode.{REPORT_FIELDS[f]}", f) for f in fields]),
+            (node, report, [("out_files", name)]),
         ])
 
 
