@@ -14,19 +14,33 @@ from nipype_secondlevel.cli import main
 def test_demo_prints_progress_and_where_results_are(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["demo", "--n-subjects", "6", "--out-dir", str(out),
-                 "--work-dir", str(tmp_path / "work")])
+                 "--work-dir", str(tmp_path / "work"), "--plugin", "MultiProc"])
     captured = capsys.readouterr()
     assert code == 0
-    assert "[17/17] demo_wf.sink: done" in captured.err
+    assert "[19/19] demo_wf.sink: done" in captured.err
     assert "demo_wf.group_analysis_wf.estimate: done in" in captured.err
     assert f"Results in {out}:" in captured.out
     assert "contrast-verticalVsHorizontal_stat-z_glassbrain.png" in captured.out
     assert (out / "contrast-verticalVsHorizontal_stat-z_statmap.nii.gz").exists()
+    if len(os.sched_getaffinity(0)) > 1:  # the report's viewer drawn beside the glass brain
+        viewer, plot = (node_times(tmp_path / "work" / "demo_wf" / folder) for folder
+                        in ("report_viewers", "group_analysis_wf/plot/mapflow/_plot0"))
+        assert viewer[0] < plot[1] and plot[0] < viewer[1]
     main(["demo", "--n-subjects", "6", "--out-dir", str(out),
-          "--work-dir", str(tmp_path / "work")])
+          "--work-dir", str(tmp_path / "work"), "--plugin", "MultiProc"])
     captured = capsys.readouterr()
-    assert "1 node(s) executed, 16 from the cache" in captured.out
+    assert "1 node(s) executed, 18 from the cache" in captured.out
     assert "demo_wf.group_analysis_wf.estimate: cached" in captured.err
+
+
+def node_times(folder):
+    """Start and end (datetime) of the node run in ``folder``, from nipype's result file."""
+    from datetime import datetime
+
+    from nipype.utils.filemanip import loadpkl
+
+    runtime = loadpkl(next(folder.glob("result_*.pklz"))).runtime
+    return tuple(datetime.fromisoformat(t) for t in (runtime.startTime, runtime.endTime))
 
 
 def run_cli(*args, cwd, env=None):

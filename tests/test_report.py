@@ -189,6 +189,44 @@ def test_report_interface_takes_lists_of_contrasts(demo_run, tmp_path):
     assert "The workflow graph was not given to the report." in " ".join(page.text)
 
 
+def test_slices_and_viewer_nodes_are_embedded_as_nilearn_draws_them(report, demo_run):
+    """The report's slices and viewer are drawn by nodes of their own: their files are in
+    the page verbatim, and the slices are nilearn's plot_stat_map of the thresholded map at
+    the cluster table's strongest peak, over the 2 mm MNI152 template, with its threshold."""
+    import io
+
+    import matplotlib
+    import nibabel as nib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from nilearn.datasets.struct import MNI152_FILE_PATH
+    from nilearn.plotting import plot_stat_map
+
+    text, page = report
+    out_dir, work_dir, _ = demo_run
+    slices = (work_dir / "demo_wf" / "report_slices" / "slices_0.png").read_bytes()
+    viewer = (work_dir / "demo_wf" / "report_viewers" / "viewer_0.html").read_text()
+    assert viewer.startswith('<figure class="viewer"><iframe srcdoc=') and viewer in text
+    assert "data:image/png;base64," + base64.b64encode(slices).decode() in page.images
+
+    thresholded = out_dir / f"contrast-{LABEL}_stat-z_desc-thresholded_statmap.nii.gz"
+    threshold = json.loads(thresholded.with_name(
+        thresholded.name.replace(".nii.gz", ".json")).read_text())["Threshold"]["Value"]
+    clusters = pd.read_csv(out_dir / f"contrast-{LABEL}_stat-z_clusters.tsv", sep="\t")
+    peak = clusters.loc[clusters["Peak Stat"].abs().idxmax(), ["X", "Y", "Z"]]
+    template = nib.load(MNI152_FILE_PATH).slicer[::2, ::2, ::2]
+    fig = plt.figure(figsize=(9.0, 3.0))
+    plot_stat_map(nib.load(thresholded), threshold=threshold, display_mode="ortho",
+                  bg_img=nib.Nifti1Image(template.get_fdata(dtype="float32"), template.affine),
+                  cut_coords=tuple(float(v) for v in peak), colorbar=True, title=LABEL,
+                  figure=fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    plt.close(fig)
+    assert buffer.getvalue() == slices
+
+
 def test_graph_without_dot_is_explained(monkeypatch):
     from nipype_secondlevel.reporting import figures, html
 

@@ -33,6 +33,7 @@ EXPECTED_OUTPUTS = {
 } | {f"contrast-{LABEL}_stat-z_desc-thresholded_statmap.json"}
 ALL_NODES = {
     "demo_wf.simulate", "demo_wf.sink", "demo_wf.report", "demo_wf.dataset_description",
+    "demo_wf.report_slices", "demo_wf.report_viewers",
     *(f"demo_wf.group_analysis_wf.{n}"
       for n in ("plan", "design", "select_maps", "resample", "summarize_maps", "mask",
                 "masked_data", "stack_masked_data", "estimate", "contrast", "threshold",
@@ -113,6 +114,7 @@ def test_changing_the_threshold_reruns_only_what_depends_on_it(demo_run, tmp_pat
     assert set(summary.executed) == {
         "demo_wf.group_analysis_wf.threshold", "demo_wf.group_analysis_wf.labels",
         "demo_wf.group_analysis_wf.plot", "demo_wf.report", "demo_wf.sink",
+        "demo_wf.report_slices", "demo_wf.report_viewers",  # the threshold is drawn
         "demo_wf.group_analysis_wf.plan",  # plan.json records threshold=4.0
         "demo_wf.dataset_description",  # its GeneratedBy records the call, threshold=4.0
     }
