@@ -317,19 +317,14 @@ def _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb, pro
                         maxima=best[at_rows], store=True)
                     if above is not None:
                         exceed[at] += above
-        shown = spatial_map(model, maps)
-        rows = slice(lo - start, hi - start)
-        if clusters:
-            sizes[rows], masses[rows] = spatial.cluster_maxima(
-                shown, graph, options.cluster_threshold, options.tail)
-        if options.tfce:
-            tfces[rows] = spatial.tfce_maxima(shown, graph, options.tail, options.tfce_dh,
-                                              options.tfce_E, options.tfce_H)
+        store_spatial_maxima(spatial_map(model, maps), graph, options,
+                             slice(lo - start, hi - start), sizes, masses, tfces)
         progress(hi - start, n_chunk, "permutations")
     return NullChunk(start, stop, best, exceed, sizes, masses, tfces)
 
 
-def _graph(mask, options):
+def spatial_graph(mask, options):
+    """The neighbour graph the options' cluster and TFCE statistics use (None: none asked)."""
     if not options.spatial:
         return None
     if mask is None:
@@ -337,6 +332,26 @@ def _graph(mask, options):
     if isinstance(mask, spatial.NeighbourGraph):  # a mesh's or grayordinates' graph
         return mask
     return spatial.voxel_graph(mask, options.connectivity)
+
+
+def store_spatial_maxima(shown, graph, options, rows, sizes, masses, tfces):
+    """The cluster (size, mass) and TFCE maxima of a batch of maps ``shown``, in ``rows``."""
+    if options.cluster_threshold is not None:
+        sizes[rows], masses[rows] = spatial.cluster_maxima(
+            shown, graph, options.cluster_threshold, options.tail)
+    if options.tfce:
+        tfces[rows] = spatial.tfce_maxima(shown, graph, options.tail, options.tfce_dh,
+                                          options.tfce_E, options.tfce_H)
+
+
+def store_spatial_maps(out, shown, graph, options):
+    """The observed cluster (size, mass) and TFCE maps of the map ``shown``, set on ``out``."""
+    if options.cluster_threshold is not None:
+        out.cluster_size, out.cluster_mass = spatial.cluster_maps(
+            shown, graph, options.cluster_threshold, options.tail)
+    if options.tfce:
+        out.tfce = spatial.tfce_map(shown, graph, options.tail, options.tfce_dh,
+                                    options.tfce_E, options.tfce_H)
 
 
 def _checked(model, columns, plan, options):
@@ -388,7 +403,7 @@ def null_chunk(model, columns, plan, start, stop, mask=None, options=None,
     start, stop = check_range(plan, start, stop)
     with threadpool_limits(BLAS_THREADS, user_api="blas"):
         if options.spatial:
-            graph = _graph(mask, options)
+            graph = spatial_graph(mask, options)
             return _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb,
                                  progress)
         chunks = prepared_chunks(model, columns, voxel_chunk_width(model, columns, mem_gb))
@@ -428,18 +443,12 @@ def observed_maps(model, columns, plan, mask=None, options=None, mem_gb=DEFAULTS
     ObservedMaps
     """
     columns, options = _checked(model, columns, plan, options)
-    graph = _graph(mask, options)
+    graph = spatial_graph(mask, options)
     values = np.empty(columns.n_voxels)
     width = voxel_chunk_width(model, columns, mem_gb)
     with threadpool_limits(BLAS_THREADS, user_api="blas"):
         for cols, data in prepared_chunks(model, columns, width):
             values[cols] = statistic_map(model, data, plan)
     out = ObservedMaps(statistic=values)
-    shown = spatial_map(model, values)
-    if options.cluster_threshold is not None:
-        out.cluster_size, out.cluster_mass = spatial.cluster_maps(
-            shown, graph, options.cluster_threshold, options.tail)
-    if options.tfce:
-        out.tfce = spatial.tfce_map(shown, graph, options.tail, options.tfce_dh,
-                                    options.tfce_E, options.tfce_H)
+    store_spatial_maps(out, spatial_map(model, values), graph, options)
     return out

@@ -48,9 +48,11 @@ from .chunks import (
     NullChunk,
     ObservedMaps,
     PermutationOptions,
-    _graph,
     null_chunk,
     observed_maps,
+    spatial_graph,
+    store_spatial_maps,
+    store_spatial_maxima,
     tail_statistic,
     tie_threshold,
 )
@@ -328,7 +330,7 @@ def coverage_null_chunk(X, contrast, Y, plan, start, stop, mask=None, options=No
         return null_chunk(linear_model(X, contrast), Y, plan, start, stop, mask, options)
     _check(X, contrast, Y, plan, options)
     setup = _Setup(X, contrast, Y, min_subjects, options.tail, plan.scheme)
-    graph = _graph(mask, options)
+    graph = spatial_graph(mask, options)
     n_chunk = stop - start
     best = np.full(n_chunk, -np.inf)
     counts = np.zeros(Y.shape[1], dtype=np.int64) if options.uncorrected else None
@@ -348,15 +350,8 @@ def coverage_null_chunk(X, contrast, Y, plan, start, stop, mask=None, options=No
                             cache, by_dof)
             _maxima_to_z(by_dof, setup.q, batch_best)
             if maps is not None:  # the batch's maps in one kernel call, as null_chunk
-                shown = _shown(setup, maps)
-                rows = slice(lo - start, hi - start)
-                if clusters:
-                    sizes[rows], masses[rows] = spatial.cluster_maxima(
-                        shown, graph, options.cluster_threshold, options.tail)
-                if options.tfce:
-                    tfces[rows] = spatial.tfce_maxima(shown, graph, options.tail,
-                                                      options.tfce_dh, options.tfce_E,
-                                                      options.tfce_H)
+                store_spatial_maxima(_shown(setup, maps), graph, options,
+                                     slice(lo - start, hi - start), sizes, masses, tfces)
     if counts is not None:
         counts[~setup.tested] = n_chunk  # not tested: p = 1
     return NullChunk(start, stop, best, counts, sizes, masses, tfces)
@@ -386,14 +381,7 @@ def coverage_observed_maps(X, contrast, Y, plan, mask=None, options=None, min_su
     out = CoverageObserved(statistic=setup.z, values=setup.values, dof=setup.dof,
                            n_present=setup.n_present, analysed=setup.analysed)
     if options.spatial:
-        graph = _graph(mask, options)
-        shown = _shown(setup, setup.z)
-        if options.cluster_threshold is not None:
-            out.cluster_size, out.cluster_mass = spatial.cluster_maps(
-                shown, graph, options.cluster_threshold, options.tail)
-        if options.tfce:
-            out.tfce = spatial.tfce_map(shown, graph, options.tail, options.tfce_dh,
-                                        options.tfce_E, options.tfce_H)
+        store_spatial_maps(out, _shown(setup, setup.z), spatial_graph(mask, options), options)
     return out
 
 
