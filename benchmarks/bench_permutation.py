@@ -10,6 +10,14 @@ the output). A few minutes.
 
     python benchmarks/bench_permutation.py
 
+TFCE kernel alone (``--tfce-kernel``): the largest TFCE of both tails of sign-flipped
+t maps of the demo's simulated sample inside its mask (68,601 voxels), in maps per
+second of CPU; with ``--against REV`` the kernel module of git revision REV runs on the
+same maps in turn (its maxima must be bit-identical) and the ratio of CPU times is
+printed (issue 24's target: >= 2 against the kernel before the change).
+
+    python benchmarks/bench_permutation.py --tfce-kernel [--against main] [--maps 200]
+
 Large N (``--large-n 2000``): N one-sample maps at 2 mm inside the MNI152 brain
 mask written as the masked data file, then the permutation sub-workflow (plan,
 chunk, merge; Linear) with 1,000 max-T permutations in a fresh process whose
@@ -208,6 +216,77 @@ def kernels():
     print(f"\nload average at the end: {os.getloadavg()}")
 
 
+# --- the TFCE kernel alone ------------------------------------------------------------
+
+def demo_t_maps(n_maps, seed=3):
+    """Sign-flipped one-sample t maps of the demo's paired differences in its mask."""
+    from nipype_secondlevel.datasets.simulation import localizer_brain_mask, simulate_paired_sample
+
+    mask, affine = localizer_brain_mask()
+    maps, _ = simulate_paired_sample(mask, affine)
+    diff = (maps[:, 0] - maps[:, 1])[:, mask].astype(float)
+    n = diff.shape[0]
+    flips = np.random.default_rng(seed).choice([-1.0, 1.0], size=(n_maps, n))
+    mean = flips @ diff / n
+    sd = np.sqrt((np.sum(diff * diff, axis=0) - n * mean * mean) / (n - 1))
+    return mask, np.ascontiguousarray(mean / sd * np.sqrt(n))
+
+
+def kernel_at(revision, folder):
+    """``stats/spatial_kernels.py`` of git revision ``revision``, imported from
+    ``folder`` (its own numba cache there)."""
+    import importlib
+
+    root = Path(__file__).resolve().parents[1]
+    text = subprocess.run(["git", "-C", str(root), "show",
+                           f"{revision}:nipype_secondlevel/stats/spatial_kernels.py"],
+                          check=True, capture_output=True, text=True).stdout
+    name = "spatial_kernels_" + "".join(c if c.isalnum() else "_" for c in revision)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.py"
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    sys.path.insert(0, str(folder))
+    return importlib.import_module(name)
+
+
+def tfce_kernel(args):
+    from nipype_secondlevel.stats import spatial, spatial_kernels
+
+    print(f"load average: {os.getloadavg()}")
+    mask, t = demo_t_maps(args.maps)
+    graph = spatial.voxel_graph(mask)
+    steps = [spatial.tfce_thresholds(top) for top in spatial._tops(t, "two-sided")]
+    kernel_args = (t, graph.neighbours, graph.forward, np.stack(steps),
+                   np.array([s.size for s in steps]), True, True, spatial.TFCE_E,
+                   spatial.TFCE_H)
+    ours = spatial_kernels.tfce_max_batch(*kernel_args)  # loads the kernel
+    assert np.array_equal(ours, spatial.tfce_maxima(t, graph, "two-sided"))
+    print(f"{args.maps} demo-like t maps (16 subjects, sign flips), {t.shape[1]} voxels, "
+          "both tails, dh auto, 6-connectivity")
+    if not args.against:
+        cpu = min(wall_and_cpu(lambda: spatial_kernels.tfce_max_batch(*kernel_args))[1]
+                  for _ in range(args.repeats))
+        print(f"  ours: {args.maps / cpu:8.0f} maps per CPU second ({cpu / args.maps * 1e3:.2f} "
+              f"ms per map; best of {args.repeats})")
+    else:
+        before = kernel_at(args.against, args.base / "kernels")
+        theirs = before.tfce_max_batch(*kernel_args)
+        same = np.array_equal(theirs, ours)
+        worst = np.max(np.abs(theirs - ours) / np.maximum(np.abs(theirs), 1e-300))
+        (ours_s, theirs_s), _, cpu_ratio = paired(
+            lambda: spatial_kernels.tfce_max_batch(*kernel_args),
+            lambda: before.tfce_max_batch(*kernel_args), repeats=args.repeats)
+        print(f"  maxima equal to {args.against}'s: {'bit-identical' if same else 'NO'} "
+              f"(largest relative difference {worst:.1e})")
+        print(f"  ours: {args.maps / ours_s:8.0f} maps/s, {args.against}: "
+              f"{args.maps / theirs_s:.0f} maps/s (wall, medians of {args.repeats} "
+              "alternating runs)")
+        print(f"  {args.against} / ours, CPU time pair by pair: {cpu_ratio:.2f}x "
+              "(target >= 2)")
+    print(f"load average at the end: {os.getloadavg()}")
+
+
 # --- large N ---------------------------------------------------------------------------
 
 def write_large_data(folder, n_maps, seed=0):
@@ -295,6 +374,12 @@ def large_n(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tfce-kernel", action="store_true",
+                        help="time the TFCE kernel alone on demo-like t maps")
+    parser.add_argument("--against", metavar="REV",
+                        help="TFCE kernel: compare with the kernel of this git revision")
+    parser.add_argument("--maps", type=int, default=200, help="TFCE kernel: maps per run")
+    parser.add_argument("--repeats", type=int, default=5, help="TFCE kernel: runs")
     parser.add_argument("--large-n", type=int, help="the large-N case with this many maps")
     parser.add_argument("--mem-gb", type=float, default=1.0,
                         help="large N: --mem-gb of the run (GiB)")
@@ -309,6 +394,8 @@ def main():
         return large_child(*args.child, args.mem_gb, args.n_perm)
     if args.large_n:
         return large_n(args)
+    if args.tfce_kernel:
+        return tfce_kernel(args)
     return kernels()
 
 
