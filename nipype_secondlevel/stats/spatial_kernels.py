@@ -153,7 +153,8 @@ def _basins(values, neighbours, level, starts, by_voxel, padded, up, basin, join
     above its own: never to the other side, where s * value < 0, nor to the
     sentinel, whose value is NaN, nor to a voxel of level 0, whose |value| is
     below its own. Peaks are numbered in voxel order; pointers are resolved by
-    pointer jumping.
+    pointer jumping in place, the passes in alternate directions (a pass carries
+    the pointers it has already moved on along its direction: fewer passes).
     """
     n = values.size
     n_levels = starts.size - 1
@@ -176,14 +177,16 @@ def _basins(values, neighbours, level, starts, by_voxel, padded, up, basin, join
         basin[v] = n_basins if peak else -1
         n_basins += peak
     basin[n] = -1
-    changed = True
-    while changed:
+    changed, step = True, 1
+    while changed:  # passes in alternate directions
         changed = False
-        for v in range(n):
+        for i in range(n):
+            v = i if step > 0 else n - 1 - i
             above = up[v]
             top = up[above]
             up[v] = top
             changed |= top != above
+        step = -step
     at = starts[:n_levels].copy()
     for v in range(n):
         k = abs(level[v])
