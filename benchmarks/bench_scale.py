@@ -20,6 +20,10 @@ MultiProc --n-procs P``, alternately in the same run, and prints:
   /proc, and the kernel's maximum resident set of one process (ru_maxrss);
 - the load average before each run (the machine is shared: compare the ratios
   of one run, not absolute times across runs);
+- the reference: one plain Python process reading every map once with nibabel (the
+  in-mask values of each, as nilearn's masker would), run before the command at each N;
+  the whole command's time against it (issue 24's target: MultiProc on 2 cores <= 2.5x
+  at 1,000 maps, <= 1.5x at 10,000);
 - at the smallest N, the largest |z difference| with nilearn's ``SecondLevelModel``;
 - with ``--n-perm P``: after each plain run, the same command with ``--correction
   maxT --n-perm P`` (same plugin, a fresh work folder): its time against the plain
@@ -30,7 +34,8 @@ MultiProc --n-procs P``, alternately in the same run, and prints:
                                      [--plugins Linear MultiProc] [--n-perm 1000]
                                      [--base /work/scale-data] [--keep]
 
-Targets: time linear in N; peak memory of the process tree <= --mem-gb (2 GiB);
+Targets: the whole ``run`` with MultiProc <= 2.5x the plain read at 1,000 maps and
+<= 1.5x at 10,000; time linear in N; peak memory of the process tree <= --mem-gb (2 GiB);
 MultiProc on 2 free cores reads the maps about 2x as fast as Linear; ``run
 --correction maxT --n-perm 1000`` on 10,000 maps <= 2x the plain run, within
 --mem-gb 2 (issue 24).
@@ -248,6 +253,29 @@ def read_ab(n, base, n_procs, repeats):
     return times
 
 
+def plain_child(n, base):
+    """(child process) Read the first n maps once with nibabel, their in-mask values."""
+    import nibabel as nib
+
+    mask = np.asarray(nib.load(base / "read_ab_mask.nii.gz").dataobj) > 0
+    for path in simulate(base / "maps", n):
+        np.asarray(nib.load(path).dataobj, dtype=np.float32)[mask]
+
+
+def measure_plain(n, base):
+    """(wall, CPU seconds, load) of one plain process reading the first n maps."""
+    import nibabel as nib
+    from nilearn.datasets import load_mni152_brain_mask
+
+    nib.save(load_mni152_brain_mask(resolution=2), base / "read_ab_mask.nii.gz")
+    load = os.getloadavg()[0]
+    _, wall, _, _, cpu = measured_run([sys.executable, __file__, "--base", str(base),
+                                       "--plain-child", str(n)])
+    print(f"N = {n:5d} plain read with nibabel, one process (load {load:4.1f}): {wall:7.1f} s "
+          f"({1000 * wall / n:5.1f} ms per map, CPU {cpu:6.1f} s)", flush=True)
+    return wall, cpu, load
+
+
 def estimate_child(n, folder, mem_gb):
     """(child process) The estimate node (EstimateOLS) on a masked data file of n maps."""
     from nipype_secondlevel.interfaces import EstimateOLS
@@ -378,6 +406,7 @@ def main():
     parser.add_argument("--indices", type=int, nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("--read-child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--estimate-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--plain-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("NIPYPE_NO_ET", "1")
     if args.simulate_into:
@@ -385,6 +414,8 @@ def main():
     if args.estimate_child:
         return estimate_child(args.estimate_child, args.base / f"estimate_{args.estimate_child}",
                               args.mem_gb)
+    if args.plain_child:
+        return plain_child(args.plain_child, args.base)
     if args.read_child:
         plugin, n, work = args.read_child
         return read_child(plugin, int(n), Path(work), args.base, args.n_procs)
@@ -414,8 +445,13 @@ def main():
     for i, n in enumerate(sizes):
         # A/B in turn, the order alternating with N, so that load drifts fall on both.
         plugins = args.plugins if i % 2 == 0 else args.plugins[::-1]
+        plain_wall, plain_cpu, _ = measure_plain(n, args.base)
         for plugin in plugins:
             rows[n, plugin] = measure(n, paths, args, plugin)
+            target = {1000: " (target <= 2.5x)", 10000: " (target <= 1.5x)"}.get(n, "")
+            print(f"N = {n:5d} {plugin}: whole command / plain nibabel read = "
+                  f"{rows[n, plugin]['seconds'] / plain_wall:.2f}x wall{target}, "
+                  f"{rows[n, plugin]['cpu'] / plain_cpu:.2f}x CPU", flush=True)
             if args.n_perm:
                 permuted = measure(n, paths, args, plugin, args.n_perm)
                 print(f"N = {n:5d} {plugin}: maxT with {args.n_perm:,} permutations / plain "
