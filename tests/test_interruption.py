@@ -120,7 +120,7 @@ def test_sigkill_at_any_point_then_rerun_gives_the_clean_outputs(tmp_path):
         logs[point] = log.read_text()
     # Each rerun went on from what the killed run had finished.
     assert "demo_wf.simulate: cached" in logs["result"]
-    assert "group_analysis_wf.masked_data: cached" in logs["hashfile"]
+    assert "group_analysis_wf.stack_masked_data: cached" in logs["hashfile"]
     # A run killed between writing the result file and marking the node finished:
     # the node ran again rather than trusting a result of unknown state.
     assert "group_analysis_wf.estimate: done" in logs["sink"]

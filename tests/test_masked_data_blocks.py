@@ -2,6 +2,7 @@
 single read."""
 
 import io
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -9,6 +10,7 @@ import pandas as pd
 from group_data import make_group_table
 
 from nipype_secondlevel.cli import main
+from nipype_secondlevel.io.masked_data import stack_masked_data, write_masked_data
 from nipype_secondlevel.io.masks import merge_summaries, summarize_maps
 from nipype_secondlevel.workflows import group_analysis
 
@@ -25,18 +27,22 @@ def reference_file_bytes(table, mask_file):
 
 
 def test_blocks_read_by_multiproc_stack_to_the_single_read_file(tmp_path, monkeypatch):
-    # 10 maps in blocks of 3: four jobs, the last one a single map; the mask's pass
-    # over them in blocks of 4.
-    monkeypatch.setattr(group_analysis, "MAPS_PER_READ_BLOCK", 3)
+    # 10 maps, the mask's pass over them in blocks of 4 (three jobs, the last of 2 maps),
+    # which also keeps their values: the masked data are taken from them, the maps not
+    # read again. -0.0, NaN and values beyond float32 inside the mask keep their bits.
     monkeypatch.setattr(group_analysis, "MAPS_PER_SUMMARY_BLOCK", 4)
     table = make_group_table(tmp_path / "data", n_subjects=10, conditions=("a",))
+    odd = table.parent / pd.read_csv(table, sep="\t")["path"][9]
+    img = nib.load(odd)
+    data = img.get_fdata()
+    data[5, 6, 5], data[5, 5, 5], data[4, 6, 5] = -0.0, np.nan, 1e-46  # 1e-46: float32's 0
+    nib.save(nib.Nifti1Image(data, img.affine), odd)  # float64 on disk
     args = ["run", "--inputs", str(table), "--design", "one-sample", "--out-dir",
             str(tmp_path / "out"), "--work-dir", str(tmp_path / "work"), "--quiet",
             "--plugin", "MultiProc", "--n-procs", "2"]
     assert main(args) == 0
     analysis = tmp_path / "work" / "group_wf" / "group_analysis_wf"
-    blocks = sorted((analysis / "masked_data" / "mapflow").glob("_masked_data*/masked_data.npy"))
-    assert [np.load(b, mmap_mode="r").shape[0] for b in blocks] == [3, 3, 3, 1]
+    assert not (analysis / "masked_data").exists()
     summaries = sorted((analysis / "summarize_maps" / "mapflow").glob("_summarize*/*.npz"))
     assert len(summaries) == 3
     # the mask nilearn's SecondLevelModel computes from all the maps at once
@@ -47,9 +53,15 @@ def test_blocks_read_by_multiproc_stack_to_the_single_read_file(tmp_path, monkey
     model = SecondLevelModel().fit(paths, design_matrix=pd.DataFrame({"i": np.ones(10)}))
     ours = nib.load(tmp_path / "out" / "desc-group_mask.nii.gz").get_fdata() > 0
     assert np.array_equal(ours, model.masker_.mask_img_.get_fdata() > 0)
+    assert ours[5, 6, 5] and ours[4, 6, 5]
     stacked = analysis / "stack_masked_data" / "masked_data.npy"
     expected = reference_file_bytes(table, tmp_path / "out" / "desc-group_mask.nii.gz")
     assert stacked.read_bytes() == expected
+    # Smoothed maps are read in blocks after the mask (MaskedData), which stack to the
+    # same bytes.
+    blocks = [write_masked_data(paths[a:b], ours, model.masker_.mask_img_.affine,
+                                tmp_path / f"block{a}.npy") for a, b in ((0, 3), (3, 9), (9, 10))]
+    assert Path(stack_masked_data(blocks, tmp_path / "stacked.npy")).read_bytes() == expected
 
 
 def test_summaries_of_blocks_merge_to_the_counts_of_all_the_maps(tmp_path):

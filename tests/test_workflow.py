@@ -36,7 +36,7 @@ ALL_NODES = {
     "demo_wf.report_slices", "demo_wf.report_viewers",
     *(f"demo_wf.group_analysis_wf.{n}"
       for n in ("plan", "design", "select_maps", "resample", "summarize_maps", "mask",
-                "masked_data", "stack_masked_data", "estimate", "contrast", "threshold",
+                "stack_masked_data", "estimate", "contrast", "threshold",
                 "labels", "plot")),
 }
 

@@ -2,7 +2,7 @@
 
 from .anatomy import AnatomicalLabels
 from .contrasts import Contrast
-from .data import MaskedData, StackMaskedData
+from .data import MaskedData, MaskedDataFromRows, StackMaskedData
 from .derivatives import DatasetDescription, PipelineGraph, WritePlan
 from .estimation import EstimateOLS
 from .fetching import FetchLocalizer
@@ -32,6 +32,7 @@ __all__ = [
     "GroupMask",
     "HTMLReport",
     "MaskedData",
+    "MaskedDataFromRows",
     "PipelineGraph",
     "ResampleMaps",
     "SelectMaps",

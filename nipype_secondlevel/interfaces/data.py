@@ -1,5 +1,6 @@
 """MaskedData: the input maps' in-mask values, written once for every node that needs them;
-StackMaskedData: blocks of them (read in parallel) stacked into one file."""
+StackMaskedData: blocks of them (read in parallel) stacked into one file; MaskedDataFromRows:
+the same file from the maps' values the mask's pass wrote (the maps read once)."""
 
 from pathlib import Path
 
@@ -13,7 +14,12 @@ from nipype.interfaces.base import (
 )
 
 from ..io.images import load_mask
-from ..io.masked_data import masked_data_shape, stack_masked_data, write_masked_data
+from ..io.masked_data import (
+    masked_data_shape,
+    stack_masked_data,
+    write_masked_data,
+    write_masked_data_from_rows,
+)
 
 DATA_FILE_NAME = "masked_data.npy"
 
@@ -87,6 +93,30 @@ class StackMaskedData(SimpleInterface):
     def _run_interface(self, runtime):
         path = stack_masked_data(list(self.inputs.row_files),
                                  Path(runtime.cwd) / DATA_FILE_NAME)
+        self._results["data_file"] = path
+        self._results["n_maps"], self._results["n_voxels"] = masked_data_shape(path)
+        return runtime
+
+
+class _MaskedDataFromRowsInputSpec(BaseInterfaceInputSpec):
+    rows_files = InputMultiObject(
+        File(exists=True), mandatory=True,
+        desc="SummarizeMaps rows files (map_rows) of consecutive blocks of maps, in order")
+    mask_file = File(exists=True, mandatory=True, desc="analysis mask (the maps' grid)")
+
+
+class MaskedDataFromRows(SimpleInterface):
+    """The masked data file MaskedData and StackMaskedData write (the same bytes), from
+    the maps' values written by the mask's pass over them (:class:`SummarizeMaps` with
+    ``map_rows``): the maps are not read again. Memory is one map."""
+
+    input_spec = _MaskedDataFromRowsInputSpec
+    output_spec = _MaskedDataOutputSpec
+
+    def _run_interface(self, runtime):
+        mask, mask_img = load_mask(self.inputs.mask_file)
+        path = write_masked_data_from_rows(list(self.inputs.rows_files), mask,
+                                           mask_img.affine, Path(runtime.cwd) / DATA_FILE_NAME)
         self._results["data_file"] = path
         self._results["n_maps"], self._results["n_voxels"] = masked_data_shape(path)
         return runtime

@@ -47,11 +47,15 @@ class _SummarizeMapsInputSpec(BaseInterfaceInputSpec):
         "voxels leave the mask too; with the maps they say where a value is missing")
     zeros_without_variance = traits.Bool(
         False, usedefault=True, desc="an exact 0 in a map without a variance map is missing")
+    map_rows = traits.Bool(False, usedefault=True, desc="also write the maps' values "
+                           "(rows_file), so that the masked data need not read them again")
 
 
 class _SummarizeMapsOutputSpec(TraitedSpec):
     summary_file = File(exists=True, desc="the maps' sum, coverage and non-finite voxels "
                         "(.npz, read by GroupMask)")
+    rows_file = File(desc="with map_rows: the maps' non-zero values (read by "
+                     "MaskedDataFromRows once the mask is known)")
 
 
 class SummarizeMaps(SimpleInterface):
@@ -67,10 +71,14 @@ class SummarizeMaps(SimpleInterface):
     def _run_interface(self, runtime):
         variances = (list(self.inputs.variance_files)
                      if isdefined(self.inputs.variance_files) else [])
+        rows = Path(runtime.cwd) / "map_rows.bin" if self.inputs.map_rows else None
         self._results["summary_file"] = write_summary(
             summarize_maps(list(self.inputs.in_files), variances, missing=partial(
-                missing_values, zeros_without_variance=self.inputs.zeros_without_variance)),
+                missing_values, zeros_without_variance=self.inputs.zeros_without_variance),
+                rows_file=rows),
             Path(runtime.cwd) / "map_summary.npz")
+        if rows is not None:
+            self._results["rows_file"] = str(rows)
         return runtime
 
 

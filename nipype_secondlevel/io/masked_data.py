@@ -64,6 +64,60 @@ def write_masked_data(paths, mask, affine, path, dtype=np.float32, positive=Fals
     return str(Path(path).absolute())
 
 
+def start_map_rows(out, paths, shape):
+    """Begin a map rows file (open ``out``): the maps' paths and grid shape; each map then
+    follows as :func:`add_map_row` writes it. The mask's pass over the maps writes one per
+    block, so that the masked data are taken from it once the mask is known
+    (:func:`write_masked_data_from_rows`), the maps not read again."""
+    np.save(out, np.asarray([str(p) for p in paths]))
+    np.save(out, np.asarray(shape, dtype=np.int64))
+
+
+def add_map_row(out, volume):
+    """Append a map to a map rows file: the voxels whose float32 value is not 0.0 (all
+    its bits zero; -0.0 and NaN kept), packed, then those values in C order. Every voxel
+    left out is exactly 0.0: any mask's values are those of ``volume[mask]`` in float32."""
+    values = np.asarray(volume, dtype=np.float32).ravel()
+    support = values.view(np.uint32) != 0
+    np.save(out, np.packbits(support))
+    np.save(out, values[support])
+
+
+def write_masked_data_from_rows(rows_files, mask, affine, path, dtype=np.float32):
+    """:func:`write_masked_data`'s file (the same bytes) from the map rows files of
+    consecutive blocks of maps (:func:`add_map_row`) instead of the maps: each map's
+    values on ``mask``, one map in memory, the same one-line error for an infinite value
+    in the mask. Returns the absolute path as str."""
+    mask = np.asarray(mask, dtype=bool)
+    flat = mask.ravel()
+    heads = []
+    for rows_file in rows_files:
+        with open(rows_file, "rb") as handle:
+            heads.append((np.load(handle), tuple(np.load(handle))))
+    if any(shape != mask.shape for _, shape in heads):
+        raise ValueError(f"map rows on grids {sorted({s for _, s in heads})}, the mask "
+                         f"{mask.shape}")
+    n_maps = sum(len(paths) for paths, _ in heads)
+    volume = np.zeros(flat.size, dtype=np.float32)
+    progress = Progress("masked data")
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        _write_header(out, (n_maps, int(flat.sum())), dtype)
+        done = 0
+        for rows_file, (paths, _) in zip(rows_files, heads):
+            with open(rows_file, "rb") as handle:
+                np.load(handle), np.load(handle)  # the head, read above
+                for map_path in paths:
+                    support = np.unpackbits(np.load(handle), count=flat.size).view(bool)
+                    volume[:] = 0
+                    volume[support] = np.load(handle)
+                    values = volume[flat]
+                    _check_values(values, mask, affine, map_path, positive=False)
+                    out.write(np.ascontiguousarray(values, dtype=dtype).tobytes())
+                    done += 1
+                    progress(done, n_maps, "maps")
+    return str(Path(path).absolute())
+
+
 def _write_header(out, shape, dtype):
     """The .npy header of a C-ordered array of ``shape`` and ``dtype``."""
     np.lib.format.write_array_header_1_0(out, {

@@ -3,6 +3,7 @@ voxels; blocks of maps read apart and merged), nilearn's default mask, and a mas
 to the maps' grid."""
 
 import warnings
+from contextlib import ExitStack
 from pathlib import Path
 from typing import NamedTuple
 
@@ -12,6 +13,7 @@ import numpy as np
 from .errors import InputWarning, bad_input
 from .files import atomic_path
 from .images import check_same_grid, fits_float32, load_img, read_data
+from .masked_data import add_map_row, start_map_rows
 from .progress import Progress
 
 #: Maps per block of the mask's pass over the maps (blocks are read in parallel).
@@ -57,7 +59,7 @@ class MapSummary(NamedTuple):
         return self.valid > 0
 
 
-def summarize_maps(paths, variance_paths=(), missing=None):
+def summarize_maps(paths, variance_paths=(), missing=None, rows_file=None):
     """Sum, coverage, maps present and infinite voxels of the maps, reading each map once.
 
     A voxel is valid in a map when it is finite and non-zero. ``missing``
@@ -65,8 +67,17 @@ def summarize_maps(paths, variance_paths=(), missing=None):
     map's value is missing; default: where the effect or its variance is NaN. NaN is a
     missing value, an infinite value (or one beyond float32's range) is invalid. An effect
     map with no valid voxel (all 0, or all NaN) and a variance map with no finite value
-    are one-line errors naming the file.
+    are one-line errors naming the file. ``rows_file``: also write the effect maps' values
+    there (:func:`~nipype_secondlevel.io.masked_data.add_map_row`, one pass for the mask
+    and the masked data).
     """
+    with ExitStack() as stack:
+        rows = None if rows_file is None else stack.enter_context(
+            open(stack.enter_context(atomic_path(rows_file)), "wb"))
+        return _summarize(paths, variance_paths, missing, rows)
+
+
+def _summarize(paths, variance_paths, missing, rows):
     first = load_img(paths[0], "input map")
     shape, affine = first.shape[:3], first.affine
     total = np.zeros(shape)
@@ -75,9 +86,13 @@ def summarize_maps(paths, variance_paths=(), missing=None):
     non_finite = np.zeros(shape, bool)
     example = ""
     variance_paths = list(variance_paths) or [None] * len(paths)
+    if rows is not None:
+        start_map_rows(rows, paths, shape)
     for path, variance_path in Progress("mask summaries").track(
             zip(paths, variance_paths), len(paths), "maps"):
         data, example = _read_checked(path, "input map", shape, affine, non_finite, example)
+        if rows is not None:
+            add_map_row(rows, data)
         variance = None
         if variance_path is not None:
             variance, example = _read_checked(variance_path, "variance map", shape, affine,

@@ -18,6 +18,7 @@ from ..interfaces import (
     GlassBrain,
     GroupMask,
     MaskedData,
+    MaskedDataFromRows,
     ResampleMaps,
     SelectMaps,
     Smooth,
@@ -76,11 +77,12 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
     data source's maps in the plan's row order) -> ``resample`` (maps not on the
     reference grid are moved to it, with a warning: exactly when they have its voxels
     in another order, else interpolated within their non-zero voxels) ->
-    ``summarize_maps`` (a MapNode, one pass over blocks of maps in parallel) -> ``mask``
-    (voxels NaN or infinite in any map are left out, with a warning) -> ``smooth``
-    (with ``--smoothing-fwhm``) -> ``masked_data`` (a MapNode reading blocks of maps in
-    parallel) -> ``stack_masked_data`` (the maps' masked values, one ``.npy`` read in
-    voxel chunks; with mixed or fixed effects also ``masked_variances`` ->
+    ``summarize_maps`` (a MapNode, one pass over blocks of maps in parallel, which also
+    keeps the maps' non-zero values) -> ``mask`` (voxels NaN or infinite in any map are
+    left out, with a warning) -> ``stack_masked_data`` (the maps' masked values from
+    that pass, one ``.npy`` read in voxel chunks; with ``--smoothing-fwhm``: ``smooth``
+    -> ``masked_data``, a MapNode reading blocks of the smoothed maps in parallel ->
+    ``stack_masked_data``; with mixed or fixed effects also ``masked_variances`` ->
     ``stack_masked_variances``, which refuses a variance of 0 or less in the mask) ->
     ``estimate`` (:class:`EstimateOLS`, or :class:`EstimateMixedEffects` with the
     first-level variances) -> ``contrast``, ``threshold``, ``labels`` (region names of
@@ -163,9 +165,12 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
     # merged. Left at nipype's default resource hints, it runs in the submitting process
     # on SLURM (a job per block would cost the demo more than it reads).
     zeros = bool(options.get("zeros_without_variance"))
+    # Unsmoothed volumes: the mask's pass also keeps the maps' values, the masked data
+    # are taken from them (each map read once).
+    one_pass = domain is None and not options.get("smoothing_fwhm")
     if domain is None:
         summaries = pe.MapNode(
-            SummarizeMaps(zeros_without_variance=zeros),
+            SummarizeMaps(zeros_without_variance=zeros, map_rows=one_pass),
             iterfield=["in_files", "variance_files"] if variances else ["in_files"],
             name="summarize_maps")
         if options.get("mask"):
@@ -198,9 +203,20 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
         workflow.connect(resample, "out_files", prepared, "in_files")
         if variances:
             workflow.connect(resample, "variance_files", prepared, "variance_files")
-    # The maps' masked values written once (n_maps x n_voxels .npy), read in blocks
-    # of maps; the estimate and the permutations read voxel chunks of it.
-    data_blocks, data = masked_data_nodes("masked_data")
+    # The maps' masked values written once (n_maps x n_voxels .npy), from the mask's pass
+    # or read in blocks of maps; the estimate and the permutations read voxel chunks of it.
+    if one_pass:
+        data = pe.Node(MaskedDataFromRows(), name="stack_masked_data", mem_gb=0.25)
+        workflow.connect([(summaries, data, [("rows_file", "rows_files")]),
+                          (mask, data, [("mask_file", "mask_file")])])
+    else:
+        data_blocks, data = masked_data_nodes("masked_data")
+        workflow.connect([
+            (prepared, data_blocks, [(("out_files", split_into_blocks, MAPS_PER_READ_BLOCK),
+                                       "in_files")]),
+            (mask, data_blocks, [("mask_file", "mask_file")]),
+            (data_blocks, data, [("data_file", "row_files")]),
+        ])
     if weighted:
         fixed = {"first_level_dof": options["first_level_dof"]} if options.get(
             "first_level_dof") else {}
@@ -248,10 +264,6 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
 
     # fmt: off
     workflow.connect([
-        (prepared, data_blocks, [(("out_files", split_into_blocks, MAPS_PER_READ_BLOCK),
-                                   "in_files")]),
-        (mask, data_blocks, [("mask_file", "mask_file")]),
-        (data_blocks, data, [("data_file", "row_files")]),
         (data, estimate, [("data_file", "data_file")]),
         (design_node, estimate, [("design_matrix", "design_matrix")]),
         (mask, estimate, [("mask_file", "mask_file")]),
