@@ -54,7 +54,7 @@ class _SummarizeMapsInputSpec(BaseInterfaceInputSpec):
 class _SummarizeMapsOutputSpec(TraitedSpec):
     summary_file = File(exists=True, desc="the maps' sum, coverage and non-finite voxels "
                         "(.npz, read by GroupMask)")
-    rows_file = File(desc="with map_rows: the maps' non-zero values (read by "
+    rows_file = File(exists=True, desc="with map_rows: the maps' non-zero values (read by "
                      "MaskedDataFromRows once the mask is known)")
 
 
