@@ -17,7 +17,7 @@ def test_demo_prints_progress_and_where_results_are(tmp_path, capsys):
                  "--work-dir", str(tmp_path / "work"), "--plugin", "MultiProc"])
     captured = capsys.readouterr()
     assert code == 0
-    assert "[19/19] demo_wf.sink: done" in captured.err
+    assert "[18/18] demo_wf.sink: done" in captured.err
     assert "demo_wf.group_analysis_wf.estimate: done in" in captured.err
     assert f"Results in {out}:" in captured.out
     assert "contrast-verticalVsHorizontal_stat-z_glassbrain.png" in captured.out
@@ -29,7 +29,7 @@ def test_demo_prints_progress_and_where_results_are(tmp_path, capsys):
     main(["demo", "--n-subjects", "6", "--out-dir", str(out),
           "--work-dir", str(tmp_path / "work"), "--plugin", "MultiProc"])
     captured = capsys.readouterr()
-    assert "1 node(s) executed, 18 from the cache" in captured.out
+    assert "1 node(s) executed, 17 from the cache" in captured.out
     assert "demo_wf.group_analysis_wf.estimate: cached" in captured.err
 
 
