@@ -380,3 +380,32 @@ with StopOnSignal():
 """, tmp_path)
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout.startswith("stopped after ") and float(done.stdout.split()[2]) < 1
+
+
+def test_a_worker_stopped_inside_nipype_s_run_node_returns_the_interrupted_failure():
+    """nipype's ``run_node`` swallows the interrupt and then reads the result file the
+    stopped node never wrote: the FileNotFoundError must not reach MultiProc's callback
+    (it printed a traceback on the console), the worker returns the stop's failure."""
+    from nipype_secondlevel.runtime import interrupts
+
+    def run_node(node, updatehash, taskid):  # the shape of nipype's, multiproc.py
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise FileNotFoundError("result_node.pklz") from None
+
+    def fails(node, updatehash, taskid):
+        raise ValueError("a failure of the node's own")
+
+    previous = signal.getsignal(signal.SIGINT)
+    saved, interrupts._state = interrupts._state, interrupts._State(os.getpid(), busy=False)
+    signal.signal(signal.SIGINT, interrupts._on_signal)
+    try:
+        with pytest.raises(ValueError):
+            interrupts.run_in_worker(fails, None, False, 7)
+        assert interrupts.run_in_worker(run_node, None, False, 7) == {
+            "result": None, "traceback": ["interrupted\n"], "taskid": 7}
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        interrupts._state = saved

@@ -111,7 +111,11 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 def run_in_worker(function, *args):
     """Run nipype's ``run_node(node, updatehash, taskid)`` in a MultiProc worker: a stop
-    signal interrupts the node; after one, no node starts (a failure is returned)."""
+    signal interrupts the node; after one, no node starts (a failure is returned).
+
+    ``run_node`` catches the interrupt itself and then reads the node's result file,
+    which the stopped node never wrote: that error, like any other raised once the
+    signal came, is the stop's, not a failure to report."""
     state = _state
     try:
         if state is None or state.signum is None:
@@ -120,6 +124,9 @@ def run_in_worker(function, *args):
             return function(*args)
     except KeyboardInterrupt:
         pass
+    except Exception:
+        if state is None or state.signum is None:
+            raise
     finally:
         if state is not None:
             state.busy = False
