@@ -37,6 +37,24 @@ def _in_ci():
     return os.environ.get("CI", "").strip().lower() == "true"
 
 
+def made_once(tmp_path_factory, name, make):
+    """The folder ``name`` made by ``make(folder)`` once per test run, shared by the
+    pytest-xdist workers: the first to ask makes it (under a lock), the others wait and
+    reuse it. Tests only read it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's
+    folder, made = root / f"shared-{name}", root / f"shared-{name}.made"
+    with open(root / f"shared-{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not made.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a maker that failed
+            folder.mkdir()
+            make(folder)
+            made.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def simulated(tmp_path_factory):
     """The simulated 16-subject paired sample, written by the Simulate interface."""
@@ -62,6 +80,16 @@ def demo_run(tmp_path_factory):
     out_dir, work_dir = base / "out", base / "work"
     summary = run_workflow(init_demo_wf(str(out_dir)), work_dir, progress=False)
     return out_dir, work_dir, summary
+
+
+@pytest.fixture(scope="session")
+def clean_demo(tmp_path_factory):
+    """The folder of one uninterrupted run of test_interruption.py's small demo command
+    (its out/ and work/ are the reference of the interruption and cache tests), made once
+    per test run."""
+    from test_interruption import run_clean_demo
+
+    return made_once(tmp_path_factory, "clean-demo", run_clean_demo)
 
 
 @pytest.fixture(scope="session")

@@ -7,15 +7,16 @@ before anything is written through it.
 One demo run is damaged in turn in each way (a result file cut short or deleted, an
 intermediate file deleted as a scratch purge would, ``masked_data.npy`` cut short or
 rewritten, a simulated map deleted) and rerun through the command each time; the
-reference is an undamaged run in another folder.
+reference is that run's own outputs before any damage (a copy).
 """
 
+import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 from nipype.pipeline.engine.utils import load_resultfile
+from test_interruption import DEMO as CLEAN_DEMO
 from test_interruption import ENV, assert_same_outputs, cli
 
 DEMO = ["demo", "--n-subjects", "4", "--out-dir", "out", "--work-dir", "work"]
@@ -27,13 +28,6 @@ def run_demo(folder):
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     return done.stderr
-
-
-@pytest.fixture(scope="module")
-def clean(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("clean")
-    run_demo(folder)
-    return folder
 
 
 def cut_short(path):
@@ -69,8 +63,10 @@ ROUNDS = [
 ]
 
 
-def test_each_damage_heals_on_the_next_run(tmp_path, clean):
+def test_each_damage_heals_on_the_next_run(tmp_path):
     run_demo(tmp_path)
+    clean = tmp_path / "clean"  # the outputs of this first run, before any damage
+    shutil.copytree(tmp_path / "out", clean / "out")
     for damages in ROUNDS:
         before = {}
         for what, target, damage, _ in damages:
@@ -87,23 +83,21 @@ def test_each_damage_heals_on_the_next_run(tmp_path, clean):
                 assert load_resultfile(str(path)).outputs is not None, what
             else:  # the work folder holds the same file again
                 assert path.read_bytes() == content, what
-        assert_same_outputs(tmp_path / "out", clean / "out", tmp_path, clean)
+        assert_same_outputs(tmp_path / "out", clean / "out", tmp_path, tmp_path)
 
 
-def test_a_node_folder_linked_out_of_the_work_folder_is_refused(tmp_path, clean):
-    """(after the damages: the clean run's work folder, copied, with one node folder
-    replaced by a link to a folder of the user's)"""
-    import shutil
-
-    shutil.copytree(clean / "work", tmp_path / "work", symlinks=True)
+def test_a_node_folder_linked_out_of_the_work_folder_is_refused(tmp_path, clean_demo):
+    """(the work folder of test_interruption.py's clean demo run, copied, with one node
+    folder replaced by a link to a folder of the user's)"""
+    shutil.copytree(clean_demo / "work", tmp_path / "work", symlinks=True)
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "notes.txt").write_text("mine\n")
     mask = tmp_path / ANALYSIS / "mask"
     shutil.rmtree(mask)
     mask.symlink_to(victim)
-    done = subprocess.run(cli(*DEMO), cwd=tmp_path, env=ENV, capture_output=True, text=True,
-                          timeout=300, check=False)
+    done = subprocess.run(cli(*CLEAN_DEMO), cwd=tmp_path, env=ENV, capture_output=True,
+                          text=True, timeout=300, check=False)
     assert done.returncode == 1
     error = (f"nipype-secondlevel: error: work folder {tmp_path / 'work'}: the folder of node "
              f"demo_wf.group_analysis_wf.mask leads out of it (to {victim}) through a symbolic "

@@ -99,11 +99,17 @@ def assert_complete(out, reference):
             assert path.read_bytes() == (Path(reference) / path.name).read_bytes(), path.name
 
 
-def test_sigkill_at_any_point_then_rerun_gives_the_clean_outputs(tmp_path):
-    clean_dir, killed_dir = tmp_path / "clean", tmp_path / "killed"
-    clean_dir.mkdir()
+def run_clean_demo(folder):
+    """One uninterrupted run of DEMO in ``folder`` (the ``clean_demo`` fixture, conftest.py):
+    the reruns that end the tests run the same command (the results folder records it)."""
+    done = subprocess.run(cli(*DEMO), cwd=folder, env=ENV, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_sigkill_at_any_point_then_rerun_gives_the_clean_outputs(tmp_path, clean_demo):
+    killed_dir = tmp_path / "killed"
     killed_dir.mkdir()
-    clean = start(cli(*DEMO), clean_dir, tmp_path / "clean.log")
     logs = {}
     for point in ("simulate", "estimate", "result", "hashfile", "sink"):
         marker, log = tmp_path / f"{point}.marker", tmp_path / f"{point}.log"
@@ -111,8 +117,7 @@ def test_sigkill_at_any_point_then_rerun_gives_the_clean_outputs(tmp_path):
         wait_for(marker, proc, log)
         out = killed_dir / "out"
         if point == "sink":
-            assert clean.wait(timeout=120) == 0, (tmp_path / "clean.log").read_text()
-            assert_complete(out, clean_dir / "out")
+            assert_complete(out, clean_demo / "out")
             assert temporary_files(out)  # a temporary file
         else:
             assert not out.exists() or not visible_files(out)
@@ -130,8 +135,7 @@ def test_sigkill_at_any_point_then_rerun_gives_the_clean_outputs(tmp_path):
     assert "was interrupted; its lock is released, resuming from the cache" in final.stderr
     assert re.search(r"^1 node\(s\) executed, \d+ from", final.stdout, re.MULTILINE)
     assert "demo_wf.sink: done" in final.stderr  # the one node run again
-    assert clean.wait(timeout=120) == 0
-    assert_same_outputs(killed_dir / "out", clean_dir / "out", killed_dir, clean_dir)
+    assert_same_outputs(killed_dir / "out", clean_demo / "out", killed_dir, clean_demo)
     # The one copy of the input data, read by the estimation in voxel chunks (the
     # demo's maps are one read block, which the masked data file is a hard link to).
     assert len({p.stat().st_ino for p in (killed_dir / "work").rglob("*.npy")}) == 1
@@ -174,16 +178,6 @@ def test_second_run_on_the_same_work_folder_stops_or_waits(tmp_path):
 INTERRUPTED = "nipype-secondlevel: interrupted; rerun the same command to resume"
 
 
-@pytest.fixture(scope="module")
-def clean_demo(tmp_path_factory):
-    """The folder of one uninterrupted run of DEMO (its out/ is the reference)."""
-    folder = tmp_path_factory.mktemp("clean")
-    done = subprocess.run(cli(*DEMO, "--quiet"), cwd=folder, env=ENV, capture_output=True,
-                          text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
-    return folder
-
-
 @pytest.mark.parametrize("plugin, points", [("Linear", ("simulate", "result", "sink")),
                                             ("MultiProc", ("estimate", "hashfile", "sink"))])
 def test_ctrl_c_exits_130_with_one_line_and_the_rerun_resumes(tmp_path, clean_demo, plugin,
@@ -205,8 +199,8 @@ def test_ctrl_c_exits_130_with_one_line_and_the_rerun_resumes(tmp_path, clean_de
         if (tmp_path / "out").exists():
             assert_complete(tmp_path / "out", clean_demo / "out")
     # The clean run's command (the results folder records it): the plugin changes nothing.
-    final = subprocess.run(cli(*DEMO, "--quiet"), cwd=tmp_path, env=ENV, capture_output=True,
-                           text=True, timeout=300, check=False)
+    final = subprocess.run(cli(*DEMO), cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                           timeout=300, check=False)
     assert final.returncode == 0, final.stderr
     assert_same_outputs(tmp_path / "out", clean_demo / "out", tmp_path, clean_demo)
 
@@ -229,8 +223,8 @@ def test_ctrl_c_at_random_moments_then_rerun(tmp_path, clean_demo):
             assert log.read_text().splitlines() == [INTERRUPTED]
         assert not list((tmp_path / "work").rglob("crash-*"))
         assert not list(tmp_path.rglob(".*.part*"))
-    final = subprocess.run(cli(*DEMO, "--quiet"), cwd=tmp_path, env=ENV, capture_output=True,
-                           text=True, timeout=300, check=False)
+    final = subprocess.run(cli(*DEMO), cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                           timeout=300, check=False)
     assert final.returncode == 0, final.stderr
     assert_same_outputs(tmp_path / "out", clean_demo / "out", tmp_path, clean_demo)
 
