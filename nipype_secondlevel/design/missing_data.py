@@ -25,6 +25,7 @@ from ..io.errors import InputWarning, bad_input
 from ..io.files import save_arrays, save_img
 from ..io.images import unmask
 from ..io.masked_data import iter_voxel_chunks, masked_data_shape
+from ..io.naming import BETA_NAME
 from ..io.sidecars import generated_by, source_fields, write_sidecar
 from ..stats.coverage import CoverageFit, fit_with_missing
 from ..stats.missing import (
@@ -111,7 +112,7 @@ def fit_missing_values(X, Y, V, method, settings, first_level_dof, out, mask, af
     analysed = fit.dof[fit.analysed]
     results = {
         "beta": save_img(unmask(np.nan_to_num(fit.beta), mask, affine, dtype=np.float64),
-                         out / "beta.nii.gz"),
+                         out / BETA_NAME),
         "dof": float(np.median(analysed)) if analysed.size else 0.0,
         "coverage_fit": _save_fit(out / "coverage_fit.npz", fit, ~np.isnan(Y)),
         "coverage_map": save_count_map(out / "coverage.nii.gz", fit.n_present, mask, affine,

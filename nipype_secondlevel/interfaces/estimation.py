@@ -24,6 +24,7 @@ from ..io.errors import bad_input
 from ..io.files import save_arrays, save_img
 from ..io.images import load_mask, load_masked_data, unmask
 from ..io.masked_data import iter_voxel_chunks, masked_data_shape, voxel_chunk_size
+from ..io.naming import BETA_NAME
 from ..io.progress import Progress
 from ..io.tables import read_design
 from ..spec import DEFAULTS, VOXEL_BLOCK
@@ -142,7 +143,7 @@ class EstimateOLS(SimpleInterface):
             residual_variance[cols] = fit.residual_variance
             del y, fit
         self._results["beta"] = save_img(
-            unmask(beta, mask, mask_img, dtype=np.float64), out / "beta.nii.gz"
+            unmask(beta, mask, mask_img, dtype=np.float64), out / BETA_NAME
         )
         self._results["residual_variance"] = save_img(
             unmask(residual_variance, mask, mask_img, dtype=np.float64),

@@ -26,6 +26,7 @@ from ..io.masked_data import (
     masked_data_shape,
     voxel_chunk_size,
 )
+from ..io.naming import BETA_NAME
 from ..io.progress import Progress
 from ..io.sidecars import generated_by, source_fields, write_sidecar
 from ..io.tables import read_design
@@ -133,7 +134,7 @@ class EstimateMixedEffects(SimpleInterface):
                                        progress=Progress("estimate"))
         dof = min(shape[0] * self.inputs.first_level_dof, DOF_MAX) if fixed else fit.dof
         self._results["beta"] = save_img(
-            unmask(fit.beta, mask, mask_img, dtype=np.float64), out / "beta.nii.gz"
+            unmask(fit.beta, mask, mask_img, dtype=np.float64), out / BETA_NAME
         )
         self._results["cov_beta"] = save_arrays(out / "cov_beta.npy", fit.cov_beta)
         if not fixed:
