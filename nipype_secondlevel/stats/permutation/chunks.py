@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from ...spec import DEFAULTS
 from .. import spatial
+from ..glm import BLAS_THREADS
 from . import sign_tables
 from .model import VOXEL_BLOCK, prepare_data, score_to_t, spatial_map
 from .plans import (
@@ -50,11 +51,6 @@ SIGN_TABLE_MAX_SUBJECTS = 128
 
 #: Bytes of fixed working memory of a chunk (pattern batches, voxel tiles).
 FIXED_BYTES = 64 * 2**20
-
-#: BLAS threads of the matrix products: chunks are the unit of parallelism (one
-#: process per core under MultiProc or SLURM), and threads of small products on
-#: busy cores cost far more than they gain.
-BLAS_THREADS = 1
 
 
 @dataclass(frozen=True)
