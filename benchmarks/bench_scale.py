@@ -28,11 +28,22 @@ MultiProc --n-procs P``, alternately in the same run, and prints:
 - with ``--n-perm P``: after each plain run, the same command with ``--correction
   maxT --n-perm P`` (same plugin, a fresh work folder): its time against the plain
   run's, its permutation chunks' and merge's spans and the peak memory of its
-  process tree.
+  process tree;
+- the disk: each run's work folder (its files, hard links counted once) and the least
+  free space seen during the run; a run is stopped (and the script with it) when the
+  free space falls below ``--min-free-gb``.
+
+With ``--distinct K``, N > K inputs are K distinct simulated maps, each hard-linked
+under new names (input i is map i mod K): simulating 10,000 distinct maps takes over an
+hour on 2 cores. Both the plain read and the command read the same N files, mostly from
+the page cache (K maps of 0.88 MiB), so the ratios then measure the decompression and
+the pipeline, not the disk. The z check then fits nilearn on the K distinct maps: with
+every map repeated N / K times the mean is the same and t scales by sqrt((N - 1) / (K - 1)).
 
     python benchmarks/bench_scale.py [--sizes 500 1000 2000] [--mem-gb 2] [--n-procs 2]
                                      [--plugins Linear MultiProc] [--n-perm 1000]
                                      [--base /work/scale-data] [--keep]
+                                     [--distinct 1000] [--min-free-gb 5]
 
 Targets: the whole ``run`` with MultiProc <= 2.5x the plain read at 1,000 maps and
 <= 1.5x at 10,000; time linear in N; peak memory of the process tree <= --mem-gb (2 GiB);
@@ -120,6 +131,32 @@ def simulate_worker(folder, indices, seed):
         os.replace(tmp, path)
 
 
+def inputs(base, n, distinct=0, seed=0):
+    """Paths of n input maps: simulated, or with ``distinct`` (< n) that many simulated
+    maps, input i a hard link to map i mod distinct (in ``base/linked-<distinct>``)."""
+    if not distinct or n <= distinct:
+        return simulate(base / "maps", n, seed=seed)
+    maps = simulate(base / "maps", distinct, seed=seed)
+    folder = base / f"linked-{distinct}"
+    folder.mkdir(exist_ok=True)
+    paths = [folder / f"sub-{i + 1:05d}_effect.nii.gz" for i in range(n)]
+    for i, path in enumerate(paths):
+        source = maps[i % distinct]
+        if not (path.exists() and os.path.samefile(path, source)):
+            path.unlink(missing_ok=True)
+            os.link(source, path)
+    return [str(p) for p in paths]
+
+
+def describe_inputs(n, distinct):
+    if not distinct or n <= distinct:
+        return f"{n:,} distinct simulated maps"
+    return (f"{n:,} inputs made of {distinct:,} distinct simulated maps, each hard-linked "
+            f"{n / distinct:g} times under new names (the plain read and the run read the "
+            f"same files, mostly from the page cache: the ratios measure decompression and "
+            f"the pipeline, not the disk)")
+
+
 # --- one run of the command ------------------------------------------------------------
 
 def write_table(paths, path):
@@ -180,17 +217,45 @@ def tree_rss(pid):
     return total
 
 
-def measured_run(cmd):
+def free_bytes(folder):
+    return shutil.disk_usage(folder).free
+
+
+def folder_bytes(folder):
+    """Disk used by the files under ``folder`` (allocated blocks; hard links once)."""
+    seen, total = set(), 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            info = os.lstat(os.path.join(root, name))
+            if (info.st_dev, info.st_ino) not in seen:
+                seen.add((info.st_dev, info.st_ino))
+                total += info.st_blocks * 512
+    return total
+
+
+LEAST_FREE = {}  # the least free disk space seen during the last measured run, bytes
+
+
+def measured_run(cmd, disk=None, min_free=0):
     """Run ``cmd``; return (stdout, wall seconds, sampled tree peak and wait4 maxrss in
-    bytes, CPU seconds of the process and its waited-for children)."""
+    bytes, CPU seconds of the process and its waited-for children). With ``disk`` (a
+    folder), the free space there is sampled too (``LEAST_FREE["bytes"]``); below
+    ``min_free`` bytes the run is stopped (its process group) and the script exits."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
     peak = [0]
+    least = [free_bytes(disk) if disk else 0]
+    stopped = []
     done = threading.Event()
 
     def sample():
         while not done.is_set():
             peak[0] = max(peak[0], tree_rss(proc.pid))
+            if disk:
+                least[0] = min(least[0], free_bytes(disk))
+                if least[0] < min_free and not stopped:
+                    stopped.append(least[0])
+                    os.killpg(proc.pid, 15)
             done.wait(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -201,12 +266,16 @@ def measured_run(cmd):
     done.set()
     sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
+    LEAST_FREE["bytes"] = least[0]
+    if stopped:
+        raise SystemExit(f"stopped: {stopped[0] / GIB:.1f} GiB free on the disk of {disk}, "
+                         f"less than --min-free-gb {min_free / GIB:g}: {' '.join(cmd)}")
     if proc.returncode:
         raise SystemExit(f"run failed: {' '.join(cmd)}")
     return out, seconds, peak[0], usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
-def read_child(plugin, n, work, base, n_procs):
+def read_child(plugin, n, work, base, n_procs, distinct):
     """(child process) Read the first n maps into the masked data file, as the workflow does."""
     from nipype.pipeline import engine as pe
 
@@ -214,7 +283,7 @@ def read_child(plugin, n, work, base, n_procs):
     from nipype_secondlevel.runtime.execution import run_workflow
     from nipype_secondlevel.workflows.group_analysis import masked_data_nodes
 
-    paths = simulate(base / "maps", n)
+    paths = inputs(base, n, distinct)
     wf = pe.Workflow(name="read_wf")
     blocks, stack = masked_data_nodes("masked_data")
     blocks.inputs.in_files = split_into_blocks(paths, MAPS_PER_READ_BLOCK)
@@ -227,7 +296,7 @@ def read_child(plugin, n, work, base, n_procs):
     print(own.ru_utime + own.ru_stime, workers.ru_utime + workers.ru_stime)
 
 
-def read_ab(n, base, n_procs, repeats):
+def read_ab(n, base, n_procs, repeats, distinct):
     """Reading n maps into the masked data file (blocks, then their stack), Linear and
     MultiProc in turn (L M M L ...), each in a new process: {plugin: [(wall, cpu), ...]}."""
     import nibabel as nib
@@ -243,7 +312,7 @@ def read_ab(n, base, n_procs, repeats):
             load = os.getloadavg()[0]
             out, wall, _, _, cpu = measured_run([
                 sys.executable, __file__, "--base", str(base), "--n-procs", str(n_procs),
-                "--read-child", plugin, str(n), str(work)])
+                "--distinct", str(distinct), "--read-child", plugin, str(n), str(work)])
             times[plugin].append((wall, cpu))
             own, workers = map(float, out.split()[-2:])
             print(f"  reading {n} maps, {plugin:9s} (load {load:4.1f}): {wall:6.1f} s wall, "
@@ -253,24 +322,24 @@ def read_ab(n, base, n_procs, repeats):
     return times
 
 
-def plain_child(n, base):
-    """(child process) Read the first n maps once with nibabel, their in-mask values."""
+def plain_child(n, base, distinct):
+    """(child process) Read the n input maps once with nibabel, their in-mask values."""
     import nibabel as nib
 
     mask = np.asarray(nib.load(base / "read_ab_mask.nii.gz").dataobj) > 0
-    for path in simulate(base / "maps", n):
+    for path in inputs(base, n, distinct):
         np.asarray(nib.load(path).dataobj, dtype=np.float32)[mask]
 
 
-def measure_plain(n, base):
-    """(wall, CPU seconds, load) of one plain process reading the first n maps."""
+def measure_plain(n, base, distinct):
+    """(wall, CPU seconds, load) of one plain process reading the n input maps."""
     import nibabel as nib
     from nilearn.datasets import load_mni152_brain_mask
 
     nib.save(load_mni152_brain_mask(resolution=2), base / "read_ab_mask.nii.gz")
     load = os.getloadavg()[0]
     _, wall, _, _, cpu = measured_run([sys.executable, __file__, "--base", str(base),
-                                       "--plain-child", str(n)])
+                                       "--distinct", str(distinct), "--plain-child", str(n)])
     print(f"N = {n:5d} plain read with nibabel, one process (load {load:4.1f}): {wall:7.1f} s "
           f"({1000 * wall / n:5.1f} ms per map, CPU {cpu:6.1f} s)", flush=True)
     return wall, cpu, load
@@ -322,14 +391,28 @@ def measure_estimate(n, base, mem_gb):
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def compare_with_nilearn(paths, z_map, mask):
+def compare_with_nilearn(paths, z_map, mask, distinct=0):
+    """Largest |z - nilearn's z| in the mask, and the mask's voxels. With ``distinct``
+    maps each repeated len(paths) / distinct times (in order), nilearn fits the distinct
+    ones and its t is rescaled: same mean, sums of squares x r, so t x sqrt((N-1)/(K-1)),
+    then z from Student's t with N - 1 degrees of freedom."""
     import nibabel as nib
     import pandas as pd
     from nilearn.glm.second_level import SecondLevelModel
+    from scipy import stats
 
-    design = pd.DataFrame({"intercept": np.ones(len(paths))})
-    model = SecondLevelModel(mask_img=mask).fit(paths, design_matrix=design)
-    expected = model.compute_contrast("intercept", output_type="z_score").get_fdata()
+    n = len(paths)
+    repeated = bool(distinct) and n > distinct and n % distinct == 0
+    fitted = paths[:distinct] if repeated else paths
+    design = pd.DataFrame({"intercept": np.ones(len(fitted))})
+    model = SecondLevelModel(mask_img=mask).fit(fitted, design_matrix=design)
+    if repeated:
+        t = model.compute_contrast("intercept", output_type="stat").get_fdata()
+        t *= np.sqrt((n - 1) / (distinct - 1))
+        expected = np.where(t > 0, stats.norm.isf(stats.t.sf(t, n - 1)),
+                            stats.norm.ppf(stats.t.cdf(t, n - 1)))
+    else:
+        expected = model.compute_contrast("intercept", output_type="z_score").get_fdata()
     inside = nib.load(mask).get_fdata() > 0
     ours = nib.load(z_map).get_fdata()
     return float(np.abs(ours[inside] - expected[inside]).max()), int(inside.sum())
@@ -349,8 +432,10 @@ def measure(n, paths, args, plugin, n_perm=0):
     table = write_table(paths[:n], folder / "inputs.tsv")
     work, out = folder / "work", folder / "out"
     load = os.getloadavg()[0]
+    free_before = free_bytes(args.base)
     _, seconds, tree_peak, maxrss, cpu = measured_run(
-        command(table, work, out, plugin, args.mem_gb, args.n_procs, n_perm))
+        command(table, work, out, plugin, args.mem_gb, args.n_procs, n_perm),
+        disk=args.base, min_free=args.min_free_gb * GIB)
     analysis = work / "group_wf" / "group_analysis_wf"
     data_file = analysis / "stack_masked_data" / "masked_data.npy"
     reads = analysis / "masked_data" / "mapflow"
@@ -366,6 +451,7 @@ def measure(n, paths, args, plugin, n_perm=0):
         "blocks": len(list(reads.iterdir())) if reads else 0,
         "z_map": out / "contrast-intercept_stat-z_statmap.nii.gz",
         "mask_file": out / "desc-group_mask.nii.gz", "folder": folder,
+        "work_bytes": folder_bytes(work), "least_free": LEAST_FREE["bytes"],
     }
     what = f"maxT, {n_perm:,} permutations" if n_perm else "plain"
     print(f"N = {n:5d} {plugin:9s} {what} (load {load:4.1f}): {seconds:7.1f} s whole command "
@@ -375,6 +461,9 @@ def measure(n, paths, args, plugin, n_perm=0):
           f"(stacking) {row['stack']:4.1f} s; peak memory "
           f"{tree_peak / GIB:.2f} GiB (process tree), {maxrss / GIB:.2f} GiB (largest "
           f"process); masked data {row['data_bytes'] / GIB:.2f} GiB", flush=True)
+    print(f"  disk: work folder {row['work_bytes'] / GIB:.2f} GiB "
+          f"({row['work_bytes'] / n / 2**20:.2f} MiB per map); free {free_before / GIB:.1f} GiB "
+          f"before the run, {row['least_free'] / GIB:.1f} GiB at least during it", flush=True)
     if n_perm:
         permutations = analysis / "permutation_wf"
         chunks = permutations / "chunks" / "mapflow"
@@ -406,6 +495,12 @@ def main():
     parser.add_argument("--estimate-maps", type=int, nargs="*", default=[],
                         help="also run the estimate node alone on this many maps (e.g. 10000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated maps")
+    parser.add_argument("--distinct", type=int, default=0,
+                        help="simulate only this many distinct maps; larger N are hard links "
+                        "to them under new names, input i to map i mod K (0: N distinct)")
+    parser.add_argument("--min-free-gb", type=float, default=5.0,
+                        help="stop a run (and the script) when the free disk space of --base "
+                        "falls below this (GiB)")
     # internal: the simulation workers
     parser.add_argument("--simulate-into", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--indices", type=int, nargs="*", help=argparse.SUPPRESS)
@@ -420,20 +515,23 @@ def main():
         return estimate_child(args.estimate_child, args.base / f"estimate_{args.estimate_child}",
                               args.mem_gb)
     if args.plain_child:
-        return plain_child(args.plain_child, args.base)
+        return plain_child(args.plain_child, args.base, args.distinct)
     if args.read_child:
         plugin, n, work = args.read_child
-        return read_child(plugin, int(n), Path(work), args.base, args.n_procs)
+        return read_child(plugin, int(n), Path(work), args.base, args.n_procs, args.distinct)
 
     sizes = sorted(args.sizes)
     t0 = time.perf_counter()
-    paths = simulate(args.base / "maps", max(*sizes, args.read_maps, 1), seed=args.seed)
-    print(f"simulated {len(paths)} maps (MNI152 2 mm grid, float32 .nii.gz, "
-          f"{os.path.getsize(paths[0]) / 2**20:.2f} MiB each) in "
+    n_inputs = max(*sizes, args.read_maps, 1)
+    paths = inputs(args.base, n_inputs, args.distinct, seed=args.seed)
+    print(f"inputs: {describe_inputs(n_inputs, args.distinct)} (MNI152 2 mm grid, float32 "
+          f".nii.gz, {os.path.getsize(paths[0]) / 2**20:.2f} MiB each), simulated in "
           f"{time.perf_counter() - t0:.0f} s (reused if present); {os.cpu_count()} cores, "
-          f"--mem-gb {args.mem_gb:g}, MultiProc --n-procs {args.n_procs}", flush=True)
+          f"--mem-gb {args.mem_gb:g}, MultiProc --n-procs {args.n_procs}; "
+          f"{free_bytes(args.base) / GIB:.1f} GiB free on the disk", flush=True)
     if args.read_maps:
-        times = read_ab(args.read_maps, args.base, args.n_procs, args.read_repeats)
+        times = read_ab(args.read_maps, args.base, args.n_procs, args.read_repeats,
+                        args.distinct)
         (l_wall, l_cpu), (m_wall, m_cpu) = (np.sum(times[p], axis=0)
                                             for p in ("Linear", "MultiProc"))
         runs = len(times["Linear"]) * args.read_maps / 1000
@@ -450,9 +548,12 @@ def main():
     for i, n in enumerate(sizes):
         # A/B in turn, the order alternating with N, so that load drifts fall on both.
         plugins = args.plugins if i % 2 == 0 else args.plugins[::-1]
-        plain_wall, plain_cpu, _ = measure_plain(n, args.base)
+        print(f"N = {n:5d}: {describe_inputs(n, args.distinct)}", flush=True)
+        plain_wall, plain_cpu, _ = measure_plain(n, args.base, args.distinct)
         for plugin in plugins:
             rows[n, plugin] = measure(n, paths, args, plugin)
+            if not args.keep:  # the outputs stay for the check against nilearn
+                shutil.rmtree(rows[n, plugin]["folder"] / "work", ignore_errors=True)
             target = {1000: " (target <= 2.5x)", 10000: " (target <= 1.5x)"}.get(n, "")
             print(f"N = {n:5d} {plugin}: whole command / plain nibabel read = "
                   f"{rows[n, plugin]['seconds'] / plain_wall:.2f}x wall{target}, "
@@ -479,9 +580,12 @@ def main():
         return 0
     first = rows[sizes[0], first_plugin]
     diff, n_vox = compare_with_nilearn(paths[:sizes[0]], str(first["z_map"]),
-                                       str(first["mask_file"]))
+                                       str(first["mask_file"]), args.distinct)
+    how = (f" (nilearn fitted on the {args.distinct:,} distinct maps, t rescaled)"
+           if args.distinct and sizes[0] > args.distinct and sizes[0] % args.distinct == 0
+           else "")
     print(f"N = {sizes[0]}: max |z - nilearn SecondLevelModel z| = {diff:.2e} over "
-          f"{n_vox} voxels")
+          f"{n_vox} voxels{how}")
     if not args.keep:
         shutil.rmtree(first["folder"], ignore_errors=True)
     peak = max(max(r["tree_peak"], r["maxrss"]) for r in rows.values())
