@@ -403,7 +403,9 @@ def compare_with_nilearn(paths, z_map, mask, distinct=0):
 
     n = len(paths)
     repeated = bool(distinct) and n > distinct and n % distinct == 0
-    fitted = paths[:distinct] if repeated else paths
+    # nilearn 0.14 checks a list's fields of view pairwise, loading each path anew for
+    # each pair (quadratic: hours at 1,000 paths); images loaded once compare at once.
+    fitted = [nib.load(p) for p in (paths[:distinct] if repeated else paths)]
     design = pd.DataFrame({"intercept": np.ones(len(fitted))})
     model = SecondLevelModel(mask_img=mask).fit(fitted, design_matrix=design)
     if repeated:
