@@ -152,6 +152,11 @@ def inputs(base, n, distinct=0, seed=0):
     return [str(p) for p in paths]
 
 
+def repeated(n, distinct):
+    """Whether n inputs are ``distinct`` maps each repeated the same number of times."""
+    return bool(distinct) and n > distinct and n % distinct == 0
+
+
 def describe_inputs(n, distinct):
     if not distinct or n <= distinct:
         return f"{n:,} distinct simulated maps"
@@ -406,13 +411,13 @@ def compare_with_nilearn(paths, z_map, mask, distinct=0):
     from scipy import stats
 
     n = len(paths)
-    repeated = bool(distinct) and n > distinct and n % distinct == 0
+    rescale = repeated(n, distinct)
     # nilearn 0.14 checks a list's fields of view pairwise, loading each path anew for
     # each pair (quadratic: hours at 1,000 paths); images loaded once compare at once.
-    fitted = [nib.load(p) for p in (paths[:distinct] if repeated else paths)]
+    fitted = [nib.load(p) for p in (paths[:distinct] if rescale else paths)]
     design = pd.DataFrame({"intercept": np.ones(len(fitted))})
     model = SecondLevelModel(mask_img=mask).fit(fitted, design_matrix=design)
-    if repeated:
+    if rescale:
         t = model.compute_contrast("intercept", output_type="stat").get_fdata()
         t *= np.sqrt((n - 1) / (distinct - 1))
         expected = np.where(t > 0, stats.norm.isf(stats.t.sf(t, n - 1)),
@@ -585,8 +590,7 @@ def main():
     if not sizes:
         return 0
     first = rows[sizes[0], first_plugin]
-    repeated = args.distinct and sizes[0] > args.distinct and sizes[0] % args.distinct == 0
-    fitted = args.distinct if repeated else sizes[0]
+    fitted = args.distinct if repeated(sizes[0], args.distinct) else sizes[0]
     if fitted > NILEARN_CHECK_MAX:
         print(f"N = {sizes[0]}: z not checked against nilearn (its SecondLevelModel would fit "
               f"{fitted:,} maps, more than {NILEARN_CHECK_MAX} in memory)")
@@ -594,7 +598,7 @@ def main():
         diff, n_vox = compare_with_nilearn(paths[:sizes[0]], str(first["z_map"]),
                                            str(first["mask_file"]), args.distinct)
         how = (f" (nilearn fitted on the {args.distinct:,} distinct maps, t rescaled)"
-               if repeated else "")
+               if repeated(sizes[0], args.distinct) else "")
         print(f"N = {sizes[0]}: max |z - nilearn SecondLevelModel z| = {diff:.2e} over "
               f"{n_vox} voxels{how}")
     if not args.keep:
