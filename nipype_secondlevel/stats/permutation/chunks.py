@@ -307,10 +307,10 @@ def _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb, pro
                 at_rows = slice(rows.start + lo - start, rows.stop + lo - start)
                 for tile in _tiles(data.n_voxels):
                     at = slice(cols.start + tile.start, cols.start + tile.stop)
-                    _, above, maps[rows, at] = projection_pass(
+                    _, above, _ = projection_pass(
                         model, weights, data.residuals[:, tile], data.scale[tile],
                         options.tail, None if threshold is None else threshold[at],
-                        maxima=best[at_rows], store=True)
+                        maxima=best[at_rows], store=True, out=maps[rows, at])
                     if above is not None:
                         exceed[at] += above
         store_spatial_maxima(spatial_map(model, maps), graph, options,

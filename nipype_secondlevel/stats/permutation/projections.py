@@ -57,7 +57,7 @@ def _projection_pass(projections, n_pat, q, dof, tiny, zero, threshold, two_side
 
 
 def projection_pass(model, weights, residuals, scale, tail, threshold=None, maxima=None,
-                    store=False):
+                    store=False, out=None):
     """t or F of patterns at a voxel tile, their tail maxima and exceedance counts.
 
     Parameters
@@ -74,6 +74,9 @@ def projection_pass(model, weights, residuals, scale, tail, threshold=None, maxi
         Running maxima updated in place (None: start from -inf).
     store : bool
         Return the statistics too.
+    out : array (n_patterns, w) or None
+        Where ``store`` writes them (None: a new array), e.g. rows and columns of a
+        larger buffer, which saves a copy.
 
     Returns
     -------
@@ -86,7 +89,8 @@ def projection_pass(model, weights, residuals, scale, tail, threshold=None, maxi
     width = projections.shape[1]
     maxima = np.full(n_pat, -np.inf) if maxima is None else maxima
     counts = np.zeros(width, np.int64)
-    out = np.empty((n_pat, width) if store else (1, 1))
+    if out is None:
+        out = np.empty((n_pat, width) if store else (1, 1))
     count = threshold is not None
     _projection_pass(projections, n_pat, model.q, float(model.dof), glm.TINY, scale == 0,
                      np.zeros(width) if threshold is None else np.asarray(threshold, float),
