@@ -329,6 +329,9 @@ def tfce_pass(values, neighbours, forward, thresholds, positive, negative, E, H,
 def _tfce_work(values, neighbours, forward, thresholds, positive, negative, E, H, voxel_map,
                weights, level, padded, up, basin, joining, pair, saddle):
     """:func:`tfce_pass` with its work arrays given."""
+    # unsigned indices: numba checks every signed index for wraparound (1.14x)
+    neighbours, forward, up = neighbours.view(np.uint32), forward.view(np.uint32), up.view(
+        np.uint32)
     starts = _signed_levels(values, positive, negative, thresholds, level)
     n_basins = _basins(values, neighbours, level, starts, voxel_map or weights is not None,
                        padded, up, basin, joining)
