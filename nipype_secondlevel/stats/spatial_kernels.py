@@ -330,8 +330,8 @@ def _tfce_work(values, neighbours, forward, thresholds, positive, negative, E, H
                weights, level, padded, up, basin, joining, pair, saddle):
     """:func:`tfce_pass` with its work arrays given."""
     # unsigned indices: numba checks every signed index for wraparound (1.14x)
-    neighbours, forward, up = neighbours.view(np.uint32), forward.view(np.uint32), up.view(
-        np.uint32)
+    neighbours, forward = neighbours.view(np.uint32), forward.view(np.uint32)
+    up = up.view(np.uint32)
     starts = _signed_levels(values, positive, negative, thresholds, level)
     n_basins = _basins(values, neighbours, level, starts, voxel_map or weights is not None,
                        padded, up, basin, joining)
