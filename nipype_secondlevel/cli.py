@@ -18,6 +18,7 @@ from pathlib import Path
 from .cli_model import resolve_with_model
 from .cli_options import PROG, build_parser, given_options, join_dash_values
 from .io.errors import InputError, bad_input, escaped
+from .io.private import remove_private_folders
 from .runtime.console import one_line_warnings, stopped_line
 from .runtime.execution import WorkflowFailed, default_chunks  # (imports no nipype)
 from .spec import PERMUTATION_CORRECTIONS, OptionError, option, resolve
@@ -273,6 +274,7 @@ def main(argv=None):
         return 1
     except KeyboardInterrupt as err:
         signum = getattr(err, "signum", signal.SIGINT)
+        remove_private_folders()  # what the writers it stopped were writing
         if os.getpid() != pid:  # a forked worker unwinding a copy of this stack: be silent
             os._exit(128 + signum)
         print(stopped_line(PROG, signum), file=sys.stderr)

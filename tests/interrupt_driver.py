@@ -12,6 +12,8 @@ Points:
   result    nipype is writing the estimate node's result file (half of it written)
   hashfile  the estimate node's result file is written; nipype has not yet marked
             the node finished (its "_unfinished" hash file is still there)
+  scratch   the private folder the p map is written in is made; its writer has not
+            started (nor set up its clean-up)
   sink      the 3rd exported file is written to its temporary name in the output
             folder, not renamed
 
@@ -83,6 +85,15 @@ def main():
         return chunk
 
     patch("read_voxel_chunk", read_voxel_chunk)
+
+    original_mkdir = os.mkdir
+
+    def mkdir(path, *a, **k):
+        original_mkdir(path, *a, **k)
+        if point == "scratch" and Path(path).name.startswith(".p.nii.gz."):
+            pause()
+
+    os.mkdir = mkdir
 
     from nipype.pipeline.engine import utils as engine_utils
 

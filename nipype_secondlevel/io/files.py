@@ -13,12 +13,13 @@ import math
 import os
 import shutil
 import stat
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+
+from .private import private_folder, remove_private_folder
 
 
 def _current_umask():
@@ -45,15 +46,14 @@ def atomic_path(path):
     symbolic link at ``path`` is replaced, never written through.
     """
     path = Path(path)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=PART_SUFFIX,
-                                    dir=path.parent))
-    tmp = scratch / path.name
+    scratch = private_folder(path.parent, f".{path.name}.", PART_SUFFIX)
     try:
+        tmp = scratch / path.name
         yield tmp
         os.chmod(tmp, FILE_MODE, follow_symlinks=False)
         os.replace(tmp, path)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)  # our own new folder: never a link
+        remove_private_folder(scratch)  # our own new folder: never a link
 
 
 def _strict(value, where="JSON"):

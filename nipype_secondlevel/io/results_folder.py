@@ -21,15 +21,14 @@ not ours (or, asked to, keeps it untouched and says so in one line).
 """
 
 import os
-import shutil
 import stat
-import tempfile
 import warnings
 from pathlib import Path
 from typing import NamedTuple
 
 from .errors import InputWarning, bad_input
 from .files import copy_file, regular_file_sha256, write_json
+from .private import private_folder, remove_private_folder
 
 MANIFEST = ".nipype-secondlevel-results.json"
 #: The results folder's lock (written by :mod:`nipype_secondlevel.runtime`): not a
@@ -166,7 +165,7 @@ def survey_folder(folder, inputs=(), where=None):
 
 def _proven_staging(path, info):
     """True for a staging folder of ours: this user's, a real folder (not a link) that
-    no one else may write in (0700, as ``mkdtemp`` made it), holding our marker."""
+    no one else may write in (0700, as :func:`.private.private_folder` made it), holding our marker."""
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() \
             or info.st_mode & 0o077:
         return False
@@ -190,15 +189,9 @@ def _new_staging(folder):
 
     Only this process writes in it, so everything it holds is ours: the staged
     results, and a killed export's partial copy, removed with it by the next export."""
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
+    staging = private_folder(folder, STAGING_PREFIX)
     write_json(staging / MANIFEST, {"generated_by": "nipype-secondlevel", "files": {}})
     return staging
-
-
-def _remove_staging(path):
-    """Remove a staging folder of ours and what it holds (links are removed, never
-    followed)."""
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _summary(names):
@@ -233,7 +226,7 @@ def export_results(folder, pairs, inputs=()):
     folder.mkdir(parents=True, exist_ok=True)
     before = survey_folder(folder, inputs)
     for leftover in before.leftovers:
-        _remove_staging(folder / leftover)
+        remove_private_folder(folder / leftover)
     staging = _new_staging(folder)
     try:
         staged = {name: regular_file_sha256(copy_file(source, staging / name))
@@ -254,7 +247,7 @@ def export_results(folder, pairs, inputs=()):
                       if name in before.inputs and name not in staged})
         _write_manifest(folder, final, staging)
     finally:
-        _remove_staging(staging)
+        remove_private_folder(staging)
     return [str((folder / name).absolute()) for name in names]
 
 
@@ -339,10 +332,9 @@ def check_writable_folder(path, option):
     if not existing.is_dir():
         raise bad_input(f"{option} {path}", f"cannot be created: {existing} is not a folder")
     try:
-        fd, probe = tempfile.mkstemp(prefix=".nipype-secondlevel-probe.", dir=existing)
+        probe = private_folder(existing, ".nipype-secondlevel-probe.")
     except OSError as err:
         where = "" if existing == path else f" ({existing}, where it would be created)"
         raise bad_input(f"{option} {path}", f"cannot be written{where}: "
                         f"{err.strerror or err}") from err
-    os.close(fd)
-    os.unlink(probe)
+    remove_private_folder(probe)

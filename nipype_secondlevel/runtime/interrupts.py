@@ -29,6 +29,8 @@ import threading
 import time
 from contextlib import contextmanager
 
+from ..io.private import remove_private_folders
+
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -130,6 +132,8 @@ def run_in_worker(function, *args):
     finally:
         if state is not None:
             state.busy = False
+        # What the writers a stop interrupted left (run_node may also have swallowed it).
+        remove_private_folders()
     return {"result": None, "traceback": ["interrupted\n"], "taskid": args[-1]}
 
 
