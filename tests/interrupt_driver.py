@@ -16,6 +16,8 @@ Points:
             started (nor set up its clean-up)
   sink      the 3rd exported file is written to its temporary name in the output
             folder, not renamed
+  fork      MultiProc's pool has forked its first worker, not yet the others (nor
+            started the thread that would give them nodes)
 
 The driver dies with the process that started it (a stopped test run leaves no
 driver paused forever), and so do the run's MultiProc workers.
@@ -94,6 +96,17 @@ def main():
             pause()
 
     os.mkdir = mkdir
+
+    import multiprocessing.process
+
+    original_start = multiprocessing.process.BaseProcess.start
+
+    def start(self):
+        original_start(self)
+        if point == "fork" and nth("fork", 1):
+            pause()
+
+    multiprocessing.process.BaseProcess.start = start
 
     from nipype.pipeline.engine import utils as engine_utils
 

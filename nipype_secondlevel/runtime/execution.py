@@ -237,9 +237,7 @@ class MultiProcRunner(Runner):
         self.pool = _WorkerPool(self.pool)
 
     def stop(self, interrupted):
-        if interrupted:
-            interrupts.stop_workers()
-        self.pool.shutdown(wait=True)
+        interrupts.stop_workers(self.pool, interrupted)
 
 
 def make_runner(plugin, plugin_args, **context):

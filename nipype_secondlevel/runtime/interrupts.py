@@ -13,7 +13,7 @@ the work folder's lock) and installs the worker's own handler: a signal stops
 the node the worker is running (:func:`run_in_worker` marks that time), and a
 worker that is idle or interrupted starts no other node. The run's process
 forwards its signal to its workers (:func:`stop_workers`), so a SIGTERM sent to
-it alone stops them too.
+it alone stops them too, and ends those its pool left idle.
 
 A ``KeyboardInterrupt`` raised while a finalizer runs (``__del__``, e.g. llvmlite's
 during a garbage collection) would be printed as "Exception ignored ..." and lost;
@@ -137,14 +137,26 @@ def run_in_worker(function, *args):
     return {"result": None, "traceback": ["interrupted\n"], "taskid": args[-1]}
 
 
-def stop_workers():
-    """Forward the run's stop signal to its MultiProc workers (they stop their node)."""
+def stop_workers(pool, interrupted=True):
+    """Stop the run's MultiProc workers: forward the run's stop signal to them when it was
+    ``interrupted`` (they stop their node), shut ``pool`` down, and kill the workers it left.
+
+    A stop signal (or a failed fork) while the pool forks its workers, before it starts the
+    thread that gives them nodes, leaves those forked so far waiting for a node forever: the
+    pool does not know them, and the interpreter's exit would wait for them forever. They
+    never ran a node: they hold nothing to clean up."""
     signum = _state.signum if _state is not None and _state.signum else signal.SIGINT
-    for child in multiprocessing.active_children():
+    for child in multiprocessing.active_children() if interrupted else ():
         try:
             os.kill(child.pid, signum)
         except ProcessLookupError:
             pass
+    try:
+        pool.shutdown(wait=True)
+    finally:
+        for child in multiprocessing.active_children():
+            child.kill()
+            child.join()
 
 
 class StopOnSignal:
