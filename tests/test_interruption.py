@@ -406,3 +406,30 @@ def test_a_worker_stopped_inside_nipype_s_run_node_returns_the_interrupted_failu
     finally:
         signal.signal(signal.SIGINT, previous)
         interrupts._state = saved
+
+
+def _takes_long(node, updatehash, taskid):  # a node that runs long (the shape of run_node)
+    time.sleep(20)
+
+
+def test_the_workers_nodes_stop_when_nipype_made_a_node_failure_of_the_stop():
+    """SIGTERM to the run alone while a node runs in its own process (the sink does, with
+    MultiProc): nipype's interface catches the interrupt and fails the node, and the run
+    stops as failed, not interrupted. The node a worker runs is stopped all the same (it
+    ran to its end, and the stop waited for it)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from nipype_secondlevel.runtime import interrupts
+
+    saved, interrupts._state = interrupts._state, interrupts._State(os.getpid(), busy=True)
+    try:
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+        future = pool.submit(interrupts.run_in_worker, _takes_long, None, False, 3)
+        interrupts._state.signum = signal.SIGTERM  # the run's process received it
+        start = time.monotonic()
+        interrupts.stop_workers(pool, interrupted=False)
+        assert time.monotonic() - start < 10
+        assert future.result() == {"result": None, "traceback": ["interrupted\n"], "taskid": 3}
+    finally:
+        interrupts._state = saved

@@ -139,24 +139,24 @@ def run_in_worker(function, *args):
 
 def stop_workers(pool, interrupted=True):
     """Stop the run's MultiProc workers: forward the run's stop signal to them when it was
-    ``interrupted`` (they stop their node), shut ``pool`` down, and kill the workers it left.
+    ``interrupted`` or has received one (a node running in the run's process, such as the
+    sink, fails when nipype's interface catches it), so that they stop their node; shut
+    ``pool`` down, and kill the workers it left.
 
     A stop signal (or a failed fork) while the pool forks its workers, before it starts the
     thread that gives them nodes, leaves those forked so far waiting for a node forever: the
     pool does not know them, and the interpreter's exit would wait for them forever. They
     never ran a node: they hold nothing to clean up."""
-    signum = _state.signum if _state is not None and _state.signum else signal.SIGINT
-    for child in multiprocessing.active_children() if interrupted else ():
+    signum = _state.signum if _state is not None else None
+    for child in multiprocessing.active_children() if interrupted or signum else ():
         try:
-            os.kill(child.pid, signum)
+            os.kill(child.pid, signum or signal.SIGINT)
         except ProcessLookupError:
             pass
-    try:
-        pool.shutdown(wait=True)
-    finally:
-        for child in multiprocessing.active_children():
-            child.kill()
-            child.join()
+    pool.shutdown(wait=True)  # (interrupted, its thread still ends the workers it knows)
+    for child in multiprocessing.active_children():
+        child.kill()
+        child.join()
 
 
 class StopOnSignal:
