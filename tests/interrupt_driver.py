@@ -16,6 +16,8 @@ Points:
             started (nor set up its clean-up)
   sink      the 3rd exported file is written to its temporary name in the output
             folder, not renamed
+  lock      the work folder's lock is taken and its record (who holds it) written,
+            not yet flushed to disk
   fork      MultiProc's pool has forked its first worker, not yet the others (nor
             started the thread that would give them nodes)
 
@@ -96,6 +98,16 @@ def main():
             pause()
 
     os.mkdir = mkdir
+
+    original_fsync = os.fsync
+
+    def fsync(fd):
+        original_fsync(fd)
+        if point == "lock" and os.readlink(f"/proc/self/fd/{fd}").endswith(".lock") \
+                and nth("lock", 1):
+            pause()
+
+    os.fsync = fsync
 
     import multiprocessing.process
 

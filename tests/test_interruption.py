@@ -179,12 +179,14 @@ INTERRUPTED = "nipype-secondlevel: interrupted; rerun the same command to resume
 
 
 @pytest.mark.parametrize("plugin, points",
-                         [("Linear", ("simulate", "result", "scratch", "sink")),
+                         [("Linear", ("lock", "simulate", "result", "scratch", "sink")),
                           ("MultiProc", ("fork", "estimate", "hashfile", "scratch", "sink"))])
 def test_ctrl_c_exits_130_with_one_line_and_the_rerun_resumes(tmp_path, clean_demo, plugin,
                                                                points):
-    """SIGINT to the process group (what Ctrl-C sends) while MultiProc's pool forks its
-    workers (those forked idle for ever: the exit hung), inside a node, while nipype
+    """SIGINT to the process group (what Ctrl-C sends) as the work folder's lock is taken
+    (its record was left, and the next run said the previous one was killed), while
+    MultiProc's pool forks its workers (those forked idled for ever: the exit hung),
+    inside a node, while nipype
     writes a result, just after a writer made its private folder, while the export
     writes: exit 130, one line, no crash file, no
     temporary file, every exported file whole; the rerun gives the clean outputs."""

@@ -178,10 +178,14 @@ class FolderLock:
                 self._note(f"{self.what} {self.folder}: the run of "
                            f"{describe_holder(record, holding=False)} was interrupted; its "
                            "lock is released, resuming from the cache")
-        os.ftruncate(self._fd, 0)
-        started = time.strftime("%Y-%m-%dT%H:%M:%S")
-        os.pwrite(self._fd, f"{os.getpid()} {socket.gethostname()} {started}\n".encode(), 0)
-        os.fsync(self._fd)
+        try:
+            os.ftruncate(self._fd, 0)
+            started = time.strftime("%Y-%m-%dT%H:%M:%S")
+            os.pwrite(self._fd, f"{os.getpid()} {socket.gethostname()} {started}\n".encode(), 0)
+            os.fsync(self._fd)
+        except BaseException:  # (a stop signal as it wrote: no record of a killed run left)
+            self.release()
+            raise
         return self
 
     def _try_lock(self):
