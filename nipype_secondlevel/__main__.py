@@ -13,26 +13,28 @@ def entry():
     while the command line loads, an exception could land anywhere in the libraries' code
     (a finalizer prints and loses it; the run went on), so a signal received then is acted
     on once it has loaded: the one line of a stopped run and its exit status, nothing run.
+    Once loaded, the command runs stopped by the first signal (``StopOnSignal``: one lost
+    in a finalizer is raised again; SIGTERM too is the one line, not a silent death), and
+    a signal once it has ended is recorded only (no traceback at the interpreter's exit).
     A shell's background job ignores SIGINT, and keeps ignoring it."""
     received = []
-    previous = {}
-    try:  # a Ctrl-C may also land while the handlers are installed, or given back
+    try:  # a Ctrl-C may also land while the handlers are installed
         for signum in STOP_SIGNALS:
             if signal.getsignal(signum) is not signal.SIG_IGN:
-                previous[signum] = signal.signal(signum, lambda sig, frame: received.append(sig))
+                signal.signal(signum, lambda sig, frame: received.append(sig))
         from .cli import main
+        from .runtime.interrupts import StopOnSignal
 
-        for signum, handler in previous.items():  # main() sets up its own
-            signal.signal(signum, handler)
-        if not received:
-            code = main()
+        with StopOnSignal():  # (the recording handlers given back at its end)
+            code = None if received else main()
+        if code is not None:
             # The interpreter's last garbage collections, over the heap of numpy, scipy,
             # nilearn and nipype, cost up to a second at exit; nothing in it needs them
             # (files are closed, exit handlers still run): frozen objects are left out.
             gc.freeze()
             return code
-    except KeyboardInterrupt:
-        received.append(signal.SIGINT)
+    except KeyboardInterrupt as err:
+        received.append(getattr(err, "signum", signal.SIGINT))
     from .cli_options import PROG
     from .runtime.console import stopped_line
 

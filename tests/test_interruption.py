@@ -435,3 +435,38 @@ def test_the_workers_nodes_stop_when_nipype_made_a_node_failure_of_the_stop():
         assert future.result() == {"result": None, "traceback": ["interrupted\n"], "taskid": 3}
     finally:
         interrupts._state = saved
+
+
+#: The command, its workflow's building (which imports nipype, nilearn...) replaced by
+#: ``STOP`` and two seconds of work: a stop signal lands while the command prepares its run.
+PREPARING = """
+import os, signal, sys, time
+import nipype_secondlevel.cli as cli
+class Finalized:
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)
+def build_workflow(args):
+    STOP
+    time.sleep(2)
+    raise SystemExit("went on")
+cli.build_workflow = build_workflow
+from nipype_secondlevel.__main__ import entry
+sys.argv = ["nipype-secondlevel", *sys.argv[1:]]
+sys.exit(entry())
+"""
+
+
+@pytest.mark.parametrize("stop, line", [
+    ("os.kill(os.getpid(), signal.SIGTERM)",
+     "nipype-secondlevel: stopped by SIGTERM; rerun the same command to resume"),
+    ("Finalized()", INTERRUPTED)])
+def test_a_stop_while_the_command_prepares_its_run_is_the_one_line(tmp_path, stop, line):
+    """SIGTERM while the command builds its workflow (it died silently, -15), a Ctrl-C lost
+    by a finalizer then ("Exception ignored", and the run went on): the one line, 143 or
+    130, nothing run."""
+    done = subprocess.run([sys.executable, "-c", PREPARING.replace("STOP", stop), *DEMO],
+                          cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert (done.returncode, done.stderr, done.stdout) == (
+        128 + (signal.SIGTERM if "SIGTERM" in stop else signal.SIGINT), line + "\n", "")
+    assert not (tmp_path / "out").exists()
