@@ -470,3 +470,34 @@ def test_a_stop_while_the_command_prepares_its_run_is_the_one_line(tmp_path, sto
     assert (done.returncode, done.stderr, done.stdout) == (
         128 + (signal.SIGTERM if "SIGTERM" in stop else signal.SIGINT), line + "\n", "")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_stop_signal_while_a_worker_sets_itself_up_after_the_fork_marks_it_only(monkeypatch):
+    """Ctrl-C as MultiProc forks: the signal lands in the new worker while its fork hook
+    sets it up (here, as it asks the kernel to end it with the run). Raised there, as in the
+    run's process, it was lost in the hook and raised again later, outside any node: the
+    worker died with a traceback and the pool broke ("exception calling callback"). It
+    only marks the time: the worker starts no node."""
+    from nipype_secondlevel.runtime import interrupts
+
+    def die_with_parent(parent):
+        os.kill(os.getpid(), signal.SIGINT)
+        sum(range(10))  # (the handler runs here)
+
+    monkeypatch.setattr(interrupts, "die_with_parent", die_with_parent)
+    previous = {s: signal.getsignal(s) for s in interrupts.STOP_SIGNALS}
+    saved = interrupts._state
+    interrupts._state = interrupts._State(os.getppid(), busy=True)  # the run's, inherited
+    signal.signal(signal.SIGINT, interrupts._on_signal)
+    try:
+        try:
+            interrupts._after_fork_in_child()
+        except KeyboardInterrupt:
+            pytest.fail("the stop signal was raised in the worker's fork hook")
+        assert (interrupts._state.busy, interrupts._state.signum) == (False, signal.SIGINT)
+        assert interrupts.run_in_worker(_takes_long, None, False, 5) == {
+            "result": None, "traceback": ["interrupted\n"], "taskid": 5}
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        interrupts._state = saved

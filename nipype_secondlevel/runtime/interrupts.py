@@ -99,11 +99,14 @@ def die_with_parent(parent=None):
 
 def _after_fork_in_child():
     global _state
-    if _state is None or os.getppid() != _state.run_pid:
+    run = _state
+    if run is None or os.getppid() != run.run_pid:
         return  # not a worker of a run in progress
-    die_with_parent(_state.run_pid)
-    hook, _state = _state.hook, _State(_state.run_pid, busy=False)
-    _state.hook = hook
+    # First the worker's own state: a signal landing from now on (in the set-up below, or
+    # inherited pending) marks the time, never raises outside a node.
+    _state = _State(run.run_pid, busy=False)
+    _state.hook = run.hook
+    die_with_parent(run.run_pid)
     for signum in STOP_SIGNALS:
         signal.signal(signum, _on_signal)
 
