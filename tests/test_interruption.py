@@ -401,8 +401,11 @@ def test_a_worker_stopped_inside_nipype_s_run_node_returns_the_interrupted_failu
     saved, interrupts._state = interrupts._state, interrupts._State(os.getpid(), busy=False)
     signal.signal(signal.SIGINT, interrupts._on_signal)
     try:
-        with pytest.raises(ValueError):
-            interrupts.run_in_worker(fails, None, False, 7)
+        # Without a signal, the node's failure, as nipype's run_node returns one (raised,
+        # it never reached the scheduler, which waited for the node for ever).
+        failed = interrupts.run_in_worker(fails, None, False, 7)
+        assert (failed["result"], failed["taskid"]) == (None, 7)
+        assert failed["traceback"][-1] == "ValueError: a failure of the node's own\n"
         assert interrupts.run_in_worker(run_node, None, False, 7) == {
             "result": None, "traceback": ["interrupted\n"], "taskid": 7}
     finally:

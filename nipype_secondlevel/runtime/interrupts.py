@@ -27,6 +27,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from contextlib import contextmanager
 
 from ..io.private import remove_private_folders
@@ -120,7 +121,10 @@ def run_in_worker(function, *args):
 
     ``run_node`` catches the interrupt itself and then reads the node's result file,
     which the stopped node never wrote: that error, like any other raised once the
-    signal came, is the stop's, not a failure to report."""
+    signal came, is the stop's, not a failure to report. Raised without a signal (a
+    node failed and wrote no result file: a full disk, its folder deleted), it is the
+    node's failure, returned as nipype's own: raised, it never reached nipype's
+    scheduler, which waited for that node for ever."""
     state = _state
     try:
         if state is None or state.signum is None:
@@ -129,9 +133,10 @@ def run_in_worker(function, *args):
             return function(*args)
     except KeyboardInterrupt:
         pass
-    except Exception:
+    except Exception as err:  # noqa: BLE001 - run_node's own error: the node's failure
         if state is None or state.signum is None:
-            raise
+            return {"result": None, "traceback": traceback.format_exception(err),
+                    "taskid": args[-1]}
     finally:
         if state is not None:
             state.busy = False
