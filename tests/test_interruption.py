@@ -428,6 +428,8 @@ def test_the_workers_nodes_stop_when_nipype_made_a_node_failure_of_the_stop():
     from nipype_secondlevel.runtime import interrupts
 
     saved, interrupts._state = interrupts._state, interrupts._State(os.getpid(), busy=True)
+    # The run's handlers, which a worker inherits (the signal may reach it before its own).
+    previous = {s: signal.signal(s, interrupts._on_signal) for s in interrupts.STOP_SIGNALS}
     try:
         pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
         future = pool.submit(interrupts.run_in_worker, _takes_long, None, False, 3)
@@ -437,6 +439,8 @@ def test_the_workers_nodes_stop_when_nipype_made_a_node_failure_of_the_stop():
         assert time.monotonic() - start < 10
         assert future.result() == {"result": None, "traceback": ["interrupted\n"], "taskid": 3}
     finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         interrupts._state = saved
 
 
