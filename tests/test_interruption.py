@@ -508,3 +508,28 @@ def test_a_stop_signal_while_a_worker_sets_itself_up_after_the_fork_marks_it_onl
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         interrupts._state = saved
+
+
+def test_a_scripts_own_processes_outlive_the_stop_of_its_run(monkeypatch):
+    """A user's script that runs the workflow may have processes of its own: stopping the
+    run's MultiProc workers neither signals nor kills them."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from nipype_secondlevel.runtime import execution, interrupts
+
+    monkeypatch.setattr(execution, "import_node_libraries", lambda: None)
+    context = multiprocessing.get_context("fork")
+    own = context.Process(target=time.sleep, args=(60,))
+    own.start()
+    try:
+        pool = execution._WorkerPool(ProcessPoolExecutor(1, mp_context=context))
+        pool.submit(os.getpid).result()
+        worker = [c for c in multiprocessing.active_children() if c.pid != own.pid]
+        assert worker
+        interrupts.stop_workers(pool, True, pool.spare)
+        assert own.is_alive()
+        assert not any(c.is_alive() for c in worker)
+    finally:
+        own.kill()
+        own.join()

@@ -12,6 +12,7 @@ import errno
 import gc
 import getpass
 import importlib
+import multiprocessing
 import os
 import re
 import sys
@@ -218,10 +219,12 @@ class _WorkerPool:
     def __init__(self, pool):
         self.pool = pool
         self.forked = False
+        self.spare = frozenset()  # this process's children from before: a script's own
 
     def submit(self, function, *args):
         if not self.forked:
             self.forked = True
+            self.spare = frozenset(c.pid for c in multiprocessing.active_children())
             import_node_libraries()
         return self.pool.submit(interrupts.run_in_worker, function, *args)
 
@@ -237,7 +240,7 @@ class MultiProcRunner(Runner):
         self.pool = _WorkerPool(self.pool)
 
     def stop(self, interrupted):
-        interrupts.stop_workers(self.pool, interrupted)
+        interrupts.stop_workers(self.pool, interrupted, self.pool.spare)
 
 
 def make_runner(plugin, plugin_args, **context):

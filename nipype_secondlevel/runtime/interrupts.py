@@ -145,7 +145,7 @@ def run_in_worker(function, *args):
     return {"result": None, "traceback": ["interrupted\n"], "taskid": args[-1]}
 
 
-def stop_workers(pool, interrupted=True):
+def stop_workers(pool, interrupted=True, spare=()):
     """Stop the run's MultiProc workers: forward the run's stop signal to them when it was
     ``interrupted`` or has received one (a node running in the run's process, such as the
     sink, fails when nipype's interface catches it), so that they stop their node; shut
@@ -154,15 +154,19 @@ def stop_workers(pool, interrupted=True):
     A stop signal (or a failed fork) while the pool forks its workers, before it starts the
     thread that gives them nodes, leaves those forked so far waiting for a node forever: the
     pool does not know them, and the interpreter's exit would wait for them forever. They
-    never ran a node: they hold nothing to clean up."""
+    never ran a node: they hold nothing to clean up. ``spare`` holds the PIDs of the
+    process's children from before the pool forked (a script's own): never signalled."""
+    def workers():
+        return [c for c in multiprocessing.active_children() if c.pid not in spare]
+
     signum = _state.signum if _state is not None else None
-    for child in multiprocessing.active_children() if interrupted or signum else ():
+    for child in workers() if interrupted or signum else ():
         try:
             os.kill(child.pid, signum or signal.SIGINT)
         except ProcessLookupError:
             pass
     pool.shutdown(wait=True)  # (interrupted, its thread still ends the workers it knows)
-    for child in multiprocessing.active_children():
+    for child in workers():
         child.kill()
         child.join()
 
