@@ -165,7 +165,8 @@ def survey_folder(folder, inputs=(), where=None):
 
 def _proven_staging(path, info):
     """True for a staging folder of ours: this user's, a real folder (not a link) that
-    no one else may write in (0700, as :func:`.private.private_folder` made it), holding our marker."""
+    no one else may write in (0700, as :func:`.private.private_folder` made it), holding
+    our marker."""
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() \
             or info.st_mode & 0o077:
         return False
