@@ -125,7 +125,10 @@ def make_plan(command, given, values):
 
 def build_workflow(args):
     """The workflow of a parsed command line (its options checked, its plan made)."""
+    from .runtime.execution import quiet_nipype
     from .workflows import init_demo_wf, init_group_pipeline_wf, init_localizer_wf
+
+    quiet_nipype()  # before the first interface is made
 
     given = given_options(args)
     values = resolve_with_model(given, args.command)
@@ -220,9 +223,7 @@ def draw_graph(args):
     import tempfile
 
     from .io.results_folder import check_results_folder, export_results
-    from .runtime.execution import quiet_nipype
 
-    quiet_nipype()
     require_dot("graph")
     values = resolve(given_options(args), "graph")
     check_results_folder(values["out_dir"], keep_option=None)

@@ -81,10 +81,20 @@ def test_failing_node_leaves_no_output_folder(tmp_path):
     assert (tmp_path / "out" / "contrast-verticalVsHorizontal_stat-z_statmap.nii.gz").exists()
 
 
-def test_graph_writes_png_and_svg(tmp_path, capsys):
+def test_graph_writes_png_and_svg(tmp_path, monkeypatch, capsys):
+    """... and building the pipeline makes no version check over the network (nipype's
+    etelemetry, at its first interface unless NIPYPE_NO_ET is set)."""
     if shutil.which("dot") is None:
         pytest.skip("Graphviz 'dot' is not installed")
+    import etelemetry
+    from nipype.interfaces.base import BaseInterface
+
+    checks = []
+    monkeypatch.delenv("NIPYPE_NO_ET", raising=False)
+    monkeypatch.setattr(BaseInterface, "_etelemetry_version_data", None)
+    monkeypatch.setattr(etelemetry, "check_available_version", lambda *a, **k: checks.append(a))
     assert main(["graph", "--out-dir", str(tmp_path)]) == 0
+    assert checks == []
     for style in ("colored", "hierarchical"):
         assert (tmp_path / f"workflow_{style}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert "<svg" in (tmp_path / f"workflow_{style}.svg").read_text()

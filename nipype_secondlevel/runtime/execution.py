@@ -95,7 +95,11 @@ def user_name():
 
 
 def quiet_nipype():
-    """Keep nipype's own log to warnings; our progress lines say what happens."""
+    """Keep nipype's own log to warnings; our progress lines say what happens. Also no
+    version check over the network: nipype makes one when its first interface is made
+    (``etelemetry``: an HTTPS request, up to 5 s behind a firewall) unless
+    ``NIPYPE_NO_ET`` is set."""
+    os.environ.setdefault("NIPYPE_NO_ET", "1")
     from nipype import config, logging
 
     config.update_config({"logging": {"workflow_level": "WARNING", "interface_level": "WARNING"}})
@@ -364,7 +368,6 @@ def run_workflow(workflow, work_dir, plugin="Linear", n_procs=None, progress=Tru
     cls = plugin_class(plugin)
     configure(workflow, work_dir, poll_interval if is_batch(cls) else LOCAL_POLL_SECONDS)
     quiet_nipype()
-    os.environ.setdefault("NIPYPE_NO_ET", "1")
     if is_batch(cls) and not os.environ.get("LOGNAME"):  # their job names need it
         os.environ["LOGNAME"] = user_name()
     start = time.time()
