@@ -5,6 +5,7 @@ of subject masks covering each voxel; the effect and its variance, at a voxel ev
 covers and at one some masks miss, are the REML/GLS reference of tests/mixed_reference.py
 on the subjects present there."""
 
+import inspect
 import warnings
 
 import nibabel as nib
@@ -28,8 +29,29 @@ def subject_masks():
     return masks
 
 
+class _NoReport:
+    """nilearn's HTML report of a first level, not drawn (our run reads only its maps)."""
+
+    def save_as_html(self, path):
+        path.write_text("")
+
+
+def _no_report(generate_report):
+    """``generate_report`` (its signature, which save_glm_to_bids reads) drawing nothing."""
+
+    def no_report(**kwargs):
+        return _NoReport()
+
+    no_report.__signature__ = inspect.signature(generate_report)
+    return no_report
+
+
 @pytest.fixture(scope="module")
 def first_levels(tmp_path_factory):
+    """Six subjects' first levels as nilearn's save_glm_to_bids writes them: its maps,
+    tables and sidecars; its figures and HTML report (6 s of each subject's 6.3 s, which
+    the group run never reads) left out."""
+    import nilearn._utils.plotting
     from nilearn.glm import save_glm_to_bids
     from nilearn.glm.first_level import FirstLevelModel, make_first_level_design_matrix
 
@@ -50,8 +72,12 @@ def first_levels(tmp_path_factory):
         model = FirstLevelModel(t_r=TR, hrf_model="spm", drift_model=None,
                                 mask_img=nib.Nifti1Image(mask.astype(np.uint8), affine),
                                 minimize_memory=False)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), pytest.MonkeyPatch.context() as patch:
             warnings.simplefilter("ignore")
+            patch.setattr(model, "generate_report", _no_report(model.generate_report))
+            for figures in ("design", "contrast"):  # (drawn if nilearn renames them)
+                patch.setattr(nilearn._utils.plotting, f"generate_{figures}_matrices_figures",
+                              lambda *args, **kwargs: None, raising=False)
             model.fit(nib.Nifti1Image(bold.astype(np.float32), affine), events=events)
             save_glm_to_bids(model, {"faces": "faces"}, out_dir=folder / "deriv",
                              prefix=f"sub-{s:02d}_task-test")
