@@ -95,10 +95,7 @@ def user_name():
 
 
 def quiet_nipype():
-    """Keep nipype's own log to warnings; our progress lines say what happens. Also no
-    version check over the network: nipype makes one when its first interface is made
-    (``etelemetry``: an HTTPS request, up to 5 s behind a firewall) unless
-    ``NIPYPE_NO_ET`` is set."""
+    """nipype's log kept to warnings; no version check over the network (etelemetry, 5 s)."""
     os.environ.setdefault("NIPYPE_NO_ET", "1")
     from nipype import config, logging
 
