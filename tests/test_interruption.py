@@ -444,6 +444,42 @@ def test_the_workers_nodes_stop_when_nipype_made_a_node_failure_of_the_stop():
         interrupts._state = saved
 
 
+def _loses_the_first_signal(started, updatehash, taskid):
+    """A node whose worker loses the first stop signal, as CPython drops one landing between
+    a fork and its set-up in the child; then it runs long."""
+    from nipype_secondlevel.runtime import interrupts
+
+    def lose(signum, frame):
+        signal.signal(signum, interrupts._on_signal)
+
+    for signum in interrupts.STOP_SIGNALS:
+        signal.signal(signum, lose)
+    Path(started).touch()
+    time.sleep(20)
+
+
+def test_a_stop_signal_a_worker_lost_is_sent_again(tmp_path):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from nipype_secondlevel.runtime import interrupts
+
+    saved, interrupts._state = interrupts._state, interrupts._State(os.getpid(), busy=True)
+    started = tmp_path / "started"
+    try:
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+        future = pool.submit(interrupts.run_in_worker, _loses_the_first_signal, str(started),
+                             False, 4)
+        while not started.exists():
+            time.sleep(0.01)
+        start = time.monotonic()
+        interrupts.stop_workers(pool, interrupted=True)
+        assert time.monotonic() - start < 10
+        assert future.result() == {"result": None, "traceback": ["interrupted\n"], "taskid": 4}
+    finally:
+        interrupts._state = saved
+
+
 #: The command, its workflow's building (which imports nipype, nilearn...) replaced by
 #: ``STOP`` and two seconds of work: a stop signal lands while the command prepares its run.
 PREPARING = """

@@ -160,15 +160,49 @@ def stop_workers(pool, interrupted=True, spare=()):
         return [c for c in multiprocessing.active_children() if c.pid not in spare]
 
     signum = _state.signum if _state is not None else None
-    for child in workers() if interrupted or signum else ():
-        try:
-            os.kill(child.pid, signum or signal.SIGINT)
-        except ProcessLookupError:
-            pass
-    pool.shutdown(wait=True)  # (interrupted, its thread still ends the workers it knows)
+    done = threading.Event()
+    if interrupted or signum:
+        threading.Thread(target=_forward, args=(workers(), signum or signal.SIGINT, done),
+                         daemon=True).start()
+    try:
+        pool.shutdown(wait=True)  # (interrupted, its thread still ends the workers it knows)
+    finally:
+        done.set()
     for child in workers():
         child.kill()
         child.join()
+
+
+def _forward(children, signum, done, every=0.2):
+    """Send ``signum`` to ``children`` now and every ``every`` seconds until ``done``: a
+    signal that lands in a worker between its fork and the interpreter's set-up there is
+    dropped (CPython clears a forked child's pending signals), and its node would run to
+    its end. Sent again through pidfds only (never to a PID reused once a worker has
+    ended); without them (not Linux), once."""
+    handles = []
+    for child in children:
+        try:
+            handles.append(os.pidfd_open(child.pid) if hasattr(os, "pidfd_open") else None)
+        except OSError:  # it has ended (or no pidfds here: by PID, as it is still ours)
+            handles.append(None if child.is_alive() else -1)
+    first = True
+    try:
+        while True:
+            for child, handle in zip(children, handles):
+                try:
+                    if handle is None and first:
+                        os.kill(child.pid, signum)
+                    elif handle is not None and handle >= 0:
+                        signal.pidfd_send_signal(handle, signum)
+                except ProcessLookupError:
+                    pass
+            first = False
+            if done.wait(every):
+                return
+    finally:
+        for handle in handles:
+            if handle is not None and handle >= 0:
+                os.close(handle)
 
 
 class StopOnSignal:
