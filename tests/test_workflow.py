@@ -159,10 +159,11 @@ HEAVY = ("matplotlib", "nilearn", "numba", "scipy.stats", "scipy.ndimage", "skle
 
 def test_building_the_demo_imports_no_heavy_library_and_multiproc_imports_them_at_its_fork():
     """Issue 24: the command line and the plan import none of :data:`HEAVY` (a rerun from
-    the cache needs none); the node libraries are imported, and frozen out of the garbage
-    collections, when MultiProc's pool is given its first node (its workers fork then)."""
+    the cache needs none). MultiProc's first node runs in a process forked before the node
+    libraries are imported; this process imports them, frozen out of the garbage
+    collections, while that node runs, and the pool's workers fork with them after."""
     printed = _python(f"""
-import gc, sys
+import gc, multiprocessing, sys
 from nipype_secondlevel.cli import build_workflow
 from nipype_secondlevel.cli_options import build_parser
 from nipype_secondlevel.runtime.execution import FORKED_IMPORTS, _WorkerPool, frozen_heap
@@ -170,14 +171,21 @@ args = build_parser().parse_args(["demo", "--correction", "tfce"])
 args.argv = []
 build_workflow(args)
 print(*[name in sys.modules for name in {HEAVY!r}])
+def imported(names):
+    return any(name in sys.modules for name in names)
 class Pool:
     def submit(self, *args):
         return args
+    def shutdown(self, wait):
+        pass
 with frozen_heap():
-    pool = _WorkerPool(Pool())
+    pool = _WorkerPool(Pool(), multiprocessing.get_context("fork"))
     print(any(name in sys.modules for name in FORKED_IMPORTS))
-    pool.submit(len, [])
+    first = pool.submit(imported, FORKED_IMPORTS)
     print(all(name in sys.modules for name in FORKED_IMPORTS), gc.get_freeze_count() > 0)
+    print(first.result(timeout=60), pool.submit(len, [])[1:] == (len, []))
+    pool.shutdown(wait=True)
 print(gc.get_freeze_count())
 """)
-    assert printed == ["False"] * len(HEAVY) + ["False", "True", "True", "0"]
+    assert printed == (["False"] * len(HEAVY)
+                       + ["False", "True", "True", "False", "True", "0"])

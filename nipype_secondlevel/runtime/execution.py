@@ -18,6 +18,7 @@ import re
 import sys
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -213,23 +214,37 @@ class Runner:
 
 
 class _WorkerPool:
-    """MultiProc's process pool, each node run through ``interrupts.run_in_worker``. It
-    forks its workers at its first node: the nodes' libraries are imported just before
-    (:func:`import_node_libraries`), once, and only then (a rerun from the cache needs none)."""
+    """MultiProc's process pool, each node run through ``interrupts.run_in_worker``.
 
-    def __init__(self, pool):
-        self.pool = pool
-        self.forked = False
+    The first node runs in a process of its own, forked at once, before the libraries
+    the nodes import; while it runs, this process imports them
+    (:func:`import_node_libraries`: on a second core, off the first node's path) and
+    the pool's workers fork with them at the next node. A rerun from the cache imports
+    none. ``context``: the multiprocessing context of the pool (MultiProc's
+    ``mp_context``)."""
+
+    def __init__(self, pool, context=None):
+        self.pool, self.context = pool, context
+        self.first = None
         self.spare = frozenset()  # this process's children from before: a script's own
 
     def submit(self, function, *args):
-        if not self.forked:
-            self.forked = True
-            self.spare = frozenset(c.pid for c in multiprocessing.active_children())
-            import_node_libraries()
-        return self.pool.submit(interrupts.run_in_worker, function, *args)
+        if self.first is not None:
+            return self.pool.submit(interrupts.run_in_worker, function, *args)
+        from nipype.pipeline.plugins.multiproc import process_initializer
+
+        self.spare = frozenset(c.pid for c in multiprocessing.active_children())
+        self.first = ProcessPoolExecutor(1, mp_context=self.context,
+                                         initializer=process_initializer,
+                                         initargs=(os.getcwd(),))
+        future = self.first.submit(interrupts.run_in_worker, function, *args)
+        self.first.shutdown(wait=False)  # its worker ends with the node
+        import_node_libraries()
+        return future
 
     def shutdown(self, *args, **kwargs):
+        if self.first is not None:
+            self.first.shutdown(*args, **kwargs)
         return self.pool.shutdown(*args, **kwargs)
 
 
@@ -238,7 +253,8 @@ class MultiProcRunner(Runner):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.pool = _WorkerPool(self.pool)
+        context = multiprocessing.get_context(self.plugin_args.get("mp_context"))
+        self.pool = _WorkerPool(self.pool, context)
 
     def stop(self, interrupted):
         interrupts.stop_workers(self.pool, interrupted, self.pool.spare)
@@ -426,7 +442,7 @@ def frozen_heap(freeze=True):
     nodes run (every 20 ms here): over the heap of numpy, scipy and nipype that
     was most of a run's CPU time. Frozen objects are not scanned (``gc.freeze``);
     what the run makes is still collected. The libraries the nodes import are
-    frozen too when they are imported, before the workers fork
+    frozen too when they are imported, before the pool's workers fork
     (:class:`_WorkerPool`).
     """
     if not freeze:

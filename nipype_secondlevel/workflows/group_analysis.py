@@ -136,12 +136,13 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
     outputnode.inputs.stat_types = [c.kind for c in plan.contrasts]
     outputnode.inputs.blocks = list(design.blocks)
 
-    # Quick nodes: on a cluster they run in the submitting process.
+    # A quick node: on a cluster it runs in the submitting process. The design's figure
+    # is not one: with MultiProc it is drawn in a worker, beside the first maps' nodes.
     write_plan = pe.Node(WritePlan(plan=plan.to_json()), name="plan",
                          run_without_submitting=True)
     design_node = pe.Node(DesignMatrix(kind=design.kind, columns=design.columns,
                                        matrix=design.matrix, rows=design.rows),
-                          name="design", run_without_submitting=True)
+                          name="design")
     domain = plan_domain_value(plan)  # None: volumes
     if domain is None:
         resample = pe.Node(ResampleMaps(), name="resample")
