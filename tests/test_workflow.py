@@ -166,7 +166,7 @@ def test_building_the_demo_imports_no_heavy_library_and_multiproc_imports_them_a
 import gc, multiprocessing, sys
 from nipype_secondlevel.cli import build_workflow
 from nipype_secondlevel.cli_options import build_parser
-from nipype_secondlevel.runtime.execution import FORKED_IMPORTS, _WorkerPool, frozen_heap
+from nipype_secondlevel.runtime.workers import FORKED_IMPORTS, _WorkerPool, frozen_heap
 args = build_parser().parse_args(["demo", "--correction", "tfce"])
 args.argv = []
 build_workflow(args)

@@ -3,23 +3,18 @@ which nodes ran or came from the cache.
 
 A run passes nipype a plugin *object*: nipype's own plugin class, subclassed
 (:class:`Runner`) to keep the graph it runs, heal the cache before the first node
-(:mod:`.cache_repair`) and clean up when the run stops; MultiProc's workers run
+(:mod:`.cache_repair`) and clean up when the run stops; MultiProc's workers (:mod:`.workers`) run
 their nodes through :func:`.interrupts.run_in_worker`; the SLURM plugins are in
 :mod:`.slurm`. Nothing of nipype is replaced or patched.
 """
 
 import errno
-import gc
 import getpass
-import importlib
-import multiprocessing
 import os
 import re
 import sys
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -213,60 +208,13 @@ class Runner:
                                              failed[0] if failed else None)
 
 
-class _WorkerPool:
-    """MultiProc's process pool, each node run through ``interrupts.run_in_worker``.
-
-    The first node runs in a process of its own, forked at once, before the libraries
-    the nodes import; while it runs, this process imports them
-    (:func:`import_node_libraries`: on a second core, off the first node's path) and
-    the pool's workers fork with them at the next node. A rerun from the cache imports
-    none. ``context``: the multiprocessing context of the pool (MultiProc's
-    ``mp_context``)."""
-
-    def __init__(self, pool, context=None):
-        self.pool, self.context = pool, context
-        self.first = None
-        self.spare = frozenset()  # this process's children from before: a script's own
-
-    def submit(self, function, *args):
-        if self.first is not None:
-            return self.pool.submit(interrupts.run_in_worker, function, *args)
-        from nipype.pipeline.plugins.multiproc import process_initializer
-
-        self.spare = frozenset(c.pid for c in multiprocessing.active_children())
-        self.first = ProcessPoolExecutor(1, mp_context=self.context,
-                                         initializer=process_initializer,
-                                         initargs=(os.getcwd(),))
-        future = self.first.submit(interrupts.run_in_worker, function, *args)
-        self.first.shutdown(wait=False)  # its worker ends with the node
-        import_node_libraries()
-        return future
-
-    def shutdown(self, *args, **kwargs):
-        if self.first is not None:
-            self.first.shutdown(*args, **kwargs)
-        return self.pool.shutdown(*args, **kwargs)
-
-
-class MultiProcRunner(Runner):
-    """MultiProc: a stop signal stops the workers' nodes; the pool is shut down."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        context = multiprocessing.get_context(self.plugin_args.get("mp_context"))
-        self.pool = _WorkerPool(self.pool, context)
-
-    def stop(self, interrupted):
-        interrupts.stop_workers(self.pool, interrupted, self.pool.spare)
-
-
 def make_runner(plugin, plugin_args, **context):
     """An instance of nipype's plugin ``plugin`` with our :class:`Runner` mixed in
     (``context``: see :class:`Runner`)."""
-    from . import slurm
+    from . import slurm, workers
 
     base = plugin_class(plugin)
-    mixin = {"MultiProcPlugin": MultiProcRunner, "SLURMPlugin": slurm.SlurmRunner,
+    mixin = {"MultiProcPlugin": workers.MultiProcRunner, "SLURMPlugin": slurm.SlurmRunner,
              "SLURMGraphPlugin": slurm.SlurmGraphRunner}.get(base.__name__, Runner)
     return type(base.__name__, (mixin, base), {})(plugin_args, **context)
 
@@ -378,6 +326,8 @@ def run_workflow(workflow, work_dir, plugin="Linear", n_procs=None, progress=Tru
         On SIGINT (Ctrl-C) or SIGTERM: nodes stopped, SLURM jobs cancelled, and the
         crash files nipype wrote for it removed.
     """
+    from . import workers
+
     cls = plugin_class(plugin)
     configure(workflow, work_dir, poll_interval if is_batch(cls) else LOCAL_POLL_SECONDS)
     quiet_nipype()
@@ -401,7 +351,7 @@ def run_workflow(workflow, work_dir, plugin="Linear", n_procs=None, progress=Tru
         runner = make_runner(plugin, args, work_dir=work_dir, say=say, poll=poll_interval,
                              batch_dir=Path(work_dir) / workflow.name / "batch")
         try:
-            with frozen_heap(cls.__name__ == "MultiProcPlugin"):
+            with workers.frozen_heap(cls.__name__ == "MultiProcPlugin"):
                 graph = workflow.run(plugin=runner)
             runner.finish()
         except KeyboardInterrupt:
@@ -417,42 +367,6 @@ def run_workflow(workflow, work_dir, plugin="Linear", n_procs=None, progress=Tru
     for node in graph.nodes():
         (summary.executed if ran_since(node, start) else summary.cached).append(node.fullname)
     return summary
-
-
-#: Libraries that nodes import as they run (pictures, nilearn's reporting).
-FORKED_IMPORTS = ("matplotlib.pyplot", "nilearn.plotting", "nilearn.glm", "nilearn.reporting")
-
-
-def import_node_libraries():
-    """Import :data:`FORKED_IMPORTS` (matplotlib on Agg: pictures are written to files,
-    never shown), frozen out of garbage collections (see :func:`frozen_heap`)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    for name in FORKED_IMPORTS:
-        importlib.import_module(name)
-    gc.freeze()
-
-
-@contextmanager
-def frozen_heap(freeze=True):
-    """Objects made so far (modules, the workflow) left out of garbage collections.
-
-    nipype's MultiProc scheduler runs a full ``gc.collect()`` at every poll while
-    nodes run (every 20 ms here): over the heap of numpy, scipy and nipype that
-    was most of a run's CPU time. Frozen objects are not scanned (``gc.freeze``);
-    what the run makes is still collected. The libraries the nodes import are
-    frozen too when they are imported, before the pool's workers fork
-    (:class:`_WorkerPool`).
-    """
-    if not freeze:
-        yield
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 class WorkflowFailed(RuntimeError):
