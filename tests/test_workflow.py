@@ -189,3 +189,48 @@ print(gc.get_freeze_count())
 """)
     assert printed == (["False"] * len(HEAVY)
                        + ["False", "True", "True", "False", "True", "0"])
+
+
+def test_the_design_figure_is_drawn_in_a_multiproc_worker_and_stays_local_on_a_cluster(tmp_path):
+    """The design node is quick (a cluster runs it in the submitting process); MultiProc
+    runs it in a worker, where matplotlib is imported, not in its scheduler's process."""
+    import networkx as nx
+
+    from nipype_secondlevel.runtime.execution import make_runner
+
+    for plugin, args, design_local in (("PBS", {}, True), ("SLURM", {}, True),
+                                       ("MultiProc", {"n_procs": 1}, False)):
+        wf = init_demo_wf(plan_demo(), name="demo_wf")
+        analysis = wf.get_node("group_analysis_wf")
+        nodes = [analysis.get_node("design"), analysis.get_node("plan")]
+        graph = nx.DiGraph()
+        graph.add_nodes_from(nodes)
+        make_runner(plugin, args, work_dir=tmp_path,
+                    batch_dir=tmp_path / "batch").prepare(graph)
+        assert [n.run_without_submitting for n in nodes] == [design_local, True], plugin
+
+
+def test_an_error_a_worker_raises_is_the_node_s_failure_not_a_callback_traceback():
+    """nipype's ``run_node`` raises when it reads back the result file a node could not
+    write (a full disk): the worker returns the failure in run_node's own shape, which
+    nipype's callback hands the scheduler (raised, the callback printed it and the
+    scheduler never heard of the node's end)."""
+    import errno
+
+    from nipype.pipeline.plugins.multiproc import run_node as nipype_run_node
+
+    from nipype_secondlevel.runtime.workers import run_node
+
+    class FullDisk:
+        def run(self, updatehash):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        @property
+        def result(self):
+            raise FileNotFoundError("result_design.pklz")
+
+    done = run_node(nipype_run_node, FullDisk(), False, 7)
+    assert done["result"] is None and done["taskid"] == 7
+    text = "".join(done["traceback"])
+    assert "FileNotFoundError: result_design.pklz" in text
+    assert "No space left on device" in text

@@ -45,6 +45,9 @@ class DesignMatrix(SimpleInterface):
 
     input_spec = _DesignMatrixInputSpec
     output_spec = _DesignMatrixOutputSpec
+    #: It draws with matplotlib: MultiProc runs it in a worker, where matplotlib is
+    #: imported, not in its scheduler's process (``runtime.workers.MultiProcRunner``).
+    draws = True
 
     def _run_interface(self, runtime):
         inputs = self.inputs

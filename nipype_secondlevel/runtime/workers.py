@@ -5,6 +5,7 @@ import gc
 import importlib
 import multiprocessing
 import os
+import traceback
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 
@@ -12,8 +13,21 @@ from . import interrupts
 from .execution import Runner
 
 
+def run_node(function, *args):
+    """nipype's ``run_node(node, updatehash, taskid)`` in a worker, through
+    :func:`.interrupts.run_in_worker`. What it raises (``run_node`` reading back the
+    result file its node could not write, on a full disk) is returned as the node's
+    failure, as ``run_node`` returns any other: raised, nipype's callback would log it
+    on the console with its traceback and never hand the scheduler the node's end."""
+    try:
+        return interrupts.run_in_worker(function, *args)
+    except Exception as err:  # noqa: BLE001 - any error is the node's failure
+        return {"result": None, "traceback": traceback.format_exception(err),
+                "taskid": args[-1]}
+
+
 class _WorkerPool:
-    """MultiProc's process pool, each node run through ``interrupts.run_in_worker``.
+    """MultiProc's process pool, each node run through :func:`run_node`.
 
     The first node runs in a process of its own, forked at once, before the libraries
     the nodes import; while it runs, this process imports them
@@ -29,14 +43,14 @@ class _WorkerPool:
 
     def submit(self, function, *args):
         if self.first is not None:
-            return self.pool.submit(interrupts.run_in_worker, function, *args)
+            return self.pool.submit(run_node, function, *args)
         from nipype.pipeline.plugins.multiproc import process_initializer
 
         self.spare = frozenset(c.pid for c in multiprocessing.active_children())
         self.first = ProcessPoolExecutor(1, mp_context=self.context,
                                          initializer=process_initializer,
                                          initargs=(os.getcwd(),))
-        future = self.first.submit(interrupts.run_in_worker, function, *args)
+        future = self.first.submit(run_node, function, *args)
         self.first.shutdown(wait=False)  # its worker ends with the node
         import_node_libraries()
         return future
@@ -48,12 +62,20 @@ class _WorkerPool:
 
 
 class MultiProcRunner(Runner):
-    """MultiProc: a stop signal stops the workers' nodes; the pool is shut down."""
+    """MultiProc: a stop signal stops the workers' nodes; the pool is shut down. Quick
+    nodes that draw (their interface's ``draws``) run in a worker, not in this process:
+    here they would import matplotlib before the first node's process forks, or keep the
+    scheduler from polling while they draw."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         context = multiprocessing.get_context(self.plugin_args.get("mp_context"))
         self.pool = _WorkerPool(self.pool, context)
+
+    def prepare(self, graph):
+        for node in graph.nodes():
+            if node.run_without_submitting and getattr(node.interface, "draws", False):
+                node.run_without_submitting = False
 
     def stop(self, interrupted):
         interrupts.stop_workers(self.pool, interrupted, self.pool.spare)

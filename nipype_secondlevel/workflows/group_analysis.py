@@ -136,13 +136,13 @@ def init_group_analysis_wf(plan, mem_gb=DEFAULTS["mem_gb"], name="group_analysis
     outputnode.inputs.stat_types = [c.kind for c in plan.contrasts]
     outputnode.inputs.blocks = list(design.blocks)
 
-    # A quick node: on a cluster it runs in the submitting process. The design's figure
-    # is not one: with MultiProc it is drawn in a worker, beside the first maps' nodes.
+    # Quick nodes: on a cluster they run in the submitting process (with MultiProc the
+    # design's figure is drawn in a worker: DesignMatrix.draws).
     write_plan = pe.Node(WritePlan(plan=plan.to_json()), name="plan",
                          run_without_submitting=True)
     design_node = pe.Node(DesignMatrix(kind=design.kind, columns=design.columns,
                                        matrix=design.matrix, rows=design.rows),
-                          name="design")
+                          name="design", run_without_submitting=True)
     domain = plan_domain_value(plan)  # None: volumes
     if domain is None:
         resample = pe.Node(ResampleMaps(), name="resample")
