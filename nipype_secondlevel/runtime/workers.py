@@ -6,11 +6,15 @@ import importlib
 import multiprocessing
 import os
 import traceback
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 
 from . import interrupts
 from .execution import Runner
+
+#: Python's warning (3.12) of a fork in a process that has threads.
+FORK_WARNING = r"This process \(pid=\d+\) is multi-threaded, use of fork\(\) may lead to deadlocks"
 
 
 def run_node(function, *args):
@@ -43,7 +47,12 @@ class _WorkerPool:
 
     def submit(self, function, *args):
         if self.first is not None:
-            return self.pool.submit(run_node, function, *args)
+            with warnings.catch_warnings():
+                # Python 3.12 warns of a fork beside other threads: those of the first
+                # node's pool (its manager and its queue's feeder), which hold no lock
+                # that the pool's workers take.
+                warnings.filterwarnings("ignore", FORK_WARNING, DeprecationWarning)
+                return self.pool.submit(run_node, function, *args)
         from nipype.pipeline.plugins.multiproc import process_initializer
 
         self.spare = frozenset(c.pid for c in multiprocessing.active_children())
