@@ -1,5 +1,7 @@
 """The demo workflow end to end: numbers, the simulated effect, and the cache."""
 
+import os
+
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -248,3 +250,16 @@ def test_the_fork_warning_left_out_is_python_s_own():
                     "may lead to deadlocks in the child.")
     assert not re.match(FORK_WARNING, "This process (pid=4242) is multi-threaded, use of "
                         "forkpty() may lead to deadlocks in the child.")
+
+
+def test_the_first_node_s_process_ending_without_its_result_is_the_node_s_failure():
+    """The first node's own process killed (the OOM killer, a SIGKILL): its node fails in
+    nipype's ``run_node`` shape, naming the exit code; the run does not wait forever."""
+    import multiprocessing
+
+    from nipype_secondlevel.runtime.workers import _FirstNode
+
+    first = _FirstNode(multiprocessing.get_context("fork"), os._exit, (9,))
+    assert first.future.result(timeout=60) == {
+        "result": None, "taskid": 9,
+        "traceback": ["the node's process ended (exit code 9) without its result\n"]}

@@ -5,9 +5,10 @@ import gc
 import importlib
 import multiprocessing
 import os
+import threading
 import traceback
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 
 from . import interrupts
@@ -26,8 +27,56 @@ def run_node(function, *args):
     try:
         return interrupts.run_in_worker(function, *args)
     except Exception as err:  # noqa: BLE001 - any error is the node's failure
-        return {"result": None, "traceback": traceback.format_exception(err),
-                "taskid": args[-1]}
+        return _failure(traceback.format_exception(err), args[-1])
+
+
+def _failure(lines, taskid):
+    """A node's failure as nipype's ``run_node`` returns it."""
+    return {"result": None, "traceback": lines, "taskid": taskid}
+
+
+class _FirstNode:
+    """The first node, run in a process of its own (``context.Process``): its result comes
+    back through a pipe, which a thread waits on to complete :attr:`future`.
+
+    Not a second ``ProcessPoolExecutor``: the pool's workers, forked while it ran, inherited
+    its exit hook, which at their exit woke its manager thread through a pipe they did not
+    own ("OSError: Bad file descriptor" on the console after a Ctrl-C)."""
+
+    def __init__(self, context, function, args):
+        receive, send = context.Pipe(duplex=False)
+        self.taskid = args[-1]
+        self.future = Future()
+        self.future.set_running_or_notify_cancel()
+        self.process = context.Process(target=_run_first, name="first node",
+                                       args=(send, os.getcwd(), function, *args))
+        self.process.start()
+        send.close()  # the process's end only: its exit is the end of the pipe
+        self.thread = threading.Thread(target=self._wait, args=(receive,), daemon=True)
+        self.thread.start()
+
+    def _wait(self, receive):
+        with receive:
+            try:
+                result = receive.recv()
+            except (EOFError, OSError):  # it ended without sending its result
+                self.process.join()
+                why = f"the node's process ended (exit code {self.process.exitcode})"
+                result = _failure([why + " without its result\n"], self.taskid)
+        self.process.join()
+        self.future.set_result(result)
+
+
+def _run_first(send, cwd, function, *args):
+    from nipype.pipeline.plugins.multiproc import process_initializer
+
+    process_initializer(cwd)
+    result = run_node(function, *args)
+    with send:
+        try:
+            send.send(result)
+        except Exception as err:  # noqa: BLE001 - a result that cannot be pickled
+            send.send(_failure(traceback.format_exception(err), args[-1]))
 
 
 class _WorkerPool:
@@ -46,28 +95,21 @@ class _WorkerPool:
         self.spare = frozenset()  # this process's children from before: a script's own
 
     def submit(self, function, *args):
-        if self.first is not None:
-            with warnings.catch_warnings():
-                # Python 3.12 warns of a fork beside other threads: those of the first
-                # node's pool (its manager and its queue's feeder), which hold no lock
-                # that the pool's workers take.
-                warnings.filterwarnings("ignore", FORK_WARNING, DeprecationWarning)
-                return self.pool.submit(run_node, function, *args)
-        from nipype.pipeline.plugins.multiproc import process_initializer
+        if self.first is None:
+            self.spare = frozenset(c.pid for c in multiprocessing.active_children())
+            self.first = _FirstNode(self.context, function, args)
+            import_node_libraries()
+            return self.first.future
+        with warnings.catch_warnings():
+            # Python 3.12 warns of a fork beside other threads: the one waiting for the
+            # first node's result, blocked reading its pipe, holds no lock.
+            warnings.filterwarnings("ignore", FORK_WARNING, DeprecationWarning)
+            return self.pool.submit(run_node, function, *args)
 
-        self.spare = frozenset(c.pid for c in multiprocessing.active_children())
-        self.first = ProcessPoolExecutor(1, mp_context=self.context,
-                                         initializer=process_initializer,
-                                         initargs=(os.getcwd(),))
-        future = self.first.submit(run_node, function, *args)
-        self.first.shutdown(wait=False)  # its worker ends with the node
-        import_node_libraries()
-        return future
-
-    def shutdown(self, *args, **kwargs):
-        if self.first is not None:
-            self.first.shutdown(*args, **kwargs)
-        return self.pool.shutdown(*args, **kwargs)
+    def shutdown(self, wait=True, **kwargs):
+        if self.first is not None and wait:
+            self.first.thread.join()
+        return self.pool.shutdown(wait=wait, **kwargs)
 
 
 class MultiProcRunner(Runner):
