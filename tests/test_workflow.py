@@ -212,32 +212,6 @@ def test_the_design_figure_is_drawn_in_a_multiproc_worker_and_stays_local_on_a_c
         assert [n.run_without_submitting for n in nodes] == [design_local, True], plugin
 
 
-def test_an_error_a_worker_raises_is_the_node_s_failure_not_a_callback_traceback():
-    """nipype's ``run_node`` raises when it reads back the result file a node could not
-    write (a full disk): the worker returns the failure in run_node's own shape, which
-    nipype's callback hands the scheduler (raised, the callback printed it and the
-    scheduler never heard of the node's end)."""
-    import errno
-
-    from nipype.pipeline.plugins.multiproc import run_node as nipype_run_node
-
-    from nipype_secondlevel.runtime.workers import run_node
-
-    class FullDisk:
-        def run(self, updatehash):
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-        @property
-        def result(self):
-            raise FileNotFoundError("result_design.pklz")
-
-    done = run_node(nipype_run_node, FullDisk(), False, 7)
-    assert done["result"] is None and done["taskid"] == 7
-    text = "".join(done["traceback"])
-    assert "FileNotFoundError: result_design.pklz" in text
-    assert "No space left on device" in text
-
-
 def test_the_fork_warning_left_out_is_python_s_own():
     """Python 3.12's warning of a fork beside threads (CPython's posixmodule.c,
     ``warn_about_fork_with_threads``), which MultiProc's pool would print while the first

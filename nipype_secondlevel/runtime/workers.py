@@ -18,18 +18,6 @@ from .execution import Runner
 FORK_WARNING = r"This process \(pid=\d+\) is multi-threaded, use of fork\(\) may lead to deadlocks"
 
 
-def run_node(function, *args):
-    """nipype's ``run_node(node, updatehash, taskid)`` in a worker, through
-    :func:`.interrupts.run_in_worker`. What it raises (``run_node`` reading back the
-    result file its node could not write, on a full disk) is returned as the node's
-    failure, as ``run_node`` returns any other: raised, nipype's callback would log it
-    on the console with its traceback and never hand the scheduler the node's end."""
-    try:
-        return interrupts.run_in_worker(function, *args)
-    except Exception as err:  # noqa: BLE001 - any error is the node's failure
-        return _failure(traceback.format_exception(err), args[-1])
-
-
 def _failure(lines, taskid):
     """A node's failure as nipype's ``run_node`` returns it."""
     return {"result": None, "traceback": lines, "taskid": taskid}
@@ -71,7 +59,7 @@ def _run_first(send, cwd, function, *args):
     from nipype.pipeline.plugins.multiproc import process_initializer
 
     process_initializer(cwd)
-    result = run_node(function, *args)
+    result = interrupts.run_in_worker(function, *args)
     with send:
         try:
             send.send(result)
@@ -80,7 +68,7 @@ def _run_first(send, cwd, function, *args):
 
 
 class _WorkerPool:
-    """MultiProc's process pool, each node run through :func:`run_node`.
+    """MultiProc's process pool, each node run through ``interrupts.run_in_worker``.
 
     The first node runs in a process of its own, forked at once, before the libraries
     the nodes import; while it runs, this process imports them
@@ -104,7 +92,7 @@ class _WorkerPool:
             # Python 3.12 warns of a fork beside other threads: the one waiting for the
             # first node's result, blocked reading its pipe, holds no lock.
             warnings.filterwarnings("ignore", FORK_WARNING, DeprecationWarning)
-            return self.pool.submit(run_node, function, *args)
+            return self.pool.submit(interrupts.run_in_worker, function, *args)
 
     def shutdown(self, wait=True, **kwargs):
         if self.first is not None and wait:
