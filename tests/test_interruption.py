@@ -552,15 +552,16 @@ def test_a_scripts_own_processes_outlive_the_stop_of_its_run(monkeypatch):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from nipype_secondlevel.runtime import execution, interrupts
+    from nipype_secondlevel.runtime import interrupts, workers
 
-    monkeypatch.setattr(execution, "import_node_libraries", lambda: None)
+    monkeypatch.setattr(workers, "import_node_libraries", lambda names: None)
     context = multiprocessing.get_context("fork")
     own = context.Process(target=time.sleep, args=(60,))
     own.start()
     try:
-        pool = execution._WorkerPool(ProcessPoolExecutor(1, mp_context=context))
-        pool.submit(os.getpid).result()
+        pool = workers._WorkerPool(ProcessPoolExecutor(1, mp_context=context), context)
+        for _ in range(2):  # the first node's own process, then the pool's worker
+            assert pool.submit(abs, -1).result() == 1
         worker = [c for c in multiprocessing.active_children() if c.pid != own.pid]
         assert worker
         interrupts.stop_workers(pool, True, pool.spare)

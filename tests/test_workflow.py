@@ -161,20 +161,23 @@ HEAVY = ("matplotlib", "nilearn", "numba", "scipy.stats", "scipy.ndimage", "skle
 
 def test_building_the_demo_imports_no_heavy_library_and_multiproc_imports_them_at_its_fork():
     """Issue 24: the command line and the plan import none of :data:`HEAVY` (a rerun from
-    the cache needs none). MultiProc's first node runs in a process forked before the node
-    libraries are imported; this process imports them, frozen out of the garbage
-    collections, while that node runs, and the pool's workers fork with them after."""
+    the cache needs none). MultiProc's first node runs in a process forked once nilearn's
+    core is imported, before the pictures' libraries: it has the one, none of the other
+    (nor matplotlib); this process imports them, frozen out of the garbage collections,
+    while that node runs, and the pool's workers fork with them after."""
     printed = _python(f"""
 import gc, multiprocessing, sys
 from nipype_secondlevel.cli import build_workflow
 from nipype_secondlevel.cli_options import build_parser
-from nipype_secondlevel.runtime.workers import FORKED_IMPORTS, _WorkerPool, frozen_heap
+from nipype_secondlevel.runtime.workers import (
+    CORE_IMPORTS, FORKED_IMPORTS, _WorkerPool, frozen_heap)
 args = build_parser().parse_args(["demo", "--correction", "tfce"])
 args.argv = []
 build_workflow(args)
 print(*[name in sys.modules for name in {HEAVY!r}])
-def imported(names):
-    return any(name in sys.modules for name in names)
+def imported(core, later):
+    return (all(name in sys.modules for name in core),
+            any(name in sys.modules for name in later))
 class Pool:
     def submit(self, *args):
         return args
@@ -183,14 +186,15 @@ class Pool:
 with frozen_heap():
     pool = _WorkerPool(Pool(), multiprocessing.get_context("fork"))
     print(any(name in sys.modules for name in FORKED_IMPORTS))
-    first = pool.submit(imported, FORKED_IMPORTS)
-    print(all(name in sys.modules for name in FORKED_IMPORTS), gc.get_freeze_count() > 0)
-    print(first.result(timeout=60), pool.submit(len, [])[1:] == (len, []))
+    first = pool.submit(imported, CORE_IMPORTS, FORKED_IMPORTS + ("matplotlib",))
+    print(all(name in sys.modules for name in CORE_IMPORTS + FORKED_IMPORTS),
+          gc.get_freeze_count() > 0)
+    print(*first.result(timeout=60), pool.submit(len, [])[1:] == (len, []))
     pool.shutdown(wait=True)
 print(gc.get_freeze_count())
 """)
     assert printed == (["False"] * len(HEAVY)
-                       + ["False", "True", "True", "False", "True", "0"])
+                       + ["False", "True", "True", "True", "False", "True", "0"])
 
 
 def test_the_design_figure_is_drawn_in_a_multiproc_worker_and_stays_local_on_a_cluster(tmp_path):

@@ -70,12 +70,13 @@ def _run_first(send, cwd, function, *args):
 class _WorkerPool:
     """MultiProc's process pool, each node run through ``interrupts.run_in_worker``.
 
-    The first node runs in a process of its own, forked at once, before the libraries
-    the nodes import; while it runs, this process imports them
-    (:func:`import_node_libraries`: on a second core, off the first node's path) and
-    the pool's workers fork with them at the next node. A rerun from the cache imports
-    none. ``context``: the multiprocessing context of the pool (MultiProc's
-    ``mp_context``)."""
+    At the first node this process imports nilearn's core (:data:`CORE_IMPORTS`), which
+    every node needs, then forks a process of its own for that node, and imports the
+    pictures' libraries (:data:`FORKED_IMPORTS`) while it runs, on a second core, off the
+    first node's path; the pool's workers fork with both at the next node. A first node
+    that needs only nilearn's core imports nothing twice (the demo's simulation: one
+    pandas module). A rerun from the cache imports none. ``context``: the
+    multiprocessing context of the pool (MultiProc's ``mp_context``)."""
 
     def __init__(self, pool, context=None):
         self.pool, self.context = pool, context
@@ -85,8 +86,9 @@ class _WorkerPool:
     def submit(self, function, *args):
         if self.first is None:
             self.spare = frozenset(c.pid for c in multiprocessing.active_children())
+            import_node_libraries(CORE_IMPORTS)
             self.first = _FirstNode(self.context, function, args)
-            import_node_libraries()
+            import_node_libraries(FORKED_IMPORTS)
             return self.first.future
         with warnings.catch_warnings():
             # Python 3.12 warns of a fork beside other threads: the one waiting for the
@@ -102,9 +104,10 @@ class _WorkerPool:
 
 class MultiProcRunner(Runner):
     """MultiProc: a stop signal stops the workers' nodes; the pool is shut down. Quick
-    nodes that draw (their interface's ``draws``) run in a worker, not in this process:
-    here they would import matplotlib before the first node's process forks, or keep the
-    scheduler from polling while they draw."""
+    nodes that draw (their interface's ``draws``) run in a worker, beside the first node,
+    not in this process, where they would keep the scheduler from polling while they draw
+    (the cold demo: 0.89x the wall and CPU time of the design drawn here, paired runs at
+    load average 4 to 8)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -120,17 +123,21 @@ class MultiProcRunner(Runner):
         interrupts.stop_workers(self.pool, interrupted, self.pool.spare)
 
 
-#: Libraries that nodes import as they run (pictures, nilearn's reporting).
+#: nilearn's core, which the nodes of every run import (reading, resampling and masking
+#: maps: ``nilearn.image`` imports scikit-learn and scipy.stats through nilearn's logger,
+#: 1.6 s of the 2 s): imported before the first node's process forks.
+CORE_IMPORTS = ("nilearn.image", "nilearn.datasets", "scipy.ndimage", "scipy.stats")
+#: Libraries that only later nodes import (pictures, thresholds, nilearn's reporting):
+#: imported while the first node runs, before the pool's workers fork.
 FORKED_IMPORTS = ("matplotlib.pyplot", "nilearn.plotting", "nilearn.glm", "nilearn.reporting")
 
 
-def import_node_libraries():
-    """Import :data:`FORKED_IMPORTS` (matplotlib on Agg: pictures are written to files,
-    never shown), frozen out of garbage collections (see :func:`frozen_heap`)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    for name in FORKED_IMPORTS:
+def import_node_libraries(names):
+    """Import the modules ``names`` (pyplot on Agg: pictures are written to files, never
+    shown), frozen out of garbage collections (see :func:`frozen_heap`)."""
+    for name in names:
+        if name == "matplotlib.pyplot":
+            importlib.import_module("matplotlib").use("Agg")
         importlib.import_module(name)
     gc.freeze()
 
