@@ -17,8 +17,9 @@ indices that a workflow can run as separate jobs::
 Modules: :mod:`.plans` (patterns, exchangeability blocks), :mod:`.model`
 (Freedman-Lane t and F), :mod:`.sign_tables` (numba kernels and their numpy
 reference), :mod:`.chunks` (null chunks and observed maps by voxel chunks),
-:mod:`.merge` (p values), :mod:`.accel` (PALM's tail and gamma approximations of
-FWER p values: ``merge_null_chunks(..., accel="tail")``).
+:mod:`.repeats` (each distinct pattern computed once), :mod:`.merge` (p values),
+:mod:`.accel` (PALM's tail and gamma approximations of FWER p values:
+``merge_null_chunks(..., accel="tail")``).
 """
 
 import importlib

@@ -37,6 +37,7 @@ from .plans import (
     sign_flip_patterns,
 )
 from .projections import projection_pass
+from .repeats import chunk_work, own_pattern_batches, pattern_classes, sign_symmetric
 
 #: Relative tolerance under which a null value ties with the observed one, so
 #: that rounding of mathematically equal statistics cannot change a p value.
@@ -139,8 +140,13 @@ class NullChunk:
     max_statistic : ndarray (stop - start,)
         Max over voxels of the tail statistic (|t|, t, -t, or F).
     exceedances : ndarray of int (n_voxels,) or None
-        Per voxel, patterns whose tail statistic >= the observed one.
+        Per voxel, patterns whose tail statistic >= the observed one (with cluster
+        and TFCE statistics: every pattern of the plan that one of the chunk's
+        represents, see :mod:`.repeats`; their sum over the chunks is the same).
     max_cluster_size, max_cluster_mass, max_tfce : ndarray (stop - start,) or None
+    copies : ndarray of int (k, 2) or None
+        (index, earlier index of another chunk) of the patterns whose maxima are
+        those of the earlier one, NaN here (filled by the merge, see :mod:`.repeats`).
     """
 
     start: int
@@ -150,6 +156,7 @@ class NullChunk:
     max_cluster_size: np.ndarray | None = None
     max_cluster_mass: np.ndarray | None = None
     max_tfce: np.ndarray | None = None
+    copies: np.ndarray | None = None
 
 
 def tail_statistic(values, tail):
@@ -272,10 +279,10 @@ def _matrix_maxima(model, plan, start, stop, chunks, n_voxels, options, progress
     return best, np.concatenate(exceed) if options.uncorrected else None
 
 
-def _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb, progress):
-    """Maxima, counts, cluster and TFCE statistics from whole maps per pattern."""
+def _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb, progress, share):
+    """Maxima, counts, cluster and TFCE statistics from whole maps per pattern, each
+    distinct pattern of the plan once when ``share`` (:mod:`.repeats`)."""
     n_vox = columns.n_voxels
-    n_chunk = stop - start
     width = voxel_chunk_width(model, columns, mem_gb, share=0.25)
     kept = list(prepared_chunks(model, columns, width)) if width >= n_vox else None
 
@@ -288,35 +295,51 @@ def _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb, pro
         for cols, data in chunks():
             observed[cols] = statistic_map(model, data, plan)
         threshold = tie_threshold(tail_statistic(observed, options.tail))
+    classes = None
+    if share:
+        classes = pattern_classes(plan, sign_symmetric(plan, model.statistic, options.tail))
+    work = chunk_work(classes, start, stop)
+    n_own = work.own.size
     budget = float(mem_gb) * 2**30 * 0.25  # the maps of a batch of patterns
     # at most one matrix product's patterns: a larger buffer costs page faults
     # and cache misses, and computes nothing more
-    batch = int(max(1, min(n_chunk, PATTERN_BATCH, budget // (8 * n_vox))))
-    buffer = np.empty((batch, n_vox))
-    best = np.full(n_chunk, -np.inf)
+    batch = int(max(1, min(n_own, PATTERN_BATCH, budget // (8 * n_vox))))
+    buffer = np.empty((batch + 1, n_vox))
+    best = np.full(n_own, -np.inf)
     exceed = np.zeros(n_vox, dtype=np.int64) if options.uncorrected else None
     clusters = options.cluster_threshold is not None
-    sizes = np.zeros(n_chunk) if clusters else None
-    masses = np.zeros(n_chunk) if clusters else None
-    tfces = np.zeros(n_chunk) if options.tfce else None
-    for lo in range(start, stop, batch):
-        hi = min(lo + batch, stop)
-        maps = buffer[:hi - lo]
+    sizes = np.zeros(n_own) if clusters else None
+    masses = np.zeros(n_own) if clusters else None
+    tfces = np.zeros(n_own) if options.tfce else None
+    done = 0
+    for patterns in own_pattern_batches(plan, work.own, batch):
+        rows = slice(done, done + len(patterns))
+        # An even number of rows in every matrix product: OpenBLAS computes the last
+        # row of an odd one with another kernel, whose sums round differently, so a
+        # pattern's bits would depend on its place in the batch.
+        pad = len(patterns) * model.basis.shape[1] % 2
+        weights = pattern_weights(plan, np.concatenate([patterns, patterns[:pad]]),
+                                  model.basis)
+        multiplicity = np.append(work.multiplicity[rows], np.zeros(pad, np.int64))
+        maps = buffer[:len(multiplicity)]
+        maxima = np.full(len(multiplicity), -np.inf)
         for cols, data in chunks():
-            for rows, weights in _pattern_batches(plan, lo, hi, model.basis):
-                at_rows = slice(rows.start + lo - start, rows.stop + lo - start)
-                for tile in _tiles(data.n_voxels):
-                    at = slice(cols.start + tile.start, cols.start + tile.stop)
-                    _, above, _ = projection_pass(
-                        model, weights, data.residuals[:, tile], data.scale[tile],
-                        options.tail, None if threshold is None else threshold[at],
-                        maxima=best[at_rows], store=True, out=maps[rows, at])
-                    if above is not None:
-                        exceed[at] += above
-        store_spatial_maxima(spatial_map(model, maps), graph, options,
-                             slice(lo - start, hi - start), sizes, masses, tfces)
-        progress(hi - start, n_chunk, "permutations")
-    return NullChunk(start, stop, best, exceed, sizes, masses, tfces)
+            for tile in _tiles(data.n_voxels):
+                at = slice(cols.start + tile.start, cols.start + tile.stop)
+                _, above, _ = projection_pass(
+                    model, weights, data.residuals[:, tile], data.scale[tile],
+                    options.tail, None if threshold is None else threshold[at],
+                    maxima=maxima, store=True, out=maps[:, at], multiplicity=multiplicity)
+                if above is not None:
+                    exceed[at] += above
+        best[rows] = maxima[:len(patterns)]
+        store_spatial_maxima(spatial_map(model, maps[:len(patterns)]), graph, options, rows,
+                             sizes, masses, tfces)
+        done = rows.stop
+        progress(work.own[done - 1] - start + 1 if done < n_own else stop - start,
+                 stop - start, "permutations")
+    sizes, masses, tfces = (None if v is None else work.spread(v) for v in (sizes, masses, tfces))
+    return NullChunk(start, stop, work.spread(best), exceed, sizes, masses, tfces, work.copies)
 
 
 def spatial_graph(mask, options):
@@ -363,7 +386,7 @@ def _checked(model, columns, plan, options):
 
 
 def null_chunk(model, columns, plan, start, stop, mask=None, options=None,
-               mem_gb=DEFAULTS["mem_gb"], progress=_no_progress):
+               mem_gb=DEFAULTS["mem_gb"], progress=_no_progress, share_repeats=True):
     """Null statistics for one chunk of permutation indices.
 
     For each pattern i in ``start..stop-1``: the max over voxels of the tail
@@ -390,6 +413,9 @@ def null_chunk(model, columns, plan, start, stop, mask=None, options=None,
     progress : callable
         ``progress(done, total, unit)`` after every part of the work (voxels,
         or permutations for cluster and TFCE statistics).
+    share_repeats : bool
+        Cluster and TFCE statistics: compute each distinct pattern of the plan
+        once (:mod:`.repeats`; the merged results are the same bits).
 
     Returns
     -------
@@ -401,7 +427,7 @@ def null_chunk(model, columns, plan, start, stop, mask=None, options=None,
         if options.spatial:
             graph = spatial_graph(mask, options)
             return _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb,
-                                 progress)
+                                 progress, share_repeats)
         chunks = prepared_chunks(model, columns, voxel_chunk_width(model, columns, mem_gb))
         maxima = _sign_table_maxima if uses_sign_tables(model, plan) else _matrix_maxima
         best, exceed = maxima(model, plan, start, stop, chunks, columns.n_voxels, options,

@@ -23,6 +23,7 @@ from .chunks import (
 )
 from .model import linear_model
 from .plans import chunk_bounds, plan_permutations
+from .repeats import fill_copies
 
 
 @dataclass
@@ -90,8 +91,14 @@ def neg_log10(p):
 
 
 def _gather(chunks, name):
+    """A null distribution of every pattern, with the copies of repeated patterns filled
+    in (see :mod:`.repeats`)."""
     parts = [getattr(c, name) for c in chunks]
-    return None if any(p is None for p in parts) else np.concatenate(parts)
+    if any(p is None for p in parts):
+        return None
+    copies = [c.copies for c in chunks if c.copies is not None]
+    return fill_copies(np.concatenate(parts),
+                       np.concatenate(copies) if copies else None)
 
 
 def _fwer_logp(values, null, accel, fits, name, inside=None):

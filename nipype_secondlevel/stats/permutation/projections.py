@@ -23,7 +23,7 @@ from .sign_tables import _vector_max
 
 @njit(cache=True, nogil=True, fastmath={"nnan", "ninf"})
 def _projection_pass(projections, n_pat, q, dof, tiny, zero, threshold, two_sided, sign,
-                     count, store, maxima, counts, out):
+                     count, store, maxima, counts, out, multiplicity):
     """Numba body of :func:`projection_pass`; rows k * n_pat + p hold U_k' G_p R.
 
     The no-NaN/no-inf flags change no result on finite data and only let the
@@ -51,13 +51,13 @@ def _projection_pass(projections, n_pat, q, dof, tiny, zero, threshold, two_side
                 out[p, v] = value
             value = abs(value) if two_sided else sign * value
             if count:
-                counts[v] += value >= threshold[v]
+                counts[v] += multiplicity[p] * (value >= threshold[v])
             best = _vector_max(best, value)
         maxima[p] = best
 
 
 def projection_pass(model, weights, residuals, scale, tail, threshold=None, maxima=None,
-                    store=False, out=None):
+                    store=False, out=None, multiplicity=None):
     """t or F of patterns at a voxel tile, their tail maxima and exceedance counts.
 
     Parameters
@@ -77,6 +77,8 @@ def projection_pass(model, weights, residuals, scale, tail, threshold=None, maxi
     out : array (n_patterns, w) or None
         Where ``store`` writes them (None: a new array), e.g. rows and columns of a
         larger buffer, which saves a copy.
+    multiplicity : array of int64 (n_patterns,) or None
+        How many patterns each stands for in the counts (None: one each).
 
     Returns
     -------
@@ -95,5 +97,6 @@ def projection_pass(model, weights, residuals, scale, tail, threshold=None, maxi
     _projection_pass(projections, n_pat, model.q, float(model.dof), glm.TINY, scale == 0,
                      np.zeros(width) if threshold is None else np.asarray(threshold, float),
                      tail == "two-sided", -1.0 if tail == "negative" else 1.0, count, store,
-                     maxima, counts, out)
+                     maxima, counts, out,
+                     np.ones(n_pat, np.int64) if multiplicity is None else multiplicity)
     return maxima, counts if count else None, out if store else None
