@@ -34,6 +34,7 @@ def _projection_pass(projections, n_pat, q, dof, tiny, zero, threshold, two_side
     for p in range(n_pat):
         best = maxima[p]
         first = projections[p]
+        times = multiplicity[p]  # read once: the loop below then vectorises
         for v in range(width):
             explained = first[v] * first[v]
             for k in range(1, q):
@@ -51,7 +52,7 @@ def _projection_pass(projections, n_pat, q, dof, tiny, zero, threshold, two_side
                 out[p, v] = value
             value = abs(value) if two_sided else sign * value
             if count:
-                counts[v] += multiplicity[p] * (value >= threshold[v])
+                counts[v] += times * (value >= threshold[v])
             best = _vector_max(best, value)
         maxima[p] = best
 
