@@ -44,19 +44,20 @@ def test_one_line_at_most_every_interval_with_the_time_left(monkeypatch):
 
 
 def test_a_permutation_run_prints_progress_lines_unless_quiet(tmp_path):
-    table = write_table(tmp_path / "data", 8)
+    table = write_table(tmp_path / "data", 9)
     # the default plugin (MultiProc on more than one CPU: the lines come from its workers),
     # one chunk of all the patterns
     args = ["run", "--inputs", str(table), "--design", "one-sample", "--correction", "tfce",
-            "--n-perm", "300", "--n-chunks", "1", "--out-dir", "out", "--work-dir", "work"]
+            "--n-perm", "600", "--n-chunks", "1", "--out-dir", "out", "--work-dir", "work"]
     env = {**os.environ, INTERVAL_ENV: "0"}
     env.pop(QUIET_ENV, None)
     result = run_cli(*args, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
-    # 8 subjects: all 256 sign flips, in batches of 128 maps
+    # 9 subjects: all 512 sign flips, 256 distinct two-sided (a flip and its negation
+    # give one TFCE maximum), in batches of 128 maps
     lines = [line for line in result.stderr.splitlines() if line.startswith("permutations ")]
     assert len(lines) == 1 and re.fullmatch(
-        r"permutations 0-255 of intercept: 50% \(128 of 256 permutations\), \d+ s left",
+        r"permutations 0-511 of intercept: 50% \(128 of 256 distinct patterns\), \d+ s left",
         lines[0]), lines
     assert any(line.startswith("masked data: ") for line in result.stderr.splitlines())
     # --quiet: no line of the nodes' nor of their progress

@@ -336,8 +336,7 @@ def _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb, pro
         store_spatial_maxima(spatial_map(model, maps[:len(patterns)]), graph, options, rows,
                              sizes, masses, tfces)
         done = rows.stop
-        progress(work.own[done - 1] - start + 1 if done < n_own else stop - start,
-                 stop - start, "permutations")
+        progress(done, n_own, "distinct patterns")
     sizes, masses, tfces = (None if v is None else work.spread(v) for v in (sizes, masses, tfces))
     return NullChunk(start, stop, work.spread(best), exceed, sizes, masses, tfces, work.copies)
 

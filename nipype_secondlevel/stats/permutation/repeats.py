@@ -1,20 +1,20 @@
 """Patterns that repeat: each distinct pattern of a plan computed once.
 
 Random plans draw their patterns with replacement (as nilearn and PALM), so an
-index may repeat an earlier pattern: 10,000 sign flips of 16 subjects hold about
-9,260 distinct patterns. A sign-flip pattern may also be the negation of an
+index may repeat an earlier pattern: the demo's 10,000 sign flips of 16 subjects
+hold 9,282 distinct patterns. A sign-flip pattern may also be the negation of an
 earlier one, whose data are the negated data, G(-s) R = -(G(s) R); every
 operation of the t and F of a pattern (:mod:`.projections`: the matrix product,
 its squares, the division) gives the negated value, or the same, bit for bit,
 so t(-s) = -t(s) and F(-s) = F(s). When the statistic does not see the sign of
 the map (two-sided t, whose clusters and TFCE are formed on both tails with
 thresholds from max |t|; F), the null maxima of -s are those of s: the 10,000
-patterns then hold about 8,600 classes.
+patterns then hold 8,621 classes.
 
 A pattern's *representative* is the lowest index of its class (the same
 pattern, or its negation when the statistic is sign-symmetric). Pattern i is a
 function of ``(plan, i)``, so any chunk finds the classes of the whole plan (all
-the patterns drawn once, as int64 keys: 10,000 x 16 sign flips in about 3 ms)
+the patterns drawn once, as int64 keys: 10,000 x 16 sign flips in about 6 ms)
 and computes only the indices that are their own representative; a repeat of
 an index of the chunk takes its value; a repeat of an earlier chunk's index is
 listed in the chunk's ``copies`` and filled by the merge, which has every chunk.
@@ -24,7 +24,11 @@ The exceedance counts of a representative count every index of its class
 Keys: a sign pattern's bits (up to :data:`MAX_SIGN_BITS` subjects), a row
 order's base-n digits (up to :data:`MAX_ORDER_ROWS` rows, n**n < 2**63).
 Beyond, no pattern is shared: 2**63 sign flips, or 16! row orders, make a
-repeat among a million patterns unlikely (a chance below 3%).
+repeat among a million patterns unlikely (a chance below 3%); exchangeability
+blocks of more rows allow fewer orders, whose repeats are then computed again.
+The bits of a pattern's statistics must not depend on its place in a batch: the
+chunks give every matrix product an even number of rows (see
+:func:`~.chunks.null_chunk`'s spatial path).
 """
 
 from dataclasses import dataclass
