@@ -411,7 +411,7 @@ def null_chunk(model, columns, plan, start, stop, mask=None, options=None,
         Memory budget (GiB) of the data held at a time.
     progress : callable
         ``progress(done, total, unit)`` after every part of the work (voxels,
-        or permutations for cluster and TFCE statistics).
+        or distinct patterns for cluster and TFCE statistics).
     share_repeats : bool
         Cluster and TFCE statistics: compute each distinct pattern of the plan
         once (:mod:`.repeats`; the merged results are the same bits).
