@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -381,6 +382,29 @@ with StopOnSignal():
     assert done.stdout.startswith("stopped after ") and float(done.stdout.split()[2]) < 1
 
 
+def test_ctrl_c_inside_a_finalizer_as_the_run_ends_is_the_run_s(tmp_path):
+    """The signal sent again after a Ctrl-C lost in a finalizer is the run's even when the
+    run ends first: Interrupted at its end, never a KeyboardInterrupt after it, and no
+    thread left running (one alive at the interpreter's exit can abort it)."""
+    done = run_python("""
+import signal, threading
+from nipype_secondlevel.runtime.interrupts import Interrupted, StopOnSignal
+signal.signal(signal.SIGINT, signal.default_int_handler)  # not ignored, as in a terminal
+class Finalized:
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)
+        sum(range(10))  # the handler raises here, inside the finalizer
+try:
+    with StopOnSignal():
+        Finalized()
+    print("went on")
+except Interrupted:
+    print("stopped")
+print(threading.active_count())
+""", tmp_path)
+    assert (done.returncode, done.stderr, done.stdout) == (0, "", "stopped\n1\n")
+
+
 def test_a_worker_stopped_inside_nipype_s_run_node_returns_the_interrupted_failure():
     """nipype's ``run_node`` swallows the interrupt and then reads the result file the
     stopped node never wrote: the FileNotFoundError must not reach MultiProc's callback
@@ -472,10 +496,14 @@ def test_a_stop_signal_a_worker_lost_is_sent_again(tmp_path):
                              False, 4)
         while not started.exists():
             time.sleep(0.01)
+        threads = set(threading.enumerate())
         start = time.monotonic()
         interrupts.stop_workers(pool, interrupted=True)
         assert time.monotonic() - start < 10
         assert future.result() == {"result": None, "traceback": ["interrupted\n"], "taskid": 4}
+        # The thread that sent the signal again has ended: one still running when the
+        # interpreter exits can abort it (CI, Python 3.11: "Fatal Python error").
+        assert set(threading.enumerate()) <= threads
     finally:
         interrupts._state = saved
 

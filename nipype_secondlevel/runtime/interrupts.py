@@ -53,6 +53,7 @@ class _State:
         self.signum = None  # the first stop signal received
         self.time = None
         self.reraise = False  # an Interrupted was swallowed by a finalizer
+        self.again = None  # the thread that sends the signal again (see _unraisable)
         self.hook = sys.unraisablehook  # the one to restore, and to call otherwise
 
 
@@ -77,9 +78,8 @@ def _unraisable(unraisable):
     again ("Exception ignored in sys.unraisablehook") and the run would go on."""
     if isinstance(unraisable.exc_value, Interrupted) and _state is not None:
         _state.reraise = True
-        again = threading.Timer(0.01, os.kill, (os.getpid(), _state.signum))
-        again.daemon = True
-        again.start()
+        _state.again = threading.Timer(0.01, os.kill, (os.getpid(), _state.signum))
+        _state.again.start()
         return
     (_state.hook if _state is not None else sys.__unraisablehook__)(unraisable)
 
@@ -160,14 +160,17 @@ def stop_workers(pool, interrupted=True, spare=()):
         return [c for c in multiprocessing.active_children() if c.pid not in spare]
 
     signum = _state.signum if _state is not None else None
-    done = threading.Event()
+    done, forwarder = threading.Event(), None
     if interrupted or signum:
-        threading.Thread(target=_forward, args=(workers(), signum or signal.SIGINT, done),
-                         daemon=True).start()
+        forwarder = threading.Thread(target=_forward,
+                                     args=(workers(), signum or signal.SIGINT, done))
+        forwarder.start()
     try:
         pool.shutdown(wait=True)  # (interrupted, its thread still ends the workers it knows)
     finally:
         done.set()
+        if forwarder is not None:  # ended here: a thread still running at the interpreter's
+            forwarder.join()       # exit can abort it ("Fatal Python error: PyThreadState_Get")
     for child in workers():
         child.kill()
         child.join()
@@ -239,7 +242,12 @@ class StopOnSignal:
 
     def __exit__(self, *exc):
         global _state
-        if self._previous is not None:
+        if self._previous is None:
+            return False
+        try:  # no thread of the run left at the interpreter's exit, which it can abort
+            if _state.again is not None:  # ("Fatal Python error: PyThreadState_Get")
+                _state.again.join()  # its signal is the run's: Interrupted, here at the latest
+        finally:
             for signum, previous in self._previous.items():
                 signal.signal(signum, previous)
             sys.unraisablehook = _state.hook
