@@ -27,7 +27,8 @@ DRIVER = str(HERE / "interrupt_driver.py")
 # Small budget: the estimation runs in many voxel chunks, so it can be killed mid-way.
 DEMO = ["demo", "--n-subjects", "6", "--mem-gb", "0.002", "--out-dir", "out",
         "--work-dir", "work"]
-ENV = dict(os.environ, NIPYPE_NO_ET="1", PYTHONPATH=str(HERE.parent))
+# (faulthandler: a crash prints every thread's stack, which names what crashed)
+ENV = dict(os.environ, NIPYPE_NO_ET="1", PYTHONPATH=str(HERE.parent), PYTHONFAULTHANDLER="1")
 
 
 def start(cmd, cwd, log):
@@ -218,13 +219,15 @@ def test_ctrl_c_at_random_moments_then_rerun(tmp_path, clean_demo):
     for plugin in ("Linear", "MultiProc", "Linear", "MultiProc", "MultiProc"):
         log = tmp_path / "run.log"
         proc = start(cli(*DEMO, "--plugin", plugin, "--quiet"), tmp_path, log)
+        started = time.monotonic()
         time.sleep(rng.uniform(1.0, 8.0))
         os.killpg(proc.pid, signal.SIGINT)
         code = proc.wait(timeout=60)
         # Before the interpreter has set up its handler (a slow start on a loaded machine)
         # the kernel ends the process, silently, before anything is done.
         assert code in (0, 130) or (code == -signal.SIGINT and not log.read_text()), (
-            code, log.read_text())
+            f"{plugin}, Ctrl-C after {time.monotonic() - started:.1f} s: exit {code}\n"
+            + log.read_text())
         if code == 130:
             assert log.read_text().splitlines() == [INTERRUPTED]
         assert not list((tmp_path / "work").rglob("crash-*"))
