@@ -44,6 +44,7 @@ from ..spec import (
     result_options,
 )
 from ..stats import permutation as perm
+from ..stats.permutation.repeats import balanced_chunk_bounds, sign_symmetric
 from .contrasts import cluster_forming_value, parse_contrasts
 from .matrices import group_design
 from .pairs import paired_rows
@@ -333,12 +334,19 @@ def plan_permutations(values, design, contrast):
     if values["correction"] in CLUSTER_CORRECTIONS:
         p = values["cluster_forming_p"]
         forming = [p, float(cluster_forming_value(p, model.dof, model.statistic, tail))]
+    # Cluster and TFCE chunks compute each class of patterns once (stats/permutation/
+    # repeats.py): chunks of equal work. Max-T computes every index: chunks of equal length.
+    if values["correction"] in (*CLUSTER_CORRECTIONS, "tfce"):
+        bounds = balanced_chunk_bounds(patterns, values["n_chunks"],
+                                       sign_symmetric(patterns, model.statistic, tail))
+    else:
+        bounds = perm.chunk_bounds(patterns.n_perm, values["n_chunks"])
     return Permutations(
         model=model_name, scheme=scheme, n_subjects=patterns.n_subjects,
         n_perm=patterns.n_perm, exhaustive=patterns.exhaustive, seed=patterns.seed,
         blocks=None if patterns.blocks is None else list(patterns.blocks),
         keys=None if patterns.keys is None else list(patterns.keys), pairs=pairs,
-        chunks=[list(b) for b in perm.chunk_bounds(patterns.n_perm, values["n_chunks"])],
+        chunks=[list(b) for b in bounds],
         tail=tail, cluster_forming=forming)
 
 

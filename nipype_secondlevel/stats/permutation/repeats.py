@@ -19,7 +19,9 @@ and computes only the indices that are their own representative; a repeat of
 an index of the chunk takes its value; a repeat of an earlier chunk's index is
 listed in the chunk's ``copies`` and filled by the merge, which has every chunk.
 The exceedance counts of a representative count every index of its class
-(sums over the chunks are those of every pattern).
+(sums over the chunks are those of every pattern). Later indices repeat more, so
+the plan cuts the indices where each chunk has as many representatives as the
+others (:func:`balanced_chunk_bounds`), not as many indices.
 
 Keys: a sign pattern's bits (up to :data:`MAX_SIGN_BITS` subjects), a row
 order's base-n digits (up to :data:`MAX_ORDER_ROWS` rows, n**n < 2**63).
@@ -32,10 +34,11 @@ chunks give every matrix product an even number of rows (see
 """
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
-from .plans import RANDOM_BLOCK, plan_patterns
+from .plans import RANDOM_BLOCK, chunk_bounds, plan_patterns
 
 #: Most subjects of a sign-flip plan whose patterns are shared (bits of an int64).
 MAX_SIGN_BITS = 62
@@ -97,6 +100,25 @@ def pattern_classes(plan, symmetric):
     count = np.zeros(plan.n_perm, dtype=np.int64)
     count[first] = sizes
     return first[inverse.ravel()], count
+
+
+def balanced_chunk_bounds(plan, n_chunks, symmetric):
+    """Split ``range(n_perm)`` into ``n_chunks`` contiguous parts that compute as many
+    patterns as each other, within one: each holds as many of its own representatives
+    (:func:`pattern_classes`, what :func:`chunk_work` computes). Parts of equal length
+    (:func:`~.plans.chunk_bounds`) when no pattern of the plan can repeat.
+
+    Returns
+    -------
+    list of (start, stop)
+        Fewer than ``n_chunks`` when the plan has fewer classes.
+    """
+    classes = pattern_classes(plan, symmetric)
+    if classes is None:
+        return chunk_bounds(plan.n_perm, n_chunks)
+    own = np.flatnonzero(classes[1])  # own[0] == 0: the identity is its own representative
+    starts = [int(own[a]) for a, _ in chunk_bounds(own.size, n_chunks)]
+    return list(pairwise([*starts, plan.n_perm]))
 
 
 @dataclass(frozen=True)
