@@ -14,6 +14,7 @@ from scipy import stats
 
 from nipype_secondlevel.cli import main
 from nipype_secondlevel.io.errors import InputError
+from nipype_secondlevel.stats import permutation as perm
 from nipype_secondlevel.workflows import Plan, plan_analysis
 
 
@@ -80,6 +81,41 @@ def test_permutations_are_decided_in_the_plan(table, n_perm, exhaustive):
     assert all(a < b for a, b in test.chunks)
     assert all(stop == start for (_, stop), (start, _) in zip(test.chunks, test.chunks[1:]))
     assert test.cluster_forming[1] == pytest.approx(stats.t.isf(0.005, 6))
+
+
+@pytest.mark.parametrize(("correction", "one_sided", "n_perm"),
+                         [("cluster-size", False, 100), ("tfce", True, 100),
+                          ("cluster-mass", False, 200), ("tfce", True, 200),
+                          ("maxT", False, 100)])
+def test_cluster_and_tfce_chunks_compute_as_many_patterns(table, correction, one_sided,
+                                                          n_perm):
+    """Cluster and TFCE chunks compute each distinct pattern once (a sign pattern and its
+    negation are one on both tails): the plan's chunks hold as many first occurrences as
+    each other, within one, counted here with a set of the patterns seen; max-T computes
+    every index, as do the chunks of a plan without repeats (every sign flip, one
+    tail): chunks of equal length."""
+    plan = plan_analysis(inputs_table=table, conditions=["a"], correction=correction,
+                         one_sided=one_sided, n_perm=n_perm, n_chunks=3, perm_seed=4)
+    (test,) = [c.permutations for c in plan.contrasts]
+    starts, stops = zip(*test.chunks)
+    assert starts[0] == 0 and stops[-1] == test.n_perm and starts[1:] == stops[:-1]
+    assert len(test.chunks) == 3 and all(a < b for a, b in test.chunks)
+    lengths = [b - a for a, b in test.chunks]
+    if correction == "maxT":
+        assert max(lengths) - min(lengths) <= 1
+        return
+    seen, first = set(), []
+    for pattern in perm.plan_patterns(test.patterns(), 0, test.n_perm):
+        key = tuple(pattern)
+        if not one_sided:
+            key = max(key, tuple(-pattern))
+        first.append(key not in seen)
+        seen.add(key)
+    computed = [sum(first[a:b]) for a, b in test.chunks]
+    assert sum(computed) == len(seen)
+    assert max(computed) - min(computed) <= 1
+    # with repeats, equal lengths would not have been equal work
+    assert (max(lengths) - min(lengths) > 1) == (len(seen) < test.n_perm)
 
 
 def test_a_paired_test_permutes_the_pairs_within_blocks(table):

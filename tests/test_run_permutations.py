@@ -160,7 +160,11 @@ def assert_exhaustive(out, label, null, kind="t", n_patterns=None):
 def test_one_sample_sign_flips_and_cluster_size_equal_enumeration(tmp_path):
     table = write_table(tmp_path / "data", 8)
     out = run(tmp_path, table, "--design", "one-sample", "--correction", "cluster-size",
-              "--cluster-forming-p", "0.05", "--n-perm", "256")
+              "--cluster-forming-p", "0.05", "--n-perm", "256", "--n-chunks", "3")
+    # chunks of equal work: a pattern and its negation are one on both tails; patterns
+    # 128..255 negate 0..127 (i flips subject j iff bit j of i): 43 + 42 + 43 computed
+    (test,) = json.loads((out / "plan.json").read_text())["contrasts"]
+    assert test["permutations"]["chunks"] == [[0, 43], [43, 85], [85, 256]]
     Y = maps(table)
     null = null_statistics(Y, np.ones((8, 1)), [[1.0]], sign_flips(8), flips=True)
     meta = assert_exhaustive(out, "intercept", null)
