@@ -206,12 +206,23 @@ def kernels():
           f"/ {NILEARN_TFCE_PERM})")
     print(f"  ratio:   {theirs_tfce[0] / ours_tfce[0]:8.1f}x faster (wall), "
           f"{theirs_tfce[1] / ours_tfce[1]:.1f}x (CPU); target >= 100x")
-    from nipype_secondlevel.stats.permutation.repeats import pattern_classes
+    from nipype_secondlevel.stats.permutation.repeats import (
+        balanced_chunk_bounds,
+        chunk_work,
+        pattern_classes,
+    )
 
     demo_plan = perm.plan_permutations(N_SUBJECTS, 10_000)  # the demo's seed
-    computed = int(np.count_nonzero(pattern_classes(demo_plan, True)[1]))
+    classes = pattern_classes(demo_plan, True)
+    computed = int(np.count_nonzero(classes[1]))
     print(f"  maps computed of the demo's 10,000 two-sided patterns: {computed:,} "
           f"({computed / demo_plan.n_perm:.3f}; the rest repeat or negate one of them)")
+    larger = [max(chunk_work(classes, a, b).own.size for a, b in bounds)
+              for bounds in (balanced_chunk_bounds(demo_plan, 2, True),
+                             perm.chunk_bounds(demo_plan.n_perm, 2))]
+    print(f"  the larger of the demo's 2 chunks computes {larger[0]:,} of them (half: "
+          f"{-(-computed // 2):,}), {larger[0] / larger[1]:.3f} of the {larger[1]:,} of the "
+          "larger of 2 chunks of equal length (the wall time of the chunks on 2 cores)")
 
     # --- clusters, for information
     options = perm.PermutationOptions(cluster_threshold=3.0)
