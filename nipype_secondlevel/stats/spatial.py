@@ -295,9 +295,9 @@ def tfce_maxima(maps, graph, tail="two-sided", dh="auto", E=TFCE_E, H=TFCE_H):
     for row, t in zip(thresholds, steps):
         row[:t.size] = t
     signs = tail_signs(tail)
-    from . import spatial_kernels  # numba's: imported by what runs a kernel
+    from . import spatial_lanes  # numba's: imported by what runs a kernel
 
-    return spatial_kernels.tfce_max_batch(
+    return spatial_lanes.tfce_max_batch(
         maps, graph.neighbours, graph.forward, thresholds,
         np.array([t.size for t in steps], dtype=np.int64), 1.0 in signs, -1.0 in signs,
         float(E), float(H), graph.weights)

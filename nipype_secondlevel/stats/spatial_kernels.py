@@ -45,7 +45,7 @@ joining every neighbour pair once (the ``forward`` table).
 
 Nothing here assumes a grid: ``neighbours`` and ``forward`` may describe any
 graph (a mesh's vertices), padded with the sentinel. The ``*_batch`` kernels
-take many maps in one call and reuse their work arrays: fresh arrays of a
+(the TFCE maxima's in :mod:`.spatial_lanes`, several maps at once) take many maps in one call and reuse their work arrays: fresh arrays of a
 map's size cost page faults worth a third of a map's time. Loops whose
 branches would depend on the data (steepest ascent, saddles) are written with
 selects and counted stores, which the compiler keeps branch-free.
@@ -136,6 +136,12 @@ def _signed_levels(values, positive, negative, thresholds, level):
         level[v] = k if x > 0 else -k
         counts[n_levels + 1 - k] += 1
     level[n] = 0
+    return _slot_starts(counts, n_levels)
+
+
+@njit(cache=True, nogil=True)
+def _slot_starts(counts, n_levels):
+    """Starts of the slots 0..n_levels-1 (and their end) from the counts of slot + 1."""
     starts = np.zeros(n_levels + 1, np.int64)
     for s in range(1, n_levels + 1):
         starts[s] = starts[s - 1] + counts[s]
@@ -153,8 +159,7 @@ def _basins(values, neighbours, level, starts, by_voxel, padded, up, basin, join
     above its own: never to the other side, where s * value < 0, nor to the
     sentinel, whose value is NaN, nor to a voxel of level 0, whose |value| is
     below its own. Peaks are numbered in voxel order; pointers are resolved by
-    pointer jumping in place, the passes in alternate directions (a pass carries
-    the pointers it has already moved on along its direction: fewer passes).
+    pointer jumping (:func:`_jump`).
     """
     n = values.size
     n_levels = starts.size - 1
@@ -177,16 +182,7 @@ def _basins(values, neighbours, level, starts, by_voxel, padded, up, basin, join
         basin[v] = n_basins if peak else -1
         n_basins += peak
     basin[n] = -1
-    changed, step = True, 1
-    while changed:  # passes in alternate directions
-        changed = False
-        for i in range(n):
-            v = i if step > 0 else n - 1 - i
-            above = up[v]
-            top = up[above]
-            up[v] = top
-            changed |= top != above
-        step = -step
+    _jump(up)
     at = starts[:n_levels].copy()
     for v in range(n):
         k = abs(level[v])
@@ -199,6 +195,24 @@ def _basins(values, neighbours, level, starts, by_voxel, padded, up, basin, join
 
 
 @njit(cache=True, nogil=True)
+def _jump(up):
+    """Every pointer of ``up`` to its root: pointer jumping in place, the passes in
+    alternate directions (a pass carries the pointers it has already moved on along its
+    direction: fewer passes)."""
+    n = up.size
+    changed, step = True, 1
+    while changed:
+        changed = False
+        for i in range(n):
+            v = i if step > 0 else n - 1 - i
+            above = up[v]
+            top = up[above]
+            up[v] = top
+            changed |= top != above
+        step = -step
+
+
+@njit(cache=True, nogil=True)
 def _saddles(forward, level, basin, n_levels, pair, saddle):
     """Neighbour pairs across two basins of a side, as basin_u * 2**32 + basin_v,
     sorted by decreasing saddle level (the smaller level of the two voxels), and
@@ -206,7 +220,6 @@ def _saddles(forward, level, basin, n_levels, pair, saddle):
     ``saddle`` are work arrays of n * forward.shape[1] + 1 items."""
     n = basin.size - 1
     n_pairs = 0
-    counts = np.zeros(n_levels + 1, np.int64)
     for v in range(n):
         own_basin = basin[v]
         if own_basin >= 0:
@@ -217,11 +230,17 @@ def _saddles(forward, level, basin, n_levels, pair, saddle):
                 pair[n_pairs] = (np.int64(basin[u]) << 32) | own_basin
                 saddle[n_pairs] = n_levels - min(abs(other), abs(own_level))
                 n_pairs += (other * own_level > 0) & (basin[u] != own_basin)
+    return _by_slot(pair, saddle, n_pairs, n_levels)
+
+
+@njit(cache=True, nogil=True)
+def _by_slot(pair, saddle, n_pairs, n_levels):
+    """The first ``n_pairs`` pairs sorted by their slot (a counting sort, stable),
+    and the starts of the slots."""
+    counts = np.zeros(n_levels + 1, np.int64)
     for j in range(n_pairs):
         counts[saddle[j] + 1] += 1
-    starts = np.zeros(n_levels + 1, np.int64)
-    for s in range(1, n_levels + 1):
-        starts[s] = starts[s - 1] + counts[s]
+    starts = _slot_starts(counts, n_levels)
     at = starts[:n_levels].copy()
     out = np.empty(n_pairs, np.int64)
     for j in range(n_pairs):
@@ -341,26 +360,6 @@ def _tfce_work(values, neighbours, forward, thresholds, positive, negative, E, H
 
 
 @njit(cache=True, nogil=True)
-def tfce_max_batch(maps, neighbours, forward, thresholds, n_levels, positive, negative, E, H,
-                   weights=None):
-    """Largest TFCE of every row of ``maps`` (n_maps, n), as :func:`tfce_pass`;
-    row m has the thresholds ``thresholds[m, :n_levels[m]]`` (0 levels: TFCE 0)."""
-    n_maps, n = maps.shape
-    level = np.empty(n + 1, np.int32)
-    padded = np.empty(n + 1)
-    up, basin, joining = np.empty(n, np.int32), np.empty(n + 1, np.int32), np.empty(n, np.int32)
-    pair = np.empty(n * forward.shape[1] + 1, np.int64)
-    saddle = np.empty(pair.size, np.int32)
-    out = np.zeros(n_maps)
-    for m in range(n_maps):
-        if n_levels[m] > 0:
-            out[m] = _tfce_work(maps[m], neighbours, forward, thresholds[m, :n_levels[m]],
-                                positive, negative, E, H, False, weights, level, padded, up,
-                                basin, joining, pair, saddle)[0]
-    return out
-
-
-@njit(cache=True, nogil=True)
 def _clusters(values, forward, threshold, positive, negative, weights, side, parent, size,
               mass):
     """Clusters of the sides into work arrays of n items: ``side`` is +1 where
@@ -422,3 +421,4 @@ def cluster_max_batch(maps, forward, threshold, positive, negative, weights=None
                       size, mass)
             sizes[m], masses[m] = size.max(), mass.max()
     return sizes, masses
+
