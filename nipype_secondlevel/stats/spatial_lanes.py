@@ -183,21 +183,23 @@ def _ascents(padded, neighbours, level, n_levels, up, peak, counts, n_basins):
 @njit(cache=True, nogil=True)
 def _join(level, n_levels, starts, by_voxel, up, peak, basin, joining):
     """Every voxel's basin (its peak's number) into ``basin`` (n + 1, LANES; -1 at level
-    0 and at the sentinel), and the voxels of level > 0 by decreasing level into
-    ``joining`` (LANES, n): their index if ``by_voxel``, else their basin. A lane at a
-    time: its pointers and peaks are contiguous."""
+    0 and at the sentinel), then, a lane at a time, the voxels of level > 0 by
+    decreasing level into ``joining`` (LANES, n): their index if ``by_voxel``, else
+    their basin."""
     n = up.shape[1]
+    for v in range(n):
+        for w in range(LANES):
+            b = peak[w, up[w, v]]  # up[w, v] = v at level 0: a number, not used
+            basin[v, w] = b if level[v, w] != 0 else -1
+    basin[n] = -1
     for w in range(LANES):
         at = starts[w, :-1].copy()
         for v in range(n):
             k = abs(level[v, w])
-            b = peak[w, up[w, v]] if k != 0 else -1
-            basin[v, w] = b
             if k != 0:
                 slot = n_levels[w] - k
-                joining[w, at[slot]] = v if by_voxel else b
+                joining[w, at[slot]] = v if by_voxel else basin[v, w]
                 at[slot] += 1
-        basin[n, w] = -1
 
 
 @njit(cache=True, nogil=True)
