@@ -1,16 +1,17 @@
 """The largest TFCE of many maps, LANES maps at once (SIMD across maps).
 
 The per-map kernel of :mod:`.spatial_kernels` spends most of a map in loops over
-the voxels that read the neighbour table (steepest ascent, saddle candidates):
-their instructions, not memory, bound them. Here the maps of a group of LANES are
-interleaved, ``padded[v, w]`` the value of voxel v in lane w: one read of a voxel's
-neighbours serves every lane, and the steepest ascent of the LANES maps runs in
-vector registers (:func:`_ascent`, written in LLVM IR: numba's compiler did not
-vectorise the same loop written in Python). The levels, the pointer jumping, the
-joining order and the saddle candidates are those of the per-map kernel lane by
-lane; the sort of the saddles and the union-find events stay per map. Every lane
-thus computes the same arrays as :func:`.spatial_kernels.tfce_pass`, and its
-largest TFCE bit for bit.
+the voxels that read the neighbour table (steepest ascent, saddle candidates),
+bound by their instructions. Here the maps of a group of LANES are interleaved,
+``padded[v, w]`` the value of voxel v in lane w (levels and basins likewise): one
+read of a voxel's neighbours serves every lane, and the steepest ascent and the
+saddle candidates of the LANES maps run in vector registers (:func:`_ascent`,
+:func:`_candidates`: numba intrinsics written in LLVM IR, as numba's compiler kept
+the same loops written in Python scalar). The pointer jumping and the joining order
+go a lane at a time (the interleaved pointers are 4 times larger than the cache
+they used to fit), the sort of the saddles and the union-find events a map at a
+time. Every lane computes the same levels, basins, joining order and saddle list
+as :func:`.spatial_kernels.tfce_pass`, hence its largest TFCE bit for bit.
 """
 
 import numpy as np
@@ -21,11 +22,17 @@ from numba.extending import intrinsic
 
 from .spatial_kernels import _by_slot, _events, _jump, _slot_starts
 
-LANES = 4  # 4 float64 values fill an AVX2 register
+LANES = 4  # 4 float64 values fill an AVX2 register (two SSE registers without AVX)
 
 
 _I32, _I64 = ir.IntType(32), ir.IntType(64)
 _F4, _I4, _L4 = (ir.VectorType(t, LANES) for t in (ir.DoubleType(), _I32, _I64))
+
+
+def _contiguous(*arrays):
+    """Whether every array type is C-contiguous: the intrinsics address their items
+    from the data pointer (typing fails otherwise)."""
+    return all(isinstance(a, types.Array) and a.layout == "C" for a in arrays)
 
 
 def _row(builder, array, index, vector):
@@ -67,6 +74,8 @@ def _ascent(typingctx, padded, neighbours, level, v):
     first of equals; v itself at a peak and at level 0): ``padded`` (n + 1, LANES)
     float64 and ``level`` (n + 1, LANES) int32 C-contiguous, ``neighbours`` (n, c)
     uint32."""
+    if not _contiguous(padded, neighbours, level):
+        return None
     sig = types.UniTuple(types.uint32, LANES)(padded, neighbours, level, v)
 
     def codegen(context, builder, signature, args):
@@ -104,6 +113,8 @@ def _candidates(typingctx, forward, level, basin, n_levels, pair, saddle, v, cou
     kept. ``level`` and ``basin`` (n + 1, LANES) int32, ``n_levels`` and ``count``
     (LANES,) int64, ``pair`` and ``saddle`` (LANES, m) int64 and int32, all
     C-contiguous; ``forward`` (n, c) uint32."""
+    if not _contiguous(forward, level, basin, n_levels, pair, saddle, count):
+        return None
     sig = types.none(forward, level, basin, n_levels, pair, saddle, v, count)
 
     def codegen(context, builder, signature, args):
