@@ -12,9 +12,10 @@ the output). A few minutes.
 
 TFCE kernel alone (``--tfce-kernel``): the largest TFCE of both tails of sign-flipped
 t maps of the demo's simulated sample inside its mask (68,601 voxels), in maps per
-second of CPU; with ``--against REV`` the kernel module of git revision REV runs on the
-same maps in turn (its maxima must be bit-identical) and the ratio of CPU times is
-printed (issue 24's target: >= 2 against the kernel before the change).
+second of CPU (``stats/spatial_lanes.py``, 4 maps at once); with ``--against REV`` the
+kernel of git revision REV (its ``spatial_lanes`` or, before it, its ``spatial_kernels``)
+runs on the same maps in turn (its maxima must be bit-identical) and the ratio of CPU
+times is printed (issue 24's target: >= 2 against the kernel before the change).
 
     python benchmarks/bench_permutation.py --tfce-kernel [--against main] [--maps 200]
 
