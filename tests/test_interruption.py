@@ -359,18 +359,23 @@ sys.exit(entry())
     assert (done.returncode, done.stderr, done.stdout) == (130, INTERRUPTED + "\n", "")
 
 
-def test_ctrl_c_inside_a_finalizer_still_stops_the_run(tmp_path):
-    """Issue 23 re-checked: a Ctrl-C landing while a finalizer runs (llvmlite's ``__del__``)
-    is lost by Python ("Exception ignored"); the run's hook raises it again once the hook
-    has returned (raised inside it, it was lost too and the run went on to exit 0)."""
-    done = run_python("""
-import signal, time
+#: A run's script: ``Finalized()`` raises a Ctrl-C inside its finalizer.
+CTRL_C_IN_A_FINALIZER = """
+import signal, time, threading
 from nipype_secondlevel.runtime.interrupts import Interrupted, StopOnSignal
 signal.signal(signal.SIGINT, signal.default_int_handler)  # not ignored, as in a terminal
 class Finalized:
     def __del__(self):
         signal.raise_signal(signal.SIGINT)
         sum(range(10))  # the handler raises here, inside the finalizer
+"""
+
+
+def test_ctrl_c_inside_a_finalizer_still_stops_the_run(tmp_path):
+    """Issue 23 re-checked: a Ctrl-C landing while a finalizer runs (llvmlite's ``__del__``)
+    is lost by Python ("Exception ignored"); the run's hook raises it again once the hook
+    has returned (raised inside it, it was lost too and the run went on to exit 0)."""
+    done = run_python(CTRL_C_IN_A_FINALIZER + """
 with StopOnSignal():
     try:
         Finalized()
@@ -389,14 +394,7 @@ def test_ctrl_c_inside_a_finalizer_as_the_run_ends_is_the_run_s(tmp_path):
     """The signal sent again after a Ctrl-C lost in a finalizer is the run's even when the
     run ends first: Interrupted at its end, never a KeyboardInterrupt after it, and no
     thread left running (one alive at the interpreter's exit can abort it)."""
-    done = run_python("""
-import signal, threading
-from nipype_secondlevel.runtime.interrupts import Interrupted, StopOnSignal
-signal.signal(signal.SIGINT, signal.default_int_handler)  # not ignored, as in a terminal
-class Finalized:
-    def __del__(self):
-        signal.raise_signal(signal.SIGINT)
-        sum(range(10))  # the handler raises here, inside the finalizer
+    done = run_python(CTRL_C_IN_A_FINALIZER + """
 try:
     with StopOnSignal():
         Finalized()
