@@ -45,8 +45,9 @@ joining every neighbour pair once (the ``forward`` table).
 
 Nothing here assumes a grid: ``neighbours`` and ``forward`` may describe any
 graph (a mesh's vertices), padded with the sentinel. The ``*_batch`` kernels
-(the TFCE maxima's in :mod:`.spatial_lanes`, several maps at once) take many maps in one call and reuse their work arrays: fresh arrays of a
-map's size cost page faults worth a third of a map's time. Loops whose
+(the TFCE maxima's in :mod:`.spatial_lanes`, several maps at once) take many
+maps in one call and reuse their work arrays: fresh arrays of a map's size cost
+page faults worth a third of a map's time. Loops whose
 branches would depend on the data (steepest ascent, saddles) are written with
 selects and counted stores, which the compiler keeps branch-free.
 """
