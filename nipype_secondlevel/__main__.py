@@ -1,6 +1,7 @@
 """``python -m nipype_secondlevel`` and the ``nipype-secondlevel`` command (:func:`entry`)."""
 
 import gc
+import os
 import signal
 import sys
 
@@ -16,7 +17,8 @@ def entry():
     Once loaded, the command runs stopped by the first signal (``StopOnSignal``: one lost
     in a finalizer is raised again; SIGTERM too is the one line, not a silent death), and
     a signal once it has ended is recorded only (no traceback at the interpreter's exit).
-    A shell's background job ignores SIGINT, and keeps ignoring it."""
+    A shell's background job ignores SIGINT, and keeps ignoring it. A stopped run's
+    process ends at once after its line (:func:`exit_stopped`)."""
     received = []
     try:  # a Ctrl-C may also land while the handlers are installed
         for signum in STOP_SIGNALS:
@@ -27,6 +29,8 @@ def entry():
 
         with StopOnSignal():  # (the recording handlers given back at its end)
             code = None if received else main()
+        if code in (128 + signum for signum in STOP_SIGNALS):
+            exit_stopped(code)
         if code is not None:
             # The interpreter's last garbage collections, over the heap of numpy, scipy,
             # nilearn and nipype, cost up to a second at exit; nothing in it needs them
@@ -39,7 +43,20 @@ def entry():
     from .runtime.console import stopped_line
 
     print(stopped_line(PROG, received[0]), file=sys.stderr)
-    return 128 + received[0]
+    exit_stopped(128 + received[0])
+
+
+def exit_stopped(code):
+    """End a stopped run's process with ``code``, its output flushed, without the
+    interpreter's finalization, where a stop's exit could abort: on Python 3.11, about 1
+    in 700 Ctrl-C's of a MultiProc run printed ``Fatal Python error: PyThreadState_Get``
+    after the one line, exit status -6 (no Python thread of the run was left then; C
+    threads at finalization are a known cause, CPython issue 110052). By then the run
+    has stopped its workers, removed its private folders and released its locks; the
+    exit handlers it skips have nothing of the run to do."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 if __name__ == "__main__":
     sys.exit(entry())

@@ -336,6 +336,31 @@ def test_ctrl_c_right_after_the_start_stops_the_run_with_one_line(tmp_path):
         assert not (tmp_path / "out").exists(), delay
 
 
+def test_a_stopped_run_ends_without_the_interpreters_finalization(tmp_path):
+    """The interpreter's finalization after a stop could abort the process (1 in about 700
+    Ctrl-C's of a MultiProc run, Python 3.11: exit -6 after the one line): a stopped run's
+    process now ends after its line without it. An exit handler of the script's own does
+    not run, and the run's output is all there."""
+    marker = tmp_path / "finalized"
+    log = tmp_path / "run.log"
+    script = f"import atexit, pathlib\natexit.register(pathlib.Path({str(marker)!r}).touch)\n"
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-c", script + STARTED, *DEMO,
+                                 "--plugin", "MultiProc"],
+                                cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=stderr,
+                                text=True, start_new_session=True)
+        assert proc.stdout.readline() == "ready\n"
+        deadline = time.monotonic() + 120
+        while "demo_wf.simulate: done" not in log.read_text():  # (a progress line)
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 130, log.read_text()
+    proc.stdout.close()
+    assert log.read_text().splitlines()[-1] == INTERRUPTED
+    assert not marker.exists()
+
+
 def test_ctrl_c_lost_by_a_finalizer_while_the_command_loads_still_stops_it(tmp_path):
     """Why a Ctrl-C was lost: raised inside a finalizer (a library's ``__del__``) while the
     command line loads, Python prints "Exception ignored" and goes on. The entry point
