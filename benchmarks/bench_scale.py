@@ -16,8 +16,9 @@ MultiProc --n-procs P``, alternately in the same run, and prints:
   ``summarize_maps`` MapNode over blocks of maps, then ``mask``) and the
   stacking of the blocks;
 - peak memory of the whole process tree (the command and its MultiProc
-  workers): the largest sum of their resident sets, sampled every 50 ms from
-  /proc, and the kernel's maximum resident set of one process (ru_maxrss);
+  workers): the largest sum of their proportional set sizes (a page shared with a
+  forked worker counted once), sampled every 50 ms from /proc, and the kernel's
+  maximum resident set of one process (ru_maxrss);
 - the load average before each run (the machine is shared: compare the ratios
   of one run, not absolute times across runs);
 - the reference: one plain Python process reading every map once with nibabel (the
@@ -201,8 +202,11 @@ def node_span(*folders):
 
 # --- measuring ----------------------------------------------------------------------------
 
-def tree_rss(pid):
-    """Resident memory (bytes) of ``pid`` and all its descendants, from /proc."""
+def tree_memory(pid):
+    """Memory (bytes) of ``pid`` and all its descendants, from /proc: the sum of their
+    proportional set sizes (Pss: a page shared by k processes counts 1/k in each, so
+    the pages a forked MultiProc worker shares with the command count once), or of their
+    resident sets (VmRSS) where the kernel gives no Pss."""
     children = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -216,13 +220,15 @@ def tree_rss(pid):
     while todo:
         p = todo.pop()
         todo.extend(children.get(p, []))
-        try:
-            with open(f"/proc/{p}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
+        for name, key in ((f"/proc/{p}/smaps_rollup", "Pss:"), (f"/proc/{p}/status", "VmRSS:")):
+            try:
+                with open(name) as f:
+                    found = [int(line.split()[1]) * 1024 for line in f if line.startswith(key)]
+            except OSError:
+                continue
+            if found:
+                total += found[0]
+                break
     return total
 
 
@@ -259,7 +265,7 @@ def measured_run(cmd, disk=None, min_free=0):
 
     def sample():
         while not done.is_set():
-            peak[0] = max(peak[0], tree_rss(proc.pid))
+            peak[0] = max(peak[0], tree_memory(proc.pid))
             if disk:
                 least[0] = min(least[0], free_bytes(disk))
                 if least[0] < min_free and not stopped:
