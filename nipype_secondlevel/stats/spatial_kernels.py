@@ -24,7 +24,9 @@ weights the kernels count in int64, as before weights existed.
 2. Events by decreasing level (two counting sorts): at level k the voxels of
    level k join their basin's set, then the saddles of level k merge sets; a
    union-find over the few thousand basins (union by size, path compression).
-   After the events of level k the sets are the clusters at h_k.
+   After the events of level k the sets are the clusters at h_k. For the largest
+   TFCE of counts the voxels of level k are first counted by basin (a find per
+   basin, not per run of equal basins).
 3. A set's size changes only at its events, so its contributions over the
    levels it kept one size are added at once, size^E (prefix(a) - prefix(b))
    with prefix(k) = sum_{j <= k} h_j^H. For the largest TFCE a set carries the
@@ -273,22 +275,42 @@ def _events(n, level, basin, n_basins, starts, joining, pairs, saddle_starts, th
     total = np.zeros(n_basins)  # voxel map: the root's running sum; else largest of its voxels
     offset = np.zeros(n_basins)  # voxel map: a basin's sum minus its parent's
     out = np.zeros(n if voxel_map else 0)
+    count = np.zeros(0 if by_voxel else n_basins, np.int64)  # joiners of a basin at k
+    counted = np.empty(0 if by_voxel else n_basins, np.int64)  # the basins counted at k
     for slot in range(n_levels):
         k = n_levels - slot
-        last, r, before = -1, -1, 0.0
-        for i in range(starts[slot], starts[slot + 1]):  # voxels of level k join
-            b = basin[joining[i]] if by_voxel else joining[i]
-            if b != last:  # (no set changes between the joins of a level)
+        if by_voxel:
+            last, r, before = -1, -1, 0.0
+            for i in range(starts[slot], starts[slot + 1]):  # voxels of level k join
+                b = basin[joining[i]]
+                if b != last:  # (no set changes between the joins of a level)
+                    if parent[b] < 0:
+                        parent[b], since[b] = b, k
+                    r = _find_weighted(parent, offset, b) if voxel_map else find(parent, b)
+                    if since[r] != k:
+                        total[r] += _extent(size[r], E) * (prefix[since[r]] - prefix[k])
+                        since[r] = k
+                    last, before = b, -(total[r] + (offset[b] if b != r else 0.0))
+                size[r] += _unit(weights, joining[i])
+                if voxel_map:
+                    out[joining[i]] = before
+        else:  # basins of the voxels of level k, counted first: one find per basin
+            n_counted = 0
+            for i in range(starts[slot], starts[slot + 1]):
+                b = joining[i]
+                counted[n_counted] = b
+                n_counted += count[b] == 0
+                count[b] += 1
+            for t in range(n_counted):
+                b = counted[t]
                 if parent[b] < 0:
                     parent[b], since[b] = b, k
-                r = _find_weighted(parent, offset, b) if voxel_map else find(parent, b)
+                r = find(parent, b)
                 if since[r] != k:
                     total[r] += _extent(size[r], E) * (prefix[since[r]] - prefix[k])
                     since[r] = k
-                last, before = b, -(total[r] + (offset[b] if b != r else 0.0))
-            size[r] += _unit(weights, joining[i])
-            if voxel_map:
-                out[joining[i]] = before
+                size[r] += count[b]
+                count[b] = 0
         for j in range(saddle_starts[slot], saddle_starts[slot + 1]):  # basins meet at k
             a, b = pairs[j] >> 32, pairs[j] & 0xFFFFFFFF
             if voxel_map:
