@@ -4,14 +4,15 @@ The per-map kernel of :mod:`.spatial_kernels` spends most of a map in loops over
 the voxels that read the neighbour table (steepest ascent, saddle candidates),
 bound by their instructions. Here the maps of a group of LANES are interleaved,
 ``padded[v, w]`` the value of voxel v in lane w (levels and basins likewise): one
-read of a voxel's neighbours serves every lane, and the steepest ascent and the
-saddle candidates of the LANES maps run in vector registers (:func:`_ascent`,
-:func:`_candidates`: numba intrinsics written in LLVM IR, as numba's compiler kept
-the same loops written in Python scalar). The pointer jumping and the joining order
-go a lane at a time (the interleaved pointers are 4 times larger than the cache
-they used to fit), the sort of the saddles and the union-find events a map at a
-time. Every lane computes the same levels, basins, joining order and saddle list
-as :func:`.spatial_kernels.tfce_pass`, hence its largest TFCE bit for bit.
+read of a voxel's neighbours serves every lane, and the levels, the steepest ascent
+and the saddle candidates of the LANES maps run in vector registers (:func:`_level`,
+:func:`_ascent`, :func:`_candidates`: numba intrinsics written in LLVM IR, as
+numba's compiler kept the same loops written in Python scalar). The pointer jumping
+and the joining order go a lane at a time (the interleaved pointers are 4 times
+larger than the cache they used to fit), the sort of the saddles and the union-find
+events a map at a time. Every lane computes the same levels, basins, joining order
+and saddle list as :func:`.spatial_kernels.tfce_pass`, hence its largest TFCE bit
+for bit.
 """
 
 import numpy as np
@@ -155,20 +156,60 @@ def _candidates(typingctx, forward, level, basin, n_levels, pair, saddle, v, cou
     return sig, codegen
 
 
+@intrinsic
+def _level(typingctx, padded, bounds, scale, n_levels, positive, negative, level, v):
+    """:func:`.spatial_kernels._signed_levels`' level of voxel v in every lane, stored
+    at ``level[v]``: lane w has the thresholds ``bounds[1:n_levels[w] + 1, w]`` between
+    -inf and +inf, and ``scale[w]`` = n_levels[w] / its last threshold. ``padded`` (n +
+    1, LANES) and ``bounds`` float64, ``scale`` (LANES,) float64, ``n_levels`` (LANES,)
+    int64 and ``level`` (n + 1, LANES) int32, all C-contiguous."""
+    if not _contiguous(padded, bounds, scale, n_levels, level):
+        return None
+    sig = types.none(padded, bounds, scale, n_levels, positive, negative, level, v)
+
+    def codegen(context, builder, signature, args):
+        values, steps, scales, tops = (context.make_array(t)(context, builder, a)
+                                       for t, a in zip(signature.args[:4], args[:4]))
+        positive, negative = args[4], args[5]
+        levels = context.make_array(signature.args[6])(context, builder, args[6])
+        first_row = ir.Constant(_I64, 0)
+        x = _row(builder, values, args[7], _F4)
+        zero = ir.Constant(_F4, [0.0] * LANES)
+        a = builder.select(builder.fcmp_ordered("<", x, zero), builder.fsub(zero, x), x)
+        top = _row(builder, tops, first_row, _L4)
+        # the level, or one off it by rounding (min before the conversion: no overflow)
+        guess = builder.fmul(a, _row(builder, scales, first_row, _F4))
+        most = builder.sitofp(top, _F4)
+        guess = builder.select(builder.fcmp_ordered("<", guess, most), guess, most)
+        k = builder.fptosi(guess, _L4)
+        one, lanes, bumped = ir.Constant(_I64, 1), ir.Constant(_I64, LANES), []
+        for w, (k_w, a_w) in enumerate(zip(_lanes(builder, k), _lanes(builder, a))):
+            column = ir.Constant(_I64, w)
+            below = _item(builder, steps, builder.add(builder.mul(k_w, lanes), column))
+            above = _item(builder, steps, builder.add(
+                builder.mul(builder.add(k_w, one), lanes), column))
+            k_w = builder.add(k_w, builder.zext(builder.fcmp_ordered(">=", a_w, above), _I64))
+            bumped.append(builder.sub(
+                k_w, builder.zext(builder.fcmp_ordered("<", a_w, below), _I64)))
+        k = builder.trunc(_vector(builder, bumped, _L4), _I4)
+        above, below = builder.fcmp_ordered(">", x, zero), builder.fcmp_ordered("<", x, zero)
+        off = ir.Constant(above.type, [0] * LANES)
+        on = builder.or_(builder.select(positive, above, off), builder.select(negative, below, off))
+        nil = ir.Constant(_I4, [0] * LANES)
+        k = builder.select(on, k, nil)
+        k = builder.select(above, k, builder.sub(nil, k))
+        _store_row(builder, levels, args[7], k)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
 @njit(cache=True, nogil=True)
 def _levels(padded, positive, negative, bounds, scale, n_levels, level):
-    """:func:`.spatial_kernels._signed_levels` of every lane into ``level``: lane w
-    has the thresholds ``bounds[1:n_levels[w] + 1, w]`` between -inf and +inf, and
-    ``scale[w]`` = n_levels[w] / its last threshold."""
+    """:func:`.spatial_kernels._signed_levels` of every lane into ``level`` (see
+    :func:`_level`)."""
     n = padded.shape[0] - 1
     for v in range(n):
-        for w in range(LANES):
-            x = padded[v, w]
-            a = abs(x)
-            k = min(int(a * scale[w]), n_levels[w])  # the level, or one off it by rounding
-            k += np.int32(a >= bounds[k + 1, w]) - np.int32(a < bounds[k, w])
-            k = k if (positive and x > 0) or (negative and x < 0) else 0
-            level[v, w] = k if x > 0 else -k
+        _level(padded, bounds, scale, n_levels, positive, negative, level, v)
     level[n] = 0
 
 
