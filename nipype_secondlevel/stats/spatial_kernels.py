@@ -199,20 +199,20 @@ def _basins(values, neighbours, level, starts, by_voxel, padded, up, basin, join
 
 @njit(cache=True, nogil=True)
 def _jump(up):
-    """Every pointer of ``up`` to its root: pointer jumping in place, the passes in
-    alternate directions (a pass carries the pointers it has already moved on along its
-    direction: fewer passes)."""
+    """Every pointer of ``up`` to its root: two passes of pointer jumping in opposite
+    directions (a pass carries the pointers it has already moved on along its
+    direction), then a pass following every pointer to its root (few have more than a
+    step left: no pass only to see that none moved)."""
     n = up.size
-    changed, step = True, 1
-    while changed:
-        changed = False
-        for i in range(n):
-            v = i if step > 0 else n - 1 - i
-            above = up[v]
-            top = up[above]
-            up[v] = top
-            changed |= top != above
-        step = -step
+    for v in range(n):
+        up[v] = up[up[v]]
+    for v in range(n - 1, -1, -1):
+        up[v] = up[up[v]]
+    for v in range(n):
+        top = up[up[v]]
+        while up[top] != top:
+            top = up[top]
+        up[v] = top
 
 
 @njit(cache=True, nogil=True)
