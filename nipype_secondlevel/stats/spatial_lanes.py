@@ -221,6 +221,7 @@ def _ascents(padded, neighbours, level, n_levels, up, peak, counts, n_basins):
     (LANES, K + 2), zeros on entry."""
     n = padded.shape[0] - 1
     n_basins[:] = 0
+    counted, width = counts.ravel(), counts.shape[1]
     for v in range(n):
         best = _ascent(padded, neighbours, level, v)
         for w in range(LANES):
@@ -229,7 +230,7 @@ def _ascents(padded, neighbours, level, n_levels, up, peak, counts, n_basins):
             k = abs(level[v, w])
             peak[w, v] = n_basins[w]
             n_basins[w] += (b == v) & (k != 0)
-            counts[w, n_levels[w] + 1 - k] += 1
+            counted[np.uint64(w * width + n_levels[w] + 1 - k)] += 1  # (unsigned: unchecked)
 
 
 @njit(cache=True, nogil=True)
@@ -237,21 +238,23 @@ def _join(level, n_levels, starts, by_voxel, up, peak, basin, joining):
     """Every voxel's basin (its peak's number) into ``basin`` (n + 1, LANES; -1 at level
     0 and at the sentinel), then, a lane at a time, the voxels of level > 0 by
     decreasing level into ``joining`` (LANES, n): their index if ``by_voxel``, else
-    their basin."""
+    their basin (then those of level 0, in slot n_levels[w], not read)."""
     n = up.shape[1]
     for v in range(n):
         for w in range(LANES):
             b = peak[w, up[w, v]]  # up[w, v] = v at level 0: a number, not used
             basin[v, w] = b if level[v, w] != 0 else -1
     basin[n] = -1
+    # flat unsigned indices (numba checks every signed index for wraparound), no branch
+    levels, basins = level.ravel(), basin.ravel()
     for w in range(LANES):
-        at = starts[w, :-1].copy()
+        at, row = starts[w].copy(), joining[w]
         for v in range(n):
-            k = abs(level[v, w])
-            if k != 0:
-                slot = n_levels[w] - k
-                joining[w, at[slot]] = v if by_voxel else basin[v, w]
-                at[slot] += 1
+            i = np.uint64(v * LANES + w)
+            slot = np.uint64(n_levels[w] - abs(levels[i]))
+            j = np.uint64(at[slot])
+            row[j] = v if by_voxel else basins[i]
+            at[slot] = j + np.uint64(1)
 
 
 @njit(cache=True, nogil=True)
