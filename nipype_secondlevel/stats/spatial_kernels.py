@@ -83,12 +83,12 @@ def _extents_typed(weights, n):
 
 @njit(cache=True, nogil=True)
 def find(parent, v):
-    """Root of v's set, compressing the path."""
-    root = v
-    while parent[root] != root:
-        root = parent[root]
-    while parent[v] != root:
-        up = parent[v]
+    """Root of v's set, compressing the path (unsigned, as :func:`_find_weighted`)."""
+    root = v = np.uint64(v)
+    while np.uint64(parent[root]) != root:
+        root = np.uint64(parent[root])
+    while np.uint64(parent[v]) != root:
+        up = np.uint64(parent[v])
         parent[v] = root
         v = up
     return root
@@ -97,14 +97,15 @@ def find(parent, v):
 @njit(cache=True, nogil=True)
 def _find_weighted(parent, offset, v):
     """Root of v's set; the path is compressed, each node's offset becoming the
-    sum of the offsets from it to the root."""
-    root = v
+    sum of the offsets from it to the root. Nodes are unsigned (uint64): numba checks
+    every signed index for wraparound."""
+    root = v = np.uint64(v)
     total = 0.0
-    while parent[root] != root:
+    while np.uint64(parent[root]) != root:
         total += offset[root]
-        root = parent[root]
-    while v != root and parent[v] != root:
-        up, step = parent[v], offset[v]
+        root = np.uint64(parent[root])
+    while v != root and np.uint64(parent[v]) != root:
+        up, step = np.uint64(parent[v]), offset[v]
         offset[v], parent[v] = total, root
         v = up
         total -= step
@@ -280,9 +281,10 @@ def _events(n, level, basin, n_basins, starts, joining, pairs, saddle_starts, th
     for slot in range(n_levels):
         k = n_levels - slot
         if by_voxel:
-            last, r, before = -1, -1, 0.0
+            last = r = np.uint64(n_basins)  # no basin yet
+            before = 0.0
             for i in range(starts[slot], starts[slot + 1]):  # voxels of level k join
-                b = basin[joining[i]]
+                b = np.uint64(basin[joining[i]])
                 if b != last:  # (no set changes between the joins of a level)
                     if parent[b] < 0:
                         parent[b], since[b] = b, k
@@ -297,12 +299,12 @@ def _events(n, level, basin, n_basins, starts, joining, pairs, saddle_starts, th
         else:  # basins of the voxels of level k, counted first: one find per basin
             n_counted = 0
             for i in range(starts[slot], starts[slot + 1]):
-                b = joining[i]
+                b = np.uint64(joining[i])
                 counted[n_counted] = b
                 n_counted += count[b] == 0
                 count[b] += 1
             for t in range(n_counted):
-                b = counted[t]
+                b = np.uint64(counted[t])
                 if parent[b] < 0:
                     parent[b], since[b] = b, k
                 r = find(parent, b)
@@ -312,7 +314,8 @@ def _events(n, level, basin, n_basins, starts, joining, pairs, saddle_starts, th
                 size[r] += count[b]
                 count[b] = 0
         for j in range(saddle_starts[slot], saddle_starts[slot + 1]):  # basins meet at k
-            a, b = pairs[j] >> 32, pairs[j] & 0xFFFFFFFF
+            p = np.uint64(pairs[j])
+            a, b = p >> np.uint64(32), p & np.uint64(0xFFFFFFFF)
             if voxel_map:
                 a, b = _find_weighted(parent, offset, a), _find_weighted(parent, offset, b)
             else:
@@ -340,7 +343,7 @@ def _events(n, level, basin, n_basins, starts, joining, pairs, saddle_starts, th
         final = np.empty(n_basins)
         for b in range(n_basins):
             r = _find_weighted(parent, offset, b)
-            final[b] = total[r] + (offset[b] if b != r else 0.0)
+            final[b] = total[r] + (offset[b] if parent[b] != b else 0.0)
         for v in range(n):
             if level[v] != 0:
                 out[v] += final[basin[v]]
