@@ -204,10 +204,11 @@ def _jump(up):
     directions (a pass carries the pointers it has already moved on along its
     direction), then a pass following every pointer to its root (few have more than a
     step left: no pass only to see that none moved)."""
-    n = up.size
+    n = np.uint64(up.size)  # unsigned indices: numba checks signed ones for wraparound
     for v in range(n):
         up[v] = up[up[v]]
-    for v in range(n - 1, -1, -1):
+    for i in range(n):
+        v = n - np.uint64(1) - i
         up[v] = up[up[v]]
     for v in range(n):
         top = up[up[v]]
@@ -240,16 +241,19 @@ def _saddles(forward, level, basin, n_levels, pair, saddle):
 @njit(cache=True, nogil=True)
 def _by_slot(pair, saddle, n_pairs, n_levels):
     """The first ``n_pairs`` pairs sorted by their slot (a counting sort, stable),
-    and the starts of the slots."""
+    and the starts of the slots (unsigned indices: numba checks signed ones for
+    wraparound)."""
     counts = np.zeros(n_levels + 1, np.int64)
-    for j in range(n_pairs):
-        counts[saddle[j] + 1] += 1
+    for j in range(np.uint64(n_pairs)):
+        counts[np.uint64(saddle[j] + 1)] += 1
     starts = _slot_starts(counts, n_levels)
     at = starts[:n_levels].copy()
     out = np.empty(n_pairs, np.int64)
-    for j in range(n_pairs):
-        out[at[saddle[j]]] = pair[j]
-        at[saddle[j]] += 1
+    for j in range(np.uint64(n_pairs)):
+        slot = np.uint64(saddle[j])
+        i = np.uint64(at[slot])
+        out[i] = pair[j]
+        at[slot] = i + np.uint64(1)
     return out, starts
 
 
