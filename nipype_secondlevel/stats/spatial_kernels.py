@@ -83,7 +83,7 @@ def _extents_typed(weights, n):
 
 @njit(cache=True, nogil=True)
 def find(parent, v):
-    """Root of v's set, compressing the path (unsigned, as :func:`_find_weighted`)."""
+    """Root of v's set (uint64, as :func:`_find_weighted`), compressing the path."""
     root = v = np.uint64(v)
     while np.uint64(parent[root]) != root:
         root = np.uint64(parent[root])
