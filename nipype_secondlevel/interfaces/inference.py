@@ -249,9 +249,13 @@ class MergePermutations(SimpleInterface):
 
             observed = perm_coverage.coverage_observed_maps(X, contrast, Y, test.plan, where,
                                                             options, inputs.min_subjects)
-        else:
-            observed = perm.observed_maps(test.model, test.columns, test.plan, where, options,
-                                          inputs.mem_gb)
+        else:  # (the first chunk computed the statistic from the data it read)
+            statistic = next((c.statistic for c in chunks if c.statistic is not None), None)
+            if statistic is not None and statistic.shape != (test.columns.n_voxels,):
+                raise bad_input("chunk_files", f"the statistic of {statistic.size} voxels, "
+                                f"the data have {test.columns.n_voxels}")
+            observed = perm.observed_maps(test.model, test.columns, test.plan, where,
+                                          options, inputs.mem_gb, statistic)
         try:
             result = perm.merge_null_chunks(observed, chunks, options, inputs.accel)
         except ValueError as err:

@@ -147,6 +147,10 @@ class NullChunk:
     copies : ndarray of int (k, 2) or None
         (index, earlier index of another chunk) of the patterns whose maxima are
         those of the earlier one, NaN here (filled by the merge, see :mod:`.repeats`).
+    statistic : ndarray (n_voxels,) or None
+        t or F of the unpermuted data, held by the chunk starting at index 0 (computed
+        from the data it reads anyway): the merge's :func:`observed_maps` takes it
+        instead of reading all the data again.
     """
 
     start: int
@@ -157,6 +161,7 @@ class NullChunk:
     max_cluster_mass: np.ndarray | None = None
     max_tfce: np.ndarray | None = None
     copies: np.ndarray | None = None
+    statistic: np.ndarray | None = None
 
 
 def tail_statistic(values, tail):
@@ -230,6 +235,13 @@ def statistic_map(model, data, plan):
     return out
 
 
+def _observed_too(model, plan, chunks, values):
+    """``chunks``, the t or F of the unpermuted data of each written into ``values``."""
+    for cols, data in chunks:
+        values[cols] = statistic_map(model, data, plan)
+        yield cols, data
+
+
 def _no_progress(done, total, unit):
     """The default ``progress`` of :func:`null_chunk`: nothing."""
 
@@ -289,11 +301,12 @@ def _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb, pro
     def chunks():
         return kept if kept is not None else prepared_chunks(model, columns, width)
 
-    threshold = None
-    if options.uncorrected:
+    threshold = observed = None
+    if options.uncorrected or start == 0:
         observed = np.empty(n_vox)
         for cols, data in chunks():
             observed[cols] = statistic_map(model, data, plan)
+    if options.uncorrected:
         threshold = tie_threshold(tail_statistic(observed, options.tail))
     classes = None
     if share:
@@ -338,7 +351,8 @@ def _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb, pro
         done = rows.stop
         progress(done, n_own, "distinct patterns")
     sizes, masses, tfces = (None if v is None else work.spread(v) for v in (sizes, masses, tfces))
-    return NullChunk(start, stop, work.spread(best), exceed, sizes, masses, tfces, work.copies)
+    return NullChunk(start, stop, work.spread(best), exceed, sizes, masses, tfces, work.copies,
+                     observed if start == 0 else None)
 
 
 def spatial_graph(mask, options):
@@ -428,10 +442,14 @@ def null_chunk(model, columns, plan, start, stop, mask=None, options=None,
             return _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb,
                                  progress, share_repeats)
         chunks = prepared_chunks(model, columns, voxel_chunk_width(model, columns, mem_gb))
+        statistic = np.empty(columns.n_voxels) if start == 0 else None
+        if statistic is not None:
+            chunks = _observed_too(model, plan, chunks, statistic)
         maxima = _sign_table_maxima if uses_sign_tables(model, plan) else _matrix_maxima
         best, exceed = maxima(model, plan, start, stop, chunks, columns.n_voxels, options,
                               progress)
-    return NullChunk(start=start, stop=stop, max_statistic=best, exceedances=exceed)
+    return NullChunk(start=start, stop=stop, max_statistic=best, exceedances=exceed,
+                     statistic=statistic)
 
 
 @dataclass
@@ -454,10 +472,13 @@ class ObservedMaps:
     tfce: np.ndarray | None = None
 
 
-def observed_maps(model, columns, plan, mask=None, options=None, mem_gb=DEFAULTS["mem_gb"]):
+def observed_maps(model, columns, plan, mask=None, options=None, mem_gb=DEFAULTS["mem_gb"],
+                  statistic=None):
     """t or F, cluster and TFCE maps of the unpermuted data.
 
-    Parameters as :func:`null_chunk` (``plan`` sets the scheme of the identity).
+    Parameters as :func:`null_chunk` (``plan`` sets the scheme of the identity);
+    ``statistic``, the t or F when already computed (:attr:`NullChunk.statistic`): the
+    data are then not read.
 
     Returns
     -------
@@ -465,11 +486,17 @@ def observed_maps(model, columns, plan, mask=None, options=None, mem_gb=DEFAULTS
     """
     columns, options = _checked(model, columns, plan, options)
     graph = spatial_graph(mask, options)
-    values = np.empty(columns.n_voxels)
-    width = voxel_chunk_width(model, columns, mem_gb)
-    with threadpool_limits(BLAS_THREADS, user_api="blas"):
-        for cols, data in prepared_chunks(model, columns, width):
-            values[cols] = statistic_map(model, data, plan)
+    if statistic is None:
+        values = np.empty(columns.n_voxels)
+        width = voxel_chunk_width(model, columns, mem_gb)
+        with threadpool_limits(BLAS_THREADS, user_api="blas"):
+            for cols, data in prepared_chunks(model, columns, width):
+                values[cols] = statistic_map(model, data, plan)
+    elif np.shape(statistic) != (columns.n_voxels,):
+        raise ValueError(f"the statistic has {np.size(statistic)} values, the data "
+                         f"{columns.n_voxels} voxels")
+    else:
+        values = np.asarray(statistic, dtype=float)
     out = ObservedMaps(statistic=values)
     store_spatial_maps(out, spatial_map(model, values), graph, options)
     return out
