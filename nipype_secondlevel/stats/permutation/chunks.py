@@ -477,8 +477,8 @@ def observed_maps(model, columns, plan, mask=None, options=None, mem_gb=DEFAULTS
     """t or F, cluster and TFCE maps of the unpermuted data.
 
     Parameters as :func:`null_chunk` (``plan`` sets the scheme of the identity);
-    ``statistic``, the t or F when already computed (:attr:`NullChunk.statistic`): the
-    data are then not read.
+    ``statistic``, the t or F of every voxel when already computed
+    (:attr:`NullChunk.statistic`): the data are then not read.
 
     Returns
     -------
@@ -492,9 +492,6 @@ def observed_maps(model, columns, plan, mask=None, options=None, mem_gb=DEFAULTS
         with threadpool_limits(BLAS_THREADS, user_api="blas"):
             for cols, data in prepared_chunks(model, columns, width):
                 values[cols] = statistic_map(model, data, plan)
-    elif np.shape(statistic) != (columns.n_voxels,):
-        raise ValueError(f"the statistic has {np.size(statistic)} values, the data "
-                         f"{columns.n_voxels} voxels")
     else:
         values = np.asarray(statistic, dtype=float)
     out = ObservedMaps(statistic=values)
