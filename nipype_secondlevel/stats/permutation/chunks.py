@@ -187,24 +187,27 @@ def uses_sign_tables(model, plan):
 def voxel_chunk_width(model, columns, mem_gb, share=0.5):
     """Voxels per chunk: ``share`` of ``mem_gb`` (less fixed working memory) per chunk.
 
-    A voxel costs its read (``columns.bytes_per_voxel``), the prepared residuals
-    and their temporaries, and the weighted data of the sign tables (4 n float64
-    in all). The width is a whole number of :data:`~.model.VOXEL_BLOCK` blocks
-    (at least one).
+    A voxel costs its read (``columns.bytes_per_voxel``, freed once the chunk is
+    prepared) and 2 n float64: the prepared residuals, and either the nuisance fit
+    while they are prepared or the weighted data of the sign tables after. The
+    width is a whole number of :data:`~.model.VOXEL_BLOCK` blocks (at least one).
     """
-    per_voxel = columns.bytes_per_voxel + 32 * model.n_subjects
+    per_voxel = columns.bytes_per_voxel + 16 * model.n_subjects
     budget = max(float(mem_gb) * 2**30 * share - FIXED_BYTES, 0)
     blocks = max(int(budget // (per_voxel * VOXEL_BLOCK)), 1)
     return min(blocks, -(-columns.n_voxels // VOXEL_BLOCK)) * VOXEL_BLOCK
 
 
 def prepared_chunks(model, columns, width):
-    """Yield (slice, :class:`~.model.PreparedData`) over the voxel chunks."""
+    """Yield (slice, :class:`~.model.PreparedData`) over the voxel chunks.
+
+    Loops over it ``del`` each chunk before taking the next, so that one chunk is held at a
+    time: the loop variable would keep it while the next is read and prepared.
+    """
     for lo in range(0, columns.n_voxels, width):
         hi = min(lo + width, columns.n_voxels)
-        Y = columns.read(lo, hi)
-        yield slice(lo, hi), prepare_data(model, Y)
-        del Y
+        # the read is freed before the chunk is used: only its residuals stay
+        yield slice(lo, hi), prepare_data(model, columns.read(lo, hi))
 
 
 def _tiles(n_voxels):
@@ -240,6 +243,7 @@ def _observed_too(model, plan, chunks, values):
     for cols, data in chunks:
         values[cols] = statistic_map(model, data, plan)
         yield cols, data
+        del data
 
 
 def _no_progress(done, total, unit):
@@ -264,6 +268,7 @@ def _sign_table_maxima(model, plan, start, stop, chunks, n_voxels, options, prog
         np.maximum(best, maxima, out=best)
         exceed.append(counts)
         progress(cols.stop, n_voxels, "voxels")
+        del data, weighted
     # t is an odd, increasing function of the score: max tail t = t(max tail score)
     return score_to_t(best, model.dof), np.concatenate(exceed) if options.uncorrected else None
 
@@ -288,6 +293,7 @@ def _matrix_maxima(model, plan, start, stop, chunks, n_voxels, options, progress
                     counts[cols] += above
         exceed.append(counts)
         progress(cols.stop, n_voxels, "voxels")
+        del data
     return best, np.concatenate(exceed) if options.uncorrected else None
 
 
@@ -306,6 +312,7 @@ def _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb, pro
         observed = np.empty(n_vox)
         for cols, data in chunks():
             observed[cols] = statistic_map(model, data, plan)
+            del data
     if options.uncorrected:
         threshold = tie_threshold(tail_statistic(observed, options.tail))
     classes = None
@@ -345,6 +352,7 @@ def _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb, pro
                     maxima=maxima, store=True, out=maps[:, at], multiplicity=multiplicity)
                 if above is not None:
                     exceed[at] += above
+            del data
         best[rows] = maxima[:len(patterns)]
         store_spatial_maxima(spatial_map(model, maps[:len(patterns)]), graph, options, rows,
                              sizes, masses, tfces)
@@ -492,6 +500,7 @@ def observed_maps(model, columns, plan, mask=None, options=None, mem_gb=DEFAULTS
         with threadpool_limits(BLAS_THREADS, user_api="blas"):
             for cols, data in prepared_chunks(model, columns, width):
                 values[cols] = statistic_map(model, data, plan)
+                del data
     else:
         values = np.asarray(statistic, dtype=float)
     out = ObservedMaps(statistic=values)

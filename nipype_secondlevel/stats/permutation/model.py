@@ -223,12 +223,16 @@ def prepare_data(model, Y):
     scale = np.empty(Y.shape[1])
     for lo in range(0, Y.shape[1], VOXEL_BLOCK):
         cols = slice(lo, lo + VOXEL_BLOCK)
-        R = Y[:, cols] - Z @ (Z.T @ Y[:, cols]) if Z.shape[1] else Y[:, cols]
+        R = Y[:, cols]
+        if Z.shape[1]:  # R = Y - Z (Z' Y), written over the fit's array
+            fit = Z @ (Z.T @ R)
+            R = np.subtract(R, fit, out=fit)
         norm = np.sqrt(np.einsum("ij,ij->j", R, R))
         # residuals at rounding level of the data (a voxel the nuisance fits exactly) are 0
         norm[norm <= RESIDUAL_RTOL * np.sqrt(np.einsum("ij,ij->j", Y[:, cols], Y[:, cols]))] = 0
         scale[cols] = norm
-        residuals[:, cols] = R / np.where(norm > 0, norm, np.inf)  # 0 where norm is 0
+        # 0 where norm is 0; divided into place: no block-sized temporary
+        np.divide(R, np.where(norm > 0, norm, np.inf), out=residuals[:, cols])
     return PreparedData(residuals=residuals, scale=scale)
 
 
