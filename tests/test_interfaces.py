@@ -36,6 +36,23 @@ def test_simulate_is_deterministic_on_the_localizer_grid(tmp_path, simulated):
     assert np.all(first.get_fdata()[~brain] == 0)
 
 
+def test_the_simulations_brain_mask_is_nilearns_mni152_mask_on_the_localizer_grid():
+    """The mask file the package ships (read without nilearn, so that the demo's first
+    node imports none of it) is nilearn's MNI152 brain mask resampled to the grid."""
+    from nilearn.datasets import load_mni152_brain_mask
+    from nilearn.image import resample_img
+
+    from nipype_secondlevel.datasets.simulation import LOCALIZER_MASK_FILE, localizer_brain_mask
+
+    reference = resample_img(load_mni152_brain_mask(), target_affine=LOCALIZER_AFFINE,
+                             target_shape=LOCALIZER_SHAPE, interpolation="nearest",
+                             force_resample=True, copy_header=True)
+    mask, affine = localizer_brain_mask()
+    np.testing.assert_array_equal(mask, np.asarray(reference.dataobj) > 0)
+    np.testing.assert_array_equal(nib.load(LOCALIZER_MASK_FILE).affine, affine)
+    assert mask.sum() > 60_000
+
+
 def test_nilearn_mask_strategy_equals_second_level_model(tmp_path, simulated):
     from nilearn.glm.second_level import SecondLevelModel
 

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -600,6 +601,10 @@ def test_a_stop_signal_while_a_worker_sets_itself_up_after_the_fork_marks_it_onl
         interrupts._state = saved
 
 
+def _taskid(node, taskid):
+    return taskid
+
+
 def test_a_scripts_own_processes_outlive_the_stop_of_its_run(monkeypatch):
     """A user's script that runs the workflow may have processes of its own: stopping the
     run's MultiProc workers neither signals nor kills them."""
@@ -614,8 +619,9 @@ def test_a_scripts_own_processes_outlive_the_stop_of_its_run(monkeypatch):
     own.start()
     try:
         pool = workers._WorkerPool(ProcessPoolExecutor(1, mp_context=context), context)
+        node = SimpleNamespace(interface=SimpleNamespace())  # run_node's (node, ..., taskid)
         for _ in range(2):  # the first node's own process, then the pool's worker
-            assert pool.submit(abs, -1).result() == 1
+            assert pool.submit(_taskid, node, 1).result() == 1
         worker = [c for c in multiprocessing.active_children() if c.pid != own.pid]
         assert worker
         interrupts.stop_workers(pool, True, pool.spare)

@@ -159,14 +159,18 @@ def _python(code):
 HEAVY = ("matplotlib", "nilearn", "numba", "scipy.stats", "scipy.ndimage", "sklearn", "bids")
 
 
-def test_building_the_demo_imports_no_heavy_library_and_multiproc_imports_them_at_its_fork():
+@pytest.mark.parametrize("imports_nilearn", [True, False])
+def test_building_the_demo_imports_no_heavy_library_and_multiproc_imports_them_at_its_fork(
+        imports_nilearn):
     """Issue 24: the command line and the plan import none of :data:`HEAVY` (a rerun from
     the cache needs none). MultiProc's first node runs in a process forked once nilearn's
     core is imported, before the pictures' libraries: it has the one, none of the other
-    (nor matplotlib); this process imports them, frozen out of the garbage collections,
-    while that node runs, and the pool's workers fork with them after."""
+    (nor matplotlib); a first node whose interface imports none of nilearn (the demo's
+    simulation) forks before both. This process imports them, frozen out of the garbage
+    collections, while that node runs, and the pool's workers fork with them after."""
     printed = _python(f"""
 import gc, multiprocessing, sys
+from types import SimpleNamespace
 from nipype_secondlevel.cli import build_workflow
 from nipype_secondlevel.cli_options import build_parser
 from nipype_secondlevel.runtime.workers import (
@@ -175,7 +179,7 @@ args = build_parser().parse_args(["demo", "--correction", "tfce"])
 args.argv = []
 build_workflow(args)
 print(*[name in sys.modules for name in {HEAVY!r}])
-def imported(core, later):
+def imported(node, core, later, taskid):
     return (all(name in sys.modules for name in core),
             any(name in sys.modules for name in later))
 class Pool:
@@ -183,10 +187,11 @@ class Pool:
         return args
     def shutdown(self, wait):
         pass
+node = SimpleNamespace(interface=SimpleNamespace(imports_nilearn={imports_nilearn!r}))
 with frozen_heap():
     pool = _WorkerPool(Pool(), multiprocessing.get_context("fork"))
     print(any(name in sys.modules for name in FORKED_IMPORTS))
-    first = pool.submit(imported, CORE_IMPORTS, FORKED_IMPORTS + ("matplotlib",))
+    first = pool.submit(imported, node, CORE_IMPORTS, FORKED_IMPORTS + ("matplotlib",), 1)
     print(all(name in sys.modules for name in CORE_IMPORTS + FORKED_IMPORTS),
           gc.get_freeze_count() > 0)
     print(*first.result(timeout=60), pool.submit(len, [])[1:] == (len, []))
@@ -194,7 +199,7 @@ with frozen_heap():
 print(gc.get_freeze_count())
 """)
     assert printed == (["False"] * len(HEAVY)
-                       + ["False", "True", "True", "True", "False", "True", "0"])
+                       + ["False", "True", "True", str(imports_nilearn), "False", "True", "0"])
 
 
 def test_the_design_figure_is_drawn_in_a_multiproc_worker_and_stays_local_on_a_cluster(tmp_path):

@@ -8,6 +8,7 @@ negative blob in primary visual cortex.
 """
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +25,8 @@ LOCALIZER_AFFINE = np.array(
         [0.0, 0.0, 0.0, 1.0],
     ]
 )
+#: nilearn's MNI152 brain mask on the Localizer grid (uint8; see :func:`localizer_brain_mask`).
+LOCALIZER_MASK_FILE = Path(__file__).parent.parent / "data" / "localizer_brain_mask.nii.gz"
 #: Centres (MNI mm) of the positive and negative blobs of the paired effect,
 #: left and right calcarine cortex (V1).
 EFFECT_CENTRES = {1.0: (-10.0, -88.0, 2.0), -1.0: (12.0, -84.0, 6.0)}
@@ -37,19 +40,15 @@ def simulation_bytes(n_subjects):
 
 
 def localizer_brain_mask():
-    """nilearn's MNI152 brain mask on the Localizer grid, as (bool array, affine)."""
-    from nilearn.datasets import load_mni152_brain_mask
-    from nilearn.image import resample_img
+    """nilearn's MNI152 brain mask on the Localizer grid, as (bool array, affine).
 
-    mask = resample_img(
-        load_mni152_brain_mask(),
-        target_affine=LOCALIZER_AFFINE,
-        target_shape=LOCALIZER_SHAPE,
-        interpolation="nearest",
-        force_resample=True,
-        copy_header=True,
-    )
-    return np.asarray(mask.dataobj).astype(bool), LOCALIZER_AFFINE
+    Read from the package's :data:`LOCALIZER_MASK_FILE`: nilearn's
+    ``load_mni152_brain_mask()`` resampled to the grid by nearest neighbour (a test
+    checks it against nilearn's), so the simulation imports none of nilearn.
+    """
+    import nibabel as nib
+
+    return np.asarray(nib.load(LOCALIZER_MASK_FILE).dataobj).astype(bool), LOCALIZER_AFFINE
 
 
 def mm_grid(shape, affine):

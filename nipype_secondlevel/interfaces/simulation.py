@@ -55,6 +55,9 @@ class SimulatePaired(SimpleInterface):
 
     input_spec = _SimulatePairedInputSpec
     output_spec = _SimulatePairedOutputSpec
+    #: numpy, scipy.ndimage and nibabel only: MultiProc runs it as its first node before
+    #: its scheduler imports nilearn (``runtime.workers``).
+    imports_nilearn = False
 
     def _run_interface(self, runtime):
         n = self.inputs.n_subjects

@@ -71,12 +71,14 @@ class _WorkerPool:
     """MultiProc's process pool, each node run through ``interrupts.run_in_worker``.
 
     At the first node this process imports nilearn's core (:data:`CORE_IMPORTS`), which
-    every node needs, then forks a process of its own for that node, and imports the
-    pictures' libraries (:data:`FORKED_IMPORTS`) while it runs, on a second core, off the
-    first node's path; the pool's workers fork with both at the next node. A first node
-    that needs only nilearn's core imports nothing twice (the demo's simulation: one
-    pandas module). A rerun from the cache imports none. ``context``: the
-    multiprocessing context of the pool (MultiProc's ``mp_context``)."""
+    almost every node needs, then forks a process of its own for that node, and imports
+    the pictures' libraries (:data:`FORKED_IMPORTS`) while it runs, on a second core, off
+    the first node's path; the pool's workers fork with both at the next node. A first
+    node that needs only nilearn's core imports nothing twice. A first node whose
+    interface imports none of nilearn (its ``imports_nilearn`` False: the demo's
+    simulation) forks at once, and this process imports both while it runs. A rerun
+    from the cache imports none. ``context``: the multiprocessing context of the pool
+    (MultiProc's ``mp_context``)."""
 
     def __init__(self, pool, context=None):
         self.pool, self.context = pool, context
@@ -86,9 +88,11 @@ class _WorkerPool:
     def submit(self, function, *args):
         if self.first is None:
             self.spare = frozenset(c.pid for c in multiprocessing.active_children())
-            import_node_libraries(CORE_IMPORTS)
+            before = getattr(args[0].interface, "imports_nilearn", True)  # args: run_node's
+            if before:
+                import_node_libraries(CORE_IMPORTS)
             self.first = _FirstNode(self.context, function, args)
-            import_node_libraries(FORKED_IMPORTS)
+            import_node_libraries(FORKED_IMPORTS if before else CORE_IMPORTS + FORKED_IMPORTS)
             return self.first.future
         with warnings.catch_warnings():
             # Python 3.12 warns of a fork beside other threads: the one waiting for the
