@@ -139,7 +139,8 @@ class _ChunkInputSpec(_OptionsInputSpec):
 
 class _ChunkOutputSpec(TraitedSpec):
     chunk_file = File(exists=True, desc=".npz: contrast, start, stop, maxima per pattern, "
-                      "exceedance counts per voxel")
+                      "exceedance counts per voxel (and, in the chunk starting at 0, the "
+                      "observed t or F per voxel, which the merge reads)")
 
 
 class PermutationChunk(SimpleInterface):
