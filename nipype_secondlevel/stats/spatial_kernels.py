@@ -22,8 +22,11 @@ weights the kernels count in int64, as before weights existed.
    across two basins has both voxels at level >= k (a *saddle* at the smaller
    of the two levels).
 2. Events by decreasing level (two counting sorts): at level k the voxels of
-   level k join their basin's set, then the saddles of level k merge sets; a
-   union-find over the few thousand basins (union by size, path compression).
+   level k join their basin's set, then the saddles of level k merge sets of
+   the few thousand basins: for the voxel map a union-find (union by size, path
+   compression); for the largest TFCE every basin points to its set's root, and
+   a union moves the basins of the set with fewer of them to the other's root
+   (a find is one read).
    After the events of level k the sets are the clusters at h_k. For the largest
    TFCE of counts the voxels of level k are first counted by basin (a find per
    basin, not per run of equal basins).
@@ -273,7 +276,11 @@ def _events(n, level, basin, n_basins, starts, joining, pairs, saddle_starts, th
     prefix = np.zeros(n_levels + 1)
     for k in range(n_levels):
         prefix[k + 1] = prefix[k] + thresholds[k] ** H
-    parent = np.full(n_basins, -1, np.int64)
+    parent = np.full(n_basins, -1, np.int64)  # the voxel map's union-find, else roots
+    n_lists = 0 if voxel_map else n_basins  # a root's basins: a list by ``after`` to ``tail``
+    end = np.uint64(n_basins)  # after the last basin of a list
+    after, tail = np.full(n_lists, end, np.uint64), np.arange(n_lists, dtype=np.uint64)
+    members = np.ones(n_lists, np.int64)
     size = _extents(weights, n_basins)
     by_voxel = voxel_map or weights is not None
     since = np.zeros(n_basins, np.int64)  # contributions of levels since..k+1 not added
@@ -292,7 +299,7 @@ def _events(n, level, basin, n_basins, starts, joining, pairs, saddle_starts, th
                 if b != last:  # (no set changes between the joins of a level)
                     if parent[b] < 0:
                         parent[b], since[b] = b, k
-                    r = _find_weighted(parent, offset, b) if voxel_map else find(parent, b)
+                    r = _find_weighted(parent, offset, b) if voxel_map else np.uint64(parent[b])
                     if since[r] != k:
                         total[r] += _extent(size[r], E) * (prefix[since[r]] - prefix[k])
                         since[r] = k
@@ -311,7 +318,7 @@ def _events(n, level, basin, n_basins, starts, joining, pairs, saddle_starts, th
                 b = np.uint64(counted[t])
                 if parent[b] < 0:
                     parent[b], since[b] = b, k
-                r = find(parent, b)
+                r = np.uint64(parent[b])
                 if since[r] != k:
                     total[r] += _extent(size[r], E) * (prefix[since[r]] - prefix[k])
                     since[r] = k
@@ -323,21 +330,29 @@ def _events(n, level, basin, n_basins, starts, joining, pairs, saddle_starts, th
             if voxel_map:
                 a, b = _find_weighted(parent, offset, a), _find_weighted(parent, offset, b)
             else:
-                a, b = find(parent, a), find(parent, b)
+                a, b = np.uint64(parent[a]), np.uint64(parent[b])
             if a == b:
                 continue
             for r in (a, b):
                 if since[r] != k:
                     total[r] += _extent(size[r], E) * (prefix[since[r]] - prefix[k])
                     since[r] = k
-            if size[a] < size[b]:
-                a, b = b, a
-            parent[b] = a
-            size[a] += size[b]
             if voxel_map:
+                if size[a] < size[b]:
+                    a, b = b, a
+                parent[b] = a
                 offset[b] = total[b] - total[a]
-            else:
+            else:  # (which root stays changes no bits: sizes add, totals take the max)
+                if members[a] < members[b]:
+                    a, b = b, a
+                m = b
+                while m != end:
+                    parent[m] = a
+                    m = after[m]
+                after[tail[a]], tail[a] = b, tail[b]
+                members[a] += members[b]
                 total[a] = max(total[a], total[b])
+            size[a] += size[b]
     best = 0.0
     for r in range(n_basins):
         if parent[r] == r:
