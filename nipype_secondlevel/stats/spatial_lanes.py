@@ -244,9 +244,10 @@ def _ascents(padded, neighbours, level, n_levels, up, peak, counts, n_basins):
 @njit(cache=True, nogil=True)
 def _join(level, n_levels, starts, by_voxel, up, peak, basin, joining):
     """Every voxel's basin (its pointer's peak number: -1 at level 0, whose pointer is
-    the sentinel) into ``basin`` (n + 1, LANES; -1 at the sentinel), then, a lane at a time, the voxels of level > 0 by
-    decreasing level into ``joining`` (LANES, n): their index if ``by_voxel``, else
-    their basin (then those of level 0, in slot n_levels[w], not read)."""
+    the sentinel) into ``basin`` (n + 1, LANES; -1 at the sentinel), then, a lane at a
+    time, the voxels of level > 0 by decreasing level into ``joining`` (LANES, n): their
+    index if ``by_voxel``, else their basin (then those of level 0, in slot n_levels[w],
+    not read)."""
     n = up.shape[1] - 1
     for v in range(n):
         for w in range(LANES):
