@@ -88,11 +88,11 @@ class _WorkerPool:
     def submit(self, function, *args):
         if self.first is None:
             self.spare = frozenset(c.pid for c in multiprocessing.active_children())
-            before = getattr(args[0].interface, "imports_nilearn", True)  # args: run_node's
-            if before:
+            core_first = getattr(args[0].interface, "imports_nilearn", True)  # run_node's
+            if core_first:
                 import_node_libraries(CORE_IMPORTS)
             self.first = _FirstNode(self.context, function, args)
-            import_node_libraries(FORKED_IMPORTS if before else CORE_IMPORTS + FORKED_IMPORTS)
+            import_node_libraries(FORKED_IMPORTS if core_first else CORE_IMPORTS + FORKED_IMPORTS)
             return self.first.future
         with warnings.catch_warnings():
             # Python 3.12 warns of a fork beside other threads: the one waiting for the
@@ -129,7 +129,8 @@ class MultiProcRunner(Runner):
 
 #: nilearn's core, which the nodes of every run import (reading, resampling and masking
 #: maps: ``nilearn.image`` imports scikit-learn and scipy.stats through nilearn's logger,
-#: 1.6 s of the 2 s): imported before the first node's process forks.
+#: 1.6 s of the 2 s): imported before the first node's process forks (after it, when
+#: that node's interface imports none of nilearn).
 CORE_IMPORTS = ("nilearn.image", "nilearn.datasets", "scipy.ndimage", "scipy.stats")
 #: Libraries that only later nodes import (pictures, thresholds, nilearn's reporting):
 #: imported while the first node runs, before the pool's workers fork.
