@@ -13,6 +13,11 @@ larger than the cache they used to fit), the sort of the saddles and the union-f
 events a map at a time. Every lane computes the same levels, basins, joining order
 and saddle list as :func:`.spatial_kernels.tfce_pass`, hence its largest TFCE bit
 for bit.
+
+numba's on-disk cache of a kernel checks only the file that defines it: after a change
+to the helpers imported from :mod:`.spatial_kernels` (and not to this file), delete
+``__pycache__/spatial_lanes.*.nbi`` (or touch this file), or the cached kernels keep
+the old helpers. An installed package is rewritten whole and is not affected.
 """
 
 import numpy as np
