@@ -238,6 +238,15 @@ def statistic_map(model, data, plan):
     return out
 
 
+def _statistics(model, plan, chunks, n_voxels):
+    """t or F of the unpermuted data over ``chunks`` (n_voxels,), a chunk at a time."""
+    values = np.empty(n_voxels)
+    for cols, data in chunks:
+        values[cols] = statistic_map(model, data, plan)
+        del data
+    return values
+
+
 def _observed_too(model, plan, chunks, values):
     """``chunks``, the t or F of the unpermuted data of each written into ``values``."""
     for cols, data in chunks:
@@ -309,10 +318,7 @@ def _spatial_null(model, plan, start, stop, columns, graph, options, mem_gb, pro
 
     threshold = observed = None
     if options.uncorrected or start == 0:
-        observed = np.empty(n_vox)
-        for cols, data in chunks():
-            observed[cols] = statistic_map(model, data, plan)
-            del data
+        observed = _statistics(model, plan, chunks(), n_vox)
     if options.uncorrected:
         threshold = tie_threshold(tail_statistic(observed, options.tail))
     classes = None
@@ -495,12 +501,10 @@ def observed_maps(model, columns, plan, mask=None, options=None, mem_gb=DEFAULTS
     columns, options = _checked(model, columns, plan, options)
     graph = spatial_graph(mask, options)
     if statistic is None:
-        values = np.empty(columns.n_voxels)
         width = voxel_chunk_width(model, columns, mem_gb)
         with threadpool_limits(BLAS_THREADS, user_api="blas"):
-            for cols, data in prepared_chunks(model, columns, width):
-                values[cols] = statistic_map(model, data, plan)
-                del data
+            values = _statistics(model, plan, prepared_chunks(model, columns, width),
+                                 columns.n_voxels)
     else:
         values = np.asarray(statistic, dtype=float)
     out = ObservedMaps(statistic=values)
