@@ -19,6 +19,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from .images import fast_gzip
 from .private import private_folder, remove_private_folder
 
 
@@ -80,10 +81,26 @@ def write_json(path, data, indent=2):
     return str(Path(path).absolute())
 
 
+#: zlib level of the ``.nii.gz`` files written: zlib-ng's level 2 writes the demo's maps
+#: 1.9x faster than nibabel's (zlib, level 1), in 2% fewer bytes.
+GZIP_LEVEL = 2
+
+
 def save_img(img, path):
-    """Save a NIfTI image atomically and return its absolute path as str."""
+    """Save a NIfTI image atomically and return its absolute path as str.
+
+    A ``.nii.gz`` is compressed by zlib-ng (:data:`GZIP_LEVEL`), its gzip header as
+    nibabel's (dated 0, no name), so the same image gives the same bytes; the image
+    keeps its files (nibabel's writer points them at the stream, closed after)."""
     with atomic_path(path) as tmp:
-        nib.save(img, tmp)
+        if tmp.name.endswith(".nii.gz"):
+            files = img.file_map
+            with (open(tmp, "wb") as raw,
+                  fast_gzip.GzipFile("", "wb", GZIP_LEVEL, raw, mtime=0) as stream):
+                img.to_stream(stream)
+            img.file_map = files
+        else:
+            nib.save(img, tmp)
     return str(Path(path).absolute())
 
 
