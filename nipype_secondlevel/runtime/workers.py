@@ -139,12 +139,22 @@ FORKED_IMPORTS = ("matplotlib.pyplot", "nilearn.plotting", "nilearn.glm", "nilea
 
 def import_node_libraries(names):
     """Import the modules ``names`` (pyplot on Agg: pictures are written to files, never
-    shown), frozen out of garbage collections (see :func:`frozen_heap`)."""
-    for name in names:
-        if name == "matplotlib.pyplot":
-            importlib.import_module("matplotlib").use("Agg")
-        importlib.import_module(name)
-    gc.freeze()
+    shown), frozen out of garbage collections (see :func:`frozen_heap`).
+
+    No collection runs while they are imported: what an import makes is kept (modules,
+    classes, functions), so scanning it finds next to nothing, and took 12% of the time
+    of the demo's imports."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for name in names:
+            if name == "matplotlib.pyplot":
+                importlib.import_module("matplotlib").use("Agg")
+            importlib.import_module(name)
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
 
 
 @contextmanager
