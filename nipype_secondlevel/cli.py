@@ -21,7 +21,7 @@ from .io.errors import InputError, bad_input, escaped
 from .io.private import remove_private_folders
 from .runtime.console import one_line_warnings, stopped_line
 from .runtime.execution import WorkflowFailed, default_chunks  # (imports no nipype)
-from .spec import PERMUTATION_CORRECTIONS, OptionError, option, resolve
+from .spec import OptionError, option, resolve
 
 #: Entity filters of ``run --bids-dir``: option -> pybids entity.
 BIDS_FILTERS = {"task": "task", "space": "space", "session": "session",
@@ -110,8 +110,7 @@ def make_plan(command, given, values):
     from .workflows import plan_demo, plan_localizer
 
     results = {k: v for k, v in given.items() if option(k, command).results}
-    if values["correction"] in PERMUTATION_CORRECTIONS and values["n_chunks"] is None:
-        results["n_chunks"] = default_chunks(values["plugin"], values["n_procs"])
+    results["parallel"] = default_chunks(values["plugin"], values["n_procs"])
     if command == "demo":
         return plan_demo(**results)
     if command == "localizer":

@@ -79,7 +79,7 @@ def model_plans(given, values):
     A value of the model's Software block that conflicts with another option is one
     line naming the model file and the block.
     """
-    from .cli import participants_dir, write_work_table
+    from .cli import default_chunks, participants_dir, write_work_table
     from .design.model_analyses import analysis_plan, model_analyses
     from .design.plan import call_text
 
@@ -108,5 +108,6 @@ def model_plans(given, values):
         resolved["inputs_table"] = write_work_table(
             table, Path(values["work_dir"]) / "model_inputs" / analysis.name, source)
         plans.append((analysis.name, analysis_plan(
-            analysis, resolved, made_by=f"analysis_plan({call}[{i}], ...)")))
+            analysis, resolved, made_by=f"analysis_plan({call}[{i}], ...)",
+            parallel=default_chunks(values["plugin"], values["n_procs"]))))
     return plans

@@ -1,7 +1,7 @@
 """The defaults of a run on this machine (the real ones: conftest makes Linear the default
 of in-process runs): MultiProc and one permutation chunk per process
-on more than one CPU, Linear and one chunk on one (the chunking changes no result:
-tests/test_inference.py compares 1 and 2 chunks, bit for bit)."""
+on more than one CPU when each has a second of work, Linear and one chunk on one (the
+chunking changes no result: tests/test_inference.py compares 1 and 2 chunks, bit for bit)."""
 
 import pytest
 
@@ -10,10 +10,11 @@ from nipype_secondlevel.runtime import execution
 from nipype_secondlevel.runtime.execution import local_plugin  # before conftest's Linear
 
 
-def chunk_items(monkeypatch, cpus, *options):
+def chunk_items(monkeypatch, cpus, *options, test=("--correction", "tfce", "--n-subjects",
+                                                  "12", "--n-perm", "4000")):
     monkeypatch.setattr(execution, "local_plugin", local_plugin)
     monkeypatch.setattr(execution, "usable_cpus", lambda: cpus)
-    argv = ["demo", "--n-subjects", "6", "--correction", "maxT", "--n-perm", "100", *options]
+    argv = ["demo", *test, *options]
     args = build_parser().parse_args(argv)
     args.argv = argv
     workflow = build_workflow(args)
@@ -21,20 +22,39 @@ def chunk_items(monkeypatch, cpus, *options):
     return [(item["start"], item["stop"]) for item in chunks.inputs.item]
 
 
-@pytest.mark.parametrize(("cpus", "options", "plugin", "expected"), [
-    (1, [], "LinearPlugin", [(0, 64)]),
-    (4, [], "MultiProcPlugin", [(0, 32), (32, 64)]),
-    (4, ["--n-procs", "3"], "MultiProcPlugin", [(0, 21), (21, 43), (43, 64)]),
-    (2, ["--n-procs", "3"], "MultiProcPlugin", [(0, 32), (32, 64)]),
-    (4, ["--plugin", "Linear"], "LinearPlugin", [(0, 64)]),
-    (4, ["--n-chunks", "1"], "MultiProcPlugin", [(0, 64)]),
+@pytest.mark.parametrize(("cpus", "options", "plugin", "n_chunks"), [
+    (1, [], "LinearPlugin", 1),
+    (4, [], "MultiProcPlugin", 2),
+    (4, ["--n-procs", "3"], "MultiProcPlugin", 3),
+    (2, ["--n-procs", "3"], "MultiProcPlugin", 2),
+    (4, ["--plugin", "Linear"], "LinearPlugin", 1),
+    (4, ["--n-chunks", "1"], "MultiProcPlugin", 1),
 ])
 def test_default_plugin_and_chunks_follow_the_cpus(monkeypatch, cpus, options, plugin,
-                                                   expected):
-    # 6 subjects: all 2^6 = 64 sign flips
-    assert chunk_items(monkeypatch, cpus, *options) == expected
+                                                   n_chunks):
+    # TFCE of 4,000 sign flips on the demo's grid: seconds of work, worth every process
+    items = chunk_items(monkeypatch, cpus, *options)
+    assert len(items) == n_chunks
+    assert items[0][0] == 0 and items[-1][1] == 4000
+    assert all(a[1] == b[0] for a, b in zip(items, items[1:]))
     given = options[1] if options[:1] == ["--plugin"] else "auto"
     assert execution.plugin_class(given).__name__ == plugin
+
+
+@pytest.mark.parametrize(("test", "expected"), [
+    # the demo's max-T test: 10,000 sign flips of 16 subjects, a quarter of a second of
+    # work, less than a second process's start (numba's kernels loaded, the data read)
+    (["--correction", "maxT", "--n-perm", "10000"], [(0, 10000)]),
+    # 200 subjects: seconds of work, one chunk per process
+    (["--correction", "maxT", "--n-perm", "10000", "--n-subjects", "200"],
+     [(0, 5000), (5000, 10000)]),
+    # TFCE of 1,000 sign flips: about a second, one chunk
+    (["--correction", "tfce", "--n-perm", "1000"], [(0, 1000)]),
+    # given, whatever the work
+    (["--correction", "maxT", "--n-perm", "100", "--n-chunks", "2"], [(0, 50), (50, 100)]),
+])
+def test_a_short_test_is_one_chunk_unless_chunks_are_given(monkeypatch, test, expected):
+    assert chunk_items(monkeypatch, 4, test=test) == expected
 
 
 def test_null_maxima_are_bit_identical_whatever_the_chunking():

@@ -167,7 +167,8 @@ def test_building_the_demo_imports_no_heavy_library_and_multiproc_imports_them_a
     core is imported, before the pictures' libraries: it has the one, none of the other
     (nor matplotlib); a first node whose interface imports none of nilearn (the demo's
     simulation) forks before both. This process imports them, frozen out of the garbage
-    collections, while that node runs, and the pool's workers fork with them after."""
+    collections (none runs while they are imported; they run again after), while that node
+    runs, and the pool's workers fork with them after."""
     printed = _python(f"""
 import gc, multiprocessing, sys
 from types import SimpleNamespace
@@ -193,13 +194,14 @@ with frozen_heap():
     print(any(name in sys.modules for name in FORKED_IMPORTS))
     first = pool.submit(imported, node, CORE_IMPORTS, FORKED_IMPORTS + ("matplotlib",), 1)
     print(all(name in sys.modules for name in CORE_IMPORTS + FORKED_IMPORTS),
-          gc.get_freeze_count() > 0)
+          gc.get_freeze_count() > 0, gc.isenabled())
     print(*first.result(timeout=60), pool.submit(len, [])[1:] == (len, []))
     pool.shutdown(wait=True)
 print(gc.get_freeze_count())
 """)
     assert printed == (["False"] * len(HEAVY)
-                       + ["False", "True", "True", str(imports_nilearn), "False", "True", "0"])
+                       + ["False", "True", "True", "True", str(imports_nilearn), "False", "True",
+                          "0"])
 
 
 def test_the_design_figure_is_drawn_in_a_multiproc_worker_and_stays_local_on_a_cluster(tmp_path):

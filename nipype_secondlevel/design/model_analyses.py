@@ -378,7 +378,7 @@ def model_analyses(model_path, bids_dir, *, node=None, raw_dir=None, options=Non
     return analyses
 
 
-def analysis_plan(analysis, values, made_by=""):
+def analysis_plan(analysis, values, made_by="", parallel=1):
     """The :class:`~nipype_secondlevel.design.plan.Plan` of an analysis.
 
     ``values``: the options of ``run`` resolved (:func:`~nipype_secondlevel.spec.resolve`:
@@ -387,7 +387,8 @@ def analysis_plan(analysis, values, made_by=""):
     other design is a design matrix as ``--design file`` gives one. A ``pass`` contrast
     (effect and variance for a next level, which a dataset node does not have) is
     estimated as a t test (an F test for several rows), with one warning line: its
-    effect and variance maps are among the maps written.
+    effect and variance maps are among the maps written. ``parallel``: the most
+    permutation chunks run at once (see :func:`~.plan.plan_analysis`).
     """
     from .plan import Design, plan_design
 
@@ -410,4 +411,5 @@ def analysis_plan(analysis, values, made_by=""):
                           f"{test} test, its effect and variance maps written with it",
                           InputWarning, stacklevel=2)
         contrasts.append((contrast.label, contrast.weights.tolist(), test, contrast.name))
-    return plan_design({**values, "design": kind}, "run", design, contrasts, made_by=made_by)
+    return plan_design({**values, "design": kind}, "run", design, contrasts, made_by=made_by,
+                       parallel=parallel)

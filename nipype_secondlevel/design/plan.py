@@ -187,7 +187,7 @@ def call_text(function, *args, **kwargs):
     return f"{function}({', '.join(parts)})"
 
 
-def plan_analysis(inputs_table=None, rows=None, **options):
+def plan_analysis(inputs_table=None, rows=None, *, parallel=1, **options):
     """The plan of a group analysis (the options of ``nipype-secondlevel run``).
 
     Parameters
@@ -202,6 +202,10 @@ def plan_analysis(inputs_table=None, rows=None, **options):
         Any option of ``run`` by its name in :mod:`nipype_secondlevel.spec` (e.g.
         ``design="paired"``, ``conditions=["faces", "houses"]``, ``contrasts=[...]``,
         ``correction="maxT"``); the others take their defaults.
+    parallel : int
+        The most permutation chunks run at once (e.g. MultiProc's processes): without
+        ``n_chunks``, a test is split into at most that many, each worth its start
+        (:func:`~nipype_secondlevel.stats.permutation.worthwhile_chunks`).
 
     Returns
     -------
@@ -214,15 +218,17 @@ def plan_analysis(inputs_table=None, rows=None, **options):
     shown = {k: str(v) if isinstance(v, Path) else v for k, v in given.items()
              if v is not None}
     return make_plan(values, "run", rows=rows, source="table" if rows is None else "runtime",
-                     made_by=call_text("plan_analysis", **shown))
+                     made_by=call_text("plan_analysis", **shown), parallel=parallel)
 
 
-def make_plan(values, command, rows=None, source="table", grid=None, made_by=""):
+def make_plan(values, command, rows=None, source="table", grid=None, made_by="",
+              parallel=1):
     """The plan from resolved option values (:func:`~nipype_secondlevel.spec.resolve`).
 
     ``rows``: row labels when the maps come at run time (``source`` names where from),
     else the table ``values["inputs_table"]`` is read. ``grid``: (shape, affine) of
-    those maps, to check ``--mask`` against before the run.
+    those maps, to check ``--mask`` against before the run. ``parallel``: see
+    :func:`plan_analysis`.
     """
     weighted = values.get("estimation", "ols") != "ols"
     design_kind = values["design"]
@@ -261,18 +267,20 @@ def make_plan(values, command, rows=None, source="table", grid=None, made_by="")
     contrasts = [(label, weights.tolist(), kind, str(spec)) for (label, weights, kind), spec
                  in zip(parse_contrasts(specifications, matrix.columns), specifications)]
     return plan_design(values, command, design, contrasts, source=source, grid=grid,
-                       made_by=made_by)
+                       made_by=made_by, parallel=parallel)
 
 
 def plan_design(values, command, design, contrasts, *, source="table", grid=None,
-                made_by=""):
+                made_by="", parallel=1):
     """The plan of a design built and contrasts parsed: the maps' headers and ``--mask``
     checked, each contrast's permutation test decided, the options recorded.
 
     The second half of :func:`make_plan`, for a design made otherwise (e.g. a BIDS Stats
-    Model's node). ``contrasts``: (label, weights rows, kind, specification) each.
+    Model's node). ``contrasts``: (label, weights rows, kind, specification) each;
+    ``parallel``: see :func:`plan_analysis`.
     """
     domain = DOMAINS[0]
+    n_elements = None  # of the maps, known before the run
     if design.paths is not None:
         domain = plan_domain([*design.paths, *(design.variance_paths or [])])
         check_domain_options(values, domain, design.paths[0])
@@ -282,6 +290,7 @@ def plan_design(values, command, design, contrasts, *, source="table", grid=None
         values = {**values, **NOT_APPLICABLE}
         if values.get("surface_extent") is not None:
             values["surface_extent"] = surface_extent(values["surface_extent"], built)
+        n_elements = built.n_elements
     elif values.get("surface_extent") is not None:
         values = {**values, "surface_extent": None}  # volumes: clusters count voxels
     if domain == "volume" and design.paths is not None:
@@ -289,6 +298,7 @@ def plan_design(values, command, design, contrasts, *, source="table", grid=None
         grid = _grid(values.get("reference_map") or design.paths[0])
     if grid is not None:
         check_smoothing(values.get("smoothing_fwhm"), *grid)
+        n_elements = math.prod(grid[0])
     if values.get("mask") is not None:
         check_mask(Path(values["mask"]), grid)
     two_sided = not values.get("one_sided")
@@ -296,17 +306,20 @@ def plan_design(values, command, design, contrasts, *, source="table", grid=None
                for label, weights, kind, spec in contrasts]
     if values["correction"] in PERMUTATION_CORRECTIONS:
         for contrast in planned:
-            contrast.permutations = plan_permutations(values, design, contrast)
+            contrast.permutations = plan_permutations(values, design, contrast, n_elements,
+                                                      parallel)
     options = {k: _plain(v) for k, v in result_options(values, command).items()}
     return Plan(options=options, design=design, contrasts=planned, source=source,
                 domain=domain, made_by=made_by)
 
 
-def plan_permutations(values, design, contrast):
+def plan_permutations(values, design, contrast, n_elements=None, parallel=1):
     """The permutation test of one contrast: model, scheme, patterns, chunks, threshold.
 
     paired: sign flips of each subject's difference; an intercept alone: sign flips of
-    the maps (one-sample); anything else: Freedman-Lane on the design (glm)."""
+    the maps (one-sample); anything else: Freedman-Lane on the design (glm). Chunks:
+    ``--n-chunks``, else as many as are worth their start, at most ``parallel``, from
+    the work of ``n_elements`` per map (None: unknown)."""
     X = design.frame()
     weights = contrast.weights
     blocks = design.blocks or None
@@ -334,13 +347,16 @@ def plan_permutations(values, design, contrast):
     if values["correction"] in CLUSTER_CORRECTIONS:
         p = values["cluster_forming_p"]
         forming = [p, float(cluster_forming_value(p, model.dof, model.statistic, tail))]
+    spatial = values["correction"] in (*CLUSTER_CORRECTIONS, "tfce")
+    n_chunks = values["n_chunks"] or perm.worthwhile_chunks(
+        patterns.n_perm, n_elements, model.n_subjects, spatial, parallel)
     # Cluster and TFCE chunks compute each class of patterns once (stats/permutation/
     # repeats.py): chunks of equal work. Max-T computes every index: chunks of equal length.
-    if values["correction"] in (*CLUSTER_CORRECTIONS, "tfce"):
-        bounds = balanced_chunk_bounds(patterns, values["n_chunks"],
+    if spatial:
+        bounds = balanced_chunk_bounds(patterns, n_chunks,
                                        sign_symmetric(patterns, model.statistic, tail))
     else:
-        bounds = perm.chunk_bounds(patterns.n_perm, values["n_chunks"])
+        bounds = perm.chunk_bounds(patterns.n_perm, n_chunks)
     return Permutations(
         model=model_name, scheme=scheme, n_subjects=patterns.n_subjects,
         n_perm=patterns.n_perm, exhaustive=patterns.exhaustive, seed=patterns.seed,

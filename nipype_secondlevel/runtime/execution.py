@@ -260,8 +260,10 @@ def local_plugin(name):
 
 
 def default_chunks(plugin, n_procs):
-    """Permutation chunks of a run whose --n-chunks is not given: with MultiProc, one per
-    process (--n-procs, else 2), at most the CPUs; else 1 (results do not depend on it)."""
+    """The most permutation chunks of a test whose --n-chunks is not given: with MultiProc,
+    one per process (--n-procs, else 2), at most the CPUs; else 1 (fewer when the test is
+    too short to share: :func:`~..stats.permutation.worthwhile_chunks`; results do not
+    depend on it)."""
     if str(local_plugin(plugin)).lower() != "multiproc":
         return 1
     return min(n_procs or 2, usable_cpus())

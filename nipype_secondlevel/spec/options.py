@@ -170,7 +170,8 @@ OPTIONS = (
     Option("n_chunks", Integer(1, 1000), None, "permutation jobs (run in parallel by "
            "MultiProc or a cluster; results do not depend on it)", group=INFERENCE,
            only_with=PERMUTATIONS, default_text="with MultiProc (the default on more than "
-           "one CPU) --n-procs or 2, at most the CPUs; else 1"),
+           "one CPU) one per process (--n-procs or 2, at most the CPUs) when each has a "
+           "second of work or more (a short max-T test is one); else 1"),
     Option("perm_seed", Integer(0, 2**32 - 1), 0, "seed of the random patterns",
            group=INFERENCE, only_with=PERMUTATIONS),
     Option("perm_scheme", PERM_SCHEMES, "auto", "sign-flip: symmetric errors (PALM -ise); "

@@ -35,11 +35,12 @@ MODEL_COPY = "model_smdl.json"
 REFERENCE_DESIGN = {"design": "paired", "conditions": ["vertical", "horizontal"]}
 
 
-def plan_demo(**options):
+def plan_demo(parallel=1, **options):
     """The plan of the demo: the paired reference analysis of the simulated sample.
 
     ``options``: those of ``nipype-secondlevel demo`` by their spec names (e.g.
-    ``n_subjects=6``, ``threshold=4.0``, ``correction="maxT"``).
+    ``n_subjects=6``, ``threshold=4.0``, ``correction="maxT"``); ``parallel``: the
+    most permutation chunks run at once (see :func:`~..design.plan.plan_analysis`).
     """
     values = resolve(options, "demo", fixed=REFERENCE_DESIGN)
     n = values["n_subjects"]
@@ -48,12 +49,13 @@ def plan_demo(**options):
     check_simulation_fits(n)
     return make_plan(values, "demo", rows=simulation_rows(n, REFERENCE_DESIGN["conditions"]),
                      source="simulation", grid=(LOCALIZER_SHAPE, LOCALIZER_AFFINE),
-                     made_by=call_text("plan_demo", **options))
+                     made_by=call_text("plan_demo", **options), parallel=parallel)
 
 
-def plan_localizer(**options):
+def plan_localizer(parallel=1, **options):
     """The plan of the reference analysis on Brainomics/Localizer (``n_subjects`` 2..94;
-    ``estimation="mixed"`` or ``"fixed"`` with the first-level variances)."""
+    ``estimation="mixed"`` or ``"fixed"`` with the first-level variances; ``parallel`` as
+    :func:`plan_demo`'s)."""
     values = resolve(options, "localizer", fixed=REFERENCE_DESIGN)
     n = values["n_subjects"]
     if not 2 <= n <= 94:
@@ -61,7 +63,7 @@ def plan_localizer(**options):
     rows = localizer_rows(range(1, n + 1), REFERENCE_DESIGN["conditions"])
     return make_plan(values, "localizer", rows=rows, source="localizer",
                      grid=(LOCALIZER_SHAPE, LOCALIZER_AFFINE),
-                     made_by=call_text("plan_localizer", **options))
+                     made_by=call_text("plan_localizer", **options), parallel=parallel)
 
 
 def exported_outputs(plan):

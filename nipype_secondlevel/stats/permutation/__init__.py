@@ -35,7 +35,7 @@ _NAMES = {
               "one_sample_model", "partition_design", "prepare_data"),
     "plans": ("RANDOM_BLOCK", "SCHEMES", "PermutationPlan", "chunk_bounds",
               "n_possible_patterns", "plan_patterns", "plan_permutations", "row_permutations",
-              "sign_flip_patterns"),
+              "sign_flip_patterns", "worthwhile_chunks"),
 }
 _MODULE = {name: module for module, names in _NAMES.items() for name in names}
 
