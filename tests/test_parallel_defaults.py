@@ -3,6 +3,8 @@ of in-process runs): MultiProc and one permutation chunk per process
 on more than one CPU when each has a second of work, Linear and one chunk on one (the
 chunking changes no result: tests/test_inference.py compares 1 and 2 chunks, bit for bit)."""
 
+from itertools import pairwise
+
 import pytest
 
 from nipype_secondlevel.cli import build_parser, build_workflow
@@ -36,7 +38,7 @@ def test_default_plugin_and_chunks_follow_the_cpus(monkeypatch, cpus, options, p
     items = chunk_items(monkeypatch, cpus, *options)
     assert len(items) == n_chunks
     assert items[0][0] == 0 and items[-1][1] == 4000
-    assert all(a[1] == b[0] for a, b in zip(items, items[1:]))
+    assert all(a[1] == b[0] for a, b in pairwise(items))
     given = options[1] if options[:1] == ["--plugin"] else "auto"
     assert execution.plugin_class(given).__name__ == plugin
 
