@@ -3,6 +3,7 @@ of in-process runs): MultiProc and one permutation chunk per process
 on more than one CPU when each has a second of work, Linear and one chunk on one (the
 chunking changes no result: tests/test_inference.py compares 1 and 2 chunks, bit for bit)."""
 
+import json
 from itertools import pairwise
 
 import pytest
@@ -21,7 +22,10 @@ def chunk_items(monkeypatch, cpus, *options, test=("--correction", "tfce", "--n-
     args.argv = argv
     workflow = build_workflow(args)
     chunks = workflow.get_node("group_analysis_wf.permutation_wf.chunks")
-    return [(item["start"], item["stop"]) for item in chunks.inputs.item]
+    items = [(item["start"], item["stop"]) for item in chunks.inputs.item]
+    plan = json.loads(workflow.get_node("group_analysis_wf.plan").inputs.plan)
+    assert plan["options"]["n_chunks"] == len(items)  # the report says how many
+    return items
 
 
 @pytest.mark.parametrize(("cpus", "options", "plugin", "n_chunks"), [

@@ -308,6 +308,8 @@ def plan_design(values, command, design, contrasts, *, source="table", grid=None
         for contrast in planned:
             contrast.permutations = plan_permutations(values, design, contrast, n_elements,
                                                       parallel)
+        if values["n_chunks"] is None:  # the plan's record: the chunks decided
+            values = {**values, "n_chunks": max(len(c.permutations.chunks) for c in planned)}
     options = {k: _plain(v) for k, v in result_options(values, command).items()}
     return Plan(options=options, design=design, contrasts=planned, source=source,
                 domain=domain, made_by=made_by)
