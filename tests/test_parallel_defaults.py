@@ -11,6 +11,7 @@ import pytest
 from nipype_secondlevel.cli import build_parser, build_workflow
 from nipype_secondlevel.runtime import execution
 from nipype_secondlevel.runtime.execution import local_plugin  # before conftest's Linear
+from nipype_secondlevel.workflows import plan_demo
 
 
 def chunk_items(monkeypatch, cpus, *options, test=("--correction", "tfce", "--n-subjects",
@@ -25,6 +26,9 @@ def chunk_items(monkeypatch, cpus, *options, test=("--correction", "tfce", "--n-
     items = [(item["start"], item["stop"]) for item in chunks.inputs.item]
     plan = json.loads(workflow.get_node("group_analysis_wf.plan").inputs.plan)
     assert plan["options"]["n_chunks"] == len(items)  # the report says how many
+    # and the plan's provenance, run again, makes the same chunks
+    again = eval(plan["made_by"], {"plan_demo": plan_demo})
+    assert again.contrasts[0].permutations.chunks == [list(item) for item in items]
     return items
 
 

@@ -187,6 +187,12 @@ def call_text(function, *args, **kwargs):
     return f"{function}({', '.join(parts)})"
 
 
+def planner_call(function, parallel, **options):
+    """:func:`call_text` of a plan function given ``options``, and ``parallel`` when it is
+    not 1 (it sets the chunks the plan decides)."""
+    return call_text(function, **options, **({"parallel": parallel} if parallel != 1 else {}))
+
+
 def plan_analysis(inputs_table=None, rows=None, *, parallel=1, **options):
     """The plan of a group analysis (the options of ``nipype-secondlevel run``).
 
@@ -218,7 +224,8 @@ def plan_analysis(inputs_table=None, rows=None, *, parallel=1, **options):
     shown = {k: str(v) if isinstance(v, Path) else v for k, v in given.items()
              if v is not None}
     return make_plan(values, "run", rows=rows, source="table" if rows is None else "runtime",
-                     made_by=call_text("plan_analysis", **shown), parallel=parallel)
+                     made_by=planner_call("plan_analysis", parallel, **shown),
+                     parallel=parallel)
 
 
 def make_plan(values, command, rows=None, source="table", grid=None, made_by="",

@@ -13,7 +13,7 @@ from ..datasets.simulation import (
     check_simulation_fits,
     simulation_rows,
 )
-from ..design.plan import call_text, make_plan
+from ..design.plan import make_plan, planner_call
 from ..interfaces import (
     DatasetDescription,
     DerivativesSink,
@@ -49,7 +49,7 @@ def plan_demo(parallel=1, **options):
     check_simulation_fits(n)
     return make_plan(values, "demo", rows=simulation_rows(n, REFERENCE_DESIGN["conditions"]),
                      source="simulation", grid=(LOCALIZER_SHAPE, LOCALIZER_AFFINE),
-                     made_by=call_text("plan_demo", **options), parallel=parallel)
+                     made_by=planner_call("plan_demo", parallel, **options), parallel=parallel)
 
 
 def plan_localizer(parallel=1, **options):
@@ -63,7 +63,7 @@ def plan_localizer(parallel=1, **options):
     rows = localizer_rows(range(1, n + 1), REFERENCE_DESIGN["conditions"])
     return make_plan(values, "localizer", rows=rows, source="localizer",
                      grid=(LOCALIZER_SHAPE, LOCALIZER_AFFINE),
-                     made_by=call_text("plan_localizer", **options), parallel=parallel)
+                     made_by=planner_call("plan_localizer", parallel, **options), parallel=parallel)
 
 
 def exported_outputs(plan):
