@@ -20,10 +20,6 @@ def entry():
     A shell's background job ignores SIGINT, and keeps ignoring it. A stopped run's
     process ends at once after its line (:func:`exit_stopped`)."""
     received = []
-    # No garbage collection while the command loads (its libraries, the plan, the
-    # workflow: kept, nothing to collect; 0.12 s of a rerun from the cache); on again for
-    # the run (cli.run).
-    gc.disable()
     try:  # a Ctrl-C may also land while the handlers are installed
         for signum in STOP_SIGNALS:
             if signal.getsignal(signum) is not signal.SIG_IGN:

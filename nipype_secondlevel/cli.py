@@ -8,7 +8,6 @@ built from the plan and run.
 """
 
 import errno
-import gc
 import os
 import shlex
 import shutil
@@ -187,7 +186,6 @@ def run(args):
                              inputs=[f for sink in sinks for f in sink.inputs.input_files],
                              subfolders=[Path(sink.inputs.out_dir).name for sink in sinks])
     created = not out_dir.exists()
-    gc.enable()  # (off while the command loaded: __main__.entry)
     try:
         # One run per work folder and per results folder (their locks are released by
         # the kernel when a run is killed). A failed node is one line: nipype's own log
