@@ -15,7 +15,8 @@ def entry():
     (a finalizer prints and loses it; the run went on), so a signal received then is acted
     on once it has loaded: the one line of a stopped run and its exit status, nothing run.
     Once loaded, the command runs stopped by the first signal (``StopOnSignal``: one lost
-    in a finalizer is raised again; SIGTERM too is the one line, not a silent death), and
+    in a finalizer is raised again, one a library swallowed at the run's next checkpoint
+    or when the command ends; SIGTERM too is the one line, not a silent death), and
     a signal once it has ended is recorded only (no traceback at the interpreter's exit).
     A shell's background job ignores SIGINT, and keeps ignoring it. A stopped run's
     process ends at once after its line (:func:`exit_stopped`)."""
@@ -27,8 +28,11 @@ def entry():
         from .cli import main
         from .runtime.interrupts import StopOnSignal
 
-        with StopOnSignal():  # (the recording handlers given back at its end)
+        with StopOnSignal() as guard:  # (the recording handlers given back at its end)
             code = None if received else main()
+            if code == 0 and guard.signum is not None:  # its exception was lost after the
+                received.append(guard.signum)  # run's last checkpoint: a stop all the same
+                code = None
         if code in (128 + signum for signum in STOP_SIGNALS):
             exit_stopped(code)
         if code is not None:

@@ -106,9 +106,8 @@ class Progress:
     MapNode items (which MultiProc and the batch plugins schedule one by one) are
     named ``<MapNode's full name>[i]`` and not counted."""
 
-    def __init__(self, total, start, stream=None, guard=None, quiet=False):
+    def __init__(self, total, start, stream=None, quiet=False):
         self.total, self.start, self.quiet = total, start, quiet
-        self.guard = guard  # no lines once the run is interrupted
         self.stream = stream or sys.stderr
         self.mapnodes = {}  # output folder of each MapNode of the graph: its full name
         self.started = {}
@@ -118,7 +117,7 @@ class Progress:
     def __getstate__(self):
         # MapNodes pickle the plugin arguments, this callback included, with
         # themselves: what cannot be pickled, or is large, stays behind.
-        return {**self.__dict__, "stream": None, "guard": None, "mapnodes": {}}
+        return {**self.__dict__, "stream": None, "mapnodes": {}}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -139,8 +138,7 @@ class Progress:
         return None
 
     def __call__(self, node, status):
-        if self.guard is not None and self.guard.interrupted:
-            return
+        interrupts.raise_if_stopped()  # (no line once the run is interrupted)
         item = self.item_name(node)
         name = item or node.fullname
         if status == "exception":
@@ -184,6 +182,7 @@ class Runner:
         self.graph = graph
         if self.plugin_args.get("status_callback") is not None:
             self.plugin_args["status_callback"].watch(graph)
+        interrupts.raise_if_stopped()
         heal(graph, self.work_dir, self.say)
         self.prepare(graph)
         try:
@@ -348,8 +347,7 @@ def run_workflow(workflow, work_dir, plugin="Linear", n_procs=None, progress=Tru
     with interrupts.StopOnSignal() as guard, \
             interrupts.removing_files_made_after_interrupt(crash_dir, guard):
         if not is_graph(cls):
-            args["status_callback"] = Progress(count_nodes(workflow), start, guard=guard,
-                                               quiet=not progress)
+            args["status_callback"] = Progress(count_nodes(workflow), start, quiet=not progress)
         runner = make_runner(plugin, args, work_dir=work_dir, say=say, poll=poll_interval,
                              batch_dir=Path(work_dir) / workflow.name / "batch")
         try:

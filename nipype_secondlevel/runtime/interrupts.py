@@ -84,6 +84,18 @@ def _unraisable(unraisable):
     (_state.hook if _state is not None else sys.__unraisablehook__)(unraisable)
 
 
+def raise_if_stopped():
+    """Raise :class:`Interrupted` in the run's process once a stop signal has come.
+
+    The handler raises it once, where the signal lands, and there it can be lost: a
+    library's bare ``except:``, or C code that clears errors (a dict lookup calling a
+    ``__eq__``), swallows it and the run goes on. The run calls this at its checkpoints:
+    before the first node, and as each node starts or ends (its progress callback)."""
+    state = _state
+    if state is not None and state.signum is not None and state.run_pid == os.getpid():
+        raise Interrupted(state.signum)
+
+
 def die_with_parent(parent=None):
     """Ask the kernel to kill this process when its parent ends (Linux; else a no-op).
 
