@@ -92,6 +92,7 @@ def model_plans(given, values):
                               options=software_checks(), estimation=given.get("estimation"))
     command_line = {k: v for k, v in given.items() if option(k, "run").results}
     plans = []
+    parallel = default_chunks(values["plugin"], values["n_procs"])
     for i, analysis in enumerate(analyses):
         try:
             resolved = resolve({**analysis.options, "estimation": analysis.estimation,
@@ -108,6 +109,5 @@ def model_plans(given, values):
         resolved["inputs_table"] = write_work_table(
             table, Path(values["work_dir"]) / "model_inputs" / analysis.name, source)
         plans.append((analysis.name, analysis_plan(
-            analysis, resolved, made_by=f"analysis_plan({call}[{i}], ...)",
-            parallel=default_chunks(values["plugin"], values["n_procs"]))))
+            analysis, resolved, made_by=f"analysis_plan({call}[{i}], ...)", parallel=parallel)))
     return plans
