@@ -95,10 +95,12 @@ def save_img(img, path):
     with atomic_path(path) as tmp:
         if tmp.name.endswith(".nii.gz"):
             files = img.file_map
-            with (open(tmp, "wb") as raw,
-                  fast_gzip.GzipFile("", "wb", GZIP_LEVEL, raw, mtime=0) as stream):
-                img.to_stream(stream)
-            img.file_map = files
+            try:
+                with (open(tmp, "wb") as raw,
+                      fast_gzip.GzipFile("", "wb", GZIP_LEVEL, raw, mtime=0) as stream):
+                    img.to_stream(stream)
+            finally:
+                img.file_map = files
         else:
             nib.save(img, tmp)
     return str(Path(path).absolute())
